@@ -1,0 +1,53 @@
+# The README's two commands: `make run` and `make test`. Everything else builds on them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+SPEEDUPS := $(wildcard cyasgi/_speedups/*.pyx cyasgi/_speedups/*.pxd cyasgi/_speedups/*.pxi)
+
+.PHONY: run test test-pure test-pypy bench build annotate lint clean fuzz venv
+
+# Create the venv and install cyasgi (editable) with its test dependencies.
+$(VENV)/.installed: pyproject.toml setup.py requirements/test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/test.txt
+	$(PY) -m pip install -q --no-build-isolation -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+# (Re)compile the Cython twin in place; a no-op when nothing changed.
+build: $(VENV)/.installed $(SPEEDUPS)
+	$(PY) setup.py -q build_ext --inplace
+
+run: build
+	$(BIN)/cyasgi --app-dir examples hello:app --host $(HOST) --port $(PORT)
+
+test: build
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The whole suite with the compiled twin forced off at import.
+test-pure: build
+	CYASGI_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+test-pypy:
+	$(MAKE) test PYTHON=pypy3 VENV=.venv-pypy
+
+bench: build
+	$(PY) perf/bench.py $(BENCH_ARGS)
+
+annotate: $(VENV)/.installed
+	cd cyasgi/_speedups && ../../$(BIN)/cython -3 -a *.pyx
+
+lint: $(VENV)/.installed
+	$(PY) -m pip install -q ruff
+	$(BIN)/ruff check cyasgi tests perf
+
+clean:
+	rm -rf build dist *.egg-info cyasgi/_speedups/*.c cyasgi/_speedups/*.html cyasgi/_speedups/*.so
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,3 @@
+from cyasgi.main import main
+
+main()

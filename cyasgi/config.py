@@ -1,0 +1,622 @@
+"""Config: every setting of the server, app loading, and the choice of protocol, loop and lifespan."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import logging
+import logging.config
+import os
+import socket
+import ssl
+import sys
+from configparser import RawConfigParser
+from pathlib import Path
+from typing import IO, Any, Awaitable, Callable, Literal
+
+from cyasgi._compat import IS_PYPY
+from cyasgi.importer import ImportFromStringError, import_from_string
+from cyasgi.logging import TRACE_LOG_LEVEL
+
+HTTPProtocolType = Literal["auto", "h11", "httptools"]
+WSProtocolType = Literal["auto", "none", "websockets", "websockets-sansio", "wsproto"]
+LifespanType = Literal["auto", "on", "off"]
+LoopFactoryType = Literal["none", "auto", "asyncio", "uvloop"]
+InterfaceType = Literal["auto", "asgi3", "asgi2", "wsgi"]
+
+#: Exit status when the server could not start (bad app, port in use, failed lifespan startup).
+STARTUP_FAILURE = 3
+
+LOG_LEVELS: dict[str, int] = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE_LOG_LEVEL,
+}
+
+# Every name maps to one HTTP/1.1 protocol (the compiled or pure twin, chosen at import); the
+# name picks the request parser it drives (see HTTP_PARSERS).
+HTTP_PROTOCOLS: dict[str, str] = {
+    "auto": "cyasgi.protocols.http:HttpProtocol",
+    "h11": "cyasgi.protocols.http:HttpProtocol",
+    "httptools": "cyasgi.protocols.http:HttpProtocol",
+}
+HTTP_PARSERS: dict[str, str] = {
+    "auto": "cyasgi.protocols.parsers:auto_parser_factory",
+    "h11": "cyasgi.protocols.parsers:H11Parser",
+    "httptools": "cyasgi.protocols.parsers:httptools_parser_factory",
+}
+WS_PROTOCOLS: dict[str, str | None] = {
+    "auto": "cyasgi.protocols.websockets.auto:AutoWebSocketsProtocol",
+    "none": None,
+    "websockets": "cyasgi.protocols.websockets.websockets_impl:WebSocketProtocol",
+    "websockets-sansio": "cyasgi.protocols.websockets.websockets_sansio_impl:WebSocketsSansIOProtocol",
+    "wsproto": "cyasgi.protocols.websockets.wsproto_impl:WSProtocol",
+}
+LIFESPAN: dict[str, str] = {
+    "auto": "cyasgi.lifespan.on:LifespanOn",
+    "on": "cyasgi.lifespan.on:LifespanOn",
+    "off": "cyasgi.lifespan.off:LifespanOff",
+}
+LOOP_FACTORIES: dict[str, str | None] = {
+    "none": None,
+    "auto": "cyasgi.loops.auto:auto_loop_factory",
+    "asyncio": "cyasgi.loops.asyncio:asyncio_loop_factory",
+    "uvloop": "cyasgi.loops.uvloop:uvloop_loop_factory",
+}
+INTERFACES: list[InterfaceType] = ["auto", "asgi3", "asgi2", "wsgi"]
+
+SSL_PROTOCOL_VERSION: int = ssl.PROTOCOL_TLS_SERVER
+
+# Logger names are uvicorn's on purpose: existing logging configs for uvicorn keep working.
+LOGGING_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "default": {
+            "()": "cyasgi.logging.DefaultFormatter",
+            "fmt": "%(levelprefix)s %(message)s",
+            "use_colors": None,
+        },
+        "access": {
+            "()": "cyasgi.logging.AccessFormatter",
+            "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+        },
+    },
+    "handlers": {
+        "default": {
+            "formatter": "default",
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+        },
+        "access": {
+            "formatter": "access",
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+        },
+    },
+    "loggers": {
+        "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+    },
+}
+
+logger = logging.getLogger("uvicorn.error")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message says which and why."""
+
+
+def create_ssl_context(
+    certfile: str | os.PathLike[str],
+    keyfile: str | os.PathLike[str] | None,
+    password: str | None,
+    ssl_version: int,
+    cert_reqs: int,
+    ca_certs: str | os.PathLike[str] | None,
+    ciphers: str | None,
+) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl_version)
+    get_password = (lambda: password) if password else None
+    ctx.load_cert_chain(certfile, keyfile, get_password)
+    ctx.verify_mode = ssl.VerifyMode(cert_reqs)
+    if ca_certs:
+        ctx.load_verify_locations(ca_certs)
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    return ctx
+
+
+def is_dir(path: Path) -> bool:
+    try:
+        return path.resolve().is_dir()
+    except OSError:  # an unreadable or looping path is not a directory we can watch
+        return False
+
+
+def resolve_reload_patterns(patterns: list[str], directories: list[str]) -> tuple[list[str], list[Path]]:
+    """Split reload patterns into glob patterns and directories to watch.
+
+    A pattern that names a directory (or globs to directories under the working directory) is
+    also watched as a directory. Directories nested inside another listed directory are dropped:
+    watching the outer one covers them.
+    """
+    found: set[Path] = {Path(directory).resolve() for directory in directories}
+    for pattern in patterns:
+        if pattern == ".*":  # would match every dot-directory under the tree: keep it a pattern only
+            continue
+        candidate = Path(pattern)
+        if is_dir(candidate):
+            found.add(candidate.resolve())
+            continue
+        try:
+            found.update(match.resolve() for match in Path.cwd().glob(pattern) if is_dir(match))
+        except (NotImplementedError, ValueError):  # absolute or empty patterns cannot be globbed
+            pass
+    existing = {directory for directory in found if is_dir(directory)}
+    top_level = sorted(d for d in existing if not any(parent in existing for parent in d.parents))
+    return list(dict.fromkeys(patterns)), top_level
+
+
+def _as_list(value: list[str] | str | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(dict.fromkeys(value))
+
+
+def _detect_interface(app: Any) -> InterfaceType:
+    """asgi3 for a coroutine callable, wsgi for a sync callable of (environ, start_response), else asgi2."""
+    if inspect.isclass(app):
+        return "asgi3" if hasattr(app, "__await__") else "asgi2"
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)
+    if call is None:
+        return "asgi3"
+    if inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(app):
+        return "asgi3"
+    # A partial or a decorated coroutine function shows only through the signature's owner.
+    unwrapped = inspect.unwrap(call)
+    if inspect.iscoroutinefunction(unwrapped):
+        return "asgi3"
+    try:
+        params = [
+            p
+            for p in inspect.signature(call).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):
+        return "asgi3"
+    if len(params) == 2:
+        return "wsgi"
+    if len(params) == 1:
+        return "asgi2"
+    return "asgi3"
+
+
+class Config:
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        uds: str | None = None,
+        fd: int | None = None,
+        loop: LoopFactoryType | str = "auto",
+        http: type[Any] | HTTPProtocolType | str = "auto",
+        http2: bool = False,
+        ws: type[Any] | WSProtocolType | str = "auto",
+        ws_max_size: int = 16 * 1024 * 1024,
+        ws_max_queue: int = 32,
+        ws_ping_interval: float | None = 20.0,
+        ws_ping_timeout: float | None = 20.0,
+        ws_per_message_deflate: bool = True,
+        lifespan: LifespanType = "auto",
+        env_file: str | os.PathLike[str] | None = None,
+        log_config: dict[str, Any] | str | os.PathLike[str] | RawConfigParser | IO[Any] | None = LOGGING_CONFIG,
+        log_level: str | int | None = None,
+        access_log: bool = True,
+        use_colors: bool | None = None,
+        interface: InterfaceType = "auto",
+        reload: bool = False,
+        reload_dirs: list[str] | str | None = None,
+        reload_delay: float = 0.25,
+        reload_includes: list[str] | str | None = None,
+        reload_excludes: list[str] | str | None = None,
+        workers: int | None = None,
+        proxy_headers: bool = True,
+        server_header: bool = True,
+        date_header: bool = True,
+        forwarded_allow_ips: list[str] | str | None = None,
+        root_path: str = "",
+        limit_concurrency: int | None = None,
+        limit_max_requests: int | None = None,
+        limit_max_requests_jitter: int = 0,
+        backlog: int = 2048,
+        timeout_keep_alive: int = 5,
+        timeout_notify: int = 30,
+        timeout_graceful_shutdown: int | None = None,
+        timeout_worker_healthcheck: int = 5,
+        callback_notify: Callable[..., Awaitable[None]] | None = None,
+        ssl_keyfile: str | os.PathLike[str] | None = None,
+        ssl_certfile: str | os.PathLike[str] | None = None,
+        ssl_keyfile_password: str | None = None,
+        ssl_version: int = SSL_PROTOCOL_VERSION,
+        ssl_cert_reqs: int = ssl.CERT_NONE,
+        ssl_ca_certs: str | os.PathLike[str] | None = None,
+        ssl_ciphers: str | None = None,
+        ssl_context_factory: Callable[[Config, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        factory: bool = False,
+        h11_max_incomplete_event_size: int | None = None,
+        reset_contextvars: bool = False,
+    ):
+        self.app = app
+        self.host = host
+        self.port = port
+        self.uds = uds
+        self.fd = fd
+        self.loop = loop
+        self.http = http
+        self.http2 = http2
+        self.ws = ws
+        self.ws_max_size = ws_max_size
+        self.ws_max_queue = ws_max_queue
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_ping_timeout = ws_ping_timeout
+        self.ws_per_message_deflate = ws_per_message_deflate
+        self.lifespan = lifespan
+        self.log_config = log_config
+        self.log_level = log_level
+        self.access_log = access_log
+        self.use_colors = use_colors
+        self.interface = interface
+        self.reload = reload
+        self.reload_delay = reload_delay
+        self.workers = workers or 1
+        self.proxy_headers = proxy_headers
+        self.server_header = server_header
+        self.date_header = date_header
+        self.root_path = root_path
+        self.limit_concurrency = limit_concurrency
+        self.limit_max_requests = limit_max_requests
+        self.limit_max_requests_jitter = limit_max_requests_jitter
+        self.backlog = backlog
+        self.timeout_keep_alive = timeout_keep_alive
+        self.timeout_notify = timeout_notify
+        self.timeout_graceful_shutdown = timeout_graceful_shutdown
+        self.timeout_worker_healthcheck = timeout_worker_healthcheck
+        self.callback_notify = callback_notify
+        self.ssl_keyfile = ssl_keyfile
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile_password = ssl_keyfile_password
+        self.ssl_version = ssl_version
+        self.ssl_cert_reqs = ssl_cert_reqs
+        self.ssl_ca_certs = ssl_ca_certs
+        self.ssl_ciphers = ssl_ciphers
+        self.ssl_context_factory = ssl_context_factory
+        self.headers: list[tuple[str, str]] = headers or []
+        self.encoded_headers: list[tuple[bytes, bytes]] = []
+        self.factory = factory
+        self.h11_max_incomplete_event_size = h11_max_incomplete_event_size
+        self.reset_contextvars = reset_contextvars
+
+        self.loaded = False
+        self.configure_logging()
+
+        self.reload_dirs: list[Path] = []
+        self.reload_dirs_excludes: list[Path] = []
+        self.reload_includes: list[str] = []
+        self.reload_excludes: list[str] = []
+
+        if (reload_dirs or reload_includes or reload_excludes) and not self.should_reload:
+            logger.warning(
+                "Current configuration will not reload as not all conditions are met, please refer to documentation."
+            )
+
+        if self.should_reload:
+            self._resolve_reload_settings(_as_list(reload_dirs), _as_list(reload_includes), _as_list(reload_excludes))
+
+        if env_file is not None:
+            from dotenv import load_dotenv
+
+            logger.info("Loading environment from '%s'", env_file)
+            load_dotenv(dotenv_path=env_file)
+
+        if workers is None and "WEB_CONCURRENCY" in os.environ:
+            self.workers = int(os.environ["WEB_CONCURRENCY"])
+
+        self.forwarded_allow_ips: list[str] | str
+        if forwarded_allow_ips is None:
+            self.forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+        else:
+            self.forwarded_allow_ips = forwarded_allow_ips
+
+        if self.reload and self.workers > 1:
+            logger.warning('"workers" flag is ignored when reloading is enabled.')
+
+    def _resolve_reload_settings(self, dirs: list[str], includes: list[str], excludes: list[str]) -> None:
+        self.reload_includes, self.reload_dirs = resolve_reload_patterns(includes, dirs)
+        self.reload_excludes, self.reload_dirs_excludes = resolve_reload_patterns(excludes, [])
+        # An excluded directory removes every watched directory at or below it.
+        self.reload_dirs = [
+            watched
+            for watched in self.reload_dirs
+            if not any(excluded == watched or excluded in watched.parents for excluded in self.reload_dirs_excludes)
+        ]
+        # A pattern both included and excluded is excluded.
+        self.reload_includes = [pattern for pattern in self.reload_includes if pattern not in self.reload_excludes]
+        if not self.reload_dirs:
+            if dirs:
+                logger.warning(
+                    "Provided reload directories %s did not contain valid directories, "
+                    "watching current working directory.",
+                    dirs,
+                )
+            self.reload_dirs = [Path.cwd()]
+        logger.info("Will watch for changes in these directories: %s", sorted(map(str, self.reload_dirs)))
+
+    @property
+    def asgi_version(self) -> Literal["2.0", "3.0"]:
+        mapping: dict[str, Literal["2.0", "3.0"]] = {"asgi2": "2.0", "asgi3": "3.0", "wsgi": "3.0"}
+        return mapping[self.interface] if self.interface in mapping else "3.0"
+
+    @property
+    def is_ssl(self) -> bool:
+        return bool(self.ssl_keyfile or self.ssl_certfile or self.ssl_context_factory)
+
+    @property
+    def use_subprocess(self) -> bool:
+        return bool(self.reload or self.workers > 1)
+
+    @property
+    def should_reload(self) -> bool:
+        return isinstance(self.app, str) and self.reload
+
+    def configure_logging(self) -> None:
+        logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
+
+        if self.log_config is not None:
+            if isinstance(self.log_config, dict):
+                log_config = copy.deepcopy(self.log_config)
+                if self.use_colors in (True, False):
+                    for name in ("default", "access"):
+                        formatter = log_config.get("formatters", {}).get(name)
+                        if isinstance(formatter, dict):
+                            formatter["use_colors"] = self.use_colors
+                logging.config.dictConfig(log_config)
+            elif isinstance(self.log_config, (str, os.PathLike)):
+                path = os.fspath(self.log_config)
+                if path.endswith(".json"):
+                    with open(path) as file:
+                        loaded_config = json.load(file)
+                    logging.config.dictConfig(loaded_config)
+                elif path.endswith((".yaml", ".yml")):
+                    import yaml
+
+                    with open(path) as file:
+                        loaded_config = yaml.safe_load(file)
+                    logging.config.dictConfig(loaded_config)
+                else:
+                    # Anything else is read as an .ini file, like the logging module's fileConfig.
+                    logging.config.fileConfig(path, disable_existing_loggers=False)
+            else:
+                logging.config.fileConfig(self.log_config, disable_existing_loggers=False)
+
+        if self.log_level is not None:
+            if isinstance(self.log_level, str):
+                log_level = LOG_LEVELS[self.log_level]
+            else:
+                log_level = self.log_level
+            logging.getLogger("uvicorn.error").setLevel(log_level)
+            logging.getLogger("uvicorn.access").setLevel(log_level)
+            logging.getLogger("uvicorn.asgi").setLevel(log_level)
+        if self.access_log is False:
+            logging.getLogger("uvicorn.access").handlers = []
+            logging.getLogger("uvicorn.access").propagate = False
+
+    def load(self) -> None:
+        """Resolve everything the server needs: TLS, headers, protocol classes, lifespan and the app."""
+        assert not self.loaded
+
+        if self.http2:
+            raise ConfigError("HTTP/2 is not supported by cyasgi yet; remove --http2.")
+
+        if self.is_ssl:
+            assert self.ssl_certfile or self.ssl_context_factory
+
+            def default_ssl_context_factory() -> ssl.SSLContext:
+                return create_ssl_context(
+                    keyfile=self.ssl_keyfile,
+                    certfile=self.ssl_certfile,  # type: ignore[arg-type]
+                    password=self.ssl_keyfile_password,
+                    ssl_version=self.ssl_version,
+                    cert_reqs=self.ssl_cert_reqs,
+                    ca_certs=self.ssl_ca_certs,
+                    ciphers=self.ssl_ciphers,
+                )
+
+            if self.ssl_context_factory is not None:
+                self.ssl: ssl.SSLContext | None = self.ssl_context_factory(self, default_ssl_context_factory)
+            else:
+                self.ssl = default_ssl_context_factory()
+        else:
+            self.ssl = None
+
+        self.encoded_headers = encode_default_headers(self.headers, self.server_header)
+
+        if isinstance(self.http, str):
+            http_name = self.http if self.http in HTTP_PROTOCOLS else None
+            self.http_protocol_class = import_from_string(HTTP_PROTOCOLS.get(self.http, self.http))
+            self.http_parser_factory = import_from_string(HTTP_PARSERS[http_name or "auto"])
+            if http_name == "h11":
+                self.http_parser_factory = self.http_parser_factory.factory(self)
+        else:
+            self.http_protocol_class = self.http
+            self.http_parser_factory = import_from_string(HTTP_PARSERS["auto"])
+
+        if isinstance(self.ws, str):
+            ws_protocol_class = WS_PROTOCOLS.get(self.ws, self.ws)
+            if ws_protocol_class is None:
+                self.ws_protocol_class: type[Any] | None = None
+            else:
+                try:
+                    self.ws_protocol_class = import_from_string(ws_protocol_class)
+                except (ImportError, ImportFromStringError):
+                    if self.ws not in ("auto",):
+                        raise
+                    self.ws_protocol_class = None
+        else:
+            self.ws_protocol_class = self.ws
+
+        self.lifespan_class = import_from_string(LIFESPAN[self.lifespan])
+
+        try:
+            self.loaded_app = import_from_string(self.app)
+        except ImportFromStringError as exc:
+            logger.error("Error loading ASGI app. %s" % exc)
+            sys.exit(STARTUP_FAILURE)
+
+        try:
+            self.loaded_app = self.loaded_app()
+        except TypeError as exc:
+            if self.factory:
+                logger.error("Error loading ASGI app factory: %s", exc)
+                sys.exit(STARTUP_FAILURE)
+        else:
+            if not self.factory:
+                logger.warning(
+                    "ASGI app factory detected. Using it, but please consider setting the --factory flag explicitly."
+                )
+
+        if self.interface == "auto":
+            self.interface = _detect_interface(self.loaded_app)
+
+        if self.interface == "wsgi":
+            from cyasgi.middleware.wsgi import WSGIMiddleware
+
+            self.loaded_app = WSGIMiddleware(self.loaded_app)
+            self.ws_protocol_class = None
+        elif self.interface == "asgi2":
+            from cyasgi.middleware.asgi2 import ASGI2Middleware
+
+            self.loaded_app = ASGI2Middleware(self.loaded_app)
+
+        if logger.getEffectiveLevel() <= TRACE_LOG_LEVEL:
+            from cyasgi.middleware.message_logger import MessageLoggerMiddleware
+
+            self.loaded_app = MessageLoggerMiddleware(self.loaded_app)
+        if self.proxy_headers:
+            from cyasgi.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            self.loaded_app = ProxyHeadersMiddleware(self.loaded_app, trusted_hosts=self.forwarded_allow_ips)
+
+        self.loaded = True
+
+    def load_app(self) -> None:
+        """Import the app early (before the server starts) so a bad import string fails fast."""
+        try:
+            import_from_string(self.app)
+        except ImportFromStringError as exc:
+            logger.error("Error loading ASGI app. %s" % exc)
+            sys.exit(STARTUP_FAILURE)
+
+    def setup_event_loop(self) -> None:
+        raise AttributeError(
+            "The `setup_event_loop` method was replaced by `get_loop_factory` in uvicorn 0.36.0; "
+            "cyasgi follows the newer API."
+        )
+
+    def get_loop_factory(self) -> Callable[[], Any] | None:
+        if self.loop in LOOP_FACTORIES:
+            factory_path = LOOP_FACTORIES[self.loop]
+            if factory_path is None:
+                return None
+            if self.loop == "uvloop" and IS_PYPY:
+                logger.error("uvloop does not run on PyPy; use --loop asyncio (or auto).")
+                sys.exit(STARTUP_FAILURE)
+            loop_factory = import_from_string(factory_path)
+            return loop_factory(use_subprocess=self.use_subprocess)
+        try:
+            return import_from_string(self.loop)
+        except ImportFromStringError as exc:
+            logger.error("Error loading custom loop setup function. %s" % exc)
+            sys.exit(STARTUP_FAILURE)
+
+    def bind_socket(self) -> socket.socket:
+        """Bind the listening socket in the parent process (for --workers and --reload)."""
+        logger_args: list[str | int]
+        if self.uds:
+            path = self.uds
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(path)
+                uds_perms = 0o666
+                os.chmod(self.uds, uds_perms)
+            except OSError as exc:
+                logger.error(exc)
+                sys.exit(1)
+
+            message = "cyasgi running on unix socket %s (Press CTRL+C to quit)"
+            sock_name_format = "%s"
+            color_message = "cyasgi running on " + _bold(sock_name_format) + " (Press CTRL+C to quit)"
+            logger_args = [self.uds]
+        elif self.fd:
+            sock = socket.socket(fileno=os.dup(self.fd))
+            message = "cyasgi running on socket %s (Press CTRL+C to quit)"
+            fd_name_format = "%s"
+            color_message = "cyasgi running on " + _bold(fd_name_format) + " (Press CTRL+C to quit)"
+            logger_args = [sock.getsockname()]
+        else:
+            family = socket.AF_INET
+            addr_format = "%s://%s:%d"
+
+            if self.host and ":" in self.host:
+                family = socket.AF_INET6
+                addr_format = "%s://[%s]:%d"
+
+            sock = socket.socket(family=family)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((self.host, self.port))
+            except OSError as exc:
+                logger.error(exc)
+                sys.exit(1)
+
+            message = f"cyasgi running on {addr_format} (Press CTRL+C to quit)"
+            color_message = "cyasgi running on " + _bold(addr_format) + " (Press CTRL+C to quit)"
+            protocol_name = "https" if self.is_ssl else "http"
+            port = sock.getsockname()[1] if self.port == 0 else self.port
+            logger_args = [protocol_name, self.host, port]
+        logger.info(message, *logger_args, extra={"color_message": color_message})
+        sock.set_inheritable(True)
+        return sock
+
+
+def _bold(text: str) -> str:
+    import click
+
+    return click.style(text, bold=True)
+
+
+def encode_default_headers(headers: list[tuple[str, str]], server_header: bool) -> list[tuple[bytes, bytes]]:
+    """Encode ``--header`` pairs, refusing what would split a response, and add ``server: cyasgi``."""
+    from cyasgi.protocols.http_common import is_valid_header_name, is_valid_header_value
+
+    encoded: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        raw_name = name.lower().encode("latin-1")
+        raw_value = value.encode("latin-1")
+        if not is_valid_header_name(raw_name):
+            raise ConfigError(f"Invalid default header name {name!r}.")
+        if not is_valid_header_value(raw_value):
+            raise ConfigError(f"Invalid value for default header {name!r}: control characters are not allowed.")
+        encoded.append((raw_name, raw_value))
+    if server_header and b"server" not in dict(encoded):
+        encoded.insert(0, (b"server", b"cyasgi"))
+    return encoded

@@ -1,0 +1,718 @@
+"""The pure-Python HTTP/1.1 protocol: the readable reference for ``cyasgi/_speedups/http.pyx``.
+
+One class per role, and the compiled twin has the same names, signatures and behaviour:
+
+* ``HttpProtocol``: one per connection. Drives the parser, builds each request's scope, runs
+  requests one at a time in arrival order (pipelining), keeps the connection alive or closes it.
+* ``RequestCycle``: one per request. The ASGI ``receive``/``send`` pair and response framing.
+* ``FlowControl``: one per connection. Stops reading while the app is behind; makes ``send()``
+  wait while the transport's write buffer is full.
+* Timeouts: a connection only records a ``deadline``; ``sweep_deadlines()``, called from the
+  server's tick, expires them. No timer is created or cancelled per request, and nothing keeps a
+  closed connection alive.
+
+A request's app starts when the data that completed its head has been parsed, so a body that
+came in the same packet is already there on its first ``receive()``. On Python 3.12+ the app runs
+eagerly (``asyncio.Task(..., eager_start=True)``): an app that never waits finishes inside
+``data_received`` without a trip through the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections import deque
+from typing import Any, Callable
+from urllib.parse import unquote
+
+from cyasgi._compat import HAS_EAGER_TASKS
+from cyasgi.logging import TRACE_LOG_LEVEL
+from cyasgi.protocols.http_common import (
+    ASGI_SPEC_VERSION,
+    COALESCE_LIMIT,
+    HIGH_WATER_LIMIT,
+    STATUS_LINES,
+    ClientDisconnected,
+    RequestRejected,
+    is_valid_header_name,
+    is_valid_header_value,
+    is_websocket_upgrade,
+    request_head_bytes,
+    service_unavailable,
+    simple_response,
+    split_target,
+    warn_unsupported_upgrade,
+)
+from cyasgi.protocols.parsers import PARSER_ERRORS, PARSER_UPGRADES
+from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
+
+__all__ = ["FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
+
+logger = logging.getLogger("uvicorn.error")
+access_logger = logging.getLogger("uvicorn.access")
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+
+if HAS_EAGER_TASKS:
+
+    def _start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+
+else:
+
+    def _start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+        return loop.create_task(coro)
+
+
+def _caused_by_disconnect(exc: BaseException | None) -> bool:
+    """True when ``exc`` is, or was raised while handling, our ClientDisconnected."""
+    seen = 0
+    while exc is not None and seen < 16:
+        if isinstance(exc, ClientDisconnected):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+class FlowControl:
+    __slots__ = ("_transport", "read_paused", "write_paused", "_drain_waiters")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.read_paused = False
+        self.write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+
+    async def drain(self) -> None:
+        """Wait until the transport accepts writes again (or the connection is lost)."""
+        while self.write_paused:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._drain_waiters is None:
+                self._drain_waiters = []
+            self._drain_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if self._drain_waiters is not None and waiter in self._drain_waiters:
+                    self._drain_waiters.remove(waiter)
+
+    def pause_reading(self) -> None:
+        if not self.read_paused:
+            self.read_paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            self._transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiters = self._drain_waiters
+        if waiters:
+            self._drain_waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+
+class RequestCycle:
+    """One request: its scope, its body as it arrives, and the response the app sends."""
+
+    __slots__ = (
+        "scope",
+        "protocol",
+        "app",
+        "transport",
+        "flow",
+        "keep_alive",
+        "waiting_for_100_continue",
+        "body",
+        "body_size",
+        "more_body",
+        "disconnected",
+        "response_started",
+        "response_complete",
+        "_end_delivered",
+        "_waiter",
+        "_bodyless",
+        "_head",
+        "_status",
+        "_chunked",
+        "_content_length",
+        "_bytes_sent",
+    )
+
+    def __init__(
+        self,
+        protocol: HttpProtocol,
+        scope: dict[str, Any],
+        app: Callable[..., Any],
+        keep_alive: bool,
+        expect_100_continue: bool,
+    ) -> None:
+        self.scope = scope
+        self.protocol = protocol
+        self.app = app
+        self.transport = protocol.transport
+        self.flow = protocol.flow
+        self.keep_alive = keep_alive
+        self.waiting_for_100_continue = expect_100_continue
+        # Request body: chunks not yet handed to the app.
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.more_body = True
+        self._end_delivered = False
+        self._waiter: asyncio.Future[None] | None = None
+        # Connection and response state.
+        self.disconnected = False
+        self.response_started = False
+        self.response_complete = False
+        self._bodyless = scope["method"] == "HEAD"
+        self._head: bytes | None = None  # status line and headers, until the first body chunk writes them
+        self._status = 0
+        self._chunked = False
+        self._content_length = -1  # -1: the app gave no content-length
+        self._bytes_sent = 0
+
+    # Waking receive() ------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ASGI ------------------------------------------------------------------------------------
+
+    async def run_asgi(self) -> None:
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            self._abort()
+            raise
+        except BaseException as exc:
+            if self.disconnected and _caused_by_disconnect(exc):
+                logger.debug("Client disconnected while the application was sending the response.")
+            else:
+                logger.error("Exception in ASGI application\n", exc_info=exc)
+            if self._can_replace_response():
+                self._send_500()
+            else:
+                self._abort()
+        else:
+            if result is not None:
+                logger.error("ASGI callable should return None, but returned '%s'.", result)
+                self._abort()
+            elif not self.response_started and not self.disconnected:
+                logger.error("ASGI callable returned without starting response.")
+                self._send_500()
+            elif self._head is not None and not self.disconnected:
+                logger.error("ASGI callable returned without completing response.")
+                self._send_500()
+            elif not self.response_complete and not self.disconnected:
+                logger.error("ASGI callable returned without completing response.")
+                self._abort()
+
+    async def receive(self) -> dict[str, Any]:
+        if self.waiting_for_100_continue:
+            self.waiting_for_100_continue = False
+            if not self.response_started and not self.transport.is_closing():
+                self.transport.write(_CONTINUE)
+        while True:
+            if self.disconnected or self.response_complete:
+                return {"type": "http.disconnect"}
+            if self.body or (not self.more_body and not self._end_delivered):
+                break
+            if self.more_body:
+                self.flow.resume_reading()
+            self._waiter = self.protocol.loop.create_future()
+            await self._waiter
+        chunks = self.body
+        if len(chunks) == 1:
+            body = chunks[0]
+        else:
+            body = b"".join(chunks)
+        self.body = []
+        self.body_size = 0
+        if not self.more_body:
+            self._end_delivered = True
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            raise ClientDisconnected
+        message_type = message["type"]
+        if not self.response_started:
+            if message_type != "http.response.start":
+                raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")
+            self._start_response(message.get("status"), message.get("headers", ()))
+        elif not self.response_complete:
+            if message_type != "http.response.body":
+                raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message_type}'.")
+            self._send_body(message.get("body", b""), message.get("more_body", False))
+        else:
+            raise RuntimeError(f"Unexpected ASGI message '{message_type}' sent, after response already completed.")
+
+    # Response framing -------------------------------------------------------------------------
+
+    def _start_response(self, status: Any, headers: Any) -> None:
+        # Everything is checked before anything is recorded, so a bad start still gets a 500.
+        if type(status) is not int or not 100 <= status <= 599:
+            raise RuntimeError(f"Invalid HTTP status code {status!r} in response.")
+        protocol = self.protocol
+        lines = [STATUS_LINES[status], protocol.server_state.default_headers_block]
+        content_length = -1
+        keep_alive = self.keep_alive
+        for name, value in headers:
+            name = bytes(name).lower()
+            value = bytes(value)
+            if not is_valid_header_name(name):
+                raise RuntimeError("Invalid HTTP header name.")
+            if not is_valid_header_value(value):
+                raise RuntimeError("Invalid HTTP header value.")
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise RuntimeError("Invalid Content-Length header value in response.") from None
+                if length < 0 or (content_length != -1 and length != content_length):
+                    raise RuntimeError("Invalid Content-Length header value in response.")
+                content_length = length
+            elif name == b"transfer-encoding":
+                continue  # the server frames the body itself (ASGI: servers ignore it)
+            elif name == b"connection" and b"close" in value.lower():
+                keep_alive = False
+            lines.append(b"%s: %s\r\n" % (name, value))
+
+        self.response_started = True
+        self.keep_alive = keep_alive
+        self._status = status
+        self._content_length = content_length
+        if status in (204, 304) or status < 200:
+            self._bodyless = True
+        self._head = b"".join(lines)
+        if protocol.access_log:
+            scope = self.scope
+            protocol.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(scope),
+                scope["method"],
+                get_path_with_query_string(scope),
+                scope["http_version"],
+                status,
+            )
+
+    def _finish_head(self, body_size: int, more_body: bool) -> bytes:
+        """The head with the framing header the first body chunk decides, and the blank line."""
+        head = self._head
+        self._head = None
+        framing = b""
+        if self._bodyless:
+            pass
+        elif self._content_length == -1:
+            if not more_body:
+                framing = b"content-length: %d\r\n" % body_size
+            elif self.scope["http_version"] == "1.0":
+                self.keep_alive = False  # an HTTP/1.0 body of unknown length ends at close
+            else:
+                self._chunked = True
+                framing = b"transfer-encoding: chunked\r\n"
+        if not self.keep_alive:
+            framing += b"connection: close\r\n"
+        elif self.scope["http_version"] == "1.0":
+            framing += b"connection: keep-alive\r\n"
+        return head + framing + b"\r\n"
+
+    def _send_body(self, body: bytes, more_body: bool) -> None:
+        size = len(body)
+        head = b"" if self._head is None else self._finish_head(size, more_body)
+        if self._bodyless:
+            payload = b""
+        else:
+            if self._content_length != -1:
+                self._bytes_sent += size
+                if self._bytes_sent > self._content_length:
+                    raise RuntimeError("Response content longer than Content-Length")
+            if self._chunked:
+                # An empty chunk would end the body, so empty messages write nothing.
+                payload = b"%x\r\n%s\r\n" % (size, body) if size else b""
+                if not more_body:
+                    payload += _LAST_CHUNK
+            else:
+                payload = body
+        if head and payload:
+            if len(payload) >= COALESCE_LIMIT:
+                self.transport.writelines((head, payload))
+            else:
+                self.transport.write(head + payload)
+        elif head or payload:
+            self.transport.write(head or payload)
+        if not more_body:
+            if self._bytes_sent < self._content_length and not self._bodyless:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.response_complete = True
+            self.wake()
+            self.protocol.on_response_complete(self)
+
+    def _can_replace_response(self) -> bool:
+        """Nothing of the response is on the wire yet (its head waits for the first body chunk)."""
+        return not self.disconnected and (not self.response_started or self._head is not None)
+
+    def _send_500(self) -> None:
+        self._start_response(
+            500,
+            [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"21"),
+                (b"connection", b"close"),
+            ],
+        )
+        self._send_body(b"Internal Server Error", False)
+
+    def _abort(self) -> None:
+        """The response cannot be completed: close the connection so the client sees it end."""
+        if not self.response_complete:
+            self.keep_alive = False
+            self.transport.close()
+            self.protocol.on_response_aborted(self)
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop if _loop is not None else asyncio.get_running_loop()
+        self.logger = logger
+        self.access_logger = access_logger
+        self.access_log = access_logger.hasHandlers()
+        self.parser = config.http_parser_factory(self)
+        self.ws_protocol_class = config.ws_protocol_class
+        self.root_path = config.root_path
+        self._root_path_raw = config.root_path.encode("utf-8")
+        self.limit_concurrency = config.limit_concurrency
+        self.timeout_keep_alive = config.timeout_keep_alive
+        self.reset_contextvars = config.reset_contextvars
+        self.asgi_version = config.asgi_version
+        self.app_state = app_state
+
+        # Shared server state.
+        self.server_state = server_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+
+        # Connection state.
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.flow: FlowControl = None  # type: ignore[assignment]
+        self.server: tuple[str, int | None] | None = None
+        self.client: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.deadline = 0.0  # loop time at which an idle connection is closed; 0: none
+        self._context: contextvars.Context | None = None
+        self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
+        self._eof = False
+        self._pending_error: bytes | None = None  # written once earlier responses are out
+        self._upgrade: bytes | None = None  # request head + trailing bytes for the WebSocket protocol
+
+        # Requests: the one being parsed, the one answering, the ones waiting in order.
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.expect_100_continue = False
+        self._parsing = False
+        self.cycle: RequestCycle | None = None
+        self.active: RequestCycle | None = None
+        self.pipeline: deque[RequestCycle] = deque()
+        self._dispatching = False
+
+    # asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.connections.add(self)
+        self.transport = transport  # type: ignore[assignment]
+        self.flow = FlowControl(transport)  # type: ignore[arg-type]
+        self.server = get_local_addr(transport)
+        self.client = get_remote_addr(transport)
+        self.scheme = "https" if is_ssl(transport) else "http"
+        self._context = contextvars.copy_context()
+        if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
+            self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", self._log_prefix())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
+            self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection lost", self._log_prefix())
+        self.deadline = 0.0
+        for cycle in (self.active, self.cycle):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.wake()
+        self.active = None
+        self.cycle = None
+        self.pipeline.clear()
+        if self.flow is not None:
+            self.flow.resume_writing()  # senders waiting to drain wake up and see the disconnect
+        self.parser = None  # break the parser <-> protocol reference cycle now
+
+    def eof_received(self) -> bool | None:
+        # A client that half-closes after its request still gets the response(s).
+        self._eof = True
+        if self.cycle is not None and self.cycle.more_body:
+            # The body can never complete: that request is abandoned.
+            self.cycle.disconnected = True
+            self.cycle.wake()
+            return None
+        if (self.active is not None or self.pipeline) and self.scheme == "http":
+            return True  # (TLS transports cannot stay half-open)
+        return None
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_stopped:
+            return
+        self.deadline = 0.0
+        try:
+            self.parser.feed_data(data)
+        except RequestRejected as exc:
+            self._reject(exc.status, exc.body, exc.log_message)
+        except PARSER_ERRORS as exc:
+            context = exc.__context__
+            if isinstance(context, RequestRejected):
+                self._reject(context.status, context.body, context.log_message)
+            else:
+                logger.debug("Invalid HTTP request: %s", exc)
+                self._reject(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
+        except PARSER_UPGRADES as exc:
+            self._on_upgrade(data[exc.args[0] :] if exc.args else b"")
+        self._dispatch()
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+
+    # Parser callbacks ------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._parsing = True
+        self.url = b""
+        self.headers = []
+        self.expect_100_continue = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        http_version = parser.get_http_version()
+        if http_version != "1.1" and http_version != "1.0":
+            raise RequestRejected(505, b"HTTP Version Not Supported", "Unsupported HTTP version.")
+        keep_alive = parser.should_keep_alive()
+        if parser.should_upgrade():
+            websocket = is_websocket_upgrade(self.headers)
+            if websocket and self.ws_protocol_class is not None:
+                # Handed to the WebSocket protocol once earlier requests are answered.
+                self._upgrade = request_head_bytes(parser.get_method().decode("ascii"), self.url, self.headers)
+                return
+            warn_unsupported_upgrade(websocket)
+            keep_alive = False  # the parser cannot go on after an upgrade request
+
+        raw_path, query_string = split_target(self.url)
+        path = raw_path.decode("latin-1") if raw_path.isascii() else raw_path.decode("utf-8", "replace")
+        if "%" in path:
+            path = unquote(path)
+        root_path = self.root_path
+        scope = {
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": ASGI_SPEC_VERSION},
+            "http_version": http_version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": parser.get_method().decode("ascii"),
+            "root_path": root_path,
+            "path": root_path + path,
+            "raw_path": self._root_path_raw + raw_path if root_path else raw_path,
+            "query_string": query_string,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+            "extensions": {},
+        }
+
+        app = self.app
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+
+        cycle = RequestCycle(self, scope, app, keep_alive, self.expect_100_continue)
+        self.cycle = cycle
+        self.pipeline.append(cycle)
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or cycle.disconnected:
+            return  # nobody will read it: the response is already out
+        cycle.body.append(body)
+        cycle.body_size += len(body)
+        if cycle.body_size > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.wake()
+
+    def on_message_complete(self) -> None:
+        self._parsing = False
+        cycle = self.cycle
+        if cycle is None:
+            return
+        self.cycle = None
+        cycle.more_body = False
+        cycle.wake()
+
+    # Running requests in order ---------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Start queued requests while none is answering; then write a pending error, hand an
+        upgrade over, or arm the keep-alive deadline once the connection is idle."""
+        if self._dispatching or self.transport is None or self.transport.is_closing():
+            return
+        self._dispatching = True
+        try:
+            while self.active is None and self.pipeline:
+                cycle = self.pipeline.popleft()
+                self.active = cycle
+                self._run(cycle)
+        finally:
+            self._dispatching = False
+        if self.transport.is_closing():
+            return
+        if self.active is not None:
+            if self.pipeline:
+                self.flow.pause_reading()  # back-pressure on a pipelining client
+            return
+        if self._pending_error is not None:
+            if self._pending_error:
+                self.transport.write(self._pending_error)
+            self.transport.close()
+        elif self._upgrade is not None:
+            self._hand_over_upgrade()
+        elif self._eof:
+            self.transport.close()
+        elif not self._parsing and not self._reading_stopped:
+            self.deadline = self.loop.time() + self.timeout_keep_alive
+            self.flow.resume_reading()
+
+    def _run(self, cycle: RequestCycle) -> None:
+        coro = cycle.run_asgi()
+        context = contextvars.Context() if self.reset_contextvars else self._context
+        task = context.run(_start_task, self.loop, coro)  # type: ignore[union-attr]
+        if not task.done():
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def on_response_complete(self, cycle: RequestCycle) -> None:
+        self.server_state.total_requests += 1
+        if cycle is not self.active:
+            return
+        self.active = None
+        if self.transport.is_closing():
+            return
+        if not cycle.keep_alive:
+            self.pipeline.clear()
+            self.transport.close()
+            return
+        self._dispatch()
+
+    def on_response_aborted(self, cycle: RequestCycle) -> None:
+        if cycle is self.active:
+            self.active = None
+        self.pipeline.clear()
+
+    # Errors, upgrades, timeouts, shutdown ----------------------------------------------------
+
+    def _stop_reading(self) -> None:
+        self._reading_stopped = True
+        self.flow.pause_reading()
+
+    def _reject(self, status: int, body: bytes, log_message: str) -> None:
+        """A malformed request: answer it with ``status`` after the requests before it, then close."""
+        self.logger.warning(log_message)
+        self._stop_reading()
+        broken = self.cycle  # headers were fine but the body was not
+        self.cycle = None
+        self._parsing = False
+        response = simple_response(status, body, self.server_state.default_headers_block)
+        if broken is not None:
+            broken.disconnected = True
+            broken.wake()
+            if broken is self.active:
+                self.active = None
+                if broken.response_started:
+                    response = b""  # part of its response is out: closing is all that is left
+            elif broken in self.pipeline:
+                self.pipeline.remove(broken)
+        self._pending_error = response
+
+    def _on_upgrade(self, trailing: bytes) -> None:
+        self._stop_reading()
+        self._parsing = False
+        if self._upgrade is not None:
+            self._upgrade += trailing
+
+    def _hand_over_upgrade(self) -> None:
+        data = self._upgrade or b""
+        self._upgrade = None
+        self.connections.discard(self)
+        protocol = self.ws_protocol_class(  # type: ignore[misc]
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        protocol.connection_made(self.transport)
+        self.transport.set_protocol(protocol)
+        self.flow.resume_reading()
+        protocol.data_received(data)
+        self.parser = None
+
+    def on_deadline(self) -> None:
+        """Called by ``sweep_deadlines`` once ``deadline`` has passed."""
+        self.deadline = 0.0
+        if self.active is None and not self.pipeline and not self.transport.is_closing():
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close now when idle, else right after the current response."""
+        self.pipeline.clear()
+        if self.active is None:
+            self.transport.close()
+        else:
+            self.active.keep_alive = False
+
+    def _log_prefix(self) -> str:
+        return "%s:%d - " % self.client if self.client else ""
+
+
+def sweep_deadlines(connections: Any, now: float) -> None:
+    """Expire every connection whose deadline has passed (the server calls this each tick)."""
+    expired = [conn for conn in connections if 0.0 < getattr(conn, "deadline", 0.0) <= now]
+    for conn in expired:
+        conn.on_deadline()

@@ -1,0 +1,152 @@
+"""Request parsers the HTTP/1.1 twins can drive.
+
+Every parser has httptools' interface: ``Parser(protocol)`` calls ``protocol.on_message_begin()``,
+``on_url(bytes)``, ``on_header(name, value)``, ``on_headers_complete()``, ``on_body(bytes)`` and
+``on_message_complete()`` from ``feed_data(data)``, and answers ``get_method()``,
+``get_http_version()``, ``should_keep_alive()`` and ``should_upgrade()``. ``feed_data`` raises a
+``PARSER_ERRORS`` exception on a malformed request (the parser is then unusable) and a
+``PARSER_UPGRADES`` exception, whose ``args[0]`` is the offset of the first byte after the request,
+when the request asks to switch protocols.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+try:
+    import httptools
+except ImportError:  # pragma: no cover - PyPy builds without a compiler
+    httptools = None  # type: ignore[assignment]
+
+
+class ParserError(Exception):
+    """A malformed request, from a parser other than httptools."""
+
+
+class ParserUpgrade(Exception):
+    """The request asks to switch protocols; ``args[0]`` is the offset of the data after it."""
+
+
+if httptools is not None:
+    PARSER_ERRORS: tuple[type[BaseException], ...] = (httptools.HttpParserError, ParserError)
+    PARSER_UPGRADES: tuple[type[BaseException], ...] = (httptools.HttpParserUpgrade, ParserUpgrade)
+else:  # pragma: no cover
+    PARSER_ERRORS = (ParserError,)
+    PARSER_UPGRADES = (ParserUpgrade,)
+
+
+def httptools_parser_factory(protocol: Any) -> Any:
+    if httptools is None:  # pragma: no cover
+        raise ImportError("httptools is not installed: use --http h11 or install httptools")
+    return httptools.HttpRequestParser(protocol)
+
+
+#: ``--http auto``: httptools (llhttp, strict) wherever it is installed.
+auto_parser_factory = httptools_parser_factory
+
+
+class H11Parser:
+    """h11 behind httptools' interface, for ``--http h11`` (pure Python, e.g. without a compiler).
+
+    h11 is a full connection state machine; here it only parses. After each request we answer
+    h11's own server side with an empty response so it accepts the next pipelined request; the
+    real response is written by the protocol.
+    """
+
+    def __init__(self, protocol: Any, max_incomplete_event_size: int | None = None):
+        import h11
+
+        self._h11 = h11
+        self._protocol = protocol
+        kwargs = {} if max_incomplete_event_size is None else {"max_incomplete_event_size": max_incomplete_event_size}
+        self._conn = h11.Connection(h11.SERVER, **kwargs)
+        self._method = b""
+        self._version = "1.1"
+        self._keep_alive = True
+        self._upgrade = False
+        self._failed: Exception | None = None
+
+    @classmethod
+    def factory(cls, config: Any) -> Callable[[Any], H11Parser]:
+        size = config.h11_max_incomplete_event_size
+
+        def make(protocol: Any) -> H11Parser:
+            return cls(protocol, size)
+
+        return make
+
+    def get_method(self) -> bytes:
+        return self._method
+
+    def get_http_version(self) -> str:
+        return self._version
+
+    def should_keep_alive(self) -> bool:
+        return self._keep_alive
+
+    def should_upgrade(self) -> bool:
+        return self._upgrade
+
+    def feed_data(self, data: bytes) -> None:
+        h11 = self._h11
+        if self._failed is not None:
+            raise ParserError(str(self._failed))
+        conn = self._conn
+        conn.receive_data(bytes(data))
+        protocol = self._protocol
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._failed = exc
+                raise ParserError(str(exc)) from None
+            if event is h11.NEED_DATA:
+                return
+            if event is h11.PAUSED:
+                if conn.client_state is h11.MIGHT_SWITCH_PROTOCOL or self._upgrade:
+                    trailing, _closed = conn.trailing_data
+                    # Offset of the data after the request within *this* chunk.
+                    raise ParserUpgrade(max(len(data) - len(trailing), 0))
+                self._finish_cycle()
+                continue
+            if isinstance(event, h11.Request):
+                self._method = event.method
+                self._version = event.http_version.decode("ascii")
+                self._keep_alive = True
+                self._upgrade = False
+                protocol.on_message_begin()
+                protocol.on_url(event.target)
+                for name, value in event.headers.raw_items():
+                    lname = name.lower()
+                    if lname == b"connection":
+                        tokens = {token.strip().lower() for token in value.split(b",")}
+                        if b"close" in tokens:
+                            self._keep_alive = False
+                        if b"upgrade" in tokens:
+                            self._upgrade = True
+                    protocol.on_header(name, value)
+                if self._version == "1.0":
+                    self._keep_alive = False  # h11 has no HTTP/1.0 keep-alive
+                if event.method == b"CONNECT":
+                    self._upgrade = True
+                if self._upgrade and not any(name.lower() == b"upgrade" for name, _ in event.headers.raw_items()):
+                    self._upgrade = event.method == b"CONNECT"
+                protocol.on_headers_complete()
+            elif isinstance(event, h11.Data):
+                protocol.on_body(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                protocol.on_message_complete()
+                if self._upgrade:
+                    continue  # h11 now pauses; the PAUSED branch reports the upgrade
+                self._finish_cycle()
+            elif isinstance(event, h11.ConnectionClosed):
+                return
+
+    def _finish_cycle(self) -> None:
+        h11 = self._h11
+        conn = self._conn
+        if conn.our_state is h11.SEND_RESPONSE:
+            conn.send(h11.Response(status_code=200, headers=[(b"content-length", b"0")]))
+            conn.send(h11.EndOfMessage())
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()

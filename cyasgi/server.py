@@ -1,0 +1,304 @@
+"""Server: listen, tick, handle signals, shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from email.utils import formatdate
+from types import FrameType
+from typing import Any, Generator, Sequence
+
+import click
+
+from cyasgi._compat import asyncio_run
+from cyasgi.config import STARTUP_FAILURE, Config
+from cyasgi.protocols.http import IMPLEMENTATION, IMPLEMENTATION_MODULE, sweep_deadlines
+from cyasgi.protocols.http_common import encode_headers_block
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+if sys.platform == "win32":  # pragma: no cover
+    HANDLED_SIGNALS += (signal.SIGBREAK,)  # type: ignore[attr-defined]
+
+#: Seconds between ticks: the Date header, deadlines, max-requests and exit checks run this often.
+TICK_INTERVAL = 0.1
+
+logger = logging.getLogger("uvicorn.error")
+
+
+class ServerState:
+    """State shared by the server and every connection protocol."""
+
+    def __init__(self) -> None:
+        self.total_requests = 0
+        self.connections: set[asyncio.Protocol] = set()
+        # Request tasks that are still running (an app that finishes without waiting never lands here).
+        self.tasks: set[asyncio.Task[None]] = set()
+        #: ``[(name, value)]``: date, server and --header defaults (uvicorn's shape).
+        self.default_headers: list[tuple[bytes, bytes]] = []
+        #: The same headers as ready-to-write ``name: value\r\n`` lines, rebuilt once a second.
+        self.default_headers_block = b""
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.server_state = ServerState()
+
+        self.started = False
+        self.should_exit = False
+        self.force_exit = False
+        self.last_notified = 0.0
+        self.servers: list[Any] = []
+
+        self._captured_signals: list[int] = []
+        self._date_second = -1
+        self._limit_max_requests: int | None | bool = False  # False: not computed yet
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        return asyncio_run(self.serve(sockets=sockets), loop_factory=self.config.get_loop_factory())
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        with self.capture_signals():
+            await self._serve(sockets)
+
+    async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
+        process_id = os.getpid()
+
+        config = self.config
+        if not config.loaded:
+            try:
+                config.load()
+            except ValueError as exc:  # ConfigError and friends: a one-line reason, no traceback
+                logger.error("%s", exc)
+                sys.exit(STARTUP_FAILURE)
+
+        self.lifespan = config.lifespan_class(config)
+
+        message = "Started server process [%d]"
+        color_message = "Started server process [" + click.style("%d", fg="cyan") + "]"
+        logger.info(message, process_id, extra={"color_message": color_message})
+        self._log_implementation()
+
+        await self.startup(sockets=sockets)
+        if self.should_exit:
+            return
+        await self.main_loop()
+        await self.shutdown(sockets=sockets)
+
+        message = "Finished server process [%d]"
+        color_message = "Finished server process [" + click.style("%d", fg="cyan") + "]"
+        logger.info(message, process_id, extra={"color_message": color_message})
+
+    def _log_implementation(self) -> None:
+        protocol = self.config.http_protocol_class
+        if getattr(protocol, "__module__", "") == IMPLEMENTATION_MODULE:
+            description = f"{IMPLEMENTATION} twin ({IMPLEMENTATION_MODULE})"
+        else:
+            description = f"custom protocol {protocol.__module__}.{protocol.__qualname__}"
+        loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
+        logger.info("HTTP/1.1: %s on %s, %s %s", description, loop_name, platform.python_implementation(), platform.python_version())
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            self.should_exit = True
+            return
+
+        config = self.config
+        self._refresh_default_headers(time.time())
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[no-any-return]
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=_loop,
+            )
+
+        loop = asyncio.get_running_loop()
+        listeners: Sequence[socket.SocketType]
+        try:
+            if sockets is not None:
+                # Sockets bound by a parent process (--workers, --reload) or by the caller.
+                for sock in sockets:
+                    server = await loop.create_server(create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog)
+                    self.servers.append(server)
+                listeners = sockets
+            elif config.fd is not None:
+                # Inherited, e.g. from systemd socket activation: its family is read from the fd.
+                sock = socket.socket(fileno=os.dup(config.fd))
+                server = await loop.create_server(create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog)
+                assert server.sockets is not None
+                listeners = server.sockets
+                self.servers = [server]
+            elif config.uds is not None:
+                uds_perms = 0o666
+                if os.path.exists(config.uds):
+                    uds_perms = os.stat(config.uds).st_mode
+                server = await loop.create_unix_server(
+                    create_protocol, path=config.uds, ssl=config.ssl, backlog=config.backlog
+                )
+                os.chmod(config.uds, uds_perms)
+                assert server.sockets is not None
+                listeners = server.sockets
+                self.servers = [server]
+            else:
+                server = await loop.create_server(
+                    create_protocol, host=config.host, port=config.port, ssl=config.ssl, backlog=config.backlog
+                )
+                assert server.sockets is not None
+                listeners = server.sockets
+                self.servers = [server]
+        except OSError as exc:
+            logger.error(exc)
+            await self.lifespan.shutdown()
+            sys.exit(STARTUP_FAILURE)
+
+        if sockets is None:  # a supervisor that bound the sockets has logged the address itself
+            self._log_started_message(listeners)
+        self.started = True
+
+    def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
+        config = self.config
+
+        if config.fd is not None:
+            sock = listeners[0]
+            logger.info("cyasgi running on socket %s (Press CTRL+C to quit)", sock.getsockname())
+        elif config.uds is not None:
+            logger.info("cyasgi running on unix socket %s (Press CTRL+C to quit)", config.uds)
+        else:
+            addr_format = "%s://%s:%d"
+            host = "0.0.0.0" if config.host is None else config.host
+            if ":" in host:
+                addr_format = "%s://[%s]:%d"
+            port = config.port
+            if port == 0:
+                port = listeners[0].getsockname()[1]
+            protocol_name = "https" if config.ssl else "http"
+            message = f"cyasgi running on {addr_format} (Press CTRL+C to quit)"
+            color_message = "cyasgi running on " + click.style(addr_format, bold=True) + " (Press CTRL+C to quit)"
+            logger.info(message, protocol_name, host, port, extra={"color_message": color_message})
+
+    async def main_loop(self) -> None:
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter += 1
+            counter = counter % 864000
+            await asyncio.sleep(TICK_INTERVAL)
+            should_exit = await self.on_tick(counter)
+
+    async def on_tick(self, counter: int) -> bool:
+        now = time.time()
+        if int(now) != self._date_second:
+            self._refresh_default_headers(now)
+            if self.config.callback_notify is not None and now - self.last_notified > self.config.timeout_notify:
+                self.last_notified = now
+                await self.config.callback_notify()
+
+        sweep_deadlines(self.server_state.connections, asyncio.get_running_loop().time())
+
+        if self.should_exit:
+            return True
+
+        max_requests = self.limit_max_requests
+        if max_requests is not None and self.server_state.total_requests >= max_requests:
+            logger.warning("Maximum request limit of %d exceeded. Terminating process.", max_requests)
+            return True
+        return False
+
+    def _refresh_default_headers(self, now: float) -> None:
+        """Rebuild the date/server/custom header block; runs once a second, never per request."""
+        self._date_second = int(now)
+        headers = list(self.config.encoded_headers)
+        if self.config.date_header:
+            headers.insert(0, (b"date", formatdate(now, usegmt=True).encode("ascii")))
+        self.server_state.default_headers = headers
+        self.server_state.default_headers_block = encode_headers_block(headers)
+
+    @property
+    def limit_max_requests(self) -> int | None:
+        """``--limit-max-requests`` plus a random jitter in ``[0, --limit-max-requests-jitter]``, drawn once."""
+        if self._limit_max_requests is False:
+            limit = self.config.limit_max_requests
+            if limit is not None and self.config.limit_max_requests_jitter > 0:
+                limit += random.randint(0, self.config.limit_max_requests_jitter)
+            self._limit_max_requests = limit
+        return self._limit_max_requests  # type: ignore[return-value]
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop accepting, let in-flight requests finish (bounded), then run lifespan shutdown."""
+        logger.info("Shutting down")
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        # Idle connections close now, busy ones right after their current response.
+        for connection in list(self.server_state.connections):
+            connection.shutdown()  # type: ignore[attr-defined]
+        await asyncio.sleep(TICK_INTERVAL)
+
+        try:
+            await asyncio.wait_for(self._drain(), timeout=self.config.timeout_graceful_shutdown)
+        except asyncio.TimeoutError:
+            tasks = list(self.server_state.tasks)
+            logger.error("Cancel %s running task(s), timeout graceful shutdown exceeded", len(tasks))
+            for task in tasks:
+                task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    async def _drain(self) -> None:
+        state = self.server_state
+        if state.connections and not self.force_exit:
+            logger.info("Waiting for connections to close. (CTRL+C to force quit)")
+            while state.connections and not self.force_exit:
+                await asyncio.sleep(TICK_INTERVAL)
+        if state.tasks and not self.force_exit:
+            logger.info("Waiting for background tasks to complete. (CTRL+C to force quit)")
+            while state.tasks and not self.force_exit:
+                await asyncio.sleep(TICK_INTERVAL)
+        for server in self.servers:
+            await server.wait_closed()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """SIGINT/SIGTERM start a graceful shutdown; a second SIGINT forces it.
+
+        signal.signal (not loop.add_signal_handler) so the previous handlers come back afterwards,
+        and each captured signal is raised again then: the process ends the way the signal asked
+        (KeyboardInterrupt for Ctrl-C, termination status for SIGTERM). Only the main thread can
+        install handlers; elsewhere serving goes on without them.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        for sig in reversed(self._captured_signals):
+            signal.raise_signal(sig)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._captured_signals.append(sig)
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True

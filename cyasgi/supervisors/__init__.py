@@ -1,0 +1,1 @@
+"""Process supervisors: --workers (Multiprocess) and --reload (ChangeReload)."""
