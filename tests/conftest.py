@@ -1,0 +1,37 @@
+"""Shared fixtures: the twin parametrisation every protocol test runs under."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cyasgi._compat import NO_EXTENSIONS
+
+SPEEDUPS = Path(__file__).resolve().parent.parent / "cyasgi" / "_speedups"
+
+TWIN_MODULES = {"c": "cyasgi._speedups.http", "py": "cyasgi.protocols.http_pure"}
+
+
+def load_twin(name: str) -> Any:
+    """The protocol module of a twin. ``c`` is skipped only where it cannot exist; a build that
+    should have produced it and did not fails loudly (ImportError), it is never skipped."""
+    if name == "c":
+        if NO_EXTENSIONS:
+            pytest.skip("the compiled twin is disabled here (CYASGI_NO_EXTENSIONS=1 or not CPython)")
+        if not (SPEEDUPS / "http.pyx").exists():
+            pytest.skip("this tree has no compiled twin yet")
+    return importlib.import_module(TWIN_MODULES[name])
+
+
+@pytest.fixture(params=["c", "py"])
+def twin(request: pytest.FixtureRequest) -> Any:
+    """The HTTP/1.1 protocol module under test: compiled (``[c]``) or pure Python (``[py]``)."""
+    return load_twin(request.param)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,426 @@
+"""Test helpers: a real server in a thread, a mock transport, a tiny HTTP/1.1 response reader."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from cyasgi._compat import asyncio_run
+from cyasgi.config import Config
+from cyasgi.protocols.http_common import encode_headers_block
+from cyasgi.server import Server, ServerState
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Upper bound for any single wait in the suite: long enough for a loaded 2-core machine.
+WAIT = 10.0
+
+
+# A real server in a background thread -------------------------------------------------------
+
+
+class ThreadedServer(Server):
+    """A Server that reports when it is listening (or failed to start) through a threading.Event."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.ready.set()
+
+    def run_in_thread(self) -> None:
+        try:
+            asyncio_run(self.serve(), loop_factory=self.config.get_loop_factory())
+        except BaseException as exc:  # SystemExit from a failed start included
+            self.error = exc
+        finally:
+            self.ready.set()
+
+    @property
+    def port(self) -> int:
+        return int(self.servers[0].sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self.config.is_ssl else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+
+@contextlib.contextmanager
+def run_server(config: Config) -> Iterator[ThreadedServer]:
+    server = ThreadedServer(config)
+    thread = threading.Thread(target=server.run_in_thread, name="cyasgi-test-server", daemon=True)
+    thread.start()
+    if not server.ready.wait(WAIT):
+        raise RuntimeError("the test server did not start in time")
+    if server.error is not None or not server.started:
+        thread.join(WAIT)
+        raise RuntimeError(f"the test server failed to start: {server.error!r}")
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(WAIT)
+        assert not thread.is_alive(), "the test server did not shut down"
+
+
+def make_config(app: Any, twin: Any = None, **kwargs: Any) -> Config:
+    """A Config for tests: port 0, logging left to pytest (caplog sees it), lifespan off by default."""
+    kwargs.setdefault("port", 0)
+    kwargs.setdefault("lifespan", "off")
+    kwargs.setdefault("log_config", None)
+    if twin is not None:
+        kwargs.setdefault("http", twin.HttpProtocol)
+    return Config(app, **kwargs)
+
+
+# Raw sockets --------------------------------------------------------------------------------
+
+
+def connect(server: ThreadedServer) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+    return sock
+
+
+def recv_until_closed(sock: socket.socket, limit: int = 1 << 24) -> bytes:
+    """Everything the server sends until it closes the connection (bounded by the socket timeout)."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+def recv_responses(sock: socket.socket, count: int, head_only: bool = False) -> list[Response]:
+    """Read exactly ``count`` complete responses from the socket."""
+    reader = ResponseReader(head_only=head_only)
+    while len(reader.responses) < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            reader.feed_eof()
+            break
+        reader.feed(chunk)
+    assert len(reader.responses) >= count, f"expected {count} responses, got {reader.responses}"
+    return reader.responses
+
+
+# Parsing responses ----------------------------------------------------------------------------
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+    reason: bytes = b""
+    raw_head: bytes = b""
+    chunked: bool = False
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def header_list(self, name: bytes) -> list[bytes]:
+        return [value for key, value in self.headers if key.lower() == name]
+
+
+@dataclass
+class ResponseReader:
+    """Parse a stream of HTTP/1.1 responses (content-length, chunked or close-delimited)."""
+
+    head_only: bool = False  # e.g. responses to HEAD requests
+    responses: list[Response] = field(default_factory=list)
+    buffer: bytes = b""
+    _current: Response | None = None
+    _remaining: int = -1
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        while self._step():
+            pass
+
+    def feed_eof(self) -> None:
+        if self._current is not None and self._remaining == -1 and not self._current.chunked:
+            self._current.body += self.buffer
+            self.buffer = b""
+            self.responses.append(self._current)
+            self._current = None
+
+    def _step(self) -> bool:
+        if self._current is None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end == -1:
+                return False
+            head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+            lines = head.split(b"\r\n")
+            _version, status, *reason = lines[0].split(b" ", 2)
+            headers = []
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                headers.append((name.strip().lower(), value.strip()))
+            response = Response(int(status), headers, reason=reason[0] if reason else b"", raw_head=head)
+            if 100 <= response.status < 200:
+                self.responses.append(response)
+                return True
+            length = response.header(b"content-length")
+            if self.head_only or response.status in (204, 304):
+                self._remaining = 0
+            elif response.header(b"transfer-encoding") == b"chunked":
+                response.chunked = True
+                self._remaining = -2
+            elif length is not None:
+                self._remaining = int(length)
+            else:
+                self._remaining = -1  # until close
+            self._current = response
+            if self._remaining == 0:
+                self.responses.append(response)
+                self._current = None
+            return True
+        response = self._current
+        if self._remaining >= 0:
+            if len(self.buffer) < self._remaining:
+                return False
+            response.body += self.buffer[: self._remaining]
+            self.buffer = self.buffer[self._remaining :]
+            self.responses.append(response)
+            self._current = None
+            return True
+        if self._remaining == -2:  # chunked
+            line_end = self.buffer.find(b"\r\n")
+            if line_end == -1:
+                return False
+            size = int(self.buffer[:line_end].split(b";")[0], 16)
+            if size == 0:
+                if self.buffer[line_end + 2 : line_end + 4] != b"\r\n":
+                    if len(self.buffer) < line_end + 4:
+                        return False
+                    raise AssertionError(f"trailers or junk after the last chunk: {self.buffer!r}")
+                self.buffer = self.buffer[line_end + 4 :]
+                self.responses.append(response)
+                self._current = None
+                return True
+            if len(self.buffer) < line_end + 2 + size + 2:
+                return False
+            chunk = self.buffer[line_end + 2 : line_end + 2 + size]
+            assert self.buffer[line_end + 2 + size : line_end + 4 + size] == b"\r\n", "bad chunk framing"
+            response.body += chunk
+            self.buffer = self.buffer[line_end + 4 + size :]
+            return True
+        return False
+
+
+def parse_responses(data: bytes, head_only: bool = False) -> list[Response]:
+    reader = ResponseReader(head_only=head_only)
+    reader.feed(data)
+    reader.feed_eof()
+    return reader.responses
+
+
+# In-memory protocol harness -------------------------------------------------------------------
+
+
+class MockTransport:
+    """An asyncio transport that records writes; ``connection_lost`` is the test's to deliver."""
+
+    def __init__(
+        self,
+        sockname: Any = ("127.0.0.1", 8000),
+        peername: Any = ("127.0.0.1", 54321),
+        ssl: bool = False,
+    ) -> None:
+        self.extra = {"sockname": sockname, "peername": peername, "sslcontext": object() if ssl else None}
+        self.buffer = bytearray()
+        self.closed = False
+        self.aborted = False
+        self.read_paused = False
+        self.protocol: Any = None
+        self.written = asyncio.Event()
+
+    def get_extra_info(self, key: str, default: Any = None) -> Any:
+        return self.extra.get(key, default)
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "write after close"
+        assert isinstance(data, (bytes, bytearray, memoryview)), type(data)
+        self.buffer += data
+        self.written.set()
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def close(self) -> None:
+        self.closed = True
+        self.written.set()
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.close()
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        self.read_paused = True
+
+    def resume_reading(self) -> None:
+        self.read_paused = False
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self.protocol
+
+    def take(self) -> bytes:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+        """Wait, event-driven, until ``predicate()`` holds after some write or close."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            self.written.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; written so far: {bytes(self.buffer)!r}")
+            try:
+                await asyncio.wait_for(self.written.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def responses(self, count: int, head_only: bool = False) -> list[Response]:
+        await self.wait_for(lambda: len(parse_responses(bytes(self.buffer), head_only)) >= count)
+        return parse_responses(bytes(self.buffer), head_only)
+
+
+def make_state(server_header: bool = True) -> ServerState:
+    state = ServerState()
+    state.default_headers = [(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT")]
+    if server_header:
+        state.default_headers.append((b"server", b"cyasgi"))
+    state.default_headers_block = encode_headers_block(state.default_headers)
+    return state
+
+
+def make_protocol(twin: Any, app: Any, transport: MockTransport | None = None, **kwargs: Any) -> tuple[Any, MockTransport]:
+    """A connected protocol of ``twin`` serving ``app`` over a MockTransport (call inside a loop)."""
+    config = make_config(app, twin, **kwargs)
+    config.load()
+    state = make_state()
+    protocol = twin.HttpProtocol(config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop())
+    transport = transport or MockTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+# Subprocesses -----------------------------------------------------------------------------------
+
+
+def cyasgi_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cyasgi", *args]
+
+
+@contextlib.contextmanager
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None) -> Iterator[CliProcess]:
+    """Start ``cyasgi ARGS`` as a subprocess; on exit, SIGINT it (then kill) and reap it."""
+    full_env = dict(os.environ)
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    if env:
+        full_env.update(env)
+    proc = subprocess.Popen(
+        cyasgi_command(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        cwd=cwd,
+    )
+    cli = CliProcess(proc)
+    try:
+        yield cli
+    finally:
+        cli.stop()
+
+
+class CliProcess:
+    """A running cyasgi subprocess whose merged output is collected by a reader thread."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            with self._changed:
+                self._lines.append(raw.decode("utf-8", "replace"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "".join(self._lines)
+
+    def wait_for_line(self, needle: str, timeout: float = WAIT) -> str:
+        """Block until a line containing ``needle`` was printed; return it."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self._lines:
+                    if needle in line:
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"{needle!r} not printed; output so far:\n{''.join(self._lines)}")
+                self._changed.wait(min(remaining, 0.5))
+
+    def wait_until_serving(self, timeout: float = WAIT) -> str:
+        """Wait for the "running on" line and return the URL it names (port 0 resolved)."""
+        line = self.wait_for_line(" running on ", timeout)
+        match = re.search(r"running on (\S+://\S+)", line)
+        assert match, line
+        return match.group(1)
+
+    def wait(self, timeout: float = WAIT) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)
+            try:
+                self.proc.wait(WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(WAIT)
+        self._reader.join(WAIT)
