@@ -143,6 +143,7 @@ class RequestCycle:
         "_waiter",
         "_bodyless",
         "_head",
+        "_app_connection_header",
         "_status",
         "_chunked",
         "_content_length",
@@ -177,6 +178,7 @@ class RequestCycle:
         self._bodyless = scope["method"] == "HEAD"
         self._head: bytes | None = None  # status line and headers, until the first body chunk writes them
         self._status = 0
+        self._app_connection_header = False
         self._chunked = False
         self._content_length = -1  # -1: the app gave no content-length
         self._bytes_sent = 0
@@ -273,6 +275,7 @@ class RequestCycle:
         lines = [STATUS_LINES[status], protocol.server_state.default_headers_block]
         content_length = -1
         keep_alive = self.keep_alive
+        connection_header = False
         for name, value in headers:
             name = bytes(name).lower()
             value = bytes(value)
@@ -290,12 +293,15 @@ class RequestCycle:
                 content_length = length
             elif name == b"transfer-encoding":
                 continue  # the server frames the body itself (ASGI: servers ignore it)
-            elif name == b"connection" and b"close" in value.lower():
-                keep_alive = False
+            elif name == b"connection":
+                connection_header = True
+                if b"close" in value.lower():
+                    keep_alive = False
             lines.append(b"%s: %s\r\n" % (name, value))
 
         self.response_started = True
         self.keep_alive = keep_alive
+        self._app_connection_header = connection_header
         self._status = status
         self._content_length = content_length
         if status in (204, 304) or status < 200:
@@ -327,7 +333,9 @@ class RequestCycle:
             else:
                 self._chunked = True
                 framing = b"transfer-encoding: chunked\r\n"
-        if not self.keep_alive:
+        if self._app_connection_header:
+            pass  # the app said what it wanted; never a second connection header
+        elif not self.keep_alive:
             framing += b"connection: close\r\n"
         elif self.scope["http_version"] == "1.0":
             framing += b"connection: keep-alive\r\n"
