@@ -345,19 +345,39 @@ def cyasgi_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "cyasgi", *args]
 
 
-@contextlib.contextmanager
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None) -> Iterator[CliProcess]:
-    """Start ``cyasgi ARGS`` as a subprocess; on exit, SIGINT it (then kill) and reap it."""
-    full_env = dict(os.environ)
-    full_env.setdefault("PYTHONUNBUFFERED", "1")
+def cli_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The environment a cyasgi subprocess runs with: ours, unbuffered, no stray ``CYASGI_*`` settings."""
+    full_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("CYASGI_") or key == "CYASGI_NO_EXTENSIONS"
+    }
+    for name in ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"):
+        full_env.pop(name, None)
+    full_env["PYTHONUNBUFFERED"] = "1"
     if env:
         full_env.update(env)
+    return full_env
+
+
+@contextlib.contextmanager
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = ROOT,
+    pass_fds: tuple[int, ...] = (),
+) -> Iterator[CliProcess]:
+    """Start ``cyasgi ARGS`` as a subprocess; on exit, SIGINT it (then kill) and reap it.
+
+    It runs in the repository root by default, so ``tests.apps:NAME`` imports.
+    """
     proc = subprocess.Popen(
         cyasgi_command(*args),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=full_env,
+        env=cli_env(env),
         cwd=cwd,
+        pass_fds=pass_fds,
     )
     cli = CliProcess(proc)
     try:
@@ -424,3 +444,19 @@ class CliProcess:
                 self.proc.kill()
                 self.proc.wait(WAIT)
         self._reader.join(WAIT)
+
+
+def run_cli_to_exit(
+    *args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = ROOT, timeout: float = WAIT
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cyasgi ARGS`` to completion (for commands that must exit by themselves); merged output."""
+    return subprocess.run(
+        cyasgi_command(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=cli_env(env),
+        cwd=cwd,
+        timeout=timeout,
+        text=True,
+    )
