@@ -88,6 +88,19 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
     ctx.exit()
 
 
+def check_port(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise click.BadParameter(f"{value} is not a TCP port (0 to 65535).", ctx=ctx, param=param)
+    return value
+
+
+def check_headers(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    for header in value:
+        if ":" not in header:
+            raise click.BadParameter(f"{header!r} is not a Name:Value pair.", ctx=ctx, param=param)
+    return value
+
+
 def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         raise click.BadParameter("HTTP/2 is not supported by cyasgi yet.", ctx=ctx, param=param)
@@ -103,6 +116,7 @@ def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> boo
     default=8000,
     help="Bind socket to this port. If 0, an available port will be picked.",
     show_default=True,
+    callback=check_port,
 )
 @click.option("--uds", type=str, default=None, help="Bind to a UNIX domain socket.")
 @click.option("--fd", type=int, default=None, help="Bind to socket from this file descriptor.")
@@ -364,6 +378,7 @@ def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> boo
     "headers",
     multiple=True,
     help="Specify custom default HTTP response headers as a Name:Value pair",
+    callback=check_headers,
 )
 @click.option(
     "--version",
