@@ -428,21 +428,31 @@ class Config:
             raise ConfigError("HTTP/2 is not supported by cyasgi yet; remove --http2.")
 
         if self.is_ssl:
-            assert self.ssl_certfile or self.ssl_context_factory
+            if not self.ssl_certfile and self.ssl_context_factory is None:
+                raise ConfigError("--ssl-keyfile needs --ssl-certfile (the certificate to serve).")
 
             def default_ssl_context_factory() -> ssl.SSLContext:
-                return create_ssl_context(
-                    keyfile=self.ssl_keyfile,
-                    certfile=self.ssl_certfile,  # type: ignore[arg-type]
-                    password=self.ssl_keyfile_password,
-                    ssl_version=self.ssl_version,
-                    cert_reqs=self.ssl_cert_reqs,
-                    ca_certs=self.ssl_ca_certs,
-                    ciphers=self.ssl_ciphers,
-                )
+                if not self.ssl_certfile:
+                    raise ConfigError("The default SSL context needs ssl_certfile (and usually ssl_keyfile).")
+                try:
+                    return create_ssl_context(
+                        keyfile=self.ssl_keyfile,
+                        certfile=self.ssl_certfile,
+                        password=self.ssl_keyfile_password,
+                        ssl_version=self.ssl_version,
+                        cert_reqs=self.ssl_cert_reqs,
+                        ca_certs=self.ssl_ca_certs,
+                        ciphers=self.ssl_ciphers,
+                    )
+                except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                    files = ", ".join(str(path) for path in (self.ssl_certfile, self.ssl_keyfile, self.ssl_ca_certs) if path)
+                    raise ConfigError(f"Could not set up TLS from {files}: {exc}") from None
 
             if self.ssl_context_factory is not None:
-                self.ssl: ssl.SSLContext | None = self.ssl_context_factory(self, default_ssl_context_factory)
+                context = self.ssl_context_factory(self, default_ssl_context_factory)
+                if not isinstance(context, ssl.SSLContext):
+                    raise ConfigError(f"ssl_context_factory must return an ssl.SSLContext, not {type(context).__name__}.")
+                self.ssl: ssl.SSLContext | None = context
             else:
                 self.ssl = default_ssl_context_factory()
         else:

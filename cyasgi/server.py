@@ -64,7 +64,9 @@ class Server:
         self._limit_max_requests: int | None | bool = False  # False: not computed yet
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        return asyncio_run(self.serve(sockets=sockets), loop_factory=self.config.get_loop_factory())
+        # The factory first: a bad --loop exits before the coroutine exists (no "never awaited").
+        loop_factory = self.config.get_loop_factory()
+        return asyncio_run(self.serve(sockets=sockets), loop_factory=loop_factory)
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         with self.capture_signals():
