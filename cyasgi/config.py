@@ -462,7 +462,7 @@ class Config:
 
         if isinstance(self.http, str):
             http_name = self.http if self.http in HTTP_PROTOCOLS else None
-            self.http_protocol_class = import_from_string(HTTP_PROTOCOLS.get(self.http, self.http))
+            self.http_protocol_class = _import_setting("HTTP protocol", HTTP_PROTOCOLS.get(self.http, self.http))
             self.http_parser_factory = import_from_string(HTTP_PARSERS[http_name or "auto"])
             if http_name == "h11":
                 self.http_parser_factory = self.http_parser_factory.factory(self)
@@ -477,9 +477,9 @@ class Config:
             else:
                 try:
                     self.ws_protocol_class = import_from_string(ws_protocol_class)
-                except (ImportError, ImportFromStringError):
-                    if self.ws not in ("auto",):
-                        raise
+                except (ImportError, ImportFromStringError) as exc:
+                    if self.ws != "auto":
+                        raise ConfigError(f"Error loading WebSocket protocol {self.ws!r}. {exc}") from None
                     self.ws_protocol_class = None
         else:
             self.ws_protocol_class = self.ws
@@ -606,6 +606,14 @@ class Config:
         logger.info(message, *logger_args, extra={"color_message": color_message})
         sock.set_inheritable(True)
         return sock
+
+
+def _import_setting(what: str, import_str: str) -> Any:
+    """Import a protocol named by a setting; a bad name is a one-line ConfigError."""
+    try:
+        return import_from_string(import_str)
+    except (ImportError, ImportFromStringError) as exc:
+        raise ConfigError(f"Error loading {what} {import_str!r}. {exc}") from None
 
 
 def _bold(text: str) -> str:
