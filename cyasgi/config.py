@@ -381,6 +381,29 @@ class Config:
     def configure_logging(self) -> None:
         logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
 
+        try:
+            self._apply_log_config()
+        except ConfigError:
+            raise
+        except Exception as exc:  # a broken file or dict: say which, in one line
+            source = self.log_config if isinstance(self.log_config, (str, os.PathLike)) else type(self.log_config).__name__
+            raise ConfigError(f"Could not load the logging configuration {os.fspath(source)!r}: {exc}") from None
+
+        if self.log_level is not None:
+            if isinstance(self.log_level, str):
+                if self.log_level.lower() not in LOG_LEVELS:
+                    raise ConfigError(f"Unknown log level {self.log_level!r}; use one of {', '.join(LOG_LEVELS)}.")
+                log_level = LOG_LEVELS[self.log_level.lower()]
+            else:
+                log_level = self.log_level
+            logging.getLogger("uvicorn.error").setLevel(log_level)
+            logging.getLogger("uvicorn.access").setLevel(log_level)
+            logging.getLogger("uvicorn.asgi").setLevel(log_level)
+        if self.access_log is False:
+            logging.getLogger("uvicorn.access").handlers = []
+            logging.getLogger("uvicorn.access").propagate = False
+
+    def _apply_log_config(self) -> None:
         if self.log_config is not None:
             if isinstance(self.log_config, dict):
                 log_config = copy.deepcopy(self.log_config)
@@ -407,18 +430,6 @@ class Config:
                     logging.config.fileConfig(path, disable_existing_loggers=False)
             else:
                 logging.config.fileConfig(self.log_config, disable_existing_loggers=False)
-
-        if self.log_level is not None:
-            if isinstance(self.log_level, str):
-                log_level = LOG_LEVELS[self.log_level]
-            else:
-                log_level = self.log_level
-            logging.getLogger("uvicorn.error").setLevel(log_level)
-            logging.getLogger("uvicorn.access").setLevel(log_level)
-            logging.getLogger("uvicorn.asgi").setLevel(log_level)
-        if self.access_log is False:
-            logging.getLogger("uvicorn.access").handlers = []
-            logging.getLogger("uvicorn.access").propagate = False
 
     def load(self) -> None:
         """Resolve everything the server needs: TLS, headers, protocol classes, lifespan and the app."""
