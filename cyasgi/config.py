@@ -504,13 +504,21 @@ class Config:
             sys.exit(STARTUP_FAILURE)
 
         try:
-            self.loaded_app = self.loaded_app()
+            produced = self.loaded_app()
         except TypeError as exc:
             if self.factory:
                 logger.error("Error loading ASGI app factory: %s", exc)
                 sys.exit(STARTUP_FAILURE)
         else:
-            if not self.factory:
+            if inspect.iscoroutine(produced):
+                # An ASGI app whose signature takes anything (``*args``), not a factory.
+                produced.close()
+                if self.factory:
+                    logger.error("Error loading ASGI app factory: it returned a coroutine; factories must be sync.")
+                    sys.exit(STARTUP_FAILURE)
+            else:
+                self.loaded_app = produced
+            if not self.factory and self.loaded_app is produced:
                 logger.warning(
                     "ASGI app factory detected. Using it, but please consider setting the --factory flag explicitly."
                 )
