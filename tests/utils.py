@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -35,6 +36,8 @@ class ThreadedServer(Server):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        #: Set when serve() has returned (or failed): the server's "process" is over.
+        self.finished = threading.Event()
         self.error: BaseException | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -50,6 +53,7 @@ class ThreadedServer(Server):
             self.error = exc
         finally:
             self.ready.set()
+            self.finished.set()
 
     @property
     def port(self) -> int:
@@ -460,3 +464,35 @@ def run_cli_to_exit(
         timeout=timeout,
         text=True,
     )
+
+
+class LogWatcher(logging.Handler):
+    """Collects one logger's messages (any thread) so a test can wait for a line instead of sleeping."""
+
+    def __init__(self, logger_name: str = "uvicorn.error") -> None:
+        super().__init__(level=0)
+        self.logger = logging.getLogger(logger_name)
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+
+    def __enter__(self) -> LogWatcher:
+        self.logger.addHandler(self)
+        self._old_level = self.logger.level
+        if self.logger.getEffectiveLevel() > logging.INFO:
+            self.logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self._old_level)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._changed:
+            self.lines.append(record.getMessage())
+            self._changed.notify_all()
+
+    def wait_for(self, needle: str, timeout: float = WAIT) -> str:
+        with self._changed:
+            found = self._changed.wait_for(lambda: next((line for line in self.lines if needle in line), None), timeout)
+        assert found, f"{needle!r} was not logged; got {self.lines}"
+        return found
