@@ -60,6 +60,7 @@ class Server:
         self.servers: list[Any] = []
 
         self._captured_signals: list[int] = []
+        self._shutdown_started = False
         self._date_second = -1
         self._limit_max_requests: int | None | bool = False  # False: not computed yet
 
@@ -238,7 +239,13 @@ class Server:
         return self._limit_max_requests  # type: ignore[return-value]
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Stop accepting, let in-flight requests finish (bounded), then run lifespan shutdown."""
+        """Stop accepting, let in-flight requests finish (bounded), then run lifespan shutdown.
+
+        Runs once: serve() calls it too when its loop ends, after a caller already has.
+        """
+        if self._shutdown_started:
+            return
+        self._shutdown_started = True
         logger.info("Shutting down")
         for server in self.servers:
             server.close()
