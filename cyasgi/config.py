@@ -385,7 +385,7 @@ class Config:
             self._apply_log_config()
         except ConfigError:
             raise
-        except Exception as exc:  # a broken file or dict: say which, in one line
+        except Exception as exc:  # noqa: BLE001 (a broken file or dict, whatever the error: say which)
             source = self.log_config if isinstance(self.log_config, (str, os.PathLike)) else type(self.log_config).__name__
             raise ConfigError(f"Could not load the logging configuration {os.fspath(source)!r}: {exc}") from None
 

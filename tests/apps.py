@@ -127,12 +127,7 @@ def asgi2_function(scope: dict[str, Any]) -> Any:
 
 def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     body = environ["wsgi.input"].read()
-    text = "wsgi %s %s %s body=%s" % (
-        environ["REQUEST_METHOD"],
-        environ["PATH_INFO"],
-        environ["QUERY_STRING"],
-        body.decode(),
-    )
+    text = f"wsgi {environ['REQUEST_METHOD']} {environ['PATH_INFO']} {environ['QUERY_STRING']} body={body.decode()}"
     start_response("200 OK", [("Content-Type", "text/plain"), ("X-Wsgi", "yes")])
     return [text.encode()]
 

@@ -31,7 +31,7 @@ def listening_socket() -> socket.socket:
 
 
 def url_of(sock: socket.socket) -> str:
-    return "http://127.0.0.1:%d" % sock.getsockname()[1]
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 async def wait_started(server: Server, task: asyncio.Task[Any]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from typing import Any, AsyncIterator, Iterator, Optional
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Optional
 
 import httpx
 import pytest
@@ -103,7 +104,7 @@ def fastapi_app(background: Background) -> FastAPI:
         return "home"
 
     @app.get("/items/{item_id}")
-    async def item(item_id: int, q: Optional[str] = None) -> dict[str, Any]:  # noqa: UP007 (read on 3.9)
+    async def item(item_id: int, q: Optional[str] = None) -> dict[str, Any]:  # noqa: UP045 (FastAPI reads it on 3.9)
         return {"item_id": item_id, "q": q}
 
     @app.post("/echo", status_code=201)
@@ -148,9 +149,8 @@ def framework(request: pytest.FixtureRequest) -> str:
 def served(framework: str, twin: Any) -> Iterator[tuple[httpx.Client, Background]]:
     background = Background()
     app = starlette_app(background) if framework == "starlette" else fastapi_app(background)
-    with run_server(make_config(app, twin, lifespan="on")) as server:
-        with httpx.Client(base_url=server.url, timeout=WAIT) as client:
-            yield client, background
+    with run_server(make_config(app, twin, lifespan="on")) as server, httpx.Client(base_url=server.url, timeout=WAIT) as client:
+        yield client, background
     background.release.set()
 
 

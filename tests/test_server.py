@@ -22,7 +22,16 @@ import pytest
 import cyasgi.server
 from cyasgi.logging import TRACE_LOG_LEVEL, AccessFormatter
 from tests import apps
-from tests.utils import WAIT, LogWatcher, connect, make_config, parse_responses, recv_responses, recv_until_closed, run_server
+from tests.utils import (
+    WAIT,
+    LogWatcher,
+    connect,
+    make_config,
+    parse_responses,
+    recv_responses,
+    recv_until_closed,
+    run_server,
+)
 
 
 def get_json(server: Any, path: str = "/", **kwargs: Any) -> dict[str, Any]:
@@ -87,9 +96,8 @@ def test_backlog_reaches_listen(twin):
 
 def test_access_log_record_and_line(twin, caplog):
     caplog.set_level(logging.INFO)
-    with run_server(make_config(apps.hello, twin)) as server:
-        with httpx.Client(timeout=WAIT) as client:
-            response = client.get(server.url + "/path with space?q=1&r=%20")
+    with run_server(make_config(apps.hello, twin)) as server, httpx.Client(timeout=WAIT) as client:
+        response = client.get(server.url + "/path with space?q=1&r=%20")
     assert response.status_code == 200
     [record] = [r for r in caplog.records if r.name == "uvicorn.access"]
     client_addr, method, path, version, status = record.args  # type: ignore[misc]
@@ -328,28 +336,26 @@ def test_jitter_is_drawn_once_within_range(twin):
 
 
 def test_idle_keep_alive_connection_closed_after_timeout(twin):
-    with run_server(make_config(apps.hello, twin, timeout_keep_alive=1)) as server:
-        with connect(server) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            [response] = recv_responses(sock, 1)
-            answered = time.monotonic()
-            assert response.status == 200 and response.header(b"connection") is None
-            rest = recv_until_closed(sock)
-            idle = time.monotonic() - answered
+    with run_server(make_config(apps.hello, twin, timeout_keep_alive=1)) as server, connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        [response] = recv_responses(sock, 1)
+        answered = time.monotonic()
+        assert response.status == 200 and response.header(b"connection") is None
+        rest = recv_until_closed(sock)
+        idle = time.monotonic() - answered
     assert rest == b""
     assert 0.9 <= idle < 1 + 1.5, idle
 
 
 def test_keep_alive_timer_restarts_with_each_request(twin):
-    with run_server(make_config(apps.hello, twin, timeout_keep_alive=1)) as server:
-        with connect(server) as sock:
-            start = time.monotonic()
-            for _ in range(3):  # three requests 0.6 s apart: 1.2 s, yet never idle for 1 s
-                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                assert recv_responses(sock, 1)[0].status == 200
-                time.sleep(0.6)
+    with run_server(make_config(apps.hello, twin, timeout_keep_alive=1)) as server, connect(server) as sock:
+        start = time.monotonic()
+        for _ in range(3):  # three requests 0.6 s apart: 1.2 s, yet never idle for 1 s
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert recv_responses(sock, 1)[0].status == 200
+            time.sleep(0.6)  # the idle time under test, not a synchronisation
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert recv_responses(sock, 1)[0].status == 200
     assert time.monotonic() - start >= 1.8
 
 
@@ -461,9 +467,9 @@ def test_lifespan_auto_with_an_app_without_lifespan(twin, caplog):
 
 
 def test_lifespan_on_failure_does_not_serve(twin):
-    with pytest.raises(RuntimeError, match="failed to start"):
-        with run_server(make_config(apps.startup_fails, twin, lifespan="on")):
-            pass
+    config = make_config(apps.startup_fails, twin, lifespan="on")
+    with pytest.raises(RuntimeError, match="failed to start"), run_server(config):
+        pass
 
 
 class StateApp:

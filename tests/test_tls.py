@@ -123,9 +123,9 @@ def test_ssl_ciphers(twin, ca, pki):
     with run_server(tls_config(twin, pki, ssl_ciphers=cipher)) as server:
         # TLS 1.3 suites are not chosen by set_ciphers(); pin TLS 1.2 to see the setting.
         context = client_context(ca, maximum_version=ssl.TLSVersion.TLSv1_2)
-        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as raw:
-            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                negotiated = tls.cipher()
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            negotiated = tls.cipher()
     assert negotiated is not None and negotiated[0] == cipher
 
 

@@ -12,9 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from cyasgi._compat import asyncio_run
 from cyasgi.config import Config
@@ -459,6 +460,7 @@ def run_cli_to_exit(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        check=False,
         env=cli_env(env),
         cwd=cwd,
         timeout=timeout,
@@ -475,14 +477,14 @@ class LogWatcher(logging.Handler):
         self.lines: list[str] = []
         self._changed = threading.Condition()
 
-    def __enter__(self) -> LogWatcher:
+    def __enter__(self) -> LogWatcher:  # noqa: PYI034 (3.9 has no typing.Self)
         self.logger.addHandler(self)
         self._old_level = self.logger.level
         if self.logger.getEffectiveLevel() > logging.INFO:
             self.logger.setLevel(logging.INFO)
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.logger.removeHandler(self)
         self.logger.setLevel(self._old_level)
 
