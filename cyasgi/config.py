@@ -580,7 +580,7 @@ class Config:
     def bind_socket(self) -> socket.socket:
         """Bind the listening socket in the parent process (for --workers and --reload)."""
         logger_args: list[str | int]
-        if self.uds:
+        if self.uds is not None:
             path = self.uds
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -589,13 +589,13 @@ class Config:
                 os.chmod(self.uds, uds_perms)
             except OSError as exc:
                 logger.error(exc)
-                sys.exit(1)
+                sys.exit(STARTUP_FAILURE)
 
             message = "cyasgi running on unix socket %s (Press CTRL+C to quit)"
             sock_name_format = "%s"
             color_message = "cyasgi running on " + _bold(sock_name_format) + " (Press CTRL+C to quit)"
             logger_args = [self.uds]
-        elif self.fd:
+        elif self.fd is not None:
             sock = socket.socket(fileno=os.dup(self.fd))
             message = "cyasgi running on socket %s (Press CTRL+C to quit)"
             fd_name_format = "%s"
@@ -615,7 +615,7 @@ class Config:
                 sock.bind((self.host, self.port))
             except OSError as exc:
                 logger.error(exc)
-                sys.exit(1)
+                sys.exit(STARTUP_FAILURE)
 
             message = f"cyasgi running on {addr_format} (Press CTRL+C to quit)"
             color_message = "cyasgi running on " + _bold(addr_format) + " (Press CTRL+C to quit)"
