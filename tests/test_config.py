@@ -480,3 +480,34 @@ def test_async_factory_is_refused(caplog):
         config.load()
     assert info.value.code == 3
     assert "factories must be sync" in caplog.text
+
+
+# bind_socket (the parent's socket for --workers / --reload) ---------------------------------------
+
+
+def test_bind_socket_failure_exits_3(caplog):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = make_config(apps.hello, port=taken.getsockname()[1])
+        with pytest.raises(SystemExit) as info:
+            config.bind_socket()
+    assert info.value.code == 3
+    assert "Address already in use" in caplog.text or "address already in use" in caplog.text
+
+
+def test_bind_socket_uds_and_port_0(tmp_path, caplog):
+    import os
+    import stat
+
+    caplog.set_level(logging.INFO)
+    path = tmp_path / "bound.sock"
+    with make_config(apps.hello, uds=str(path)).bind_socket() as sock:
+        assert sock.get_inheritable()
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o666
+    with make_config(apps.hello).bind_socket() as sock:
+        port = sock.getsockname()[1]
+    assert f"cyasgi running on unix socket {path} (Press CTRL+C to quit)" in caplog.messages
+    assert f"cyasgi running on http://127.0.0.1:{port} (Press CTRL+C to quit)" in caplog.messages
