@@ -113,8 +113,8 @@ class Server:
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await self.lifespan.startup()
         if self.lifespan.should_exit:
-            self.should_exit = True
-            return
+            # As uvicorn: serve() and run() end with SystemExit(3), so no caller mistakes it for a clean stop.
+            sys.exit(STARTUP_FAILURE)
 
         config = self.config
         self._refresh_default_headers(time.time())
