@@ -201,3 +201,11 @@ def test_logging_left_alone_with_log_config_none():
     before = logging.getLogger("uvicorn").handlers[:]
     Config(apps.hello, log_config=None)
     assert logging.getLogger("uvicorn").handlers == before
+
+
+async def test_serve_raises_system_exit_3_when_lifespan_startup_fails():
+    server = Server(make_config(apps.startup_fails, lifespan="on"))
+    with pytest.raises(SystemExit) as info:
+        await server.serve()  # not inside wait_for: SystemExit must not pass through a task
+    assert info.value.code == 3
+    assert not server.started
