@@ -377,3 +377,28 @@ def test_serves_and_logs_like_uvicorn():
         tail[-1],
     ]
     assert re.fullmatch(r"INFO:     Finished server process \[\d+\]", lines[-1])
+
+
+def test_app_dir(tmp_path):
+    app_dir = tmp_path / "project"
+    app_dir.mkdir()
+    (app_dir / "cli_dir_app.py").write_text("from tests.apps import hello as app\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"PYTHONPATH": str(ROOT)}  # for tests.apps; the app module itself is only in --app-dir
+    with run_cli("cli_dir_app:app", "--port", "0", "--app-dir", str(app_dir), env=env, cwd=elsewhere) as proc:
+        url = proc.wait_until_serving()
+        assert httpx.get(url, timeout=WAIT).text == "hello"
+    result = run_cli_to_exit("cli_dir_app:app", "--port", "0", env=env, cwd=elsewhere)
+    assert_startup_failure(result, 'Could not import module "cli_dir_app".')
+
+
+@pytest.mark.parametrize(("flag", "coloured"), [("--use-colors", True), ("--no-use-colors", False), (None, False)])
+def test_colours_flag(flag, coloured):
+    args = ["tests.apps:hello", "--port", "0", "--lifespan", "off"] + ([flag] if flag else [])
+    with run_cli(*args) as proc:  # output is a pipe, not a TTY: colours only when asked for
+        url = proc.wait_until_serving()
+        httpx.get(url, timeout=WAIT)
+        proc.wait_for_line('"GET / HTTP/1.1"')
+    assert ("\x1b[32mINFO\x1b[0m:" in proc.output) is coloured
+    assert ("\x1b[" in proc.output) is coloured

@@ -431,6 +431,7 @@ class CliProcess:
     def wait_until_serving(self, timeout: float = WAIT) -> str:
         """Wait for the "running on" line and return the URL it names (port 0 resolved)."""
         line = self.wait_for_line(" running on ", timeout)
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # --use-colors makes the URL bold
         match = re.search(r"running on (\S+://\S+)", line)
         assert match, line
         return match.group(1)
