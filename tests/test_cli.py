@@ -399,6 +399,6 @@ def test_colours_flag(flag, coloured):
     with run_cli(*args) as proc:  # output is a pipe, not a TTY: colours only when asked for
         url = proc.wait_until_serving()
         httpx.get(url, timeout=WAIT)
-        proc.wait_for_line('"GET / HTTP/1.1"')
+        proc.wait_for_line("GET / HTTP/1.1")
     assert ("\x1b[32mINFO\x1b[0m:" in proc.output) is coloured
     assert ("\x1b[" in proc.output) is coloured
