@@ -68,13 +68,25 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``/slow?S``: logs "slow request started", waits S seconds (default 1), answers "done"."""
+    """``/slow?S``: logs "slow request started", waits S seconds (default 1), answers "done".
+
+    ``/until?PATH``: the same, but waits until the file PATH exists (at most 30 s), so a test in
+    another process decides when the request completes.
+    """
     if scope["type"] == "lifespan":
         return await lifespan(scope, receive, send)
     if scope["path"] == "/slow":
         delay = float(scope["query_string"] or b"1")
         log.info("test app: slow request started")
         await asyncio.sleep(delay)
+        await send_text(send, b"done")
+    elif scope["path"] == "/until":
+        path = scope["query_string"].decode()
+        log.info("test app: slow request started")
+        for _ in range(1500):  # no cross-process event to await: poll the file, bounded
+            if os.path.exists(path):
+                break
+            await asyncio.sleep(0.02)
         await send_text(send, b"done")
     else:
         await send_text(send, b"fast")

@@ -18,7 +18,7 @@ import cyasgi
 from cyasgi.config import Config
 from cyasgi.server import Server, ServerState
 from tests import apps
-from tests.utils import WAIT, LogWatcher, make_config
+from tests.utils import WAIT, LogWatcher, make_config, wait_started
 
 pytestmark = pytest.mark.anyio
 
@@ -32,16 +32,6 @@ def listening_socket() -> socket.socket:
 
 def url_of(sock: socket.socket) -> str:
     return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-async def wait_started(server: Server, task: asyncio.Task[Any]) -> None:
-    """Wait until ``server.started`` (no event exists for it: poll, bounded)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while not server.started:
-        assert not task.done(), task
-        assert loop.time() < deadline, "the server did not start"
-        await asyncio.sleep(0.01)
 
 
 # Names -------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from tests.utils import (
     recv_responses,
     recv_until_closed,
     run_server,
+    wait_started,
 )
 
 
@@ -344,19 +345,19 @@ def test_idle_keep_alive_connection_closed_after_timeout(twin):
         rest = recv_until_closed(sock)
         idle = time.monotonic() - answered
     assert rest == b""
-    assert 0.9 <= idle < 1 + 1.5, idle
+    assert 0.75 <= idle < 1 + 1.5, idle  # never before the timeout (less the client's own delays)
 
 
 def test_keep_alive_timer_restarts_with_each_request(twin):
     with run_server(make_config(apps.hello, twin, timeout_keep_alive=1)) as server, connect(server) as sock:
         start = time.monotonic()
-        for _ in range(3):  # three requests 0.6 s apart: 1.2 s, yet never idle for 1 s
+        for _ in range(4):  # four requests 0.35 s apart: 1.4 s, yet never idle for 1 s
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert recv_responses(sock, 1)[0].status == 200
-            time.sleep(0.6)  # the idle time under test, not a synchronisation
+            time.sleep(0.35)  # the idle time under test, not a synchronisation
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert recv_responses(sock, 1)[0].status == 200
-    assert time.monotonic() - start >= 1.8
+    assert time.monotonic() - start >= 1.4
 
 
 # Graceful shutdown timeout ------------------------------------------------------------------------------
@@ -431,17 +432,17 @@ def test_reset_contextvars(twin, reset, expected):
     async def main() -> None:
         request_var.set("outer")  # context of the code that runs the server
         task = asyncio.create_task(server.serve(sockets=[sock]))
+        await wait_started(server, task)
         async with httpx.AsyncClient(timeout=WAIT) as client:
-            while not server.started:
-                await asyncio.sleep(0.01)
             for _ in range(2):  # the second request does not see what the first one set
                 results.append((await client.get(f"http://127.0.0.1:{port}/")).text)
         server.should_exit = True
         await asyncio.wait_for(task, WAIT)
 
-    thread = threading.Thread(target=lambda: asyncio.run(main()))
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
     thread.start()
     thread.join(WAIT * 2)
+    assert not thread.is_alive()
     assert results == [expected, expected]
 
 

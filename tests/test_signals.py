@@ -33,12 +33,13 @@ def read_one(sock: socket.socket) -> Any:
 
 
 @pytest.mark.parametrize(("sig", "exit_code"), [(signal.SIGINT, 0), (signal.SIGTERM, -signal.SIGTERM)])
-def test_graceful_shutdown_on_signal(sig, exit_code):
+def test_graceful_shutdown_on_signal(tmp_path, sig, exit_code):
+    release = tmp_path / "release"
     with run_cli("tests.apps:slow", "--port", "0", "--lifespan", "on") as proc:
         url = proc.wait_until_serving()
         idle = request(url, "/")
         assert read_one(idle).body == b"fast"  # now an idle keep-alive connection
-        busy = request(url, "/slow?1")
+        busy = request(url, f"/until?{release}")
         proc.wait_for_line("test app: slow request started")
 
         proc.proc.send_signal(sig)
@@ -47,6 +48,7 @@ def test_graceful_shutdown_on_signal(sig, exit_code):
         assert recv_until_closed(idle) == b""  # the idle connection was closed
         with pytest.raises(ConnectionRefusedError):  # nothing accepts new connections
             request(url, "/").close()
+        release.touch()
         [response] = parse_responses(recv_until_closed(busy))  # the in-flight request completes
         assert (response.status, response.body) == (200, b"done")
         assert response.header(b"connection") == b"close"

@@ -97,6 +97,16 @@ def make_config(app: Any, twin: Any = None, **kwargs: Any) -> Config:
     return Config(app, **kwargs)
 
 
+async def wait_started(server: Server, task: asyncio.Task[Any]) -> None:
+    """Inside the server's own loop, wait until ``server.started`` (no event exists for it: poll, bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while not server.started:
+        assert not task.done(), task
+        assert loop.time() < deadline, "the server did not start"
+        await asyncio.sleep(0.01)
+
+
 # Raw sockets --------------------------------------------------------------------------------
 
 
