@@ -6,6 +6,7 @@ import logging
 import os
 import platform
 import ssl
+import stat
 import sys
 from configparser import RawConfigParser
 from typing import IO, Any, Awaitable, Callable
@@ -668,7 +669,8 @@ def run(
     except KeyboardInterrupt:
         pass
     finally:
-        if config.uds and os.path.exists(config.uds):
+        # Only a socket is ours to remove: a regular file at that path (a typo) is left alone.
+        if config.uds and os.path.exists(config.uds) and stat.S_ISSOCK(os.stat(config.uds).st_mode):
             os.remove(config.uds)
 
     if not server.started and not config.should_reload and config.workers == 1:
