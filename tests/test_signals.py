@@ -157,3 +157,13 @@ def test_no_signal_handlers_left_behind_in_a_thread():
         cwd=os.path.dirname(os.path.dirname(__file__)),
     )
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_uds_path_of_a_regular_file_is_left_alone(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("precious")
+    with run_cli("tests.apps:hello", "--uds", str(path)) as proc:
+        code = proc.wait()
+    assert code == 3
+    assert f"Address {str(path)!r} is already in use" in proc.output
+    assert path.read_text() == "precious"
