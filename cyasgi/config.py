@@ -325,11 +325,18 @@ class Config:
         if env_file is not None:
             from dotenv import load_dotenv
 
+            if not os.path.isfile(env_file):
+                raise ConfigError(f"Environment file '{os.fspath(env_file)}' does not exist or is not a file.")
             logger.info("Loading environment from '%s'", env_file)
             load_dotenv(dotenv_path=env_file)
 
         if workers is None and "WEB_CONCURRENCY" in os.environ:
-            self.workers = int(os.environ["WEB_CONCURRENCY"])
+            try:
+                self.workers = int(os.environ["WEB_CONCURRENCY"]) or 1
+            except ValueError:
+                raise ConfigError(
+                    f"WEB_CONCURRENCY must be a number of workers, not {os.environ['WEB_CONCURRENCY']!r}."
+                ) from None
 
         self.forwarded_allow_ips: list[str] | str
         if forwarded_allow_ips is None:
