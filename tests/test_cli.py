@@ -402,3 +402,8 @@ def test_colours_flag(flag, coloured):
         proc.wait_for_line("GET / HTTP/1.1")
     assert ("\x1b[32mINFO\x1b[0m:" in proc.output) is coloured
     assert ("\x1b[" in proc.output) is coloured
+
+
+def test_bad_web_concurrency_exits_3():
+    result = run_cli_to_exit("tests.apps:hello", env={"WEB_CONCURRENCY": "many"})
+    assert_startup_failure(result, "WEB_CONCURRENCY must be a number of workers, not 'many'.")

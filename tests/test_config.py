@@ -511,3 +511,18 @@ def test_bind_socket_uds_and_port_0(tmp_path, caplog):
         port = sock.getsockname()[1]
     assert f"cyasgi running on unix socket {path} (Press CTRL+C to quit)" in caplog.messages
     assert f"cyasgi running on http://127.0.0.1:{port} (Press CTRL+C to quit)" in caplog.messages
+
+
+def test_missing_env_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        make_config(apps.hello, env_file=tmp_path / "missing.env")
+
+
+@pytest.mark.parametrize(("value", "workers"), [("3", 3), ("0", 1), ("many", None)])
+def test_web_concurrency_values(monkeypatch, value, workers):
+    monkeypatch.setenv("WEB_CONCURRENCY", value)
+    if workers is None:
+        with pytest.raises(ConfigError, match="WEB_CONCURRENCY must be a number of workers, not 'many'"):
+            make_config(apps.hello)
+    else:
+        assert make_config(apps.hello).workers == workers
