@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 import cyasgi.server
+from cyasgi._compat import IS_PYPY
 from cyasgi.logging import TRACE_LOG_LEVEL, AccessFormatter
 from tests import apps
 from tests.utils import (
@@ -541,3 +542,44 @@ def test_uds_existing_file_keeps_its_mode(twin, tmp_path):
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), timeout=WAIT) as client:
             assert client.get("http://unix/").text == "hello"
     assert mode == 0o600
+
+
+# Event loops and the built-in WSGI bridge -------------------------------------------------------------
+
+
+def uvloop_usable() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return not IS_PYPY
+
+
+@pytest.mark.parametrize(
+    ("loop", "name"),
+    [
+        ("auto", "uvloop" if uvloop_usable() else "asyncio"),
+        ("asyncio", "asyncio"),
+        ("uvloop", "uvloop"),
+        ("asyncio:new_event_loop", "asyncio"),
+    ],
+)
+def test_loop_choice(twin, caplog, loop, name):
+    if loop == "uvloop" and not uvloop_usable():
+        pytest.skip("uvloop is not available here")
+    caplog.set_level(logging.INFO)
+    with run_server(make_config(apps.hello, twin, loop=loop)) as server:
+        assert httpx.get(server.url, timeout=WAIT).text == "hello"
+    [line] = [m for m in messages(caplog, "uvicorn.error") if m.startswith("HTTP/1.1: ")]
+    assert f" on {name}, " in line
+
+
+def test_builtin_wsgi_bridge_without_a2wsgi(twin, monkeypatch):
+    import cyasgi.middleware.wsgi as wsgi
+
+    monkeypatch.setattr(wsgi, "WSGIMiddleware", wsgi._BuiltinWSGIMiddleware)
+    with run_server(make_config(apps.wsgi_app, twin, root_path="/mnt")) as server:
+        response = httpx.post(server.url + "/submit?x=1", content=b"payload", timeout=WAIT)
+    assert response.status_code == 200
+    assert response.text == "wsgi POST /submit x=1 body=payload"  # PATH_INFO without the root path
+    assert response.headers["x-wsgi"] == "yes"
