@@ -575,7 +575,7 @@ def test_loop_choice(twin, caplog, loop, name):
 
 
 def test_builtin_wsgi_bridge_without_a2wsgi(twin, monkeypatch):
-    import cyasgi.middleware.wsgi as wsgi
+    from cyasgi.middleware import wsgi
 
     monkeypatch.setattr(wsgi, "WSGIMiddleware", wsgi._BuiltinWSGIMiddleware)
     with run_server(make_config(apps.wsgi_app, twin, root_path="/mnt")) as server:
