@@ -7,6 +7,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 from typing import Any
 
 import httpx
@@ -137,7 +138,7 @@ def test_no_signal_handlers_left_behind_in_a_thread():
     """Serving from a thread other than the main one works without installing signal handlers."""
     result = subprocess.run(
         [
-            os.sys.executable,
+            sys.executable,
             "-c",
             (
                 "import signal, threading, cyasgi, tests.apps as a\n"
