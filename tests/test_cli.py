@@ -327,7 +327,7 @@ def test_broken_log_config_exits_3(tmp_path, suffix):
         (["--env-file", "/nonexistent.env"], "Invalid value for '--env-file': Path '/nonexistent.env' does not exist."),
         (["--log-config", "/nonexistent.ini"], "Invalid value for '--log-config'"),
         (["--header", "no-colon"], "Invalid value for '--header': 'no-colon' is not a Name:Value pair."),
-        (["--no-such-option"], "No such option '--no-such-option'"),
+        (["--no-such-option"], "No such option"),  # click words the rest differently across versions
     ],
 )
 def test_bad_option_value_exits_2_with_usage(args, message):
