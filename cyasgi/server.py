@@ -60,11 +60,14 @@ class Server:
         self.servers: list[Any] = []
 
         self._captured_signals: list[int] = []
+        self._shutdown_started = False
         self._date_second = -1
         self._limit_max_requests: int | None | bool = False  # False: not computed yet
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        return asyncio_run(self.serve(sockets=sockets), loop_factory=self.config.get_loop_factory())
+        # The factory first: a bad --loop exits before the coroutine exists (no "never awaited").
+        loop_factory = self.config.get_loop_factory()
+        return asyncio_run(self.serve(sockets=sockets), loop_factory=loop_factory)
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         with self.capture_signals():
@@ -110,8 +113,8 @@ class Server:
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await self.lifespan.startup()
         if self.lifespan.should_exit:
-            self.should_exit = True
-            return
+            # As uvicorn: serve() and run() end with SystemExit(3), so no caller mistakes it for a clean stop.
+            sys.exit(STARTUP_FAILURE)
 
         config = self.config
         self._refresh_default_headers(time.time())
@@ -236,7 +239,13 @@ class Server:
         return self._limit_max_requests  # type: ignore[return-value]
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Stop accepting, let in-flight requests finish (bounded), then run lifespan shutdown."""
+        """Stop accepting, let in-flight requests finish (bounded), then run lifespan shutdown.
+
+        Runs once: serve() calls it too when its loop ends, after a caller already has.
+        """
+        if self._shutdown_started:
+            return
+        self._shutdown_started = True
         logger.info("Shutting down")
         for server in self.servers:
             server.close()
