@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -27,6 +28,7 @@ from perf.registry import APPS, PERF, SERVERS, WORKLOADS, Context, Server, Workl
 
 RESULTS = PERF / "results"
 RAW = RESULTS / "raw"
+DOCS = PERF.parent / "docs" / "benchmarks.md"
 START_TIMEOUT = 30.0
 
 
@@ -45,6 +47,7 @@ class Settings:
     output: Path = RESULTS
     name: str = "latest"
     note: str = ""
+    update_docs: bool = False
 
 
 def log(message: str) -> None:
@@ -84,6 +87,14 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument(
         "--list", action="store_true", help="list the registered servers and workloads, then exit"
     )
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="only redo the table and chart of a saved run"
+    )
+    parser.add_argument(
+        "--update-docs",
+        action="store_true",
+        help=f"also put the summary into {DOCS.relative_to(PERF.parent)}",
+    )
     args = parser.parse_args(argv)
     if args.list:
         for server in SERVERS.values():
@@ -91,6 +102,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             print(f"server    {server.name:16} {server.label}{only}")
         for workload in WORKLOADS.values():
             print(f"workload  {workload.name:16} {workload.description}")
+        raise SystemExit(0)
+    if args.from_json is not None:
+        doc = json.loads(args.from_json.read_text())
+        write(doc, args.output_dir, args.name, args.update_docs)
         raise SystemExit(0)
     quick = (1, 2, 1) if args.quick else (3, 5, 1)
     rounds, duration, warmup = (
@@ -117,6 +132,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         output=args.output_dir,
         name=args.name,
         note=args.note,
+        update_docs=args.update_docs,
     )
 
 
@@ -326,9 +342,9 @@ def run(settings: Settings) -> dict[str, Any]:
     return doc
 
 
-def write(doc: dict[str, Any], settings: Settings) -> None:
-    paths = report.write_outputs(doc, settings.output, settings.name)
-    png = settings.output / f"{settings.name}.png"
+def write(doc: dict[str, Any], directory: Path, name: str, update_docs: bool = False) -> None:
+    paths = report.write_outputs(doc, directory, name)
+    png = directory / f"{name}.png"
     python = environment.venv_for(doc["meta"]["python_executable"])[0].python
     completed = subprocess.run([python, str(PERF / "plot.py"), str(paths["json"]), str(png)],
                                capture_output=True, text=True, check=False)  # fmt: skip
@@ -336,6 +352,13 @@ def write(doc: dict[str, Any], settings: Settings) -> None:
         log(f"no chart: {(completed.stderr or completed.stdout).strip().splitlines()[-1:]}")
     else:
         paths["png"] = png
+    if update_docs:
+        image = os.path.relpath(png, DOCS.parent)
+        details = os.path.relpath(paths["md"], DOCS.parent)
+        block = report.render_summary(doc, level=3, image=image)
+        block += ["", f"Every metric for every workload and server: [{details}]({details})."]
+        DOCS.write_text(report.update_block(DOCS.read_text(), "\n".join(block) + "\n"))
+        paths["docs"] = DOCS
     for path in paths.values():
         log(f"wrote {path}")
 
@@ -343,7 +366,7 @@ def write(doc: dict[str, Any], settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     doc = run(settings)
-    write(doc, settings)
+    write(doc, settings.output, settings.name, settings.update_docs)
     print(report.render_markdown(doc))
     failed = [cell for cell in doc["results"] if cell["status"] != "ok"]
     return 1 if failed else 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = 4
+CUT = 6.0
 
 
 def plot(doc: dict[str, Any], out: Path) -> None:
@@ -38,19 +39,30 @@ def plot(doc: dict[str, Any], out: Path) -> None:
             if cell is not None and cell["status"] == "ok" and cell["median"]["rps"] is not None:
                 names.append(server)
                 values.append(cell["median"]["rps"])
-        positions = range(len(names))
-        ax.barh(list(positions), values, color=[colours[name] for name in names])
-        ax.set_yticks(list(positions))
+        positions = list(range(len(names)))
+        # A bar more than CUT times the next tallest (the raw ceiling, pipelined) would flatten the
+        # others: draw it cut at that length, hatched, with its true value.
+        ordered = sorted(values)
+        cap = (
+            ordered[-2] * CUT
+            if len(ordered) > 1 and ordered[-2] > 0 and ordered[-1] > ordered[-2] * CUT
+            else None
+        )
+        shown = [min(value, cap) if cap else value for value in values]
+        bars = ax.barh(positions, shown, color=[colours[name] for name in names])
+        ax.set_yticks(positions)
         ax.set_yticklabels(names, fontsize=8)
         ax.invert_yaxis()
         ax.set_title(workload, fontsize=10)
         ax.tick_params(axis="x", labelsize=7)
         ax.xaxis.set_major_formatter(lambda value, _: f"{value / 1000:g}k" if value else "0")
-        peak = max(values) if values else 1
-        ax.set_xlim(0, peak * 1.3)
-        for position, value in zip(positions, values):
-            ax.text(value, position, f" {value / 1000:.1f}k" if value >= 1000 else f" {value:.0f}",
-                    va="center", fontsize=7)  # fmt: skip
+        ax.set_xlim(0, (max(shown) if shown else 1) * 1.35)
+        for bar, position, value, drawn in zip(bars, positions, values, shown):
+            label = f" {value / 1000:.1f}k" if value >= 1000 else f" {value:.0f}"
+            if drawn < value:
+                bar.set_hatch("//")
+                label += " (bar cut)"
+            ax.text(drawn, position, label, va="center", fontsize=7)
     for index in range(len(workloads), rows * columns):
         axes[index // columns][index % columns].axis("off")
     meta = doc["meta"]

@@ -83,12 +83,26 @@ def _cell_rps(cell: dict[str, Any] | None) -> str:
     return text
 
 
-def render_markdown(doc: dict[str, Any]) -> str:
+def _cell_cpu(cell: dict[str, Any] | None, by_key: dict[tuple[str, str], dict[str, Any]]) -> str:
+    if cell is None:
+        return ""
+    if cell["status"] != "ok":
+        return cell["status"]
+    text = _num(cell["median"]["cpu_us_per_req"], 1)
+    baseline = by_key.get((BASELINE, cell["workload"]))
+    if cell["server"] != BASELINE and baseline is not None and baseline["status"] == "ok":
+        text += f" ({_times(ratio(cell['median']['cpu_us_per_req'], baseline['median']['cpu_us_per_req']))})"
+    return text
+
+
+def render_summary(doc: dict[str, Any], level: int = 1, image: str | None = None) -> list[str]:
+    """The header facts and the two server × workload tables (``level``: heading level of the title)."""
     meta, servers, workloads, cells = doc["meta"], doc["servers"], doc["workloads"], doc["results"]
     by_key = {(cell["server"], cell["workload"]): cell for cell in cells}
     ran = [name for name, server in servers.items() if server["status"] == "ok"]
+    title, section = "#" * level, "#" * (level + 1)
     out = [
-        "# cyasgi benchmark",
+        f"{title} cyasgi benchmark, {meta['date']}",
         "",
         f"- **Date**: {meta['date']} (the run took {meta['elapsed_s'] / 60:.1f} min)",
         f"- **Python**: {meta['python']} (`{meta['python_executable']}`), for every server",
@@ -103,23 +117,43 @@ def render_markdown(doc: dict[str, Any]) -> str:
         ),
         f"- **Machine load** (1/5/15 min) before: {meta['load_before']}, after: {meta['load_after']}. "
         + (meta.get("note") or ""),
-        f"- **cyasgi**: {meta['cyasgi_revision']}; "
+        f"- **cyasgi** {meta['cyasgi_revision']}, `cyasgi --version` as each cyasgi row runs it: "
         + "; ".join(f"{k}: `{v}`" for k, v in meta["twins"].items()),
         "- **Versions**: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
-        "",
-        "## Requests per second (median; × uvicorn[standard] in the same run)",
-        "",
     ]
+    skipped = [server for server in servers.values() if server["status"] != "ok"]
+    out += [f"- **Not run**: {server['label']}: {server['status']}" for server in skipped]
+    out += ["", f"{section} Requests per second (median; × uvicorn[standard] in the same run)", ""]
     header = ["workload", *(servers[name]["label"] for name in ran)]
     rows = [[name, *(_cell_rps(by_key.get((server, name))) for server in ran)] for name in workloads]
     out += _table(header, rows)
-    out += ["", "## Per workload", ""]
+    out += [
+        "",
+        f"{section} Server CPU µs per request (median; × uvicorn[standard]: lower is better)",
+        "",
+        "Less sensitive to other load on the machine than req/s: it counts only the CPU time the server got.",
+        "",
+    ]
+    rows = [[name, *(_cell_cpu(by_key.get((server, name)), by_key) for server in ran)] for name in workloads]
+    out += _table(header, rows)
+    if image:
+        out += ["", f"![median req/s by workload and server]({image})"]
+    return out
+
+
+def render_details(doc: dict[str, Any], level: int = 2) -> list[str]:
+    """One table per workload with every metric."""
+    servers, workloads, cells = doc["servers"], doc["workloads"], doc["results"]
+    by_key = {(cell["server"], cell["workload"]): cell for cell in cells}
+    ran = [name for name, server in servers.items() if server["status"] == "ok"]
+    section = "#" * level
+    out = [f"{section} Per workload", ""]
     detail_header = [
         "server", "req/s", "× uvicorn", "× ceiling", "p50 ms", "p99 ms", "CPU µs/req", "CPU µs × ceiling",
         "server CPU", "wrk CPU", "peak RSS MiB", "errors",
     ]  # fmt: skip
     for name, workload in workloads.items():
-        out += [f"### {name}: {workload['description']}", ""]
+        out += [f"{section}# {name}: {workload['description']}", ""]
         if not workload.get("latency", True):
             out += [
                 "wrk records no usable latency with pipelining (one sample per batch), so none is shown.",
@@ -144,21 +178,36 @@ def render_markdown(doc: dict[str, Any]) -> str:
             ])  # fmt: skip
         out += _table(detail_header, rows)
         out.append("")
-    skipped = [(name, server) for name, server in servers.items() if server["status"] != "ok"]
-    if skipped:
-        out += ["## Servers that did not run", ""]
-        out += [
-            f"- {server['label']}: **{server['status']}** {server.get('detail', '')}".rstrip()
-            for _, server in skipped
-        ]
-        out.append("")
     out.append(
         "CPU µs/req is the server's user+system CPU time (all its processes and threads, from /proc) over the "
         "measured window divided by the requests wrk completed in it; server and wrk CPU are percentages of one "
         "core. Peak RSS is the sum of VmHWM over the server's processes. Errors are non-2xx/3xx responses plus "
         "socket errors, summed over the rounds.\n"
     )
+    return out
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    out = render_summary(doc, image=None) + [""] + render_details(doc)
+    detailed = [server for server in doc["servers"].values() if server["status"] != "ok"]
+    if detailed:
+        out += ["## Servers that did not run", ""]
+        out += [
+            f"- {server['label']}: **{server['status']}** {server.get('detail', '')}".rstrip()
+            for server in detailed
+        ]
+        out.append("")
     return "\n".join(out)
+
+
+def update_block(
+    text: str, block: str, begin: str = "<!-- results:begin -->", end: str = "<!-- results:end -->"
+) -> str:
+    """``text`` with what lies between the ``begin`` and ``end`` markers replaced by ``block``."""
+    start, stop = text.find(begin), text.find(end)
+    if start == -1 or stop < start:
+        raise ValueError(f"no {begin} ... {end} block")
+    return text[: start + len(begin)] + "\n" + block.rstrip("\n") + "\n" + text[stop:]
 
 
 def write_outputs(doc: dict[str, Any], directory: Path, stem: str = "latest") -> dict[str, Path]:

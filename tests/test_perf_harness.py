@@ -219,6 +219,9 @@ def test_markdown_shows_every_server_workload_and_the_header() -> None:
     assert "| hello | 100 | 250 (2.50×) | failed |" in text
     assert "cyasgi (compiled twin): **not built**" in text
     assert "failed: boom" in text
+    summary = "\n".join(report.render_summary(doc, level=3, image="chart.png"))
+    assert summary.startswith("### cyasgi benchmark") and "![" in summary and "chart.png" in summary
+    assert "| hello | 10,000.0 | 4,000.0 (0.40×) | failed |" in summary
 
 
 # the apps answer what the probes expect -----------------------------------------------------------
@@ -334,3 +337,12 @@ def test_raw_ceiling_closes_after_connection_close(raw_server: int) -> None:
             data += chunk
     assert data == raw_uvloop.CLOSE_RESPONSE
     assert b"connection: close" in data
+
+
+def test_update_block_replaces_only_between_the_markers() -> None:
+    text = "intro\n<!-- results:begin -->\nold\n<!-- results:end -->\noutro\n"
+    updated = report.update_block(text, "new\n")
+    assert updated == "intro\n<!-- results:begin -->\nnew\n<!-- results:end -->\noutro\n"
+    assert report.update_block(updated, "newer") == updated.replace("new\n", "newer\n")
+    with pytest.raises(ValueError):
+        report.update_block("no markers", "x")
