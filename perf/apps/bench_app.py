@@ -27,13 +27,11 @@ STREAM_HEADERS = [(b"content-type", b"application/octet-stream")]
 
 
 async def lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    """Startup, then shutdown: the only two lifespan events, always in that order."""
+    await receive()
+    await send({"type": "lifespan.startup.complete"})
+    await receive()
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 async def echo(receive: Receive, send: Send) -> None:
