@@ -38,8 +38,10 @@ test-pure: build
 test-pypy:
 	$(MAKE) test PYTHON=pypy3 VENV=.venv-pypy
 
-bench: build
-	$(PY) perf/bench.py $(BENCH_ARGS)
+# The benchmark harness builds its own venv (perf/.venv-3.12: cyasgi from this checkout + the peers);
+# any python3 >= 3.9 runs it. BENCH_ARGS="--quick", "--servers cyasgi,uvicorn --workloads hello", ...
+bench:
+	$(PYTHON) perf/bench.py $(BENCH_ARGS)
 
 annotate: $(VENV)/.installed
 	cd cyasgi/_speedups && ../../$(BIN)/cython -3 -a *.pyx
