@@ -30,6 +30,8 @@ run: build
 
 test: build
 	$(PY) -m pytest $(PYTEST_ARGS)
+	# The protocol contract again under the debug allocator: an overrun in the compiled twin aborts here.
+	PYTHONMALLOC=debug $(PY) -m pytest -q -p no:cacheprovider tests/test_http_protocol.py
 
 # The whole suite with the compiled twin forced off at import.
 test-pure: build

@@ -21,7 +21,7 @@ import click
 
 from cyasgi._compat import asyncio_run
 from cyasgi.config import STARTUP_FAILURE, Config
-from cyasgi.protocols.http import IMPLEMENTATION, IMPLEMENTATION_MODULE, sweep_deadlines
+from cyasgi.protocols.http import sweep_deadlines, twin_name
 from cyasgi.protocols.http_common import encode_headers_block
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -103,8 +103,9 @@ class Server:
 
     def _log_implementation(self) -> None:
         protocol = self.config.http_protocol_class
-        if getattr(protocol, "__module__", "") == IMPLEMENTATION_MODULE:
-            description = f"{IMPLEMENTATION} twin ({IMPLEMENTATION_MODULE})"
+        twin = twin_name(protocol)
+        if twin is not None:
+            description = f"{twin} twin ({protocol.__module__})"
         else:
             description = f"custom protocol {protocol.__module__}.{protocol.__qualname__}"
         loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]

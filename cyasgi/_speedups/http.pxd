@@ -36,13 +36,15 @@ cdef class RequestCycle:
         public bint response_complete
         bint _head_request      # HEAD: never a body
         bint _bodyless          # HEAD, 1xx, 204, 304
-        bytearray _head         # status line and headers until the first body chunk; None after
+        list _head_parts        # [status line, default headers, name, value...] until the first body chunk; None after
+        Py_ssize_t _head_size   # bytes the head takes with its ": " and CRLFs
         bint _app_connection_header
         int _status
         bint _chunked
         Py_ssize_t _content_length   # -1: the app gave none
         Py_ssize_t _bytes_sent
 
+    cdef _init(self, HttpProtocol protocol, dict scope, object app, bint keep_alive, bint expect_100_continue)
     cpdef wake(self)
     cdef _start_response(self, object status, object headers)
     cdef _send_body(self, object body, bint more_body)
@@ -102,8 +104,8 @@ cdef class HttpProtocol:
 
     cdef _dispatch(self)
     cdef _run(self, RequestCycle cycle)
-    cdef on_response_complete(self, RequestCycle cycle)
-    cdef on_response_aborted(self, RequestCycle cycle)
+    cdef _on_response_complete(self, RequestCycle cycle)
+    cdef _on_response_aborted(self, RequestCycle cycle)
     cdef _stop_reading(self)
     cdef _reject(self, int status, bytes body, str log_message)
     cdef _on_upgrade(self, bytes trailing)

@@ -16,7 +16,7 @@ from collections import deque
 cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.string cimport memchr
+from libc.string cimport memchr, memcpy
 
 from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.protocols.http_common import (
@@ -57,6 +57,11 @@ cdef Py_ssize_t COALESCE = COALESCE_LIMIT
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 cdef bytes CRLF = b"\r\n"
+cdef bytes CONTENT_LENGTH_PREFIX = b"content-length: "
+cdef bytes CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
+cdef bytes CLOSE_LINE = b"connection: close\r\n"
+cdef bytes KEEP_ALIVE_LINE = b"connection: keep-alive\r\n"
+cdef const char *HEX_DIGITS = b"0123456789abcdef"
 
 # STATUS_LINES as a list indexed by status code (None below 100).
 cdef list STATUS_LINE_TABLE = [STATUS_LINES.get(status) for status in range(600)]
@@ -129,6 +134,44 @@ cdef inline Py_ssize_t parse_content_length(bytes value):
     return result
 
 
+cdef inline Py_ssize_t decimal_digits(Py_ssize_t value):
+    cdef Py_ssize_t digits = 1
+    while value >= 10:
+        value //= 10
+        digits += 1
+    return digits
+
+
+cdef inline Py_ssize_t hex_digits(Py_ssize_t value):
+    cdef Py_ssize_t digits = 1
+    while value >= 16:
+        value >>= 4
+        digits += 1
+    return digits
+
+
+cdef inline char *put_decimal(char *out, Py_ssize_t value, Py_ssize_t digits):
+    cdef Py_ssize_t i
+    for i in range(digits - 1, -1, -1):
+        out[i] = <char> (48 + value % 10)
+        value //= 10
+    return out + digits
+
+
+cdef inline char *put_hex(char *out, Py_ssize_t value, Py_ssize_t digits):
+    cdef Py_ssize_t i
+    for i in range(digits - 1, -1, -1):
+        out[i] = HEX_DIGITS[value & 15]
+        value >>= 4
+    return out + digits
+
+
+cdef inline char *put_bytes(char *out, bytes data):
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+    memcpy(out, PyBytes_AS_STRING(data), size)
+    return out + size
+
+
 cdef bint caused_by_disconnect(object exc):
     cdef int seen = 0
     while exc is not None and seen < 16:
@@ -198,6 +241,9 @@ cdef class RequestCycle:
     """One request: its scope, its body as it arrives, and the response the app sends."""
 
     def __init__(self, HttpProtocol protocol, dict scope, app, bint keep_alive, bint expect_100_continue):
+        self._init(protocol, scope, app, keep_alive, expect_100_continue)
+
+    cdef _init(self, HttpProtocol protocol, dict scope, object app, bint keep_alive, bint expect_100_continue):
         self.scope = scope
         self.protocol = protocol
         self.app = app
@@ -215,7 +261,8 @@ cdef class RequestCycle:
         self.response_complete = False
         self._head_request = scope["method"] == "HEAD"
         self._bodyless = self._head_request
-        self._head = None
+        self._head_parts = None
+        self._head_size = 0
         self._app_connection_header = False
         self._status = 0
         self._chunked = False
@@ -255,7 +302,7 @@ cdef class RequestCycle:
             elif not self.response_started and not self.disconnected:
                 logger.error("ASGI callable returned without starting response.")
                 self._send_500()
-            elif self._head is not None and not self.disconnected:
+            elif self._head_parts is not None and not self.disconnected:
                 logger.error("ASGI callable returned without completing response.")
                 self._send_500()
             elif not self.response_complete and not self.disconnected:
@@ -289,19 +336,20 @@ cdef class RequestCycle:
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
     async def send(self, message):
+        cdef dict m = message if type(message) is dict else dict(message)
         if self.flow.write_paused and not self.disconnected:
             await self.flow.drain()
         if self.disconnected:
             raise ClientDisconnected
-        message_type = message["type"]
+        message_type = m["type"]
         if not self.response_started:
             if message_type != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")
-            self._start_response(message.get("status"), message.get("headers", ()))
+            self._start_response(m.get("status"), m.get("headers", ()))
         elif not self.response_complete:
             if message_type != "http.response.body":
                 raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message_type}'.")
-            self._send_body(message.get("body", b""), message.get("more_body", False))
+            self._send_body(m.get("body", b""), m.get("more_body", False))
         else:
             raise RuntimeError(f"Unexpected ASGI message '{message_type}' sent, after response already completed.")
 
@@ -309,10 +357,10 @@ cdef class RequestCycle:
 
     cdef _start_response(self, object status, object headers):
         cdef int code
-        cdef bytearray head
-        cdef bytes name, raw_name, value
+        cdef list parts
+        cdef bytes raw_name, name, value, line, block
         cdef const unsigned char *data
-        cdef Py_ssize_t size, i, length
+        cdef Py_ssize_t size, i, length, head_size
         cdef Py_ssize_t content_length = -1
         cdef bint keep_alive = self.keep_alive
         cdef bint connection_header = False
@@ -322,8 +370,12 @@ cdef class RequestCycle:
         if type(status) is not int or not 100 <= status <= 599:
             raise RuntimeError(f"Invalid HTTP status code {status!r} in response.")
         code = status
-        head = bytearray(<bytes> STATUS_LINE_TABLE[code])
-        head += self.protocol.server_state.default_headers_block
+        line = <bytes> STATUS_LINE_TABLE[code]
+        block = self.protocol.server_state.default_headers_block
+        # [status line, default headers, name, value, name, value...]; ": " and CRLF are added
+        # when the head is assembled, so its exact size is known here.
+        parts = [line, block]
+        head_size = PyBytes_GET_SIZE(line) + PyBytes_GET_SIZE(block)
         for name_value in headers:
             raw_name_obj, value_obj = name_value
             raw_name = raw_name_obj if type(raw_name_obj) is bytes else bytes(raw_name_obj)
@@ -342,7 +394,6 @@ cdef class RequestCycle:
             name = raw_name.lower() if upper else raw_name
             if not valid_value(<const unsigned char *> PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)):
                 raise RuntimeError("Invalid HTTP header value.")
-            size = PyBytes_GET_SIZE(name)
             if size == 14 and name == b"content-length":
                 length = parse_content_length(value)
                 if length < 0 or (content_length != -1 and length != content_length):
@@ -354,10 +405,9 @@ cdef class RequestCycle:
                 connection_header = True
                 if b"close" in value.lower():
                     keep_alive = False
-            head += name
-            head += b": "
-            head += value
-            head += CRLF
+            parts.append(name)
+            parts.append(value)
+            head_size += size + PyBytes_GET_SIZE(value) + 4
 
         self.response_started = True
         self.keep_alive = keep_alive
@@ -366,7 +416,8 @@ cdef class RequestCycle:
         self._content_length = content_length
         if code == 204 or code == 304 or code < 200:
             self._bodyless = True
-        self._head = head
+        self._head_parts = parts
+        self._head_size = head_size
         if self.protocol.access_log:
             self._log_access(code)
 
@@ -381,72 +432,122 @@ cdef class RequestCycle:
             status,
         )
 
-    cdef _send_body(self, object body, bint more_body):
-        cdef bytearray head = self._head
-        cdef Py_ssize_t size = len(body)
-        cdef bint started = head is None
-        cdef bint http10
-        if not started:
-            # Finish the head: the framing header the first body chunk decides, then the blank line.
-            self._head = None
+    cdef _send_body(self, object body_obj, bint more_body):
+        cdef bytes body = body_obj if type(body_obj) is bytes else bytes(body_obj)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(body)
+        cdef list parts = self._head_parts
+        cdef bytes framing = b""
+        cdef bytes connection = b""
+        cdef bytes out
+        cdef char *p
+        cdef Py_ssize_t i, total, length_value = -1, length_digits = 0, chunk_digits = 0
+        cdef bint http10, inline_body
+
+        if parts is not None:
+            # The first body chunk decides the framing header.
+            self._head_parts = None
             http10 = self.scope["http_version"] == "1.0"
-            if self._bodyless:
-                pass
-            elif self._content_length == -1:
+            if not self._bodyless and self._content_length == -1:
                 if not more_body:
-                    head += b"content-length: %d\r\n" % size
+                    length_value = size
                 elif http10:
                     self.keep_alive = False  # an HTTP/1.0 body of unknown length ends at close
                 else:
                     self._chunked = True
-                    head += b"transfer-encoding: chunked\r\n"
+                    framing = CHUNKED_LINE
             if self._app_connection_header:
                 pass  # the app said what it wanted; never a second connection header
             elif not self.keep_alive:
-                head += b"connection: close\r\n"
+                connection = CLOSE_LINE
             elif http10:
-                head += b"connection: keep-alive\r\n"
-            head += CRLF
+                connection = KEEP_ALIVE_LINE
 
         if self._bodyless:
-            if head is not None:
-                self.transport.write(head)
-        else:
-            if self._content_length != -1:
-                self._bytes_sent += size
-                if self._bytes_sent > self._content_length:
-                    raise RuntimeError("Response content longer than Content-Length")
-            if self._chunked:
-                # An empty chunk would end the body, so empty messages write nothing.
-                if head is None:
-                    head = bytearray()
-                if size:
-                    head += b"%x\r\n" % size
-                    head += body
-                    head += CRLF
-                if not more_body:
-                    head += LAST_CHUNK
-                if PyByteArray_GET_SIZE(head):
-                    self.transport.write(head)
-            elif head is not None:
-                if size >= COALESCE:
-                    self.transport.writelines((head, body))
-                else:
-                    if size:
-                        head += body
-                    self.transport.write(head)
-            elif size:
-                self.transport.write(body)
+            body = b""  # HEAD, 204, 304, 1xx: whatever the app sent is not written
+            size = 0
+        elif self._content_length != -1:
+            self._bytes_sent += size
+            if self._bytes_sent > self._content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+
+        # One buffer: [head + framing + CRLF] + [chunk size line] + body (when small) + [chunk end].
+        inline_body = size < COALESCE
+        total = 0
+        if parts is not None:
+            total = self._head_size + PyBytes_GET_SIZE(framing) + PyBytes_GET_SIZE(connection) + 2
+            if length_value >= 0:
+                length_digits = decimal_digits(length_value)
+                total += 16 + length_digits + 2
+        if self._chunked and size:
+            chunk_digits = hex_digits(size)
+            total += chunk_digits + 2
+            if inline_body:
+                total += size + 2
+        elif inline_body:
+            total += size
+        if self._chunked and not more_body and (inline_body or not size):
+            total += 5
+
+        if total:
+            out = PyBytes_FromStringAndSize(NULL, total)
+            p = PyBytes_AS_STRING(out)
+            if parts is not None:
+                p = put_bytes(p, <bytes> parts[0])
+                p = put_bytes(p, <bytes> parts[1])
+                for i in range(2, len(parts), 2):
+                    p = put_bytes(p, <bytes> parts[i])
+                    p[0] = 58  # ":"
+                    p[1] = 32  # " "
+                    p = put_bytes(p + 2, <bytes> parts[i + 1])
+                    p[0] = 13
+                    p[1] = 10
+                    p += 2
+                if length_value >= 0:
+                    p = put_bytes(p, CONTENT_LENGTH_PREFIX)
+                    p = put_decimal(p, length_value, length_digits)
+                    p[0] = 13
+                    p[1] = 10
+                    p += 2
+                p = put_bytes(p, framing)
+                p = put_bytes(p, connection)
+                p[0] = 13
+                p[1] = 10
+                p += 2
+            if self._chunked and size:
+                p = put_hex(p, size, chunk_digits)
+                p[0] = 13
+                p[1] = 10
+                p += 2
+                if inline_body:
+                    p = put_bytes(p, body)
+                    p[0] = 13
+                    p[1] = 10
+                    p += 2
+            elif inline_body:
+                p = put_bytes(p, body)
+            if self._chunked and not more_body and (inline_body or not size):
+                p = put_bytes(p, LAST_CHUNK)
+            if p != PyBytes_AS_STRING(out) + total:  # the size arithmetic above is wrong: fail loudly
+                raise SystemError(f"response buffer mis-sized: {p - PyBytes_AS_STRING(out)} != {total}")
+            if inline_body or not size:
+                self.transport.write(out)
+            elif self._chunked:
+                self.transport.writelines((out, body, CRLF + LAST_CHUNK if not more_body else CRLF))
+            else:
+                self.transport.writelines((out, body))
+        elif size:
+            self.transport.write(body)
+
         if not more_body:
             if self._bytes_sent < self._content_length and not self._bodyless:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True
             self.wake()
-            self.protocol.on_response_complete(self)
+            self.protocol._on_response_complete(self)
 
     cdef bint _can_replace_response(self):
         """Nothing of the response is on the wire yet (its head waits for the first body chunk)."""
-        return not self.disconnected and (not self.response_started or self._head is not None)
+        return not self.disconnected and (not self.response_started or self._head_parts is not None)
 
     cdef _send_500(self):
         self._start_response(
@@ -464,7 +565,7 @@ cdef class RequestCycle:
         if not self.response_complete:
             self.keep_alive = False
             self.transport.close()
-            self.protocol.on_response_aborted(self)
+            self.protocol._on_response_aborted(self)
 
 
 cdef class HttpProtocol:
@@ -661,7 +762,8 @@ cdef class HttpProtocol:
             app = service_unavailable
             self.logger.warning("Exceeded concurrency limit.")
 
-        cycle = RequestCycle(self, scope, app, keep_alive, self.expect_100_continue)
+        cycle = RequestCycle.__new__(RequestCycle)
+        cycle._init(self, scope, app, keep_alive, self.expect_100_continue)
         self.cycle = cycle
         self.pipeline.append(cycle)
 
@@ -726,7 +828,7 @@ cdef class HttpProtocol:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    cdef on_response_complete(self, RequestCycle cycle):
+    cdef _on_response_complete(self, RequestCycle cycle):
         self.server_state.total_requests += 1
         if cycle is not self.active:
             return
@@ -739,7 +841,7 @@ cdef class HttpProtocol:
             return
         self._dispatch()
 
-    cdef on_response_aborted(self, RequestCycle cycle):
+    cdef _on_response_aborted(self, RequestCycle cycle):
         if cycle is self.active:
             self.active = None
         self.pipeline.clear()

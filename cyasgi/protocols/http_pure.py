@@ -370,7 +370,7 @@ class RequestCycle:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True
             self.wake()
-            self.protocol.on_response_complete(self)
+            self.protocol._on_response_complete(self)
 
     def _can_replace_response(self) -> bool:
         """Nothing of the response is on the wire yet (its head waits for the first body chunk)."""
@@ -392,7 +392,7 @@ class RequestCycle:
         if not self.response_complete:
             self.keep_alive = False
             self.transport.close()
-            self.protocol.on_response_aborted(self)
+            self.protocol._on_response_aborted(self)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -639,7 +639,7 @@ class HttpProtocol(asyncio.Protocol):
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    def on_response_complete(self, cycle: RequestCycle) -> None:
+    def _on_response_complete(self, cycle: RequestCycle) -> None:
         self.server_state.total_requests += 1
         if cycle is not self.active:
             return
@@ -652,7 +652,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._dispatch()
 
-    def on_response_aborted(self, cycle: RequestCycle) -> None:
+    def _on_response_aborted(self, cycle: RequestCycle) -> None:
         if cycle is self.active:
             self.active = None
         self.pipeline.clear()
