@@ -44,8 +44,8 @@ HTTP_PROTOCOLS: dict[str, str] = {
     "h11": "cyasgi.protocols.http:HttpProtocol",
     "httptools": "cyasgi.protocols.http:HttpProtocol",
 }
-HTTP_PARSERS: dict[str, str] = {
-    "auto": "cyasgi.protocols.parsers:auto_parser_factory",
+HTTP_PARSERS: dict[str, str | None] = {
+    "auto": None,  # the twin's own strict parser
     "h11": "cyasgi.protocols.parsers:H11Parser",
     "httptools": "cyasgi.protocols.parsers:httptools_parser_factory",
 }
@@ -478,15 +478,17 @@ class Config:
 
         self.encoded_headers = encode_default_headers(self.headers, self.server_header)
 
+        # http_parser_factory: None for the twin's own strict parser, else callable(protocol) -> parser.
+        self.http_parser_factory: Callable[[Any], Any] | None = None
         if isinstance(self.http, str):
-            http_name = self.http if self.http in HTTP_PROTOCOLS else None
             self.http_protocol_class = _import_setting("HTTP protocol", HTTP_PROTOCOLS.get(self.http, self.http))
-            self.http_parser_factory = import_from_string(HTTP_PARSERS[http_name or "auto"])
-            if http_name == "h11":
-                self.http_parser_factory = self.http_parser_factory.factory(self)
+            parser_path = HTTP_PARSERS.get(self.http)
+            if parser_path is not None:
+                self.http_parser_factory = _import_setting("HTTP parser", parser_path)
+                if self.http == "h11":
+                    self.http_parser_factory = self.http_parser_factory.factory(self)
         else:
             self.http_protocol_class = self.http
-            self.http_parser_factory = import_from_string(HTTP_PARSERS["auto"])
 
         if isinstance(self.ws, str):
             ws_protocol_class = WS_PROTOCOLS.get(self.ws, self.ws)

@@ -16,7 +16,7 @@ from collections import deque
 cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcmp, memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from cyasgi.logging import TRACE_LOG_LEVEL
@@ -34,7 +34,7 @@ from cyasgi.protocols.http_common import (
     split_target,
     warn_unsupported_upgrade,
 )
-from cyasgi.protocols.parsers import PARSER_ERRORS, PARSER_UPGRADES
+from cyasgi.protocols.parsers import PARSER_ERRORS, PARSER_UPGRADES, ParserUpgrade
 from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
 from urllib.parse import unquote
 
@@ -586,7 +586,13 @@ cdef class HttpProtocol:
         self.logger = logger
         self.access_logger = access_logger
         self.access_log = access_logger.hasHandlers()
-        self.parser = config.http_parser_factory(self)
+        parser_factory = config.http_parser_factory
+        if parser_factory is None:
+            self._native_parser = RequestParser(self)
+            self.parser = self._native_parser
+        else:
+            self._native_parser = None
+            self.parser = parser_factory(self)
         self.ws_protocol_class = config.ws_protocol_class
         self.root_path = config.root_path
         self._root_path_raw = config.root_path.encode("utf-8")
@@ -655,6 +661,7 @@ cdef class HttpProtocol:
         if self.flow is not None:
             self.flow.resume_writing()  # senders waiting to drain wake up and see the disconnect
         self.parser = None  # break the parser <-> protocol reference cycle now
+        self._native_parser = None
 
     def eof_received(self):
         # A client that half-closes after its request still gets the response(s).
@@ -713,22 +720,48 @@ cdef class HttpProtocol:
         self.headers.append((name, value))
 
     def on_headers_complete(self):
-        cdef RequestCycle cycle
-        cdef bytes raw_path, query_string, url = self.url
-        cdef const char *data = PyBytes_AS_STRING(url)
-        cdef Py_ssize_t size = PyBytes_GET_SIZE(url)
-        cdef const char *question
-        cdef str path
+        # httptools and h11 call back here; the native parser calls _on_request directly.
+        cdef Py_ssize_t hosts = 0
         parser = self.parser
         http_version = parser.get_http_version()
         if http_version != "1.1" and http_version != "1.0":
             raise RequestRejected(505, b"HTTP Version Not Supported", "Unsupported HTTP version.")
-        keep_alive = parser.should_keep_alive()
-        if parser.should_upgrade():
-            websocket = is_websocket_upgrade(self.headers)
+        for name, _ in self.headers:
+            if name == b"host":
+                hosts += 1
+        if hosts > 1 or (hosts == 0 and http_version == "1.1"):
+            raise RequestRejected(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
+        self._on_request(
+            parser.get_method().decode("ascii"),
+            self.url,
+            http_version,
+            self.headers,
+            parser.should_keep_alive(),
+            parser.should_upgrade(),
+            self.expect_100_continue,
+        )
+
+    def on_body(self, bytes body):
+        self._on_body(body)
+
+    def on_message_complete(self):
+        self._on_message_complete()
+
+    cdef _on_request(self, str method, bytes target, str http_version, list headers, bint keep_alive,
+                     bint upgrade, bint expect_100_continue):
+        """A complete request head: queue its request cycle (or remember the upgrade)."""
+        cdef RequestCycle cycle
+        cdef bytes raw_path, query_string
+        cdef const char *data = PyBytes_AS_STRING(target)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(target)
+        cdef const char *question
+        cdef str path
+        self._parsing = True
+        if upgrade:
+            websocket = is_websocket_upgrade(headers)
             if websocket and self.ws_protocol_class is not None:
                 # Handed to the WebSocket protocol once earlier requests are answered.
-                self._upgrade = request_head_bytes(parser.get_method().decode("ascii"), url, self.headers)
+                self._upgrade = request_head_bytes(method, target, headers)
                 return
             warn_unsupported_upgrade(websocket)
             keep_alive = False  # the parser cannot go on after an upgrade request
@@ -736,13 +769,13 @@ cdef class HttpProtocol:
         if size and data[0] == 47 and memchr(data, 35, size) == NULL:  # starts with "/", no "#"
             question = <const char *> memchr(data, 63, size)  # "?"
             if question == NULL:
-                raw_path = url
+                raw_path = target
                 query_string = b""
             else:
                 raw_path = PyBytes_FromStringAndSize(data, question - data)
                 query_string = PyBytes_FromStringAndSize(question + 1, size - (question - data) - 1)
         else:
-            raw_path, query_string = split_target(url)
+            raw_path, query_string = split_target(target)
         if raw_path.isascii():
             path = raw_path.decode("latin-1")
         else:
@@ -757,12 +790,12 @@ cdef class HttpProtocol:
             "server": self.server,
             "client": self.client,
             "scheme": self.scheme,
-            "method": parser.get_method().decode("ascii"),
+            "method": method,
             "root_path": root_path,
             "path": root_path + path if root_path else path,
             "raw_path": self._root_path_raw + raw_path if root_path else raw_path,
             "query_string": query_string,
-            "headers": self.headers,
+            "headers": headers,
             "state": self.app_state.copy(),
             "extensions": {},
         }
@@ -773,11 +806,11 @@ cdef class HttpProtocol:
             self.logger.warning("Exceeded concurrency limit.")
 
         cycle = RequestCycle.__new__(RequestCycle)
-        cycle._init(self, scope, app, keep_alive, self.expect_100_continue)
+        cycle._init(self, scope, app, keep_alive, expect_100_continue)
         self.cycle = cycle
         self.pipeline.append(cycle)
 
-    def on_body(self, bytes body):
+    cdef _on_body(self, bytes body):
         cdef RequestCycle cycle = self.cycle
         if cycle is None or cycle.response_complete or cycle.disconnected:
             return  # nobody will read it: the response is already out
@@ -787,7 +820,7 @@ cdef class HttpProtocol:
             self.flow.pause_reading()
         cycle.wake()
 
-    def on_message_complete(self):
+    cdef _on_message_complete(self):
         cdef RequestCycle cycle = self.cycle
         self._parsing = False
         if cycle is None:
@@ -826,7 +859,9 @@ cdef class HttpProtocol:
             self._hand_over_upgrade()
         elif self._eof:
             self.transport.close()
-        elif not self._parsing and not self._reading_stopped:
+        elif not self._parsing and not self._reading_stopped and (
+            self._native_parser is None or not self._native_parser.has_partial_message()
+        ):
             self.deadline = monotonic() + self.timeout_keep_alive
             self.flow.resume_reading()
 
@@ -898,6 +933,7 @@ cdef class HttpProtocol:
         self.flow.resume_reading()
         protocol.data_received(data)
         self.parser = None
+        self._native_parser = None
 
     def on_deadline(self):
         """Called by ``sweep_deadlines`` once ``deadline`` has passed."""
@@ -930,3 +966,6 @@ def sweep_deadlines(connections, double now):
             expired.append(conn)
     for conn in expired:
         conn.on_deadline()
+
+
+include "http_parser.pxi"

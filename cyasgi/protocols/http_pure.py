@@ -45,6 +45,7 @@ from cyasgi.protocols.http_common import (
     split_target,
     warn_unsupported_upgrade,
 )
+from cyasgi.protocols.http_parser_pure import RequestParser
 from cyasgi.protocols.parsers import PARSER_ERRORS, PARSER_UPGRADES
 from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
 
@@ -412,7 +413,9 @@ class HttpProtocol(asyncio.Protocol):
         self.logger = logger
         self.access_logger = access_logger
         self.access_log = access_logger.hasHandlers()
-        self.parser = config.http_parser_factory(self)
+        parser_factory = config.http_parser_factory
+        self._native_parser = RequestParser(self) if parser_factory is None else None
+        self.parser = self._native_parser if parser_factory is None else parser_factory(self)
         self.ws_protocol_class = config.ws_protocol_class
         self.root_path = config.root_path
         self._root_path_raw = config.root_path.encode("utf-8")
@@ -478,6 +481,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.flow is not None:
             self.flow.resume_writing()  # senders waiting to drain wake up and see the disconnect
         self.parser = None  # break the parser <-> protocol reference cycle now
+        self._native_parser = None
 
     def eof_received(self) -> bool | None:
         # A client that half-closes after its request still gets the response(s).
@@ -534,21 +538,52 @@ class HttpProtocol(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        # httptools and h11 call back here; the native parser calls _on_request directly.
         parser = self.parser
         http_version = parser.get_http_version()
         if http_version != "1.1" and http_version != "1.0":
             raise RequestRejected(505, b"HTTP Version Not Supported", "Unsupported HTTP version.")
-        keep_alive = parser.should_keep_alive()
-        if parser.should_upgrade():
-            websocket = is_websocket_upgrade(self.headers)
+        hosts = sum(1 for name, _ in self.headers if name == b"host")
+        if hosts > 1 or (hosts == 0 and http_version == "1.1"):
+            raise RequestRejected(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
+        self._on_request(
+            parser.get_method().decode("ascii"),
+            self.url,
+            http_version,
+            self.headers,
+            parser.should_keep_alive(),
+            parser.should_upgrade(),
+            self.expect_100_continue,
+        )
+
+    def on_body(self, body: bytes) -> None:
+        self._on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._on_message_complete()
+
+    def _on_request(
+        self,
+        method: str,
+        target: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        upgrade: bool,
+        expect_100_continue: bool,
+    ) -> None:
+        """A complete request head: queue its request cycle (or remember the upgrade)."""
+        self._parsing = True
+        if upgrade:
+            websocket = is_websocket_upgrade(headers)
             if websocket and self.ws_protocol_class is not None:
                 # Handed to the WebSocket protocol once earlier requests are answered.
-                self._upgrade = request_head_bytes(parser.get_method().decode("ascii"), self.url, self.headers)
+                self._upgrade = request_head_bytes(method, target, headers)
                 return
             warn_unsupported_upgrade(websocket)
             keep_alive = False  # the parser cannot go on after an upgrade request
 
-        raw_path, query_string = split_target(self.url)
+        raw_path, query_string = split_target(target)
         path = raw_path.decode("latin-1") if raw_path.isascii() else raw_path.decode("utf-8", "replace")
         if "%" in path:
             path = unquote(path)
@@ -560,12 +595,12 @@ class HttpProtocol(asyncio.Protocol):
             "server": self.server,
             "client": self.client,
             "scheme": self.scheme,
-            "method": parser.get_method().decode("ascii"),
+            "method": method,
             "root_path": root_path,
             "path": root_path + path,
             "raw_path": self._root_path_raw + raw_path if root_path else raw_path,
             "query_string": query_string,
-            "headers": self.headers,
+            "headers": headers,
             "state": self.app_state.copy(),
             "extensions": {},
         }
@@ -576,11 +611,11 @@ class HttpProtocol(asyncio.Protocol):
             app = service_unavailable
             self.logger.warning("Exceeded concurrency limit.")
 
-        cycle = RequestCycle(self, scope, app, keep_alive, self.expect_100_continue)
+        cycle = RequestCycle(self, scope, app, keep_alive, expect_100_continue)
         self.cycle = cycle
         self.pipeline.append(cycle)
 
-    def on_body(self, body: bytes) -> None:
+    def _on_body(self, body: bytes) -> None:
         cycle = self.cycle
         if cycle is None or cycle.response_complete or cycle.disconnected:
             return  # nobody will read it: the response is already out
@@ -590,7 +625,7 @@ class HttpProtocol(asyncio.Protocol):
             self.flow.pause_reading()
         cycle.wake()
 
-    def on_message_complete(self) -> None:
+    def _on_message_complete(self) -> None:
         self._parsing = False
         cycle = self.cycle
         if cycle is None:
@@ -628,7 +663,9 @@ class HttpProtocol(asyncio.Protocol):
             self._hand_over_upgrade()
         elif self._eof:
             self.transport.close()
-        elif not self._parsing and not self._reading_stopped:
+        elif not self._parsing and not self._reading_stopped and (
+            self._native_parser is None or not self._native_parser.has_partial_message()
+        ):
             self.deadline = time.monotonic() + self.timeout_keep_alive
             self.flow.resume_reading()
 
@@ -701,6 +738,7 @@ class HttpProtocol(asyncio.Protocol):
         self.flow.resume_reading()
         protocol.data_received(data)
         self.parser = None
+        self._native_parser = None
 
     def on_deadline(self) -> None:
         """Called by ``sweep_deadlines`` once ``deadline`` has passed."""

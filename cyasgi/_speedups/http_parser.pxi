@@ -1,0 +1,449 @@
+# The native HTTP/1.1 request parser (RFC 9112), included by http.pyx so it hands each parsed
+# request head to HttpProtocol with one C call. Twin of cyasgi/protocols/http_parser_pure.py:
+# same states, same checks, same answers; read that file for the rules in prose.
+
+# ParserState and RequestParser's fields are declared in http.pxd.
+
+cdef Py_ssize_t MAX_CHUNK_LINE = 4096        # a chunk-size line with its extensions
+cdef Py_ssize_t MAX_CHUNK_SIZE_DIGITS = 15   # hex digits: stays far below Py_ssize_t's limit
+
+# Header names seen in real traffic, lower-cased once: a request naming one of them in any case
+# reuses this object instead of allocating a new name.
+cdef list KNOWN_NAMES = [
+    b"host", b"user-agent", b"accept", b"accept-encoding", b"accept-language", b"accept-charset",
+    b"connection", b"content-length", b"content-type", b"content-encoding", b"cookie", b"referer",
+    b"origin", b"authorization", b"cache-control", b"pragma", b"upgrade", b"upgrade-insecure-requests",
+    b"transfer-encoding", b"te", b"expect", b"if-none-match", b"if-modified-since", b"range",
+    b"keep-alive", b"dnt", b"priority", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+    b"x-real-ip", b"x-request-id", b"forwarded", b"via", b"sec-fetch-dest", b"sec-fetch-mode",
+    b"sec-fetch-site", b"sec-fetch-user", b"sec-ch-ua", b"sec-ch-ua-mobile", b"sec-ch-ua-platform",
+    b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol",
+]
+cdef dict KNOWN_NAME_SET = {name: name for name in KNOWN_NAMES}
+cdef bytes NAME_HOST = KNOWN_NAME_SET[b"host"]
+cdef bytes NAME_CONTENT_LENGTH = KNOWN_NAME_SET[b"content-length"]
+cdef bytes NAME_TRANSFER_ENCODING = KNOWN_NAME_SET[b"transfer-encoding"]
+cdef bytes NAME_CONNECTION = KNOWN_NAME_SET[b"connection"]
+cdef bytes NAME_UPGRADE = KNOWN_NAME_SET[b"upgrade"]
+cdef bytes NAME_EXPECT = KNOWN_NAME_SET[b"expect"]
+
+# A small open-addressing table from a case-insensitive hash of a name to its known object.
+cdef unsigned int NAME_TABLE_SIZE = 256
+cdef list NAME_TABLE = [None] * NAME_TABLE_SIZE
+cdef unsigned int _slot
+
+cdef inline unsigned int name_hash(const unsigned char *data, Py_ssize_t size):
+    cdef unsigned int h = 2166136261u
+    cdef Py_ssize_t i
+    for i in range(size):
+        h = (h ^ (data[i] | 32)) * 16777619u  # | 32: ASCII letters hash the same in either case
+    return h
+
+for _name in KNOWN_NAMES:
+    _slot = name_hash(<const unsigned char *> PyBytes_AS_STRING(_name), PyBytes_GET_SIZE(_name)) % NAME_TABLE_SIZE
+    while NAME_TABLE[_slot] is not None:
+        _slot = (_slot + 1) % NAME_TABLE_SIZE
+    NAME_TABLE[_slot] = _name
+
+# Methods as shared str objects, found without allocating; anything else is decoded.
+cdef list KNOWN_METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"]
+cdef list KNOWN_METHODS_RAW = [method.encode("ascii") for method in KNOWN_METHODS]
+
+
+cdef str method_name(const unsigned char *data, Py_ssize_t size):
+    cdef Py_ssize_t i
+    cdef bytes raw
+    for i in range(len(KNOWN_METHODS_RAW)):
+        raw = <bytes> KNOWN_METHODS_RAW[i]
+        if PyBytes_GET_SIZE(raw) == size and memcmp(PyBytes_AS_STRING(raw), data, size) == 0:
+            return <str> KNOWN_METHODS[i]
+    return PyBytes_FromStringAndSize(<const char *> data, size).decode("ascii")
+cdef str HTTP11 = "1.1"
+cdef str HTTP10 = "1.0"
+
+
+cdef inline bint lower_equals(const unsigned char *data, Py_ssize_t size, bytes lowered):
+    """``data`` equals the lower-case ``lowered``, ignoring ASCII case."""
+    cdef const unsigned char *other = <const unsigned char *> PyBytes_AS_STRING(lowered)
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    if size != PyBytes_GET_SIZE(lowered):
+        return False
+    for i in range(size):
+        c = data[i]
+        if 65 <= c <= 90:
+            c += 32
+        if c != other[i]:
+            return False
+    return True
+
+
+cdef bytes header_name(const unsigned char *data, Py_ssize_t size):
+    """The lower-cased name as bytes: a known name's shared object, else a new one."""
+    cdef unsigned int slot = name_hash(data, size) % NAME_TABLE_SIZE
+    cdef object known = NAME_TABLE[slot]
+    cdef bytes name
+    cdef unsigned char *out
+    cdef Py_ssize_t i
+    while known is not None:
+        if lower_equals(data, size, <bytes> known):
+            return <bytes> known
+        slot = (slot + 1) % NAME_TABLE_SIZE
+        known = NAME_TABLE[slot]
+    name = PyBytes_FromStringAndSize(NULL, size)
+    out = <unsigned char *> PyBytes_AS_STRING(name)
+    for i in range(size):
+        out[i] = data[i] + 32 if 65 <= data[i] <= 90 else data[i]
+    return name
+
+
+cdef inline bint has_token(const unsigned char *data, Py_ssize_t size, const char *token, Py_ssize_t token_size):
+    """A comma-separated list (``Connection``) contains ``token`` (lower-case), ignoring case and OWS."""
+    cdef Py_ssize_t i = 0, start, end, j
+    cdef bint match
+    while i < size:
+        while i < size and (data[i] == 32 or data[i] == 9 or data[i] == 44):
+            i += 1
+        start = i
+        while i < size and data[i] != 44:
+            i += 1
+        end = i
+        while end > start and (data[end - 1] == 32 or data[end - 1] == 9):
+            end -= 1
+        if end - start == token_size:
+            match = True
+            for j in range(token_size):
+                if (data[start + j] | 32) != <unsigned char> token[j]:
+                    match = False
+                    break
+            if match:
+                return True
+    return False
+
+
+cdef inline object bad_request(str detail):
+    logger.debug("Invalid HTTP request: %s", detail)
+    return RequestRejected(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
+
+
+@cython.final
+cdef class RequestParser:
+    """Parses a stream of HTTP/1.1 requests; hands each to the protocol as it completes.
+
+    ``feed_data(data)`` raises RequestRejected (a status and a body to answer with) on a
+    malformed request, after which the parser is done, and ParserUpgrade(offset) when a request
+    switches protocols (``offset``: where the new protocol's bytes start in ``data``).
+    """
+
+    def __init__(self, HttpProtocol protocol, Py_ssize_t max_head_size=65536, Py_ssize_t max_headers=100):
+        self.protocol = protocol
+        self.state = STATE_HEAD
+        self.buffer = b""
+        self.scanned = 0
+        self.remaining = 0
+        self.trailer_size = 0
+        self.max_head_size = max_head_size
+        self.max_headers = max_headers
+        self.method = ""
+        self.http_version = HTTP11
+        self.keep_alive = True
+        self.upgrade = False
+
+    cpdef bint has_partial_message(self):
+        """Bytes of an unfinished request are held (a head, a body or trailers still to come)."""
+        return self.state != STATE_HEAD or PyBytes_GET_SIZE(self.buffer) > 0
+
+    def get_method(self):
+        return self.method.encode("ascii")
+
+    def get_http_version(self):
+        return self.http_version
+
+    def should_keep_alive(self):
+        return self.keep_alive
+
+    def should_upgrade(self):
+        return self.upgrade
+
+    def feed_data(self, data):
+        cdef bytes chunk = data if type(data) is bytes else bytes(data)
+        cdef Py_ssize_t prefix = PyBytes_GET_SIZE(self.buffer)
+        if self.state == STATE_FAILED:
+            raise bad_request("data after a malformed request")
+        if self.state == STATE_UPGRADED:
+            return
+        if prefix:
+            chunk = self.buffer + chunk
+            self.buffer = b""
+        try:
+            self._feed(chunk, prefix)
+        except RequestRejected:
+            self.state = STATE_FAILED
+            raise
+
+    cdef _feed(self, bytes data, Py_ssize_t prefix):
+        cdef const unsigned char *base = <const unsigned char *> PyBytes_AS_STRING(data)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+        cdef Py_ssize_t pos = 0, take, end
+        cdef HttpProtocol protocol = self.protocol
+        while pos < size or self.state == STATE_UPGRADED:
+            if self.state == STATE_HEAD:
+                end = self._find_head_end(base, size, pos, prefix)
+                if end < 0:
+                    self.buffer = data[pos:] if pos else data
+                    return
+                pos = self._parse_head(data, base, pos, end)
+            elif self.state == STATE_BODY or self.state == STATE_CHUNK_DATA:
+                take = min(self.remaining, size - pos)
+                protocol._on_body(data if take == size else PyBytes_FromStringAndSize(<const char *> base + pos, take))
+                pos += take
+                self.remaining -= take
+                if self.remaining == 0:
+                    if self.state == STATE_BODY:
+                        self._message_complete()
+                    else:
+                        self.state = STATE_CHUNK_END
+            elif self.state == STATE_CHUNK_END:
+                if size - pos < 2:
+                    if base[pos] != 13:
+                        raise bad_request("chunk data not followed by CRLF")
+                    self.buffer = data[pos:]
+                    return
+                if base[pos] != 13 or base[pos + 1] != 10:
+                    raise bad_request("chunk data not followed by CRLF")
+                pos += 2
+                self.state = STATE_CHUNK_SIZE
+            elif self.state == STATE_CHUNK_SIZE:
+                end = self._find_line_end(base, size, pos, MAX_CHUNK_LINE, "chunk-size line")
+                if end < 0:
+                    self.buffer = data[pos:]
+                    return
+                self._parse_chunk_size(base + pos, end - pos)
+                pos = end + 2
+            elif self.state == STATE_TRAILERS:
+                end = self._find_line_end(base, size, pos, self.max_head_size - self.trailer_size, "trailer section")
+                if end < 0:
+                    self.buffer = data[pos:]
+                    return
+                if end == pos:  # the empty line: the message is complete
+                    pos += 2
+                    self._message_complete()
+                else:
+                    self.trailer_size += end - pos + 2
+                    self._check_field_line(base + pos, end - pos)
+                    pos = end + 2
+            if self.state == STATE_UPGRADED:
+                # The bytes after the upgrade request belong to the new protocol.
+                raise ParserUpgrade(max(pos - prefix, 0))
+
+    cdef Py_ssize_t _find_line_end(self, const unsigned char *base, Py_ssize_t size, Py_ssize_t pos,
+                                   Py_ssize_t limit, str what) except -2:
+        """Offset of the CRLF ending the line at ``pos``, or -1 when it has not arrived yet."""
+        cdef const unsigned char *lf = <const unsigned char *> memchr(base + pos, 10, size - pos)
+        cdef Py_ssize_t end
+        if lf == NULL:
+            if size - pos > limit:
+                raise bad_request(what + " too long")
+            return -1
+        end = lf - base - 1
+        if end < pos or base[end] != 13:
+            raise bad_request("bare LF in " + what)
+        if end - pos > limit:
+            raise bad_request(what + " too long")
+        return end
+
+    cdef Py_ssize_t _find_head_end(self, const unsigned char *base, Py_ssize_t size, Py_ssize_t pos,
+                                   Py_ssize_t prefix) except -2:
+        """Offset of the CRLFCRLF ending the head that starts at ``pos``, or -1 when incomplete.
+
+        Empty lines before a request are skipped (RFC 9112 2.2). A bare LF is refused as soon as
+        it is seen rather than after the head-size limit.
+        """
+        cdef Py_ssize_t i, start
+        cdef const unsigned char *lf
+        while size - pos >= 2 and base[pos] == 13 and base[pos + 1] == 10:
+            pos += 2
+        start = max(pos, self.scanned - 3) if pos == 0 else pos
+        i = start
+        while True:
+            lf = <const unsigned char *> memchr(base + i, 10, size - i)
+            if lf == NULL:
+                break
+            i = lf - base
+            if i == pos or base[i - 1] != 13:
+                raise bad_request("bare LF in the request head")
+            if i - pos >= 3 and base[i - 2] == 10 and base[i - 3] == 13:
+                if i + 1 - pos > self.max_head_size:
+                    raise RequestRejected(431, b"Request Header Fields Too Large", "Request head too large.")
+                self.scanned = 0
+                return i - 3
+            i += 1
+        if size - pos > self.max_head_size:
+            raise RequestRejected(431, b"Request Header Fields Too Large", "Request head too large.")
+        self.scanned = size - pos
+        return -1
+
+    cdef Py_ssize_t _parse_head(self, bytes data, const unsigned char *base, Py_ssize_t pos, Py_ssize_t end) except -1:
+        """Parse the head in ``base[pos:end]`` (end: its final CRLFCRLF); return the offset after it."""
+        cdef Py_ssize_t line_end, i, sp1, sp2, name_end, value_start, value_end, size, count = 0
+        cdef const unsigned char *lf
+        cdef bytes target, name, value
+        cdef str method, version
+        cdef list headers = []
+        cdef Py_ssize_t content_length = -1, host_count = 0
+        cdef bint chunked = False, close = False, keep_alive_token = False, upgrade_token = False
+        cdef bint has_upgrade_header = False, expect_100 = False, has_transfer_encoding = False
+        cdef HttpProtocol protocol = self.protocol
+
+        # request-line = method SP request-target SP HTTP-version CRLF
+        lf = <const unsigned char *> memchr(base + pos, 10, end + 2 - pos)
+        line_end = lf - base - 1
+        sp1 = pos
+        while sp1 < line_end and IS_TCHAR[base[sp1]]:
+            sp1 += 1
+        if sp1 == pos or sp1 >= line_end or base[sp1] != 32:
+            raise bad_request("malformed method")
+        sp2 = sp1 + 1
+        while sp2 < line_end and 0x21 <= base[sp2] <= 0x7E:
+            sp2 += 1
+        if sp2 == sp1 + 1 or sp2 >= line_end or base[sp2] != 32:
+            raise bad_request("malformed request target")
+        i = sp2 + 1
+        if (line_end - i != 8 or memcmp(base + i, b"HTTP/", 5) != 0 or not 48 <= base[i + 5] <= 57
+                or base[i + 6] != 46 or not 48 <= base[i + 7] <= 57):
+            raise bad_request("malformed HTTP version")
+        if base[i + 5] != 49 or (base[i + 7] != 49 and base[i + 7] != 48):
+            raise RequestRejected(505, b"HTTP Version Not Supported", "Unsupported HTTP version.")
+        version = HTTP11 if base[i + 7] == 49 else HTTP10
+        method = method_name(base + pos, sp1 - pos)
+        target = PyBytes_FromStringAndSize(<const char *> base + sp1 + 1, sp2 - sp1 - 1)
+
+        # field-line = field-name ":" OWS field-value OWS CRLF
+        i = line_end + 2
+        while i < end + 2:
+            lf = <const unsigned char *> memchr(base + i, 10, end + 2 - i)
+            line_end = lf - base - 1
+            if base[i] == 32 or base[i] == 9:
+                raise bad_request("obsolete line folding")
+            name_end = i
+            while name_end < line_end and IS_TCHAR[base[name_end]]:
+                name_end += 1
+            if name_end == i or name_end >= line_end or base[name_end] != 58:
+                raise bad_request("malformed header name")
+            value_start = name_end + 1
+            while value_start < line_end and (base[value_start] == 32 or base[value_start] == 9):
+                value_start += 1
+            value_end = line_end
+            while value_end > value_start and (base[value_end - 1] == 32 or base[value_end - 1] == 9):
+                value_end -= 1
+            if not valid_value(base + value_start, value_end - value_start):
+                raise bad_request("invalid character in a header value")
+            count += 1
+            if count > self.max_headers:
+                raise RequestRejected(431, b"Request Header Fields Too Large", "Too many request headers.")
+            name = header_name(base + i, name_end - i)
+            value = PyBytes_FromStringAndSize(<const char *> base + value_start, value_end - value_start)
+            headers.append((name, value))
+            size = value_end - value_start
+            if name is NAME_HOST:
+                host_count += 1
+            elif name is NAME_CONTENT_LENGTH:
+                if content_length != -1:
+                    raise bad_request("duplicate Content-Length")
+                content_length = parse_content_length(value)
+                if content_length < 0:
+                    raise bad_request("invalid Content-Length")
+            elif name is NAME_TRANSFER_ENCODING:
+                if has_transfer_encoding or chunked:
+                    # a second field: any coding after "chunked" leaves the framing unknown
+                    raise bad_request("Transfer-Encoding after chunked")
+                has_transfer_encoding = True
+                if not lower_equals(base + value_start, size, b"chunked"):
+                    if has_token(base + value_start, size, b"chunked", 7):
+                        raise RequestRejected(501, b"Not Implemented", "Unsupported transfer coding.")
+                    raise bad_request("final transfer coding is not chunked")
+                chunked = True
+            elif name is NAME_CONNECTION:
+                if has_token(base + value_start, size, b"close", 5):
+                    close = True
+                if has_token(base + value_start, size, b"keep-alive", 10):
+                    keep_alive_token = True
+                if has_token(base + value_start, size, b"upgrade", 7):
+                    upgrade_token = True
+            elif name is NAME_UPGRADE:
+                has_upgrade_header = True
+            elif name is NAME_EXPECT:
+                if lower_equals(base + value_start, size, b"100-continue"):
+                    expect_100 = True
+            i = line_end + 2
+
+        # Framing and host rules (RFC 9112 3.2, 6.1, 6.3).
+        if has_transfer_encoding and content_length != -1:
+            raise bad_request("both Transfer-Encoding and Content-Length")
+        if has_transfer_encoding and version is HTTP10:
+            raise bad_request("Transfer-Encoding in an HTTP/1.0 request")
+        if host_count > 1 or (host_count == 0 and version is HTTP11):
+            raise bad_request("missing or duplicate Host")
+
+        self.method = method
+        self.http_version = version
+        if version is HTTP11:
+            self.keep_alive = not close
+        else:
+            self.keep_alive = keep_alive_token and not close
+        self.upgrade = (upgrade_token and has_upgrade_header) or method == "CONNECT"
+        protocol._on_request(method, target, version, headers, self.keep_alive, self.upgrade, expect_100)
+
+        if chunked:
+            self.state = STATE_CHUNK_SIZE
+        elif content_length > 0:
+            self.state = STATE_BODY
+            self.remaining = content_length
+        else:
+            self._message_complete()
+        return end + 4
+
+    cdef _parse_chunk_size(self, const unsigned char *line, Py_ssize_t size):
+        # chunk-size [ chunk-ext ]: 1*HEXDIG *( BWS ";" BWS name [ BWS "=" BWS value ] )
+        cdef Py_ssize_t i = 0, value = 0
+        cdef unsigned char c
+        while i < size:
+            c = line[i]
+            if 48 <= c <= 57:
+                value = value * 16 + (c - 48)
+            elif 97 <= (c | 32) <= 102:
+                value = value * 16 + ((c | 32) - 87)
+            else:
+                break
+            i += 1
+            if i > MAX_CHUNK_SIZE_DIGITS:
+                raise bad_request("chunk size too large")
+        if i == 0:
+            raise bad_request("invalid chunk size")
+        if i < size:
+            if line[i] != 59 and line[i] != 32 and line[i] != 9:
+                raise bad_request("invalid chunk size")
+            if not valid_value(line + i, size - i):
+                raise bad_request("invalid chunk extension")
+        if value == 0:
+            self.state = STATE_TRAILERS
+            self.trailer_size = 0
+        else:
+            self.state = STATE_CHUNK_DATA
+            self.remaining = value
+
+    cdef _check_field_line(self, const unsigned char *line, Py_ssize_t size):
+        cdef Py_ssize_t i = 0
+        if line[0] == 32 or line[0] == 9:
+            raise bad_request("obsolete line folding in trailers")
+        while i < size and IS_TCHAR[line[i]]:
+            i += 1
+        if i == 0 or i >= size or line[i] != 58:
+            raise bad_request("malformed trailer field")
+        if not valid_value(line + i + 1, size - i - 1):
+            raise bad_request("invalid character in a trailer field")
+
+    cdef _message_complete(self):
+        self.state = STATE_UPGRADED if self.upgrade else STATE_HEAD
+        self.remaining = 0
+        self.protocol._on_message_complete()

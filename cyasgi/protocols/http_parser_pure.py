@@ -1,0 +1,337 @@
+"""cyasgi's own HTTP/1.1 request parser (RFC 9112), pure Python; twin of _speedups/http_parser.pxi.
+
+Strict where laxness lets requests be smuggled or misread, and nowhere else:
+
+* lines end in CRLF (a bare LF or CR is refused); empty lines before a request are skipped;
+* request-line: ``token SP target SP HTTP/d.d``, one space each, the target visible ASCII only;
+  HTTP/1.0 and 1.1 are served, other versions get 505;
+* header fields: a token name, a colon with no space before it, a value of visible characters,
+  spaces and tabs (CTLs refused), no obsolete line folding;
+* framing (RFC 9112 6): one Content-Length made of digits; Transfer-Encoding only as the single
+  coding ``chunked`` (another coding before it: 501; anything after it, or a second field: 400);
+  never both; none in HTTP/1.0; chunk sizes in hex with bounded extensions; trailers checked
+  like headers, then dropped;
+* Host: exactly one in HTTP/1.1, at most one in HTTP/1.0;
+* limits: the head (request line + fields) at most ``max_head_size`` bytes and
+  ``max_headers`` fields, else 431.
+
+A malformed request raises RequestRejected (status and body to answer); the parser is then done.
+A request that switches protocols (``Upgrade`` named in ``Connection``, or CONNECT) raises
+ParserUpgrade(offset) once complete: ``data[offset:]`` belongs to the new protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from cyasgi.protocols.http_common import RequestRejected
+from cyasgi.protocols.parsers import ParserUpgrade
+
+__all__ = ["RequestParser"]
+
+logger = logging.getLogger("uvicorn.error")
+
+MAX_CHUNK_LINE = 4096
+MAX_CHUNK_SIZE_DIGITS = 15
+
+# States
+HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UPGRADED, FAILED = range(8)
+
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TARGET_CHARS = bytes(range(0x21, 0x7F))
+_VALUE_CHARS = bytes([0x09]) + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+_HEX = b"0123456789abcdefABCDEF"
+_OWS = b" \t"
+
+# The head is checked and split by regular expressions (one pass in C each, which both CPython and
+# PyPy run fast). Every class is disjoint from its neighbour, so matching is linear: no backtracking.
+_TCHAR_CLASS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_REQUEST_LINE = re.compile(rb"(" + _TCHAR_CLASS + rb"+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\r\n")
+_FIELD_LINE = rb"(" + _TCHAR_CLASS + rb"+):([\t\x20-\x7e\x80-\xff]*)\r\n"
+_FIELD_LINES = re.compile(rb"(?:" + _FIELD_LINE + rb")*")
+_FIELD = re.compile(_FIELD_LINE)
+_SPECIAL_FIELDS = frozenset((b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect"))
+
+_KNOWN_METHODS = {m.encode("ascii"): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE")}
+_TOO_LARGE = (431, b"Request Header Fields Too Large")
+
+
+def _bad_request(detail: str) -> RequestRejected:
+    logger.debug("Invalid HTTP request: %s", detail)
+    return RequestRejected(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
+
+
+def _tokens(value: bytes) -> set[bytes]:
+    return {token.strip(_OWS).lower() for token in value.split(b",")}
+
+
+def _content_length(value: bytes) -> int:
+    """Digits only (OWS already stripped); -1 when invalid."""
+    if not value or len(value) > 18 or value.translate(None, b"0123456789"):
+        return -1
+    return int(value)
+
+
+class RequestParser:
+    """Parses a stream of HTTP/1.1 requests; hands each to the protocol as it completes."""
+
+    def __init__(self, protocol: Any, max_head_size: int = 65536, max_headers: int = 100) -> None:
+        self.protocol = protocol
+        self.state = HEAD
+        self.buffer = b""  # bytes of an incomplete head, chunk line or trailer section
+        self.scanned = 0  # how far the buffered head was already checked for its end
+        self.remaining = 0  # body or chunk bytes still to come
+        self.trailer_size = 0
+        self.max_head_size = max_head_size
+        self.max_headers = max_headers
+        self.method = ""
+        self.http_version = "1.1"
+        self.keep_alive = True
+        self.upgrade = False
+
+    def has_partial_message(self) -> bool:
+        """Bytes of an unfinished request are held (a head, a body or trailers still to come)."""
+        return self.state != HEAD or bool(self.buffer)
+
+    # httptools-style accessors for the last request head
+    def get_method(self) -> bytes:
+        return self.method.encode("ascii")
+
+    def get_http_version(self) -> str:
+        return self.http_version
+
+    def should_keep_alive(self) -> bool:
+        return self.keep_alive
+
+    def should_upgrade(self) -> bool:
+        return self.upgrade
+
+    def feed_data(self, data: bytes) -> None:
+        if self.state == FAILED:
+            raise _bad_request("data after a malformed request")
+        if self.state == UPGRADED:
+            return
+        data = bytes(data)
+        prefix = len(self.buffer)
+        if prefix:
+            data = self.buffer + data
+            self.buffer = b""
+        try:
+            self._feed(data, prefix)
+        except RequestRejected:
+            self.state = FAILED
+            raise
+
+    def _feed(self, data: bytes, prefix: int) -> None:
+        size = len(data)
+        pos = 0
+        protocol = self.protocol
+        while pos < size or self.state == UPGRADED:
+            state = self.state
+            if state == HEAD:
+                end = self._find_head_end(data, pos)
+                if end < 0:
+                    self.buffer = data[pos:]
+                    return
+                pos = self._parse_head(data, pos, end)
+            elif state == BODY or state == CHUNK_DATA:
+                take = min(self.remaining, size - pos)
+                protocol._on_body(data if take == size else data[pos : pos + take])
+                pos += take
+                self.remaining -= take
+                if self.remaining == 0:
+                    if state == BODY:
+                        self._message_complete()
+                    else:
+                        self.state = CHUNK_END
+            elif state == CHUNK_END:
+                if size - pos < 2:
+                    if data[pos] != 13:
+                        raise _bad_request("chunk data not followed by CRLF")
+                    self.buffer = data[pos:]
+                    return
+                if data[pos : pos + 2] != b"\r\n":
+                    raise _bad_request("chunk data not followed by CRLF")
+                pos += 2
+                self.state = CHUNK_SIZE
+            elif state == CHUNK_SIZE:
+                end = self._find_line_end(data, pos, MAX_CHUNK_LINE, "chunk-size line")
+                if end < 0:
+                    self.buffer = data[pos:]
+                    return
+                self._parse_chunk_size(data[pos:end])
+                pos = end + 2
+            elif state == TRAILERS:
+                end = self._find_line_end(data, pos, self.max_head_size - self.trailer_size, "trailer section")
+                if end < 0:
+                    self.buffer = data[pos:]
+                    return
+                if end == pos:  # the empty line: the message is complete
+                    pos += 2
+                    self._message_complete()
+                else:
+                    self.trailer_size += end - pos + 2
+                    self._check_field_line(data[pos:end])
+                    pos = end + 2
+            if self.state == UPGRADED:
+                # The bytes after the upgrade request belong to the new protocol.
+                raise ParserUpgrade(max(pos - prefix, 0))
+
+    @staticmethod
+    def _find_line_end(data: bytes, pos: int, limit: int, what: str) -> int:
+        """Offset of the CRLF ending the line at ``pos``, or -1 when it has not arrived yet."""
+        lf = data.find(b"\n", pos)
+        if lf < 0:
+            if len(data) - pos > limit:
+                raise _bad_request(what + " too long")
+            return -1
+        end = lf - 1
+        if end < pos or data[end] != 13:
+            raise _bad_request("bare LF in " + what)
+        if end - pos > limit:
+            raise _bad_request(what + " too long")
+        return end
+
+    def _find_head_end(self, data: bytes, pos: int) -> int:
+        """Offset of the CRLFCRLF ending the head that starts at ``pos``, or -1 when incomplete.
+
+        Empty lines before a request are skipped (RFC 9112 2.2). A bare LF is refused as soon as
+        it is seen rather than after the head-size limit.
+        """
+        size = len(data)
+        while size - pos >= 2 and data[pos] == 13 and data[pos + 1] == 10:
+            pos += 2
+        i = max(pos, self.scanned - 3) if pos == 0 else pos
+        while True:
+            i = data.find(b"\n", i)
+            if i < 0:
+                break
+            if i == pos or data[i - 1] != 13:
+                raise _bad_request("bare LF in the request head")
+            if i - pos >= 3 and data[i - 2] == 10 and data[i - 3] == 13:
+                if i + 1 - pos > self.max_head_size:
+                    raise RequestRejected(*_TOO_LARGE, "Request head too large.")
+                self.scanned = 0
+                return i - 3
+            i += 1
+        if size - pos > self.max_head_size:
+            raise RequestRejected(*_TOO_LARGE, "Request head too large.")
+        self.scanned = size - pos
+        return -1
+
+    def _parse_head(self, data: bytes, pos: int, end: int) -> int:
+        """Parse the head in ``data[pos:end]`` (end: its final CRLFCRLF); return the offset after it."""
+        # request-line = method SP request-target SP HTTP-version CRLF
+        request_line = _REQUEST_LINE.match(data, pos, end + 2)
+        if request_line is None:
+            raise _bad_request("malformed request line")
+        method_raw, target, major, minor = request_line.groups()
+        if major != b"1" or minor not in (b"0", b"1"):
+            raise RequestRejected(505, b"HTTP Version Not Supported", "Unsupported HTTP version.")
+        version = "1.1" if minor == b"1" else "1.0"
+        method = _KNOWN_METHODS.get(method_raw) or method_raw.decode("ascii")
+
+        # field-line = field-name ":" OWS field-value OWS CRLF
+        fields_start = request_line.end()
+        if _FIELD_LINES.match(data, fields_start, end + 2).end() != end + 2:
+            raise _bad_request("malformed header field")
+        fields = _FIELD.findall(data, fields_start, end + 2)
+        if len(fields) > self.max_headers:
+            raise RequestRejected(*_TOO_LARGE, "Too many request headers.")
+        headers = [(name.lower(), value.strip(_OWS)) for name, value in fields]
+        content_length = -1
+        hosts = 0
+        chunked = has_transfer_encoding = False
+        connection: set[bytes] = set()
+        has_upgrade_header = expect_100 = False
+        for name, value in headers:
+            if name not in _SPECIAL_FIELDS:
+                continue
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
+                if content_length != -1:
+                    raise _bad_request("duplicate Content-Length")
+                content_length = _content_length(value)
+                if content_length < 0:
+                    raise _bad_request("invalid Content-Length")
+            elif name == b"transfer-encoding":
+                if has_transfer_encoding:
+                    # a second field: any coding after "chunked" leaves the framing unknown
+                    raise _bad_request("Transfer-Encoding after chunked")
+                has_transfer_encoding = True
+                if value.lower() != b"chunked":
+                    if b"chunked" in _tokens(value):
+                        raise RequestRejected(501, b"Not Implemented", "Unsupported transfer coding.")
+                    raise _bad_request("final transfer coding is not chunked")
+                chunked = True
+            elif name == b"connection":
+                connection |= _tokens(value)
+            elif name == b"upgrade":
+                has_upgrade_header = True
+            elif value.lower() == b"100-continue":  # expect
+                expect_100 = True
+
+        # Framing and host rules (RFC 9112 3.2, 6.1, 6.3).
+        if has_transfer_encoding and content_length != -1:
+            raise _bad_request("both Transfer-Encoding and Content-Length")
+        if has_transfer_encoding and version == "1.0":
+            raise _bad_request("Transfer-Encoding in an HTTP/1.0 request")
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            raise _bad_request("missing or duplicate Host")
+
+        self.method = method
+        self.http_version = version
+        close = b"close" in connection
+        self.keep_alive = not close if version == "1.1" else (b"keep-alive" in connection and not close)
+        self.upgrade = (b"upgrade" in connection and has_upgrade_header) or method == "CONNECT"
+        self.protocol._on_request(method, target, version, headers, self.keep_alive, self.upgrade, expect_100)
+
+        if chunked:
+            self.state = CHUNK_SIZE
+        elif content_length > 0:
+            self.state = BODY
+            self.remaining = content_length
+        else:
+            self._message_complete()
+        return end + 4
+
+    def _parse_chunk_size(self, line: bytes) -> None:
+        # chunk-size [ chunk-ext ]: 1*HEXDIG *( BWS ";" BWS name [ BWS "=" BWS value ] )
+        digits = 0
+        while digits < len(line) and line[digits] in _HEX:
+            digits += 1
+            if digits > MAX_CHUNK_SIZE_DIGITS:
+                raise _bad_request("chunk size too large")
+        if digits == 0:
+            raise _bad_request("invalid chunk size")
+        extension = line[digits:]
+        if extension:
+            if extension[0] not in b"; \t":
+                raise _bad_request("invalid chunk size")
+            if extension.translate(None, _VALUE_CHARS):
+                raise _bad_request("invalid chunk extension")
+        value = int(line[:digits], 16)
+        if value == 0:
+            self.state = TRAILERS
+            self.trailer_size = 0
+        else:
+            self.state = CHUNK_DATA
+            self.remaining = value
+
+    @staticmethod
+    def _check_field_line(line: bytes) -> None:
+        if line[:1] in (b" ", b"\t"):
+            raise _bad_request("obsolete line folding in trailers")
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name.translate(None, _TCHAR):
+            raise _bad_request("malformed trailer field")
+        if value.translate(None, _VALUE_CHARS):
+            raise _bad_request("invalid character in a trailer field")
+
+    def _message_complete(self) -> None:
+        self.state = UPGRADED if self.upgrade else HEAD
+        self.remaining = 0
+        self.protocol._on_message_complete()
