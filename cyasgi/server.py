@@ -59,6 +59,9 @@ class Server:
         self.last_notified = 0.0
         self.servers: list[Any] = []
 
+        #: Set by the --workers supervisor in each worker: the Connection its health pings arrive on.
+        self.health_channel: Any = None
+
         self._captured_signals: list[int] = []
         self._date_second = -1
         self._limit_max_requests: int | None | bool = False  # False: not computed yet
@@ -67,8 +70,36 @@ class Server:
         return asyncio_run(self.serve(sockets=sockets), loop_factory=self.config.get_loop_factory())
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        with self.capture_signals():
+        with self.capture_signals(), self.answer_health_checks():
             await self._serve(sockets)
+
+    @contextlib.contextmanager
+    def answer_health_checks(self) -> Generator[None, None, None]:
+        """Answer the supervisor's health pings from this event loop, never from a side thread.
+
+        Each ping on ``health_channel`` gets ``b"1"`` once the server has started, ``b"0"`` before.
+        A loop blocked by synchronous code stops answering, which is how the supervisor
+        (cyasgi.supervisors.multiprocess) tells a stuck worker from a busy one. No-op without a channel.
+        """
+        channel = self.health_channel
+        if channel is None:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        fd = channel.fileno()
+
+        def answer() -> None:
+            try:
+                channel.recv_bytes()
+                channel.send_bytes(b"1" if self.started else b"0")
+            except (EOFError, OSError):  # the supervisor went away: stop listening
+                loop.remove_reader(fd)
+
+        loop.add_reader(fd, answer)
+        try:
+            yield
+        finally:
+            loop.remove_reader(fd)
 
     async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
         process_id = os.getpid()
