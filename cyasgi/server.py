@@ -77,9 +77,10 @@ class Server:
     def answer_health_checks(self) -> Generator[None, None, None]:
         """Answer the supervisor's health pings from this event loop, never from a side thread.
 
-        Each ping on ``health_channel`` gets ``b"1"`` once the server has started, ``b"0"`` before.
-        A loop blocked by synchronous code stops answering, which is how the supervisor
-        (cyasgi.supervisors.multiprocess) tells a stuck worker from a busy one. No-op without a channel.
+        Each ping on ``health_channel`` is echoed back with ``1`` once the server has started,
+        ``0`` before. A loop blocked by synchronous code stops answering, which is how the
+        supervisor (cyasgi.supervisors.multiprocess) tells a stuck worker from a busy one.
+        No-op without a channel.
         """
         channel = self.health_channel
         if channel is None:
@@ -90,8 +91,8 @@ class Server:
 
         def answer() -> None:
             try:
-                channel.recv_bytes()
-                channel.send_bytes(b"1" if self.started else b"0")
+                ping = channel.recv_bytes()
+                channel.send_bytes(ping + (b"1" if self.started else b"0"))
             except (EOFError, OSError):  # the supervisor went away: stop listening
                 loop.remove_reader(fd)
 
@@ -100,6 +101,15 @@ class Server:
             yield
         finally:
             loop.remove_reader(fd)
+
+    def announce_started(self) -> None:
+        """Tell the supervisor (if any) at once that this worker serves, before the loop runs any
+        request: from then on, a loop that stops answering pings is a blocked one."""
+        if self.health_channel is not None:
+            try:
+                self.health_channel.send_bytes(b"!1")
+            except OSError:
+                pass
 
     async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
         process_id = os.getpid()
@@ -197,6 +207,7 @@ class Server:
         if sockets is None:  # a supervisor that bound the sockets has logged the address itself
             self._log_started_message(listeners)
         self.started = True
+        self.announce_started()
 
     def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
         config = self.config
