@@ -47,6 +47,9 @@ from cyasgi.protocols.http_common import (
 from cyasgi.protocols.parsers import PARSER_ERRORS, PARSER_UPGRADES
 from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
 
+#: Seconds an idle connection stays open after a graceful shutdown starts, for a request in flight.
+SHUTDOWN_GRACE = 0.5
+
 __all__ = ["FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
 
 logger = logging.getLogger("uvicorn.error")
@@ -425,6 +428,7 @@ class HttpProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
         self.deadline = 0.0  # loop time at which an idle connection is closed; 0: none
+        self.draining = False  # after shutdown(): no response keeps the connection open
         self._context: contextvars.Context | None = None
         self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
         self._eof = False
@@ -529,7 +533,7 @@ class HttpProtocol(asyncio.Protocol):
         http_version = parser.get_http_version()
         if http_version != "1.1" and http_version != "1.0":
             raise RequestRejected(505, b"HTTP Version Not Supported", "Unsupported HTTP version.")
-        keep_alive = parser.should_keep_alive()
+        keep_alive = parser.should_keep_alive() and not self.draining
         if parser.should_upgrade():
             websocket = is_websocket_upgrade(self.headers)
             if websocket and self.ws_protocol_class is not None:
@@ -700,12 +704,22 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def shutdown(self) -> None:
-        """Graceful shutdown: close now when idle, else right after the current response."""
+        """Graceful shutdown: from now on every response closes its connection.
+
+        A busy connection closes right after its current response. An idle one may have a request
+        on its way (it was just accepted, or a keep-alive client has just sent one): that request
+        gets ``SHUTDOWN_GRACE`` seconds to arrive and is answered; without one, the connection closes.
+        """
+        self.draining = True
         self.pipeline.clear()
-        if self.active is None:
-            self.transport.close()
-        else:
+        if self.active is not None:
             self.active.keep_alive = False
+        elif not self._parsing:
+            self.loop.call_later(SHUTDOWN_GRACE, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        if self.active is None and not self._parsing and not self.transport.is_closing():
+            self.transport.close()
 
     def _log_prefix(self) -> str:
         return "%s:%d - " % self.client if self.client else ""
