@@ -48,6 +48,9 @@ SIGNALS = {
 #: Sent to a worker whose event loop does not answer: it writes its stacks, then dies.
 STACK_DUMP_SIGNAL = signal.SIGUSR1
 
+#: The health ping; the worker echoes it with 1 (serving) or 0 (starting), and sends "!1" once started.
+PING = b"?"
+
 #: Longest the supervisor sleeps between two looks at its workers (signals wake it at once).
 TICK = 0.5
 #: Extra time a stopping worker gets beyond --timeout-graceful-shutdown (lifespan shutdown, exit).
@@ -137,7 +140,7 @@ class WorkerProcess:
         if self.ping_sent is not None or not self.health_open:
             return
         try:
-            self.health.send_bytes(b"?")
+            self.health.send_bytes(PING)
         except OSError:  # it is dying; reaping deals with it
             self.health_open = False
             return
@@ -150,8 +153,9 @@ class WorkerProcess:
             except (EOFError, OSError):
                 self.health_open = False
                 return
-            self.ping_sent = None
-            if answer == b"1":
+            if answer.startswith(PING):
+                self.ping_sent = None
+            if answer.endswith(b"1"):  # an answer or the worker's own "started" announcement
                 self.ready = True
 
     def overdue(self, now: float, timeout: float) -> bool:
