@@ -53,8 +53,9 @@ class CyasgiWorker(Worker):
             "app": None,
             "log_config": None,
             "timeout_keep_alive": cfg.keepalive,
-            # gunicorn hands its workers half of --timeout already: notifying that often is safe.
-            "timeout_notify": self.timeout,
+            # self.timeout is half of gunicorn's --timeout already; the server checks once a second
+            # whether to notify, so halve it again to stay clear of the arbiter's deadline.
+            "timeout_notify": self.timeout / 2,
             "callback_notify": self.callback_notify,
             "limit_max_requests": self.max_requests if cfg.max_requests > 0 else None,
             "forwarded_allow_ips": cfg.forwarded_allow_ips,
@@ -127,6 +128,9 @@ class CyasgiWorker(Worker):
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
     def run(self) -> None:
+        # The arbiter's clock for this worker starts with the first notify: without one, a loop
+        # blocked before the first tick would never be timed out.
+        self.notify()
         asyncio_run(self._serve(), loop_factory=self.config.get_loop_factory())
 
     async def callback_notify(self) -> None:

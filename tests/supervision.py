@@ -25,7 +25,10 @@ APP = "tests.process_app:app"
 
 @contextlib.contextmanager
 def run_supervised(
-    command: Sequence[str], env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None
+    command: Sequence[str],
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Iterator[CliProcess]:
     """Run ``command`` in a session of its own; afterwards SIGTERM it and kill whatever is left.
 
@@ -42,6 +45,7 @@ def run_supervised(
         env=full_env,
         cwd=cwd if cwd is not None else ROOT,
         start_new_session=True,
+        pass_fds=tuple(pass_fds),
     )
     cli = CliProcess(proc)
     try:
