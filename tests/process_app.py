@@ -3,6 +3,7 @@
 GET /          the worker's pid
 GET /block     blocks the event loop with time.sleep (a stuck worker)
 GET /slow      answers after an asynchronous 0.5 s wait (an in-flight request)
+GET /hang      waits (asynchronously) for an hour: only a graceful-shutdown timeout ends it
 GET /client    "scheme client-host" as the app sees them (proxy headers)
 """
 
@@ -26,6 +27,9 @@ async def app(scope, receive, send):
     if path == "/block":
         print(f"worker {os.getpid()} blocks its event loop", flush=True)
         time.sleep(30)
+    elif path == "/hang":
+        print(f"worker {os.getpid()} starts a request that never ends", flush=True)
+        await asyncio.sleep(3600)
     elif path == "/slow":
         print(f"worker {os.getpid()} starts a slow request", flush=True)
         await asyncio.sleep(0.5)

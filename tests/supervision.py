@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import httpx
 
@@ -88,6 +88,14 @@ def started_pids(cli: CliProcess) -> list[int]:
 def get(url: str, path: str = "/") -> httpx.Response:
     """One request on a fresh connection."""
     return httpx.get(url + path, timeout=WAIT, headers={"connection": "close"})
+
+
+def ignore_http_errors(call: Callable[[], object]) -> None:
+    """Run ``call``; an HTTP error is expected (e.g. the server is made to drop the request)."""
+    try:
+        call()
+    except httpx.HTTPError:
+        pass
 
 
 def pid_alive(pid: int) -> bool:

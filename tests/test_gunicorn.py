@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import ssl
@@ -14,7 +13,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.supervision import APP, SPAWN_WAIT, get, run_supervised, wait_for_count
+from tests.supervision import APP, SPAWN_WAIT, get, ignore_http_errors, run_supervised, wait_for_count
 from tests.utils import WAIT
 
 pytest.importorskip("gunicorn")
@@ -44,7 +43,7 @@ def test_cyasgi_worker_serves_recycles_and_stops_gracefully(tmp_path: Path, list
         tmp_path, "-k", "cyasgi.workers.CyasgiWorker", "-w", "2", "--bind", f"fd://{listener.fileno()}",
         "--max-requests", "6", "--keep-alive", "3",
     )
-    url = "http://127.0.0.1:%d" % listener.getsockname()[1]
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     with run_supervised(command, env=env, pass_fds=[listener.fileno()]) as cli:
         wait_for_count(cli, READY, 2)
         statuses = [get(url).status_code for _ in range(30)]
@@ -70,10 +69,11 @@ def test_gunicorn_timeout_kills_a_blocked_worker_and_logs_its_stack(tmp_path: Pa
         tmp_path, "-k", "cyasgi.workers.CyasgiWorker", "-w", "1", "--bind", f"fd://{listener.fileno()}",
         "--timeout", "3",
     )
-    url = "http://127.0.0.1:%d" % listener.getsockname()[1]
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     with run_supervised(command, env=env, pass_fds=[listener.fileno()]) as cli:
         wait_for_count(cli, READY, 1)
-        blocker = threading.Thread(target=lambda: _ignore_errors(lambda: httpx.get(url + "/block", timeout=SPAWN_WAIT)))
+        request = lambda: httpx.get(url + "/block", timeout=SPAWN_WAIT)  # noqa: E731
+        blocker = threading.Thread(target=ignore_http_errors, args=(request,))
         blocker.start()
         cli.wait_for_line("blocks its event loop")
         cli.wait_for_line("WORKER TIMEOUT", SPAWN_WAIT)
@@ -113,13 +113,6 @@ def test_gunicorn_tls_settings_reach_the_worker(tmp_path: Path, listener: socket
     ca.configure_trust(context)
     with run_supervised(command, env=env, pass_fds=[listener.fileno()]) as cli:
         wait_for_count(cli, READY, 1)
-        response = httpx.get("https://127.0.0.1:%d/client" % listener.getsockname()[1], verify=context, timeout=WAIT)
+        response = httpx.get(f"https://127.0.0.1:{listener.getsockname()[1]}/client", verify=context, timeout=WAIT)
     assert response.status_code == 200
     assert response.text == "https 127.0.0.1"
-
-
-def _ignore_errors(call) -> None:
-    try:
-        call()
-    except httpx.HTTPError:
-        pass

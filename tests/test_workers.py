@@ -11,6 +11,7 @@ import pytest
 
 from tests.supervision import (
     APP,
+    ignore_http_errors,
     SPAWN_WAIT,
     Load,
     cyasgi,
@@ -81,13 +82,9 @@ def test_blocked_event_loop_is_detected_logged_with_its_stack_and_replaced():
         url = cli.wait_until_serving()
         wait_for_count(cli, READY, 2)
 
-        def block() -> None:
-            try:
-                httpx.get(url + "/block", timeout=SPAWN_WAIT)
-            except httpx.HTTPError:
-                pass  # the stuck worker dies with the request open: that is the point
-
-        client = threading.Thread(target=block, daemon=True)
+        # The stuck worker dies with the request open: that is the point.
+        request = lambda: httpx.get(url + "/block", timeout=SPAWN_WAIT)  # noqa: E731
+        client = threading.Thread(target=ignore_http_errors, args=(request,), daemon=True)
         client.start()
         cli.wait_for_line("blocks its event loop")
         line = cli.wait_for_line("did not answer the health check within 1s", SPAWN_WAIT)
@@ -151,6 +148,23 @@ def test_sigterm_lets_in_flight_requests_finish_then_stops_everything():
     assert result == [200]
     assert "Received SIGTERM, exiting." in out and "Stopping parent process" in out
     assert not any(pid_alive(pid) for pid in pids)
+
+
+def test_sigterm_cancels_a_hung_request_after_the_graceful_timeout():
+    with run_supervised(workers(2, "--timeout-graceful-shutdown", "1")) as cli:
+        url = cli.wait_until_serving()
+        wait_for_count(cli, READY, 2)
+        hung = threading.Thread(target=lambda: ignore_http_errors(lambda: get(url, "/hang")), daemon=True)
+        hung.start()
+        cli.wait_for_line("starts a request that never ends")
+        cli.proc.send_signal(signal.SIGTERM)
+        assert cli.wait(SPAWN_WAIT) == 0
+        hung.join(WAIT)
+    out = cli.output
+    assert "Cancel 1 running task(s), timeout graceful shutdown exceeded" in out
+    assert "did not stop in time" not in out  # the worker honoured its own timeout
+    assert out.count("Finished server process") == 2
+
 
 
 def test_max_requests_recycles_workers_without_failing_a_request():

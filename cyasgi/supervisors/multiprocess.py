@@ -114,6 +114,7 @@ class WorkerProcess:
         self.last_ping = 0.0
         #: When the supervisor asked it to stop (None: it is not being stopped).
         self.stop_requested: float | None = None
+        self.killed = False
         self.health_open = True
 
     def start(self) -> None:
@@ -136,8 +137,9 @@ class WorkerProcess:
     def waitables(self) -> list[Any]:
         return [self.process.sentinel, self.health] if self.health_open else [self.process.sentinel]
 
-    def ping(self, now: float) -> None:
-        if self.ping_sent is not None or not self.health_open:
+    def ping(self, now: float, interval: float) -> None:
+        """Send a ping unless one is outstanding or the last went out less than ``interval`` ago."""
+        if self.ping_sent is not None or not self.health_open or now - self.last_ping < interval:
             return
         try:
             self.health.send_bytes(PING)
@@ -162,6 +164,12 @@ class WorkerProcess:
         """A started worker whose loop has not answered a ping for ``timeout`` seconds."""
         return self.ready and self.ping_sent is not None and now - self.ping_sent > timeout
 
+    def overstayed(self, limit: float | None) -> bool:
+        """Asked to stop more than ``limit`` seconds ago and not killed yet (None: no limit)."""
+        if limit is None or self.stop_requested is None or self.killed:
+            return False
+        return time.monotonic() - self.stop_requested > limit
+
     def terminate(self) -> None:
         """Ask for a graceful stop (SIGTERM); the worker finishes its requests and exits."""
         if self.stop_requested is None:
@@ -180,6 +188,7 @@ class WorkerProcess:
     def kill(self) -> None:
         if self.stop_requested is None:
             self.stop_requested = time.monotonic()
+        self.killed = True
         if self.exitcode is None:
             self.process.kill()
 
@@ -285,11 +294,7 @@ class Multiprocess:
         for worker in self.all_processes():
             waitables += worker.waitables()
         wait(waitables, min(timeout, self.health_interval))
-        try:
-            while self._wakeup_reader.recv(512):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
+        self._drain_wakeups()
         for worker in self.workers + ([self.incoming] if self.incoming else []):
             worker.read_answers()
 
@@ -299,32 +304,25 @@ class Multiprocess:
         self.incoming = None
         for worker in processes:
             worker.terminate()
-        graceful = self.config.timeout_graceful_shutdown
-        deadline = None if graceful is None else time.monotonic() + graceful + STOP_MARGIN
+        limit = self._retire_deadline()
         forced = False
         for worker in processes:
             logger.info("Waiting for child process [%d]", worker.pid)
         while any(worker.is_alive() for worker in processes):
-            remaining = TICK if deadline is None else max(0.0, min(TICK, deadline - time.monotonic()))
-            wait([self._wakeup_reader] + [w.process.sentinel for w in processes if w.is_alive()], remaining)
-            try:
-                while self._wakeup_reader.recv(512):
-                    pass
-            except (BlockingIOError, InterruptedError):
-                pass
-            if self.signal_queue and not forced:
+            wait([self._wakeup_reader] + [w.process.sentinel for w in processes if w.is_alive()], TICK)
+            self._drain_wakeups()
+            stop_signals = [sig for sig in self.signal_queue if sig in (signal.SIGINT, signal.SIGTERM)]
+            self.signal_queue.clear()
+            if stop_signals and not forced:
                 # A second Ctrl-C / SIGTERM: the workers skip waiting for their connections.
-                self.signal_queue.clear()
                 forced = True
                 logger.info("Forcing the child processes to quit.")
                 for worker in processes:
                     worker.signal(signal.SIGINT)
-            if deadline is not None and time.monotonic() >= deadline:
-                for worker in processes:
-                    if worker.is_alive():
-                        logger.warning("Child process [%d] did not stop in time; killing it.", worker.pid)
-                        worker.kill()
-                deadline = None
+            for worker in processes:
+                if worker.is_alive() and worker.overstayed(limit):
+                    logger.warning("Child process [%d] did not stop in time; killing it.", worker.pid)
+                    worker.kill()
         for worker in processes:
             worker.close()
         self.workers = []
@@ -363,10 +361,9 @@ class Multiprocess:
             if not worker.is_alive():
                 worker.close()
                 self.retiring.remove(worker)
-            elif deadline is not None and worker.stop_requested is not None:
-                if time.monotonic() - worker.stop_requested > deadline:
-                    logger.warning("Child process [%d] did not stop in time; killing it.", worker.pid)
-                    worker.kill()
+            elif worker.overstayed(deadline):
+                logger.warning("Child process [%d] did not stop in time; killing it.", worker.pid)
+                worker.kill()
 
     def check_health(self) -> None:
         now = time.monotonic()
@@ -383,11 +380,10 @@ class Multiprocess:
                 worker.close()
                 self.workers[index] = self.spawn()
                 now = time.monotonic()
-            elif worker.ping_sent is None and now - worker.last_ping >= self.health_interval:
-                worker.ping(now)
-        if self.incoming is not None and self.incoming.ping_sent is None:
-            if now - self.incoming.last_ping >= self.health_interval:
-                self.incoming.ping(now)
+            else:
+                worker.ping(now, self.health_interval)
+        if self.incoming is not None:
+            self.incoming.ping(now, self.health_interval)
 
     def step_restart(self) -> None:
         """One step of a rolling restart: start a replacement, then retire the old worker once it serves."""
@@ -462,6 +458,14 @@ class Multiprocess:
                 signal.signal(sig, handler)
         self._wakeup_reader.close()
         self._wakeup_writer.close()
+
+    def _drain_wakeups(self) -> None:
+        """Empty the signal wake-up socket (the signals themselves are in ``signal_queue``)."""
+        try:
+            while self._wakeup_reader.recv(512):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
 
     def _queue_signal(self, sig: int, frame: FrameType | None) -> None:
         self.signal_queue.append(sig)
