@@ -17,11 +17,9 @@ import time
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
+            message = await receive()  # startup, then shutdown: both succeed
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
                 return
     path = scope["path"]
     if path == "/block":

@@ -98,6 +98,19 @@ def ignore_http_errors(call: Callable[[], object]) -> None:
         pass
 
 
+def stop_during_request(cli: CliProcess, url: str, path: str, started_line: str) -> tuple[int, list[int]]:
+    """Send a request to ``path``; once the app printed ``started_line`` (it is in flight), SIGTERM
+    the supervisor. Return its exit status and the request's status (empty if it failed)."""
+    statuses: list[int] = []
+    thread = threading.Thread(target=ignore_http_errors, args=(lambda: statuses.append(get(url, path).status_code),))
+    thread.start()
+    cli.wait_for_line(started_line)
+    cli.proc.send_signal(signal.SIGTERM)
+    code = cli.wait(SPAWN_WAIT)
+    thread.join(WAIT)
+    return code, statuses
+
+
 def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:

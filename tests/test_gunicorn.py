@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import socket
 import ssl
 import sys
@@ -13,7 +12,15 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.supervision import APP, SPAWN_WAIT, get, ignore_http_errors, run_supervised, wait_for_count
+from tests.supervision import (
+    APP,
+    SPAWN_WAIT,
+    get,
+    ignore_http_errors,
+    run_supervised,
+    stop_during_request,
+    wait_for_count,
+)
 from tests.utils import WAIT
 
 pytest.importorskip("gunicorn")
@@ -52,15 +59,10 @@ def test_cyasgi_worker_serves_recycles_and_stops_gracefully(tmp_path: Path, list
         assert "Maximum request limit of" in cli.output
 
         wait_for_count(cli, READY, 4)
-        result: list[int] = []
-        slow = threading.Thread(target=lambda: result.append(get(url, "/slow").status_code))
-        slow.start()
-        cli.wait_for_line("starts a slow request")
-        cli.proc.send_signal(signal.SIGTERM)
-        assert cli.wait(SPAWN_WAIT) == 0
-        slow.join(WAIT)
+        code, slow = stop_during_request(cli, url, "/slow", "starts a slow request")
+    assert code == 0
     assert statuses == [200] * 30
-    assert result == [200]
+    assert slow == [200]
     assert "Shutting down: Master" in cli.output
 
 

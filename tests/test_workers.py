@@ -19,6 +19,7 @@ from tests.supervision import (
     pid_alive,
     run_supervised,
     started_pids,
+    stop_during_request,
     wait_for_count,
     wait_until_dead,
 )
@@ -137,15 +138,10 @@ def test_sigterm_lets_in_flight_requests_finish_then_stops_everything():
         url = cli.wait_until_serving()
         wait_for_count(cli, READY, 2)
         pids = started_pids(cli)
-        result: list[int] = []
-        slow = threading.Thread(target=lambda: result.append(get(url, "/slow").status_code))
-        slow.start()
-        cli.wait_for_line("starts a slow request")
-        cli.proc.send_signal(signal.SIGTERM)
-        assert cli.wait(SPAWN_WAIT) == 0
-        slow.join(WAIT)
+        code, statuses = stop_during_request(cli, url, "/slow", "starts a slow request")
         out = cli.output
-    assert result == [200]
+    assert code == 0
+    assert statuses == [200]
     assert "Received SIGTERM, exiting." in out and "Stopping parent process" in out
     assert not any(pid_alive(pid) for pid in pids)
 
@@ -154,13 +150,10 @@ def test_sigterm_cancels_a_hung_request_after_the_graceful_timeout():
     with run_supervised(workers(2, "--timeout-graceful-shutdown", "1")) as cli:
         url = cli.wait_until_serving()
         wait_for_count(cli, READY, 2)
-        hung = threading.Thread(target=lambda: ignore_http_errors(lambda: get(url, "/hang")), daemon=True)
-        hung.start()
-        cli.wait_for_line("starts a request that never ends")
-        cli.proc.send_signal(signal.SIGTERM)
-        assert cli.wait(SPAWN_WAIT) == 0
-        hung.join(WAIT)
+        code, statuses = stop_during_request(cli, url, "/hang", "starts a request that never ends")
     out = cli.output
+    assert code == 0
+    assert statuses == []  # cut off: the worker cancelled it
     assert "Cancel 1 running task(s), timeout graceful shutdown exceeded" in out
     assert "did not stop in time" not in out  # the worker honoured its own timeout
     assert out.count("Finished server process") == 2
