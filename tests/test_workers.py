@@ -185,6 +185,17 @@ def test_reuse_port_gives_each_worker_its_own_socket():
     assert all(listeners) and not set(listeners[0]) & set(listeners[1])
 
 
+def test_reuse_port_lets_independent_servers_share_a_port():
+    with run_supervised(cyasgi(APP, "--port", "0", "--reuse-port")) as first:
+        url = first.wait_until_serving()
+        port = url.rsplit(":", 1)[1]
+        with run_supervised(cyasgi(APP, "--port", port, "--reuse-port")) as second:
+            assert second.wait_until_serving() == url
+            wait_for_count(second, READY, 1)
+            pids = {get(url).text for _ in range(40)}
+        assert pids == {str(pid) for pid in started_pids(first) + started_pids(second)}
+
+
 def test_reload_and_workers_together_are_refused():
     with run_supervised(cyasgi(APP, "--reload", "--workers", "2", "--port", "0")) as cli:
         assert cli.wait(WAIT) == 3

@@ -249,6 +249,11 @@ class Multiprocess:
         self.health_timeout = float(config.timeout_worker_healthcheck)
         self.health_interval = min(1.0, self.health_timeout / 4)
 
+    @property
+    def processes(self) -> list[WorkerProcess]:
+        """The serving workers (uvicorn's name for them)."""
+        return self.workers
+
     # Life cycle ---------------------------------------------------------------------------
 
     def run(self) -> None:
