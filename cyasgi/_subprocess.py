@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import sys
 from multiprocessing.context import SpawnProcess
-from socket import socket
+from multiprocessing.reduction import DupFd
 from typing import Any, Callable
 
 from cyasgi.config import Config
@@ -32,7 +33,7 @@ def stdin_fileno() -> int | None:
 def get_subprocess(
     config: Config,
     target: Callable[..., None],
-    sockets: list[socket],
+    sockets: list[socket.socket],
     **extra: Any,
 ) -> SpawnProcess:
     """A not-yet-started ``spawn`` process that calls ``target(sockets=sockets, **extra)``.
@@ -40,14 +41,15 @@ def get_subprocess(
     ``target`` runs after the child has re-attached the parent's stdin (debuggers such as pdb
     need it) and configured logging from ``config``. ``extra`` values must be picklable.
     """
-    kwargs = {"config": config, "target": target, "sockets": sockets, "stdin_fileno": stdin_fileno(), **extra}
+    shared = [InheritedSocket(sock) for sock in sockets]
+    kwargs = {"config": config, "target": target, "sockets": shared, "stdin_fileno": stdin_fileno(), **extra}
     return spawn.Process(target=subprocess_started, kwargs=kwargs)
 
 
 def subprocess_started(
     config: Config,
     target: Callable[..., None],
-    sockets: list[socket],
+    sockets: list[socket.socket],
     stdin_fileno: int | None,
     **extra: Any,
 ) -> None:
@@ -65,3 +67,31 @@ def subprocess_started(
         # Ctrl-C reaches the whole process group; the parent is already stopping us, and a
         # traceback from every child would only bury the useful output.
         pass
+
+
+class InheritedSocket:
+    """A socket for a child process, rebuilt there by ``rebuild_socket`` (a real socket.socket)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        sock = self.sock
+        return rebuild_socket, (DupFd(sock.fileno()), sock.family, sock.type, sock.proto)
+
+
+def rebuild_socket(dup_fd: Any, family: int, type_: int, proto: int) -> socket.socket:
+    """The child's socket object for a descriptor inherited from the parent, left non-blocking.
+
+    A listening socket inherited by several workers is one open file description: its O_NONBLOCK
+    flag is shared by all of them. PyPy's ``socket.socket(fileno=...)`` makes the descriptor
+    blocking (unless the default timeout is 0), and a worker whose loop then loses an accept race
+    to another one blocks in accept() until the next connection comes. A zero default timeout
+    while building the object keeps the flag as every event loop needs it.
+    """
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(0.0)
+    try:
+        return socket.socket(family, type_, proto, fileno=dup_fd.detach())
+    finally:
+        socket.setdefaulttimeout(previous)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import socket
 import threading
 
 import httpx
 import pytest
 
+from cyasgi._subprocess import rebuild_socket
 from tests.supervision import (
     APP,
     ignore_http_errors,
@@ -219,3 +222,25 @@ def _listening_inodes(pid: int) -> list[str]:
         if target.startswith("socket:[") and target[8:-1] in listening:
             inodes.append(target[8:-1])
     return inodes
+
+
+def test_a_socket_rebuilt_in_a_worker_leaves_the_shared_listener_non_blocking():
+    """Workers share one open file description; rebuilding it in a new worker must not make it
+    blocking for the others (PyPy's socket(fileno=...) did, hanging workers in accept())."""
+
+    class Inherited:
+        def __init__(self, fd: int) -> None:
+            self.fd = fd
+
+        def detach(self) -> int:
+            return self.fd
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        rebuilt = rebuild_socket(Inherited(os.dup(listener.fileno())), listener.family, listener.type, listener.proto)
+        with rebuilt:
+            assert fcntl.fcntl(listener.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK
+            assert rebuilt.getsockname() == listener.getsockname()
+    assert socket.getdefaulttimeout() is None
