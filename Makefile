@@ -30,6 +30,8 @@ run: build
 
 test: build
 	$(PY) -m pytest $(PYTEST_ARGS)
+	# The protocol contract again under the debug allocator: an overrun in the compiled twin aborts here.
+	PYTHONMALLOC=debug $(PY) -m pytest -q -p no:cacheprovider tests/test_http_protocol.py
 
 # The whole suite with the compiled twin forced off at import.
 test-pure: build
@@ -38,8 +40,10 @@ test-pure: build
 test-pypy:
 	$(MAKE) test PYTHON=pypy3 VENV=.venv-pypy
 
-bench: build
-	$(PY) perf/bench.py $(BENCH_ARGS)
+# The benchmark harness builds its own venv (perf/.venv-3.12: cyasgi from this checkout + the peers);
+# any python3 >= 3.9 runs it. BENCH_ARGS="--quick", "--servers cyasgi,uvicorn --workloads hello", ...
+bench:
+	$(PYTHON) perf/bench.py $(BENCH_ARGS)
 
 annotate: $(VENV)/.installed
 	cd cyasgi/_speedups && ../../$(BIN)/cython -3 -a *.pyx

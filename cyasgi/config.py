@@ -327,6 +327,8 @@ class Config:
         if env_file is not None:
             from dotenv import load_dotenv
 
+            if not os.path.isfile(env_file):
+                raise ConfigError(f"Environment file '{os.fspath(env_file)}' does not exist or is not a file.")
             logger.info("Loading environment from '%s'", env_file)
             load_dotenv(dotenv_path=env_file)
 
@@ -336,7 +338,12 @@ class Config:
                 "on file changes (development), --workers runs several (production). Pick one."
             )
         if workers is None and "WEB_CONCURRENCY" in os.environ:
-            self.workers = int(os.environ["WEB_CONCURRENCY"])
+            try:
+                self.workers = int(os.environ["WEB_CONCURRENCY"]) or 1
+            except ValueError:
+                raise ConfigError(
+                    f"WEB_CONCURRENCY must be a number of workers, not {os.environ['WEB_CONCURRENCY']!r}."
+                ) from None
 
         if reuse_port:
             if uds is not None or fd is not None:
@@ -395,6 +402,29 @@ class Config:
     def configure_logging(self) -> None:
         logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
 
+        try:
+            self._apply_log_config()
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (a broken file or dict, whatever the error: say which)
+            source = self.log_config if isinstance(self.log_config, (str, os.PathLike)) else type(self.log_config).__name__
+            raise ConfigError(f"Could not load the logging configuration {os.fspath(source)!r}: {exc}") from None
+
+        if self.log_level is not None:
+            if isinstance(self.log_level, str):
+                if self.log_level.lower() not in LOG_LEVELS:
+                    raise ConfigError(f"Unknown log level {self.log_level!r}; use one of {', '.join(LOG_LEVELS)}.")
+                log_level = LOG_LEVELS[self.log_level.lower()]
+            else:
+                log_level = self.log_level
+            logging.getLogger("uvicorn.error").setLevel(log_level)
+            logging.getLogger("uvicorn.access").setLevel(log_level)
+            logging.getLogger("uvicorn.asgi").setLevel(log_level)
+        if self.access_log is False:
+            logging.getLogger("uvicorn.access").handlers = []
+            logging.getLogger("uvicorn.access").propagate = False
+
+    def _apply_log_config(self) -> None:
         if self.log_config is not None:
             if isinstance(self.log_config, dict):
                 log_config = copy.deepcopy(self.log_config)
@@ -422,18 +452,6 @@ class Config:
             else:
                 logging.config.fileConfig(self.log_config, disable_existing_loggers=False)
 
-        if self.log_level is not None:
-            if isinstance(self.log_level, str):
-                log_level = LOG_LEVELS[self.log_level]
-            else:
-                log_level = self.log_level
-            logging.getLogger("uvicorn.error").setLevel(log_level)
-            logging.getLogger("uvicorn.access").setLevel(log_level)
-            logging.getLogger("uvicorn.asgi").setLevel(log_level)
-        if self.access_log is False:
-            logging.getLogger("uvicorn.access").handlers = []
-            logging.getLogger("uvicorn.access").propagate = False
-
     def load(self) -> None:
         """Resolve everything the server needs: TLS, headers, protocol classes, lifespan and the app."""
         assert not self.loaded
@@ -442,21 +460,31 @@ class Config:
             raise ConfigError("HTTP/2 is not supported by cyasgi yet; remove --http2.")
 
         if self.is_ssl:
-            assert self.ssl_certfile or self.ssl_context_factory
+            if not self.ssl_certfile and self.ssl_context_factory is None:
+                raise ConfigError("--ssl-keyfile needs --ssl-certfile (the certificate to serve).")
 
             def default_ssl_context_factory() -> ssl.SSLContext:
-                return create_ssl_context(
-                    keyfile=self.ssl_keyfile,
-                    certfile=self.ssl_certfile,  # type: ignore[arg-type]
-                    password=self.ssl_keyfile_password,
-                    ssl_version=self.ssl_version,
-                    cert_reqs=self.ssl_cert_reqs,
-                    ca_certs=self.ssl_ca_certs,
-                    ciphers=self.ssl_ciphers,
-                )
+                if not self.ssl_certfile:
+                    raise ConfigError("The default SSL context needs ssl_certfile (and usually ssl_keyfile).")
+                try:
+                    return create_ssl_context(
+                        keyfile=self.ssl_keyfile,
+                        certfile=self.ssl_certfile,
+                        password=self.ssl_keyfile_password,
+                        ssl_version=self.ssl_version,
+                        cert_reqs=self.ssl_cert_reqs,
+                        ca_certs=self.ssl_ca_certs,
+                        ciphers=self.ssl_ciphers,
+                    )
+                except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                    files = ", ".join(str(path) for path in (self.ssl_certfile, self.ssl_keyfile, self.ssl_ca_certs) if path)
+                    raise ConfigError(f"Could not set up TLS from {files}: {exc}") from None
 
             if self.ssl_context_factory is not None:
-                self.ssl: ssl.SSLContext | None = self.ssl_context_factory(self, default_ssl_context_factory)
+                context = self.ssl_context_factory(self, default_ssl_context_factory)
+                if not isinstance(context, ssl.SSLContext):
+                    raise ConfigError(f"ssl_context_factory must return an ssl.SSLContext, not {type(context).__name__}.")
+                self.ssl: ssl.SSLContext | None = context
             else:
                 self.ssl = default_ssl_context_factory()
         else:
@@ -466,7 +494,7 @@ class Config:
 
         if isinstance(self.http, str):
             http_name = self.http if self.http in HTTP_PROTOCOLS else None
-            self.http_protocol_class = import_from_string(HTTP_PROTOCOLS.get(self.http, self.http))
+            self.http_protocol_class = _import_setting("HTTP protocol", HTTP_PROTOCOLS.get(self.http, self.http))
             self.http_parser_factory = import_from_string(HTTP_PARSERS[http_name or "auto"])
             if http_name == "h11":
                 self.http_parser_factory = self.http_parser_factory.factory(self)
@@ -481,9 +509,9 @@ class Config:
             else:
                 try:
                     self.ws_protocol_class = import_from_string(ws_protocol_class)
-                except (ImportError, ImportFromStringError):
-                    if self.ws not in ("auto",):
-                        raise
+                except (ImportError, ImportFromStringError) as exc:
+                    if self.ws != "auto":
+                        raise ConfigError(f"Error loading WebSocket protocol {self.ws!r}. {exc}") from None
                     self.ws_protocol_class = None
         else:
             self.ws_protocol_class = self.ws
@@ -497,13 +525,21 @@ class Config:
             sys.exit(STARTUP_FAILURE)
 
         try:
-            self.loaded_app = self.loaded_app()
+            produced = self.loaded_app()
         except TypeError as exc:
             if self.factory:
                 logger.error("Error loading ASGI app factory: %s", exc)
                 sys.exit(STARTUP_FAILURE)
         else:
-            if not self.factory:
+            if inspect.iscoroutine(produced):
+                # An ASGI app whose signature takes anything (``*args``), not a factory.
+                produced.close()
+                if self.factory:
+                    logger.error("Error loading ASGI app factory: it returned a coroutine; factories must be sync.")
+                    sys.exit(STARTUP_FAILURE)
+            else:
+                self.loaded_app = produced
+            if not self.factory and self.loaded_app is produced:
                 logger.warning(
                     "ASGI app factory detected. Using it, but please consider setting the --factory flag explicitly."
                 )
@@ -569,7 +605,7 @@ class Config:
         the same address. ``announce=False`` skips the "running on" line (a worker binding its own).
         """
         logger_args: list[str | int]
-        if self.uds:
+        if self.uds is not None:
             path = self.uds
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -578,13 +614,13 @@ class Config:
                 os.chmod(self.uds, uds_perms)
             except OSError as exc:
                 logger.error(exc)
-                sys.exit(1)
+                sys.exit(STARTUP_FAILURE)
 
             message = "cyasgi running on unix socket %s (Press CTRL+C to quit)"
             sock_name_format = "%s"
             color_message = "cyasgi running on " + _bold(sock_name_format) + " (Press CTRL+C to quit)"
             logger_args = [self.uds]
-        elif self.fd:
+        elif self.fd is not None:
             sock = socket.socket(fileno=os.dup(self.fd))
             message = "cyasgi running on socket %s (Press CTRL+C to quit)"
             fd_name_format = "%s"
@@ -606,7 +642,7 @@ class Config:
                 sock.bind((self.host, self.port))
             except OSError as exc:
                 logger.error(exc)
-                sys.exit(1)
+                sys.exit(STARTUP_FAILURE)
 
             message = f"cyasgi running on {addr_format} (Press CTRL+C to quit)"
             color_message = "cyasgi running on " + _bold(addr_format) + " (Press CTRL+C to quit)"
@@ -617,6 +653,14 @@ class Config:
             logger.info(message, *logger_args, extra={"color_message": color_message})
         sock.set_inheritable(True)
         return sock
+
+
+def _import_setting(what: str, import_str: str) -> Any:
+    """Import a protocol named by a setting; a bad name is a one-line ConfigError."""
+    try:
+        return import_from_string(import_str)
+    except (ImportError, ImportFromStringError) as exc:
+        raise ConfigError(f"Error loading {what} {import_str!r}. {exc}") from None
 
 
 def _bold(text: str) -> str:

@@ -6,6 +6,7 @@ import logging
 import os
 import platform
 import ssl
+import stat
 import sys
 from configparser import RawConfigParser
 from typing import IO, Any, Awaitable, Callable
@@ -88,6 +89,19 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
     ctx.exit()
 
 
+def check_port(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise click.BadParameter(f"{value} is not a TCP port (0 to 65535).", ctx=ctx, param=param)
+    return value
+
+
+def check_headers(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    for header in value:
+        if ":" not in header:
+            raise click.BadParameter(f"{header!r} is not a Name:Value pair.", ctx=ctx, param=param)
+    return value
+
+
 def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         raise click.BadParameter("HTTP/2 is not supported by cyasgi yet.", ctx=ctx, param=param)
@@ -103,6 +117,7 @@ def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> boo
     default=8000,
     help="Bind socket to this port. If 0, an available port will be picked.",
     show_default=True,
+    callback=check_port,
 )
 @click.option("--uds", type=str, default=None, help="Bind to a UNIX domain socket.")
 @click.option("--fd", type=int, default=None, help="Bind to socket from this file descriptor.")
@@ -371,6 +386,7 @@ def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> boo
     "headers",
     multiple=True,
     help="Specify custom default HTTP response headers as a Name:Value pair",
+    callback=check_headers,
 )
 @click.option(
     "--version",
@@ -666,7 +682,8 @@ def run(
     except KeyboardInterrupt:
         pass
     finally:
-        if config.uds and os.path.exists(config.uds):
+        # Only a socket is ours to remove: a regular file at that path (a typo) is left alone.
+        if config.uds and os.path.exists(config.uds) and stat.S_ISSOCK(os.stat(config.uds).st_mode):
             os.remove(config.uds)
 
     if not server.started and not config.should_reload and config.workers == 1:

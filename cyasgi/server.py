@@ -21,7 +21,7 @@ import click
 
 from cyasgi._compat import asyncio_run
 from cyasgi.config import STARTUP_FAILURE, Config
-from cyasgi.protocols.http import IMPLEMENTATION, IMPLEMENTATION_MODULE, sweep_deadlines
+from cyasgi.protocols.http import sweep_deadlines, twin_name
 from cyasgi.protocols.http_common import encode_headers_block
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -63,11 +63,14 @@ class Server:
         self.health_channel: Any = None
 
         self._captured_signals: list[int] = []
+        self._shutdown_started = False
         self._date_second = -1
         self._limit_max_requests: int | None | bool = False  # False: not computed yet
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        return asyncio_run(self.serve(sockets=sockets), loop_factory=self.config.get_loop_factory())
+        # The factory first: a bad --loop exits before the coroutine exists (no "never awaited").
+        loop_factory = self.config.get_loop_factory()
+        return asyncio_run(self.serve(sockets=sockets), loop_factory=loop_factory)
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         with self.capture_signals(), self.answer_health_checks():
@@ -141,8 +144,9 @@ class Server:
 
     def _log_implementation(self) -> None:
         protocol = self.config.http_protocol_class
-        if getattr(protocol, "__module__", "") == IMPLEMENTATION_MODULE:
-            description = f"{IMPLEMENTATION} twin ({IMPLEMENTATION_MODULE})"
+        twin = twin_name(protocol)
+        if twin is not None:
+            description = f"{twin} twin ({protocol.__module__})"
         else:
             description = f"custom protocol {protocol.__module__}.{protocol.__qualname__}"
         loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
@@ -151,8 +155,8 @@ class Server:
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await self.lifespan.startup()
         if self.lifespan.should_exit:
-            self.should_exit = True
-            return
+            # As uvicorn: serve() and run() end with SystemExit(3), so no caller mistakes it for a clean stop.
+            sys.exit(STARTUP_FAILURE)
 
         config = self.config
         self._refresh_default_headers(time.time())
@@ -278,7 +282,13 @@ class Server:
         return self._limit_max_requests  # type: ignore[return-value]
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Stop accepting, let in-flight requests finish (bounded), then run lifespan shutdown."""
+        """Stop accepting, let in-flight requests finish (bounded), then run lifespan shutdown.
+
+        Runs once: serve() calls it too when its loop ends, after a caller already has.
+        """
+        if self._shutdown_started:
+            return
+        self._shutdown_started = True
         logger.info("Shutting down")
         for server in self.servers:
             server.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -11,9 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from cyasgi._compat import asyncio_run
 from cyasgi.config import Config
@@ -35,6 +37,8 @@ class ThreadedServer(Server):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        #: Set when serve() has returned (or failed): the server's "process" is over.
+        self.finished = threading.Event()
         self.error: BaseException | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -50,6 +54,7 @@ class ThreadedServer(Server):
             self.error = exc
         finally:
             self.ready.set()
+            self.finished.set()
 
     @property
     def port(self) -> int:
@@ -90,6 +95,16 @@ def make_config(app: Any, twin: Any = None, **kwargs: Any) -> Config:
     if twin is not None:
         kwargs.setdefault("http", twin.HttpProtocol)
     return Config(app, **kwargs)
+
+
+async def wait_started(server: Server, task: asyncio.Task[Any]) -> None:
+    """Inside the server's own loop, wait until ``server.started`` (no event exists for it: poll, bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while not server.started:
+        assert not task.done(), task
+        assert loop.time() < deadline, "the server did not start"
+        await asyncio.sleep(0.01)
 
 
 # Raw sockets --------------------------------------------------------------------------------
@@ -345,19 +360,39 @@ def cyasgi_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "cyasgi", *args]
 
 
-@contextlib.contextmanager
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None) -> Iterator[CliProcess]:
-    """Start ``cyasgi ARGS`` as a subprocess; on exit, SIGINT it (then kill) and reap it."""
-    full_env = dict(os.environ)
-    full_env.setdefault("PYTHONUNBUFFERED", "1")
+def cli_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The environment a cyasgi subprocess runs with: ours, unbuffered, no stray ``CYASGI_*`` settings."""
+    full_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("CYASGI_") or key == "CYASGI_NO_EXTENSIONS"
+    }
+    for name in ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"):
+        full_env.pop(name, None)
+    full_env["PYTHONUNBUFFERED"] = "1"
     if env:
         full_env.update(env)
+    return full_env
+
+
+@contextlib.contextmanager
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = ROOT,
+    pass_fds: tuple[int, ...] = (),
+) -> Iterator[CliProcess]:
+    """Start ``cyasgi ARGS`` as a subprocess; on exit, SIGINT it (then kill) and reap it.
+
+    It runs in the repository root by default, so ``tests.apps:NAME`` imports.
+    """
     proc = subprocess.Popen(
         cyasgi_command(*args),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=full_env,
+        env=cli_env(env),
         cwd=cwd,
+        pass_fds=pass_fds,
     )
     cli = CliProcess(proc)
     try:
@@ -406,6 +441,7 @@ class CliProcess:
     def wait_until_serving(self, timeout: float = WAIT) -> str:
         """Wait for the "running on" line and return the URL it names (port 0 resolved)."""
         line = self.wait_for_line(" running on ", timeout)
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # --use-colors makes the URL bold
         match = re.search(r"running on (\S+://\S+)", line)
         assert match, line
         return match.group(1)
@@ -424,3 +460,52 @@ class CliProcess:
                 self.proc.kill()
                 self.proc.wait(WAIT)
         self._reader.join(WAIT)
+
+
+def run_cli_to_exit(
+    *args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = ROOT, timeout: float = WAIT
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cyasgi ARGS`` to completion (for commands that must exit by themselves); merged output."""
+    return subprocess.run(
+        cyasgi_command(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        env=cli_env(env),
+        cwd=cwd,
+        timeout=timeout,
+        text=True,
+    )
+
+
+class LogWatcher(logging.Handler):
+    """Collects one logger's messages (any thread) so a test can wait for a line instead of sleeping."""
+
+    def __init__(self, logger_name: str = "uvicorn.error") -> None:
+        super().__init__(level=0)
+        self.logger = logging.getLogger(logger_name)
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+
+    def __enter__(self) -> LogWatcher:  # noqa: PYI034 (3.9 has no typing.Self)
+        self.logger.addHandler(self)
+        self._old_level = self.logger.level
+        if self.logger.getEffectiveLevel() > logging.INFO:
+            self.logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self._old_level)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._changed:
+            self.lines.append(record.getMessage())
+            self._changed.notify_all()
+
+    def wait_for(self, needle: str, timeout: float = WAIT) -> str:
+        with self._changed:
+            found = self._changed.wait_for(lambda: next((line for line in self.lines if needle in line), None), timeout)
+        assert found, f"{needle!r} was not logged; got {self.lines}"
+        return found

@@ -24,4 +24,11 @@ if IMPLEMENTATION == "pure":
 #: Module path of the twin in use, for --version and the start-up log.
 IMPLEMENTATION_MODULE = HttpProtocol.__module__
 
-__all__ = ["IMPLEMENTATION", "IMPLEMENTATION_MODULE", "FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
+TWIN_MODULES = {"cyasgi._speedups.http": "compiled", "cyasgi.protocols.http_pure": "pure"}
+
+
+def twin_name(protocol_class: type) -> str | None:
+    """``"compiled"`` or ``"pure"`` for one of the twins' HttpProtocol, else None (a custom protocol)."""
+    return TWIN_MODULES.get(getattr(protocol_class, "__module__", ""))
+
+__all__ = ["IMPLEMENTATION", "IMPLEMENTATION_MODULE", "twin_name", "FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]

@@ -32,6 +32,7 @@ from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
     HIGH_WATER_LIMIT,
+    SHUTDOWN_GRACE,
     STATUS_LINES,
     ClientDisconnected,
     RequestRejected,
@@ -46,9 +47,6 @@ from cyasgi.protocols.http_common import (
 )
 from cyasgi.protocols.parsers import PARSER_ERRORS, PARSER_UPGRADES
 from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
-
-#: Seconds an idle connection stays open after a graceful shutdown starts, for a request in flight.
-SHUTDOWN_GRACE = 0.5
 
 __all__ = ["FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
 
@@ -146,6 +144,7 @@ class RequestCycle:
         "_waiter",
         "_bodyless",
         "_head",
+        "_app_connection_header",
         "_status",
         "_chunked",
         "_content_length",
@@ -180,6 +179,7 @@ class RequestCycle:
         self._bodyless = scope["method"] == "HEAD"
         self._head: bytes | None = None  # status line and headers, until the first body chunk writes them
         self._status = 0
+        self._app_connection_header = False
         self._chunked = False
         self._content_length = -1  # -1: the app gave no content-length
         self._bytes_sent = 0
@@ -276,6 +276,7 @@ class RequestCycle:
         lines = [STATUS_LINES[status], protocol.server_state.default_headers_block]
         content_length = -1
         keep_alive = self.keep_alive
+        connection_header = False
         for name, value in headers:
             name = bytes(name).lower()
             value = bytes(value)
@@ -293,12 +294,15 @@ class RequestCycle:
                 content_length = length
             elif name == b"transfer-encoding":
                 continue  # the server frames the body itself (ASGI: servers ignore it)
-            elif name == b"connection" and b"close" in value.lower():
-                keep_alive = False
+            elif name == b"connection":
+                connection_header = True
+                if b"close" in value.lower():
+                    keep_alive = False
             lines.append(b"%s: %s\r\n" % (name, value))
 
         self.response_started = True
         self.keep_alive = keep_alive
+        self._app_connection_header = connection_header
         self._status = status
         self._content_length = content_length
         if status in (204, 304) or status < 200:
@@ -330,7 +334,9 @@ class RequestCycle:
             else:
                 self._chunked = True
                 framing = b"transfer-encoding: chunked\r\n"
-        if not self.keep_alive:
+        if self._app_connection_header:
+            pass  # the app said what it wanted; never a second connection header
+        elif not self.keep_alive:
             framing += b"connection: close\r\n"
         elif self.scope["http_version"] == "1.0":
             framing += b"connection: keep-alive\r\n"
@@ -365,7 +371,7 @@ class RequestCycle:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True
             self.wake()
-            self.protocol.on_response_complete(self)
+            self.protocol._on_response_complete(self)
 
     def _can_replace_response(self) -> bool:
         """Nothing of the response is on the wire yet (its head waits for the first body chunk)."""
@@ -387,7 +393,7 @@ class RequestCycle:
         if not self.response_complete:
             self.keep_alive = False
             self.transport.close()
-            self.protocol.on_response_aborted(self)
+            self.protocol._on_response_aborted(self)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -635,7 +641,7 @@ class HttpProtocol(asyncio.Protocol):
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    def on_response_complete(self, cycle: RequestCycle) -> None:
+    def _on_response_complete(self, cycle: RequestCycle) -> None:
         self.server_state.total_requests += 1
         if cycle is not self.active:
             return
@@ -648,7 +654,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._dispatch()
 
-    def on_response_aborted(self, cycle: RequestCycle) -> None:
+    def _on_response_aborted(self, cycle: RequestCycle) -> None:
         if cycle is self.active:
             self.active = None
         self.pipeline.clear()

@@ -1,0 +1,934 @@
+# cython: language_level=3
+"""The compiled HTTP/1.1 protocol: the twin of cyasgi/protocols/http_pure.py.
+
+Same classes (HttpProtocol, RequestCycle, FlowControl), signatures, attributes, exceptions and
+behaviour as the pure twin; the pure file explains the design. What differs is only how: C
+fields instead of attributes, C loops for header validation and lower-casing, a pre-built table
+of status lines, and the head of a response assembled in one bytearray.
+"""
+
+import asyncio
+import contextvars
+import logging
+import sys
+from collections import deque
+
+cimport cython
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memchr, memcpy
+
+from cyasgi.logging import TRACE_LOG_LEVEL
+from cyasgi.protocols.http_common import (
+    ASGI_SPEC_VERSION,
+    COALESCE_LIMIT,
+    HIGH_WATER_LIMIT,
+    SHUTDOWN_GRACE,
+    STATUS_LINES,
+    ClientDisconnected,
+    RequestRejected,
+    is_websocket_upgrade,
+    request_head_bytes,
+    service_unavailable,
+    simple_response,
+    split_target,
+    warn_unsupported_upgrade,
+)
+from cyasgi.protocols.parsers import PARSER_ERRORS, PARSER_UPGRADES
+from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
+from urllib.parse import unquote
+
+__all__ = ["FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
+
+# Python callables the hot path uses, bound once (uvloop's habit).
+cdef object logger = logging.getLogger("uvicorn.error")
+cdef object access_logger = logging.getLogger("uvicorn.access")
+cdef object aio_Task = asyncio.Task
+cdef object aio_CancelledError = asyncio.CancelledError
+cdef object aio_get_running_loop = asyncio.get_running_loop
+cdef object cv_copy_context = contextvars.copy_context
+cdef object cv_Context = contextvars.Context
+cdef bint HAS_EAGER_TASKS = sys.version_info >= (3, 12)
+cdef bint HAS_TASK_CONTEXT = sys.version_info >= (3, 11)
+cdef object PARSER_ERRORS_ = PARSER_ERRORS
+cdef object PARSER_UPGRADES_ = PARSER_UPGRADES
+
+cdef Py_ssize_t HIGH_WATER = HIGH_WATER_LIMIT
+cdef Py_ssize_t COALESCE = COALESCE_LIMIT
+cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef bytes LAST_CHUNK = b"0\r\n\r\n"
+cdef bytes CRLF = b"\r\n"
+cdef bytes CONTENT_LENGTH_PREFIX = b"content-length: "
+cdef bytes CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
+cdef bytes CLOSE_LINE = b"connection: close\r\n"
+cdef bytes KEEP_ALIVE_LINE = b"connection: keep-alive\r\n"
+cdef const char *HEX_DIGITS = b"0123456789abcdef"
+
+# STATUS_LINES as a list indexed by status code (None below 100).
+cdef list STATUS_LINE_TABLE = [STATUS_LINES.get(status) for status in range(600)]
+
+# Byte classes (RFC 9110): token characters for header names; field-value characters
+# (HTAB, SP, VCHAR, obs-text) for header values.
+cdef bint[256] IS_TCHAR
+cdef bint[256] IS_VALUE_CHAR
+cdef int _byte
+for _byte in range(256):
+    IS_TCHAR[_byte] = (
+        (48 <= _byte <= 57) or (65 <= _byte <= 90) or (97 <= _byte <= 122)
+        or _byte in b"!#$%&'*+-.^_`|~"
+    )
+    IS_VALUE_CHAR[_byte] = _byte == 9 or (32 <= _byte <= 126) or _byte >= 128
+
+# Request header names lower-cased once per distinct spelling ("Host" -> b"host"); bounded so a
+# client sending random names cannot grow it.
+cdef dict LOWER_NAMES = {}
+cdef Py_ssize_t LOWER_NAMES_MAX = 512
+
+
+cdef inline bytes lower_name(bytes name):
+    cdef bytes lowered = LOWER_NAMES.get(name)
+    if lowered is not None:
+        return lowered
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(name)
+    cdef const unsigned char *src = <const unsigned char *> PyBytes_AS_STRING(name)
+    cdef Py_ssize_t i
+    cdef bint has_upper = False
+    for i in range(size):
+        if 65 <= src[i] <= 90:
+            has_upper = True
+            break
+    if has_upper:
+        lowered = PyBytes_FromStringAndSize(NULL, size)
+        dst = <unsigned char *> PyBytes_AS_STRING(lowered)
+        for i in range(size):
+            dst[i] = src[i] + 32 if 65 <= src[i] <= 90 else src[i]
+    else:
+        lowered = name
+    if size <= 64 and len(LOWER_NAMES) < LOWER_NAMES_MAX:
+        LOWER_NAMES[name] = lowered
+    return lowered
+
+
+cdef inline bint valid_value(const unsigned char *data, Py_ssize_t size):
+    cdef Py_ssize_t i
+    for i in range(size):
+        if not IS_VALUE_CHAR[data[i]]:
+            return False
+    return True
+
+
+cdef inline Py_ssize_t parse_content_length(bytes value):
+    """Digits only (optional spaces or tabs around); -1 when invalid."""
+    cdef const unsigned char *data = <const unsigned char *> PyBytes_AS_STRING(value)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(value)
+    cdef Py_ssize_t start = 0, end = size, i, result = 0
+    while start < end and (data[start] == 32 or data[start] == 9):
+        start += 1
+    while end > start and (data[end - 1] == 32 or data[end - 1] == 9):
+        end -= 1
+    if start == end or end - start > 18:
+        return -1
+    for i in range(start, end):
+        if not 48 <= data[i] <= 57:
+            return -1
+        result = result * 10 + (data[i] - 48)
+    return result
+
+
+cdef inline Py_ssize_t decimal_digits(Py_ssize_t value):
+    cdef Py_ssize_t digits = 1
+    while value >= 10:
+        value //= 10
+        digits += 1
+    return digits
+
+
+cdef inline Py_ssize_t hex_digits(Py_ssize_t value):
+    cdef Py_ssize_t digits = 1
+    while value >= 16:
+        value >>= 4
+        digits += 1
+    return digits
+
+
+cdef inline char *put_decimal(char *out, Py_ssize_t value, Py_ssize_t digits):
+    cdef Py_ssize_t i
+    for i in range(digits - 1, -1, -1):
+        out[i] = <char> (48 + value % 10)
+        value //= 10
+    return out + digits
+
+
+cdef inline char *put_hex(char *out, Py_ssize_t value, Py_ssize_t digits):
+    cdef Py_ssize_t i
+    for i in range(digits - 1, -1, -1):
+        out[i] = HEX_DIGITS[value & 15]
+        value >>= 4
+    return out + digits
+
+
+cdef inline char *put_bytes(char *out, bytes data):
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+    memcpy(out, PyBytes_AS_STRING(data), size)
+    return out + size
+
+
+cdef bint caused_by_disconnect(object exc):
+    cdef int seen = 0
+    while exc is not None and seen < 16:
+        if isinstance(exc, ClientDisconnected):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+cdef object start_task(object loop, object coro, object context):
+    """Run ``coro`` as a Task in a copy of ``context``: eagerly where Python allows it."""
+    if HAS_EAGER_TASKS:
+        return aio_Task(coro, loop=loop, context=context.copy(), eager_start=True)
+    if HAS_TASK_CONTEXT:
+        return loop.create_task(coro, context=context.copy())
+    return context.run(loop.create_task, coro)
+
+
+@cython.final
+cdef class FlowControl:
+    def __init__(self, transport):
+        self._transport = transport
+        self.read_paused = False
+        self.write_paused = False
+        self._drain_waiters = None
+
+    async def drain(self):
+        """Wait until the transport accepts writes again (or the connection is lost)."""
+        while self.write_paused:
+            waiter = aio_get_running_loop().create_future()
+            if self._drain_waiters is None:
+                self._drain_waiters = []
+            self._drain_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if self._drain_waiters is not None and waiter in self._drain_waiters:
+                    self._drain_waiters.remove(waiter)
+
+    cpdef pause_reading(self):
+        if not self.read_paused:
+            self.read_paused = True
+            self._transport.pause_reading()
+
+    cpdef resume_reading(self):
+        if self.read_paused:
+            self.read_paused = False
+            self._transport.resume_reading()
+
+    cpdef pause_writing(self):
+        self.write_paused = True
+
+    cpdef resume_writing(self):
+        self.write_paused = False
+        waiters = self._drain_waiters
+        if waiters:
+            self._drain_waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+
+@cython.final
+@cython.freelist(16)
+cdef class RequestCycle:
+    """One request: its scope, its body as it arrives, and the response the app sends."""
+
+    def __init__(self, HttpProtocol protocol, dict scope, app, bint keep_alive, bint expect_100_continue):
+        self._init(protocol, scope, app, keep_alive, expect_100_continue)
+
+    cdef _init(self, HttpProtocol protocol, dict scope, object app, bint keep_alive, bint expect_100_continue):
+        self.scope = scope
+        self.protocol = protocol
+        self.app = app
+        self.transport = protocol.transport
+        self.flow = protocol.flow
+        self.keep_alive = keep_alive
+        self.waiting_for_100_continue = expect_100_continue
+        self.body = []
+        self.body_size = 0
+        self.more_body = True
+        self._end_delivered = False
+        self._waiter = None
+        self.disconnected = False
+        self.response_started = False
+        self.response_complete = False
+        self._head_request = scope["method"] == "HEAD"
+        self._bodyless = self._head_request
+        self._head_parts = None
+        self._head_size = 0
+        self._app_connection_header = False
+        self._status = 0
+        self._chunked = False
+        self._content_length = -1
+        self._bytes_sent = 0
+
+    # Waking receive() ------------------------------------------------------------------------
+
+    cpdef wake(self):
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ASGI ------------------------------------------------------------------------------------
+
+    async def run_asgi(self):
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except aio_CancelledError:
+            self._abort()
+            raise
+        except BaseException as exc:
+            if self.disconnected and caused_by_disconnect(exc):
+                logger.debug("Client disconnected while the application was sending the response.")
+            else:
+                logger.error("Exception in ASGI application\n", exc_info=exc)
+            if self._can_replace_response():
+                self._send_500()
+            else:
+                self._abort()
+        else:
+            if result is not None:
+                logger.error("ASGI callable should return None, but returned '%s'.", result)
+                self._abort()
+            elif not self.response_started and not self.disconnected:
+                logger.error("ASGI callable returned without starting response.")
+                self._send_500()
+            elif self._head_parts is not None and not self.disconnected:
+                logger.error("ASGI callable returned without completing response.")
+                self._send_500()
+            elif not self.response_complete and not self.disconnected:
+                logger.error("ASGI callable returned without completing response.")
+                self._abort()
+
+    async def receive(self):
+        cdef list chunks
+        if self.waiting_for_100_continue:
+            self.waiting_for_100_continue = False
+            if not self.response_started and not self.transport.is_closing():
+                self.transport.write(CONTINUE)
+        while True:
+            if self.disconnected or self.response_complete:
+                return {"type": "http.disconnect"}
+            if self.body or (not self.more_body and not self._end_delivered):
+                break
+            if self.more_body:
+                self.flow.resume_reading()
+            self._waiter = self.protocol.loop.create_future()
+            await self._waiter
+        chunks = self.body
+        if len(chunks) == 1:
+            body = chunks[0]
+        else:
+            body = b"".join(chunks)
+        self.body = []
+        self.body_size = 0
+        if not self.more_body:
+            self._end_delivered = True
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    async def send(self, message):
+        cdef dict m = message if type(message) is dict else dict(message)
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            raise ClientDisconnected
+        message_type = m["type"]
+        if not self.response_started:
+            if message_type != "http.response.start":
+                raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")
+            self._start_response(m.get("status"), m.get("headers", ()))
+        elif not self.response_complete:
+            if message_type != "http.response.body":
+                raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message_type}'.")
+            self._send_body(m.get("body", b""), m.get("more_body", False))
+        else:
+            raise RuntimeError(f"Unexpected ASGI message '{message_type}' sent, after response already completed.")
+
+    # Response framing -------------------------------------------------------------------------
+
+    cdef _start_response(self, object status, object headers):
+        cdef int code
+        cdef list parts
+        cdef bytes raw_name, name, value, line, block
+        cdef const unsigned char *data
+        cdef Py_ssize_t size, i, length, head_size
+        cdef Py_ssize_t content_length = -1
+        cdef bint keep_alive = self.keep_alive
+        cdef bint connection_header = False
+        cdef bint upper
+
+        # Everything is checked before anything is recorded, so a bad start still gets a 500.
+        if type(status) is not int or not 100 <= status <= 599:
+            raise RuntimeError(f"Invalid HTTP status code {status!r} in response.")
+        code = status
+        line = <bytes> STATUS_LINE_TABLE[code]
+        block = self.protocol.server_state.default_headers_block
+        # [status line, default headers, name, value, name, value...]; ": " and CRLF are added
+        # when the head is assembled, so its exact size is known here.
+        parts = [line, block]
+        head_size = PyBytes_GET_SIZE(line) + PyBytes_GET_SIZE(block)
+        for name_value in headers:
+            raw_name_obj, value_obj = name_value
+            raw_name = raw_name_obj if type(raw_name_obj) is bytes else bytes(raw_name_obj)
+            value = value_obj if type(value_obj) is bytes else bytes(value_obj)
+            # Validate the name as a token and lower-case it in one pass.
+            data = <const unsigned char *> PyBytes_AS_STRING(raw_name)
+            size = PyBytes_GET_SIZE(raw_name)
+            if size == 0:
+                raise RuntimeError("Invalid HTTP header name.")
+            upper = False
+            for i in range(size):
+                if not IS_TCHAR[data[i]]:
+                    raise RuntimeError("Invalid HTTP header name.")
+                if 65 <= data[i] <= 90:
+                    upper = True
+            name = raw_name.lower() if upper else raw_name
+            if not valid_value(<const unsigned char *> PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)):
+                raise RuntimeError("Invalid HTTP header value.")
+            if size == 14 and name == b"content-length":
+                length = parse_content_length(value)
+                if length < 0 or (content_length != -1 and length != content_length):
+                    raise RuntimeError("Invalid Content-Length header value in response.")
+                content_length = length
+            elif size == 17 and name == b"transfer-encoding":
+                continue  # the server frames the body itself (ASGI: servers ignore it)
+            elif size == 10 and name == b"connection":
+                connection_header = True
+                if b"close" in value.lower():
+                    keep_alive = False
+            parts.append(name)
+            parts.append(value)
+            head_size += size + PyBytes_GET_SIZE(value) + 4
+
+        self.response_started = True
+        self.keep_alive = keep_alive
+        self._app_connection_header = connection_header
+        self._status = code
+        self._content_length = content_length
+        if code == 204 or code == 304 or code < 200:
+            self._bodyless = True
+        self._head_parts = parts
+        self._head_size = head_size
+        if self.protocol.access_log:
+            self._log_access(code)
+
+    cdef _log_access(self, int status):
+        scope = self.scope
+        self.protocol.access_logger.info(
+            '%s - "%s %s HTTP/%s" %d',
+            get_client_addr(scope),
+            scope["method"],
+            get_path_with_query_string(scope),
+            scope["http_version"],
+            status,
+        )
+
+    cdef _send_body(self, object body_obj, bint more_body):
+        cdef bytes body = body_obj if type(body_obj) is bytes else bytes(body_obj)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(body)
+        cdef list parts = self._head_parts
+        cdef bytes framing = b""
+        cdef bytes connection = b""
+        cdef bytes out
+        cdef char *p
+        cdef Py_ssize_t i, total, length_value = -1, length_digits = 0, chunk_digits = 0
+        cdef bint http10, inline_body
+
+        if parts is not None:
+            # The first body chunk decides the framing header.
+            self._head_parts = None
+            http10 = self.scope["http_version"] == "1.0"
+            if not self._bodyless and self._content_length == -1:
+                if not more_body:
+                    length_value = size
+                elif http10:
+                    self.keep_alive = False  # an HTTP/1.0 body of unknown length ends at close
+                else:
+                    self._chunked = True
+                    framing = CHUNKED_LINE
+            if self._app_connection_header:
+                pass  # the app said what it wanted; never a second connection header
+            elif not self.keep_alive:
+                connection = CLOSE_LINE
+            elif http10:
+                connection = KEEP_ALIVE_LINE
+
+        if self._bodyless:
+            body = b""  # HEAD, 204, 304, 1xx: whatever the app sent is not written
+            size = 0
+        elif self._content_length != -1:
+            self._bytes_sent += size
+            if self._bytes_sent > self._content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+
+        # One buffer: [head + framing + CRLF] + [chunk size line] + body (when small) + [chunk end].
+        inline_body = size < COALESCE
+        total = 0
+        if parts is not None:
+            total = self._head_size + PyBytes_GET_SIZE(framing) + PyBytes_GET_SIZE(connection) + 2
+            if length_value >= 0:
+                length_digits = decimal_digits(length_value)
+                total += 16 + length_digits + 2
+        if self._chunked and size:
+            chunk_digits = hex_digits(size)
+            total += chunk_digits + 2
+            if inline_body:
+                total += size + 2
+        elif inline_body:
+            total += size
+        if self._chunked and not more_body and (inline_body or not size):
+            total += 5
+
+        if total:
+            out = PyBytes_FromStringAndSize(NULL, total)
+            p = PyBytes_AS_STRING(out)
+            if parts is not None:
+                p = put_bytes(p, <bytes> parts[0])
+                p = put_bytes(p, <bytes> parts[1])
+                for i in range(2, len(parts), 2):
+                    p = put_bytes(p, <bytes> parts[i])
+                    p[0] = 58  # ":"
+                    p[1] = 32  # " "
+                    p = put_bytes(p + 2, <bytes> parts[i + 1])
+                    p[0] = 13
+                    p[1] = 10
+                    p += 2
+                if length_value >= 0:
+                    p = put_bytes(p, CONTENT_LENGTH_PREFIX)
+                    p = put_decimal(p, length_value, length_digits)
+                    p[0] = 13
+                    p[1] = 10
+                    p += 2
+                p = put_bytes(p, framing)
+                p = put_bytes(p, connection)
+                p[0] = 13
+                p[1] = 10
+                p += 2
+            if self._chunked and size:
+                p = put_hex(p, size, chunk_digits)
+                p[0] = 13
+                p[1] = 10
+                p += 2
+                if inline_body:
+                    p = put_bytes(p, body)
+                    p[0] = 13
+                    p[1] = 10
+                    p += 2
+            elif inline_body:
+                p = put_bytes(p, body)
+            if self._chunked and not more_body and (inline_body or not size):
+                p = put_bytes(p, LAST_CHUNK)
+            if p != PyBytes_AS_STRING(out) + total:  # the size arithmetic above is wrong: fail loudly
+                raise SystemError(f"response buffer mis-sized: {p - PyBytes_AS_STRING(out)} != {total}")
+            if inline_body or not size:
+                self.transport.write(out)
+            elif self._chunked:
+                self.transport.writelines((out, body, CRLF + LAST_CHUNK if not more_body else CRLF))
+            else:
+                self.transport.writelines((out, body))
+        elif size:
+            self.transport.write(body)
+
+        if not more_body:
+            if self._bytes_sent < self._content_length and not self._bodyless:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.response_complete = True
+            self.wake()
+            self.protocol._on_response_complete(self)
+
+    cdef bint _can_replace_response(self):
+        """Nothing of the response is on the wire yet (its head waits for the first body chunk)."""
+        return not self.disconnected and (not self.response_started or self._head_parts is not None)
+
+    cdef _send_500(self):
+        self._start_response(
+            500,
+            [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"21"),
+                (b"connection", b"close"),
+            ],
+        )
+        self._send_body(b"Internal Server Error", False)
+
+    cdef _abort(self):
+        """The response cannot be completed: close the connection so the client sees it end."""
+        if not self.response_complete:
+            self.keep_alive = False
+            self.transport.close()
+            self.protocol._on_response_aborted(self)
+
+
+cdef class HttpProtocol:
+    def __init__(self, config, server_state, app_state, _loop=None):
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop if _loop is not None else aio_get_running_loop()
+        self.logger = logger
+        self.access_logger = access_logger
+        self.access_log = access_logger.hasHandlers()
+        self.parser = config.http_parser_factory(self)
+        self.ws_protocol_class = config.ws_protocol_class
+        self.root_path = config.root_path
+        self._root_path_raw = config.root_path.encode("utf-8")
+        self.limit_concurrency = config.limit_concurrency
+        self._limit = -1 if config.limit_concurrency is None else config.limit_concurrency
+        self.timeout_keep_alive = config.timeout_keep_alive
+        self.reset_contextvars = config.reset_contextvars
+        self.asgi_version = config.asgi_version
+        self.app_state = app_state
+
+        self.server_state = server_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+
+        self.transport = None
+        self.flow = None
+        self.server = None
+        self.client = None
+        self.scheme = "http"
+        self.deadline = 0.0
+        self.draining = False
+        self._context = None
+        self._transport_write = None
+        self._reading_stopped = False
+        self._eof = False
+        self._pending_error = None
+        self._upgrade = None
+
+        self.url = b""
+        self.headers = []
+        self.expect_100_continue = False
+        self._parsing = False
+        self.cycle = None
+        self.active = None
+        self.pipeline = deque()
+        self._dispatching = False
+
+    # asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.connections.add(self)
+        self.transport = transport
+        self._transport_write = transport.write
+        self.flow = FlowControl(transport)
+        self.server = get_local_addr(transport)
+        self.client = get_remote_addr(transport)
+        self.scheme = "https" if is_ssl(transport) else "http"
+        self._context = cv_copy_context()
+        if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
+            self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", self._log_prefix())
+
+    def connection_lost(self, exc):
+        cdef RequestCycle cycle
+        self.connections.discard(self)
+        if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
+            self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection lost", self._log_prefix())
+        self.deadline = 0.0
+        for cycle in (self.active, self.cycle):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.wake()
+        self.active = None
+        self.cycle = None
+        self.pipeline.clear()
+        if self.flow is not None:
+            self.flow.resume_writing()  # senders waiting to drain wake up and see the disconnect
+        self.parser = None  # break the parser <-> protocol reference cycle now
+
+    def eof_received(self):
+        # A client that half-closes after its request still gets the response(s).
+        self._eof = True
+        if self.cycle is not None and self.cycle.more_body:
+            self.cycle.disconnected = True
+            self.cycle.wake()
+            return None
+        if (self.active is not None or self.pipeline) and self.scheme == "http":
+            return True  # (TLS transports cannot stay half-open)
+        return None
+
+    def data_received(self, data):
+        if self._reading_stopped:
+            return
+        self.deadline = 0.0
+        try:
+            self.parser.feed_data(data)
+        except RequestRejected as exc:
+            self._reject(exc.status, exc.body, exc.log_message)
+        except PARSER_ERRORS_ as exc:
+            context = exc.__context__
+            if isinstance(context, RequestRejected):
+                self._reject(context.status, context.body, context.log_message)
+            else:
+                logger.debug("Invalid HTTP request: %s", exc)
+                self._reject(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
+        except PARSER_UPGRADES_ as exc:
+            self._on_upgrade(data[exc.args[0]:] if exc.args else b"")
+        self._dispatch()
+
+    def pause_writing(self):
+        self.flow.pause_writing()
+
+    def resume_writing(self):
+        self.flow.resume_writing()
+
+    # Parser callbacks ------------------------------------------------------------------------
+
+    def on_message_begin(self):
+        self._parsing = True
+        self.url = b""
+        self.headers = []
+        self.expect_100_continue = False
+
+    def on_url(self, bytes url):
+        if self.url:
+            self.url += url
+        else:
+            self.url = url
+
+    def on_header(self, bytes name, bytes value):
+        name = lower_name(name)
+        if PyBytes_GET_SIZE(name) == 6 and name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self):
+        cdef RequestCycle cycle
+        cdef bytes raw_path, query_string, url = self.url
+        cdef const char *data = PyBytes_AS_STRING(url)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(url)
+        cdef const char *question
+        cdef str path
+        parser = self.parser
+        http_version = parser.get_http_version()
+        if http_version != "1.1" and http_version != "1.0":
+            raise RequestRejected(505, b"HTTP Version Not Supported", "Unsupported HTTP version.")
+        keep_alive = parser.should_keep_alive() and not self.draining
+        if parser.should_upgrade():
+            websocket = is_websocket_upgrade(self.headers)
+            if websocket and self.ws_protocol_class is not None:
+                # Handed to the WebSocket protocol once earlier requests are answered.
+                self._upgrade = request_head_bytes(parser.get_method().decode("ascii"), url, self.headers)
+                return
+            warn_unsupported_upgrade(websocket)
+            keep_alive = False  # the parser cannot go on after an upgrade request
+
+        if size and data[0] == 47 and memchr(data, 35, size) == NULL:  # starts with "/", no "#"
+            question = <const char *> memchr(data, 63, size)  # "?"
+            if question == NULL:
+                raw_path = url
+                query_string = b""
+            else:
+                raw_path = PyBytes_FromStringAndSize(data, question - data)
+                query_string = PyBytes_FromStringAndSize(question + 1, size - (question - data) - 1)
+        else:
+            raw_path, query_string = split_target(url)
+        if raw_path.isascii():
+            path = raw_path.decode("latin-1")
+        else:
+            path = raw_path.decode("utf-8", "replace")
+        if "%" in path:
+            path = unquote(path)
+        root_path = self.root_path
+        scope = {
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": ASGI_SPEC_VERSION},
+            "http_version": http_version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": parser.get_method().decode("ascii"),
+            "root_path": root_path,
+            "path": root_path + path if root_path else path,
+            "raw_path": self._root_path_raw + raw_path if root_path else raw_path,
+            "query_string": query_string,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+            "extensions": {},
+        }
+
+        app = self.app
+        if self._limit >= 0 and (len(self.connections) >= self._limit or len(self.tasks) >= self._limit):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+
+        cycle = RequestCycle.__new__(RequestCycle)
+        cycle._init(self, scope, app, keep_alive, self.expect_100_continue)
+        self.cycle = cycle
+        self.pipeline.append(cycle)
+
+    def on_body(self, bytes body):
+        cdef RequestCycle cycle = self.cycle
+        if cycle is None or cycle.response_complete or cycle.disconnected:
+            return  # nobody will read it: the response is already out
+        cycle.body.append(body)
+        cycle.body_size += PyBytes_GET_SIZE(body)
+        if cycle.body_size > HIGH_WATER:
+            self.flow.pause_reading()
+        cycle.wake()
+
+    def on_message_complete(self):
+        cdef RequestCycle cycle = self.cycle
+        self._parsing = False
+        if cycle is None:
+            return
+        self.cycle = None
+        cycle.more_body = False
+        cycle.wake()
+
+    # Running requests in order ---------------------------------------------------------------
+
+    cdef _dispatch(self):
+        """Start queued requests while none is answering; then write a pending error, hand an
+        upgrade over, or arm the keep-alive deadline once the connection is idle."""
+        cdef RequestCycle cycle
+        if self._dispatching or self.transport is None or self.transport.is_closing():
+            return
+        self._dispatching = True
+        try:
+            while self.active is None and self.pipeline:
+                cycle = self.pipeline.popleft()
+                self.active = cycle
+                self._run(cycle)
+        finally:
+            self._dispatching = False
+        if self.transport.is_closing():
+            return
+        if self.active is not None:
+            if self.pipeline:
+                self.flow.pause_reading()  # back-pressure on a pipelining client
+            return
+        if self._pending_error is not None:
+            if self._pending_error:
+                self.transport.write(self._pending_error)
+            self.transport.close()
+        elif self._upgrade is not None:
+            self._hand_over_upgrade()
+        elif self._eof:
+            self.transport.close()
+        elif not self._parsing and not self._reading_stopped:
+            self.deadline = self.loop.time() + self.timeout_keep_alive
+            self.flow.resume_reading()
+
+    cdef _run(self, RequestCycle cycle):
+        coro = cycle.run_asgi()
+        context = cv_Context() if self.reset_contextvars else self._context
+        task = start_task(self.loop, coro, context)
+        if not task.done():
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    cdef _on_response_complete(self, RequestCycle cycle):
+        self.server_state.total_requests += 1
+        if cycle is not self.active:
+            return
+        self.active = None
+        if self.transport.is_closing():
+            return
+        if not cycle.keep_alive:
+            self.pipeline.clear()
+            self.transport.close()
+            return
+        self._dispatch()
+
+    cdef _on_response_aborted(self, RequestCycle cycle):
+        if cycle is self.active:
+            self.active = None
+        self.pipeline.clear()
+
+    # Errors, upgrades, timeouts, shutdown ----------------------------------------------------
+
+    cdef _stop_reading(self):
+        self._reading_stopped = True
+        self.flow.pause_reading()
+
+    cdef _reject(self, int status, bytes body, str log_message):
+        """A malformed request: answer it with ``status`` after the requests before it, then close."""
+        cdef RequestCycle broken
+        self.logger.warning(log_message)
+        self._stop_reading()
+        broken = self.cycle  # headers were fine but the body was not
+        self.cycle = None
+        self._parsing = False
+        response = simple_response(status, body, self.server_state.default_headers_block)
+        if broken is not None:
+            broken.disconnected = True
+            broken.wake()
+            if broken is self.active:
+                self.active = None
+                if broken.response_started:
+                    response = b""  # part of its response is out: closing is all that is left
+            elif broken in self.pipeline:
+                self.pipeline.remove(broken)
+        self._pending_error = response
+
+    cdef _on_upgrade(self, bytes trailing):
+        self._stop_reading()
+        self._parsing = False
+        if self._upgrade is not None:
+            self._upgrade += trailing
+
+    cdef _hand_over_upgrade(self):
+        data = self._upgrade or b""
+        self._upgrade = None
+        self.connections.discard(self)
+        protocol = self.ws_protocol_class(config=self.config, server_state=self.server_state, app_state=self.app_state)
+        protocol.connection_made(self.transport)
+        self.transport.set_protocol(protocol)
+        self.flow.resume_reading()
+        protocol.data_received(data)
+        self.parser = None
+
+    def on_deadline(self):
+        """Called by ``sweep_deadlines`` once ``deadline`` has passed."""
+        self.deadline = 0.0
+        if self.active is None and not self.pipeline and not self.transport.is_closing():
+            self.transport.close()
+
+    def shutdown(self):
+        """Graceful shutdown: from now on every response closes its connection.
+
+        A busy connection closes right after its current response. An idle one may have a request
+        on its way (it was just accepted, or a keep-alive client has just sent one): that request
+        gets ``SHUTDOWN_GRACE`` seconds to arrive and is answered; without one, the connection closes.
+        """
+        self.draining = True
+        self.pipeline.clear()
+        if self.active is not None:
+            self.active.keep_alive = False
+        elif not self._parsing:
+            self.loop.call_later(SHUTDOWN_GRACE, self._close_if_idle)
+
+    def _close_if_idle(self):
+        if self.active is None and not self._parsing and not self.transport.is_closing():
+            self.transport.close()
+
+    cdef str _log_prefix(self):
+        return "%s:%d - " % self.client if self.client else ""
+
+
+def sweep_deadlines(connections, double now):
+    """Expire every connection whose deadline has passed (the server calls this each tick)."""
+    cdef list expired = []
+    cdef double deadline
+    for conn in connections:
+        if type(conn) is HttpProtocol:
+            deadline = (<HttpProtocol> conn).deadline
+        else:
+            deadline = getattr(conn, "deadline", 0.0)
+        if 0.0 < deadline <= now:
+            expired.append(conn)
+    for conn in expired:
+        conn.on_deadline()

@@ -1,0 +1,376 @@
+"""Benchmark cyasgi against its peers on this machine: ``python perf/bench.py --help`` (or ``make bench``).
+
+For each workload, every selected server that can answer it is started (pinned to one core), checked
+with one request, then loaded with wrk (pinned to the other core) for a warm-up and a measured window
+per round. Rounds are interleaved across servers, so drifting background load hits all of them alike.
+Then the servers of that workload are stopped and reaped, and the next workload starts afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the ``perf`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from perf import environment, measure, report
+from perf.registry import APPS, PERF, SERVERS, WORKLOADS, Context, Server, Workload
+
+RESULTS = PERF / "results"
+RAW = RESULTS / "raw"
+DOCS = PERF.parent / "docs" / "benchmarks.md"
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class Settings:
+    servers: list[str]
+    workloads: list[str]
+    rounds: int = 3
+    duration: int = 5
+    warmup: int = 1
+    connections: int = 64
+    server_cpu: int | None = 1
+    client_cpu: int | None = 0
+    python: str | None = None
+    install: bool = True
+    output: Path = RESULTS
+    name: str = "latest"
+    note: str = ""
+    update_docs: bool = False
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _names(value: str, registry: dict[str, Any], kind: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()] if value else list(registry)
+    unknown = [name for name in names if name not in registry]
+    if unknown:
+        raise SystemExit(f"unknown {kind}: {', '.join(unknown)} (known: {', '.join(registry)})")
+    return names
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2])
+    parser.add_argument("--servers", default="", help="comma-separated names (default: all); see --list")
+    parser.add_argument("--workloads", default="", help="comma-separated names (default: all); see --list")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="measured rounds per server and workload (3)"
+    )
+    parser.add_argument("--duration", type=int, default=None, help="seconds per measured round (5)")
+    parser.add_argument("--warmup", type=int, default=None, help="seconds of warm-up before each round (1)")
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 s after a 1 s warm-up")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
+    parser.add_argument(
+        "--python", default=None, help="interpreter for the venv (default: pyenv 3.12, else python3)"
+    )
+    parser.add_argument("--no-install", action="store_true", help="use the venv as it is, install nothing")
+    parser.add_argument(
+        "--server-cpu", default="1", help="core the servers are pinned to ('none': no pinning)"
+    )
+    parser.add_argument("--client-cpu", default="0", help="core wrk is pinned to ('none': no pinning)")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where NAME.md/.json/.png go")
+    parser.add_argument("--name", default="latest", help="file name stem of the outputs (latest)")
+    parser.add_argument("--note", default="", help="a remark for the report header, e.g. about machine load")
+    parser.add_argument(
+        "--list", action="store_true", help="list the registered servers and workloads, then exit"
+    )
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="only redo the table and chart of a saved run"
+    )
+    parser.add_argument(
+        "--update-docs",
+        action="store_true",
+        help=f"also put the summary into {DOCS.relative_to(PERF.parent)}",
+    )
+    args = parser.parse_args(argv)
+    if args.list:
+        for server in SERVERS.values():
+            only = f"  (only {', '.join(sorted(server.workloads))})" if server.workloads is not None else ""
+            print(f"server    {server.name:16} {server.label}{only}")
+        for workload in WORKLOADS.values():
+            print(f"workload  {workload.name:16} {workload.description}")
+        raise SystemExit(0)
+    if args.from_json is not None:
+        doc = json.loads(args.from_json.read_text())
+        write(doc, args.output_dir, args.name, args.update_docs)
+        raise SystemExit(0)
+    quick = (1, 2, 1) if args.quick else (3, 5, 1)
+    rounds, duration, warmup = (
+        given if given is not None else default
+        for given, default in zip((args.rounds, args.duration, args.warmup), quick)
+    )
+    if rounds < 1 or duration < 1 or warmup < 0:
+        parser.error("--rounds and --duration must be at least 1, --warmup at least 0")
+
+    def cpu(value: str) -> int | None:
+        return None if value.lower() == "none" else int(value)
+
+    return Settings(
+        servers=_names(args.servers, SERVERS, "server"),
+        workloads=_names(args.workloads, WORKLOADS, "workload"),
+        rounds=rounds,
+        duration=duration,
+        warmup=warmup,
+        connections=args.connections,
+        server_cpu=cpu(args.server_cpu),
+        client_cpu=cpu(args.client_cpu),
+        python=args.python,
+        install=not args.no_install,
+        output=args.output_dir,
+        name=args.name,
+        note=args.note,
+        update_docs=args.update_docs,
+    )
+
+
+# one server ---------------------------------------------------------------------------------------
+
+
+def start(ctx: Context, server: Server, workload: Workload, settings: Settings) -> measure.ServerProcess:
+    port = measure.free_port(ctx.host)
+    process = measure.ServerProcess(
+        server.command(ctx, workload.app, port),
+        env=server.environment(os.environ),
+        cwd=APPS,
+        log_path=RAW / f"{workload.name}-{server.name}.log",
+        cpu=settings.server_cpu,
+        host=ctx.host,
+        port=port,
+    )
+    process.start()
+    return process
+
+
+def check_answer(process: measure.ServerProcess, workload: Workload) -> None:
+    probe = workload.probe
+    status, _headers, body = measure.http_request(
+        process.host, process.port, probe.method, workload.path, probe.headers, probe.body
+    )
+    if status != 200 or not probe.check(body):
+        raise RuntimeError(f"wrong answer: status {status}, wanted 200 and {probe.expect}, got {body[:60]!r}")
+
+
+def measure_round(process: measure.ServerProcess, workload: Workload, settings: Settings) -> dict[str, Any]:
+    url = f"http://{process.host}:{process.port}{workload.path}"
+
+    def wrk(seconds: int) -> list[str]:
+        return measure.wrk_command(
+            url,
+            duration=seconds,
+            connections=settings.connections,
+            script=workload.script_path,
+            script_args=workload.script_args,
+            cpu=settings.client_cpu,
+        )
+
+    if settings.warmup:
+        measure.run_wrk(wrk(settings.warmup), settings.warmup)
+    cpu_before, started = process.cpu_seconds(), time.monotonic()
+    run = measure.run_wrk(wrk(settings.duration), settings.duration)
+    cpu_after, elapsed = process.cpu_seconds(), time.monotonic() - started
+    result = run.result
+    if not workload.latency:
+        result.p50_ms = result.p99_ms = None
+    server_cpu = cpu_after - cpu_before
+    return {
+        **result.as_dict(),
+        "cpu_us_per_req": server_cpu * 1e6 / result.requests if result.requests else None,
+        "server_cpu_pct": 100.0 * server_cpu / elapsed,
+        "client_cpu_pct": 100.0 * run.client_cpu_seconds / elapsed,
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "    n/a" if value is None else f"{value:7.2f}"
+
+
+def _fail(cell: dict[str, Any], process: measure.ServerProcess | None, error: str) -> None:
+    cell["status"] = "failed"
+    cell["error"] = error.splitlines()[0] if error else "failed"
+    log(f"  {cell['server']} on {cell['workload']}: {error}")
+    if process is not None:
+        tail = process.log_tail()
+        if tail:
+            log("  its log ends with:\n" + tail)
+
+
+# the run ------------------------------------------------------------------------------------------
+
+
+def run_workload(
+    ctx: Context, workload: Workload, servers: list[Server], settings: Settings
+) -> list[dict[str, Any]]:
+    cells: list[dict[str, Any]] = []
+    running: list[tuple[dict[str, Any], measure.ServerProcess]] = []
+    try:
+        for server in servers:
+            cell: dict[str, Any] = {
+                "server": server.name,
+                "workload": workload.name,
+                "status": "ok",
+                "rounds": [],
+            }
+            cells.append(cell)
+            try:
+                process = start(ctx, server, workload, settings)
+            except OSError as exc:
+                _fail(cell, None, f"could not start: {exc}")
+                continue
+            try:
+                process.wait_ready(START_TIMEOUT)
+                check_answer(process, workload)
+            except Exception as exc:  # noqa: BLE001 - any failure to start or answer is reported, not fatal
+                _fail(cell, process, str(exc))
+                cell["exit_code"] = process.stop()
+                continue
+            running.append((cell, process))
+        for index in range(settings.rounds):
+            shift = index % max(1, len(running))
+            for cell, process in running[shift:] + running[:shift]:
+                if cell["status"] != "ok":
+                    continue
+                if not process.alive:
+                    _fail(cell, process, "the server died")
+                    continue
+                try:
+                    result = measure_round(process, workload, settings)
+                except Exception as exc:  # noqa: BLE001
+                    _fail(cell, process, str(exc))
+                    continue
+                cell["rounds"].append(result)
+                log(
+                    f"{workload.name} round {index + 1}/{settings.rounds} {cell['server']:12} "
+                    f"{result['rps']:>10,.0f} req/s  p99 {_ms(result['p99_ms'])} ms  "
+                    f"{result['cpu_us_per_req'] or 0:6.1f} µs/req  errors {result['errors']}"
+                )
+    finally:
+        for cell, process in running:
+            cell["peak_rss_kb"] = process.peak_rss_kb()
+            cell["exit_code"] = process.stop()
+    return [report.summarize(cell) for cell in cells]
+
+
+def estimate_seconds(settings: Settings, servers: list[Server]) -> float:
+    cells = sum(1 for w in settings.workloads for s in servers if s.serves(WORKLOADS[w]))
+    return cells * (settings.rounds * (settings.warmup + settings.duration + 0.3) + 2.0)
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    began, began_wall = time.monotonic(), datetime.datetime.now().astimezone()
+    python = environment.find_python(settings.python)
+    venv, info = environment.venv_for(python)
+    if settings.install:
+        venv.ensure(log)
+    elif not Path(venv.python).exists():
+        raise SystemExit(f"--no-install, but there is no venv at {venv.path}")
+    ctx = Context(venv.bin_dir)
+
+    server_info: dict[str, dict[str, Any]] = {}
+    runnable: list[Server] = []
+    twins: dict[str, str] = {}
+    for name in settings.servers:
+        server = SERVERS[name]
+        availability = server.availability(ctx)
+        server_info[name] = {
+            "label": server.label,
+            "status": availability.status,
+            "detail": availability.detail,
+        }
+        if name.startswith("cyasgi"):
+            twins[name] = availability.detail.splitlines()[0] if availability.detail else availability.status
+        if availability.ok:
+            runnable.append(server)
+        else:
+            log(f"{server.label}: {availability.status} ({availability.detail.splitlines()[-1:] or ''})")
+    log(
+        f"{len(runnable)} server(s), {len(settings.workloads)} workload(s), {settings.rounds} round(s) of "
+        f"{settings.duration} s: about {estimate_seconds(settings, runnable) / 60:.0f} min on {info['implementation']} "
+        f"{info['version']}"
+    )
+
+    load_before = environment.load_average()
+    cells: list[dict[str, Any]] = []
+    for name in settings.workloads:
+        workload = WORKLOADS[name]
+        cells += run_workload(ctx, workload, [s for s in runnable if s.serves(workload)], settings)
+    report.add_ratios(cells)
+
+    doc = {
+        "meta": {
+            "date": began_wall.strftime("%Y-%m-%d %H:%M %Z"),
+            "elapsed_s": round(time.monotonic() - began, 1),
+            "python": f"{info['implementation']} {info['version']}",
+            "python_executable": python,
+            "cpu_model": environment.cpu_model(),
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+            "server_cpu": settings.server_cpu,
+            "client_cpu": settings.client_cpu,
+            "wrk": environment.wrk_version(),
+            "connections": settings.connections,
+            "duration_s": settings.duration,
+            "warmup_s": settings.warmup,
+            "rounds": settings.rounds,
+            "load_before": load_before,
+            "load_after": environment.load_average(),
+            "note": settings.note,
+            "cyasgi_revision": environment.git_revision(),
+            "twins": twins,
+            "versions": venv.versions(),
+            "install_failures": venv.failures,
+        },
+        "servers": server_info,
+        "workloads": {
+            name: {"description": WORKLOADS[name].description, "latency": WORKLOADS[name].latency}
+            for name in settings.workloads
+        },
+        "results": cells,
+    }
+    return doc
+
+
+def write(doc: dict[str, Any], directory: Path, name: str, update_docs: bool = False) -> None:
+    paths = report.write_outputs(doc, directory, name)
+    png = directory / f"{name}.png"
+    python = environment.venv_for(doc["meta"]["python_executable"])[0].python
+    completed = subprocess.run([python, str(PERF / "plot.py"), str(paths["json"]), str(png)],
+                               capture_output=True, text=True, check=False)  # fmt: skip
+    if completed.returncode != 0:
+        log(f"no chart: {(completed.stderr or completed.stdout).strip().splitlines()[-1:]}")
+    else:
+        paths["png"] = png
+    if update_docs:
+        image = os.path.relpath(png, DOCS.parent)
+        details = os.path.relpath(paths["md"], DOCS.parent)
+        block = report.render_summary(doc, level=3, image=image)
+        block += ["", f"Every metric for every workload and server: [{details}]({details})."]
+        DOCS.write_text(report.update_block(DOCS.read_text(), "\n".join(block) + "\n"))
+        paths["docs"] = DOCS
+    for path in paths.values():
+        log(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    doc = run(settings)
+    write(doc, settings.output, settings.name, settings.update_docs)
+    print(report.render_markdown(doc))
+    failed = [cell for cell in doc["results"] if cell["status"] != "ok"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

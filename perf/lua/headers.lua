@@ -1,0 +1,13 @@
+-- hello with 12 browser-like request headers (wrk adds Host itself).
+wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
+wrk.headers["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+wrk.headers["Accept-Language"] = "en-GB,en;q=0.9,fr;q=0.8"
+wrk.headers["Accept-Encoding"] = "gzip, deflate, br, zstd"
+wrk.headers["Connection"] = "keep-alive"
+wrk.headers["Referer"] = "http://127.0.0.1/index.html"
+wrk.headers["Cookie"] = "session=4f1c2a9e8b7d6c5e; theme=dark; consent=yes"
+wrk.headers["Upgrade-Insecure-Requests"] = "1"
+wrk.headers["Sec-Fetch-Dest"] = "document"
+wrk.headers["Sec-Fetch-Mode"] = "navigate"
+wrk.headers["Sec-Fetch-Site"] = "same-origin"
+wrk.headers["Cache-Control"] = "max-age=0"

@@ -1,0 +1,281 @@
+"""What the benchmark runs: a registry of servers and of workloads.
+
+To add one, build a :class:`Server` or a :class:`Workload` and pass it to :func:`register_server` or
+:func:`register_workload` (here, or in a script of your own that then calls ``perf.bench.main()``).
+A workload is a URL path on one of the apps in ``perf/apps/``, an optional wrk lua script from
+``perf/lua/`` with its arguments, and a probe: one request whose answer must pass a check before the
+server is loaded, so a server that answers wrongly is reported, not timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+PERF = Path(__file__).resolve().parent
+APPS = PERF / "apps"
+LUA = PERF / "lua"
+
+#: Ratios in the report are to these two rows of the same run.
+BASELINE = "uvicorn"
+CEILING = "raw-uvloop"
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where the benchmark's venv is; every command is built from it."""
+
+    bin_dir: Path
+    host: str = "127.0.0.1"
+
+    @property
+    def python(self) -> str:
+        return str(self.bin_dir / "python")
+
+    def tool(self, name: str) -> str:
+        return str(self.bin_dir / name)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request and a check of its answer's body (the status must be 200)."""
+
+    method: str = "GET"
+    headers: Sequence[tuple[str, str]] = ()
+    body: bytes = b""
+    check: Callable[[bytes], bool] = lambda body: True
+    expect: str = "any body"  # what ``check`` wants, for the error message
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    description: str
+    app: str  # "module:attribute" in perf/apps
+    path: str
+    script: str | None = None  # a file in perf/lua
+    script_args: Sequence[str] = ()
+    probe: Probe = field(default_factory=Probe)
+    #: Whether wrk's latency percentiles mean anything here (with pipelining wrk records one sample per
+    #: batch and prints zeros for the upper percentiles, so they are left out).
+    latency: bool = True
+
+    @property
+    def script_path(self) -> Path | None:
+        return LUA / self.script if self.script else None
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    status: str  # "ok", "not built", "not installed", ...
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    label: str
+    #: argv to serve ``app`` ("module:attribute", importable from perf/apps) on ``port``.
+    command: Callable[[Context, str, int], list[str]]
+    env: Mapping[str, str] = field(default_factory=dict)
+    unset_env: Sequence[str] = ()
+    #: Names of the workloads this server can answer; None for all.
+    workloads: frozenset[str] | None = None
+    #: Asked once per run, in the venv: may this server run, and what exactly runs (e.g. which twin)?
+    check: Callable[[Context, Server], Availability] | None = None
+
+    def serves(self, workload: Workload) -> bool:
+        return self.workloads is None or workload.name in self.workloads
+
+    def environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        env = {key: value for key, value in base.items() if key not in self.unset_env}
+        env.update(self.env)
+        env["PYTHONPATH"] = str(APPS)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def availability(self, ctx: Context) -> Availability:
+        return self.check(ctx, self) if self.check else Availability(True, "ok")
+
+
+SERVERS: dict[str, Server] = {}
+WORKLOADS: dict[str, Workload] = {}
+
+
+def register_server(server: Server) -> Server:
+    SERVERS[server.name] = server
+    return server
+
+
+def register_workload(workload: Workload) -> Workload:
+    WORKLOADS[workload.name] = workload
+    return workload
+
+
+# checks run in the venv --------------------------------------------------------------------------
+
+
+def _run(ctx: Context, server: Server, argv: list[str]) -> tuple[int, str]:
+    try:
+        completed = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=server.environment(os.environ),
+            cwd=APPS,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return -1, str(exc)
+    return completed.returncode, (completed.stdout + completed.stderr).strip()
+
+
+def cyasgi_twin(expected: str) -> Callable[[Context, Server], Availability]:
+    """Ask the installed ``cyasgi --version`` which twin loads under this server's environment."""
+
+    def check(ctx: Context, server: Server) -> Availability:
+        code, output = _run(ctx, server, [ctx.tool("cyasgi"), "--version"])
+        if code != 0:
+            return Availability(False, "not installed", output)
+        if f"{expected} twin" in output:
+            return Availability(True, "ok", output)
+        status = "not built" if expected == "compiled" else f"not {expected}"
+        return Availability(False, status, output)
+
+    return check
+
+
+def importable(*modules: str) -> Callable[[Context, Server], Availability]:
+    def check(ctx: Context, server: Server) -> Availability:
+        script = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
+        code, output = _run(ctx, server, [ctx.python, "-c", script])
+        if code != 0:
+            return Availability(False, "not installed", output.splitlines()[-1] if output else "")
+        return Availability(True, "ok", ", ".join(modules))
+
+    return check
+
+
+# the servers ------------------------------------------------------------------------------------
+
+
+def _uvicorn_style(tool: str, *options: str) -> Callable[[Context, str, int], list[str]]:
+    def command(ctx: Context, app: str, port: int) -> list[str]:
+        return [ctx.tool(tool), app, "--host", ctx.host, "--port", str(port), "--no-access-log", "--log-level",
+                "warning", *options]  # fmt: skip
+
+    return command
+
+
+def _granian(ctx: Context, app: str, port: int) -> list[str]:
+    return [
+        ctx.tool("granian"), "--interface", "asgi", "--host", ctx.host, "--port", str(port),
+        "--workers", "1", "--runtime-mode", "st", "--runtime-threads", "1", "--loop", "uvloop",
+        "--http", "1", "--no-access-log", "--log-level", "warning", app,
+    ]  # fmt: skip
+
+
+def _hypercorn(ctx: Context, app: str, port: int) -> list[str]:
+    # No --access-logfile: hypercorn logs no access lines without one.
+    return [ctx.tool("hypercorn"), app, "--bind", f"{ctx.host}:{port}", "--worker-class", "uvloop", "--workers", "1",
+            "--log-level", "warning"]  # fmt: skip
+
+
+def _raw_uvloop(ctx: Context, app: str, port: int) -> list[str]:
+    return [ctx.python, str(PERF / "servers" / "raw_uvloop.py"), "--host", ctx.host, "--port", str(port)]
+
+
+NO_EXTENSIONS = "CYASGI_NO_EXTENSIONS"
+
+register_server(Server(
+    "cyasgi", "cyasgi (compiled twin)", _uvicorn_style("cyasgi", "--loop", "uvloop"),
+    unset_env=(NO_EXTENSIONS,), check=cyasgi_twin("compiled"),
+))  # fmt: skip
+register_server(Server(
+    "cyasgi-pure", "cyasgi (pure twin)", _uvicorn_style("cyasgi", "--loop", "uvloop"),
+    env={NO_EXTENSIONS: "1"}, check=cyasgi_twin("pure"),
+))  # fmt: skip
+register_server(Server(
+    BASELINE, "uvicorn[standard] (httptools, uvloop)",
+    _uvicorn_style("uvicorn", "--loop", "uvloop", "--http", "httptools"), check=importable("uvicorn", "httptools", "uvloop"),
+))  # fmt: skip
+register_server(Server(
+    "uvicorn-h11", "uvicorn (h11, uvloop)", _uvicorn_style("uvicorn", "--loop", "uvloop", "--http", "h11"),
+    check=importable("uvicorn", "h11", "uvloop"),
+))  # fmt: skip
+register_server(Server(
+    "granian", "granian (ASGI, 1 worker, st runtime)", _granian, check=importable("granian", "uvloop"),
+))  # fmt: skip
+register_server(Server(
+    "hypercorn", "hypercorn (h11, uvloop)", _hypercorn, check=importable("hypercorn", "uvloop"),
+))  # fmt: skip
+register_server(Server(
+    CEILING, "raw uvloop protocol (ceiling)", _raw_uvloop,
+    workloads=frozenset({"hello", "headers", "pipelined", "new-connection"}), check=importable("uvloop"),
+))  # fmt: skip
+
+
+# the workloads ----------------------------------------------------------------------------------
+
+HELLO = b"Hello, world!"
+KIB = 1024
+STREAM_SIZE = 1024 * KIB
+
+
+def _is_hello(body: bytes) -> bool:
+    return body == HELLO
+
+
+def _echo_probe(size: int) -> Probe:
+    payload = b"a" * size
+    return Probe(
+        "POST", (("Content-Type", "application/octet-stream"),), payload,
+        check=lambda body: body == payload, expect=f"the {size}-byte body echoed",
+    )  # fmt: skip
+
+
+def _is_listing(body: bytes) -> bool:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return data.get("message") == "Hello, world!" and len(data.get("items", ())) == 3
+
+
+HELLO_PROBE = Probe(check=_is_hello, expect="Hello, world!")
+
+register_workload(Workload("hello", "plain text, keep-alive", "bench_app:app", "/", probe=HELLO_PROBE))
+register_workload(Workload(
+    "headers", "hello with 12 browser-like request headers", "bench_app:app", "/", "headers.lua",
+    probe=HELLO_PROBE,
+))  # fmt: skip
+register_workload(Workload(
+    "pipelined", "hello, 16 requests pipelined per connection", "bench_app:app", "/", "pipeline.lua",
+    probe=HELLO_PROBE, latency=False,
+))  # fmt: skip
+register_workload(Workload(
+    "new-connection", "hello with Connection: close (a new connection per request)", "bench_app:app", "/",
+    "close.lua", probe=Probe(headers=(("Connection", "close"),), check=_is_hello, expect="Hello, world!"),
+))  # fmt: skip
+register_workload(Workload(
+    "echo-1k", "1 KiB POST echoed back", "bench_app:app", "/echo", "post.lua", (str(KIB),), probe=_echo_probe(KIB),
+))  # fmt: skip
+register_workload(Workload(
+    "echo-64k", "64 KiB POST echoed back", "bench_app:app", "/echo", "post.lua", (str(64 * KIB),),
+    probe=_echo_probe(64 * KIB),
+))  # fmt: skip
+register_workload(Workload(
+    "stream-1m", "1 MiB response streamed in 64 KiB chunks", "bench_app:app", "/stream",
+    probe=Probe(check=lambda body: len(body) == STREAM_SIZE, expect=f"{STREAM_SIZE} bytes"),
+))  # fmt: skip
+register_workload(Workload(
+    "fastapi-json", "FastAPI JSON endpoint (pydantic response model)", "fastapi_app:app", "/json",
+    probe=Probe(check=_is_listing, expect="the JSON listing"),
+))  # fmt: skip

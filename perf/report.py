@@ -1,0 +1,218 @@
+"""From rounds to the report: medians, ratios from the same run, the markdown table and the JSON."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from perf.registry import BASELINE, CEILING
+
+#: Per-round metrics whose median is reported.
+METRICS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "server_cpu_pct", "client_cpu_pct")
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None
+
+
+def summarize(cell: dict[str, Any]) -> dict[str, Any]:
+    """Fill in a cell's ``median`` (of each metric over its rounds) and its total ``errors``."""
+    rounds = cell.get("rounds", [])
+    cell["median"] = {metric: median(r.get(metric) for r in rounds) for metric in METRICS}
+    cell["errors"] = sum(r.get("errors", 0) for r in rounds)
+    return cell
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    if value is None or not reference:
+        return None
+    return value / reference
+
+
+def add_ratios(cells: Sequence[dict[str, Any]]) -> None:
+    """``vs_baseline`` / ``vs_ceiling``: median req/s over uvicorn's and the raw ceiling's, same workload."""
+    by_key = {(cell["server"], cell["workload"]): cell for cell in cells}
+    for cell in cells:
+        rps = cell["median"]["rps"]
+        for key, reference in (("vs_baseline", BASELINE), ("vs_ceiling", CEILING)):
+            other = by_key.get((reference, cell["workload"]))
+            cell[key] = ratio(rps, other["median"]["rps"]) if other and other["status"] == "ok" else None
+        ceiling = by_key.get((CEILING, cell["workload"]))
+        ceiling_cpu = ceiling["median"]["cpu_us_per_req"] if ceiling and ceiling["status"] == "ok" else None
+        cell["cpu_vs_ceiling"] = ratio(cell["median"]["cpu_us_per_req"], ceiling_cpu)
+
+
+# formatting -------------------------------------------------------------------------------------
+
+
+def _num(value: float | None, digits: int = 0, suffix: str = "") -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}{suffix}"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def _times(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], right_from: int = 1) -> list[str]:
+    align = ["---" if i < right_from else "--:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _cell_rps(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return ""
+    if cell["status"] != "ok":
+        return cell["status"]
+    text = _num(cell["median"]["rps"])
+    if cell.get("vs_baseline") is not None and cell["server"] != BASELINE:
+        text += f" ({_times(cell['vs_baseline'])})"
+    return text
+
+
+def _cell_cpu(cell: dict[str, Any] | None, by_key: dict[tuple[str, str], dict[str, Any]]) -> str:
+    if cell is None:
+        return ""
+    if cell["status"] != "ok":
+        return cell["status"]
+    text = _num(cell["median"]["cpu_us_per_req"], 1)
+    baseline = by_key.get((BASELINE, cell["workload"]))
+    if cell["server"] != BASELINE and baseline is not None and baseline["status"] == "ok":
+        text += f" ({_times(ratio(cell['median']['cpu_us_per_req'], baseline['median']['cpu_us_per_req']))})"
+    return text
+
+
+def render_summary(doc: dict[str, Any], level: int = 1, image: str | None = None) -> list[str]:
+    """The header facts and the two server × workload tables (``level``: heading level of the title)."""
+    meta, servers, workloads, cells = doc["meta"], doc["servers"], doc["workloads"], doc["results"]
+    by_key = {(cell["server"], cell["workload"]): cell for cell in cells}
+    ran = [name for name, server in servers.items() if server["status"] == "ok"]
+    title, section = "#" * level, "#" * (level + 1)
+    out = [
+        f"{title} cyasgi benchmark, {meta['date']}",
+        "",
+        f"- **Date**: {meta['date']} (the run took {meta['elapsed_s'] / 60:.1f} min)",
+        f"- **Python**: {meta['python']} (`{meta['python_executable']}`), for every server",
+        (
+            f"- **CPU**: {meta['cpu_model']}, {meta['cpus']} cores; each server pinned to core "
+            f"{meta['server_cpu']}, wrk to core {meta['client_cpu']}; kernel {meta['kernel']}"
+        ),
+        (
+            f"- **Load**: `{meta['wrk']}`, `wrk -t1 -c{meta['connections']} -d{meta['duration_s']:g}s --latency` "
+            f"after a {meta['warmup_s']:g} s warm-up, {meta['rounds']} round(s) interleaved across servers; "
+            "medians of the rounds are shown"
+        ),
+        f"- **Machine load** (1/5/15 min) before: {meta['load_before']}, after: {meta['load_after']}. "
+        + (meta.get("note") or ""),
+        f"- **cyasgi** {meta['cyasgi_revision']}, `cyasgi --version` as each cyasgi row runs it: "
+        + "; ".join(f"{k}: `{v}`" for k, v in meta["twins"].items()),
+        "- **Versions**: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+    ]
+    skipped = [server for server in servers.values() if server["status"] != "ok"]
+    out += [f"- **Not run**: {server['label']}: {server['status']}" for server in skipped]
+    out += ["", f"{section} Requests per second (median; × uvicorn[standard] in the same run)", ""]
+    header = ["workload", *(servers[name]["label"] for name in ran)]
+    rows = [[name, *(_cell_rps(by_key.get((server, name))) for server in ran)] for name in workloads]
+    out += _table(header, rows)
+    out += [
+        "",
+        f"{section} Server CPU µs per request (median; × uvicorn[standard]: lower is better)",
+        "",
+        "Less sensitive to other load on the machine than req/s: it counts only the CPU time the server got.",
+        "",
+    ]
+    rows = [[name, *(_cell_cpu(by_key.get((server, name)), by_key) for server in ran)] for name in workloads]
+    out += _table(header, rows)
+    if image:
+        out += ["", f"![median req/s by workload and server]({image})"]
+    return out
+
+
+def render_details(doc: dict[str, Any], level: int = 2) -> list[str]:
+    """One table per workload with every metric."""
+    servers, workloads, cells = doc["servers"], doc["workloads"], doc["results"]
+    by_key = {(cell["server"], cell["workload"]): cell for cell in cells}
+    ran = [name for name, server in servers.items() if server["status"] == "ok"]
+    section = "#" * level
+    out = [f"{section} Per workload", ""]
+    detail_header = [
+        "server", "req/s", "× uvicorn", "× ceiling", "p50 ms", "p99 ms", "CPU µs/req", "CPU µs × ceiling",
+        "server CPU", "wrk CPU", "peak RSS MiB", "errors",
+    ]  # fmt: skip
+    for name, workload in workloads.items():
+        out += [f"{section}# {name}: {workload['description']}", ""]
+        if not workload.get("latency", True):
+            out += [
+                "wrk records no usable latency with pipelining (one sample per batch), so none is shown.",
+                "",
+            ]
+        rows = []
+        for server in ran:
+            cell = by_key.get((server, name))
+            if cell is None:
+                continue
+            if cell["status"] != "ok":
+                rows.append([servers[server]["label"], cell["status"] + ": " + (cell.get("error") or "")]
+                            + [""] * (len(detail_header) - 2))  # fmt: skip
+                continue
+            m = cell["median"]
+            rss = cell.get("peak_rss_kb")
+            rows.append([
+                servers[server]["label"], _num(m["rps"]), _times(cell["vs_baseline"]), _times(cell["vs_ceiling"]),
+                _ms(m["p50_ms"]), _ms(m["p99_ms"]), _num(m["cpu_us_per_req"], 1), _times(cell["cpu_vs_ceiling"]),
+                _num(m["server_cpu_pct"], 0, " %"), _num(m["client_cpu_pct"], 0, " %"),
+                _num(rss / 1024 if rss else None, 1), _num(cell["errors"]),
+            ])  # fmt: skip
+        out += _table(detail_header, rows)
+        out.append("")
+    out.append(
+        "CPU µs/req is the server's user+system CPU time (all its processes and threads, from /proc) over the "
+        "measured window divided by the requests wrk completed in it; server and wrk CPU are percentages of one "
+        "core. Peak RSS is the sum of VmHWM over the server's processes. Errors are non-2xx/3xx responses plus "
+        "socket errors, summed over the rounds.\n"
+    )
+    return out
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    out = render_summary(doc, image=None) + [""] + render_details(doc)
+    detailed = [server for server in doc["servers"].values() if server["status"] != "ok"]
+    if detailed:
+        out += ["## Servers that did not run", ""]
+        out += [
+            f"- {server['label']}: **{server['status']}** {server.get('detail', '')}".rstrip()
+            for server in detailed
+        ]
+        out.append("")
+    return "\n".join(out)
+
+
+def update_block(
+    text: str, block: str, begin: str = "<!-- results:begin -->", end: str = "<!-- results:end -->"
+) -> str:
+    """``text`` with what lies between the ``begin`` and ``end`` markers replaced by ``block``."""
+    start, stop = text.find(begin), text.find(end)
+    if start == -1 or stop < start:
+        raise ValueError(f"no {begin} ... {end} block")
+    return text[: start + len(begin)] + "\n" + block.rstrip("\n") + "\n" + text[stop:]
+
+
+def write_outputs(doc: dict[str, Any], directory: Path, stem: str = "latest") -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"json": directory / f"{stem}.json", "md": directory / f"{stem}.md"}
+    paths["json"].write_text(json.dumps(doc, indent=2) + "\n")
+    paths["md"].write_text(render_markdown(doc))
+    return paths

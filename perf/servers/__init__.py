@@ -1,0 +1,1 @@
+"""Servers the benchmark runs that are not installed packages."""

@@ -1,0 +1,416 @@
+"""The ``cyasgi`` command line: uvicorn 0.54's options, defaults, env vars, exit codes and messages.
+
+Process-level behaviour runs a real ``python -m cyasgi`` subprocess. The option-to-setting mapping
+(every option, every env var) is checked in-process with click's runner, which is exact and fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import platform
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+import click.testing
+import httpx
+import pytest
+from click.testing import CliRunner
+
+import cyasgi
+from cyasgi.config import LOGGING_CONFIG, Config
+from cyasgi.protocols.http import IMPLEMENTATION, IMPLEMENTATION_MODULE
+from tests.utils import ROOT, WAIT, run_cli, run_cli_to_exit
+
+# uvicorn's own --help, kept in tests/data so the suite runs anywhere; checked against shared/ when present.
+FROM_REFERENCE = ROOT / "tests" / "data" / "uvicorn-0.54-help.txt"
+# `cyasgi.main` the attribute is the click command (as in uvicorn); the module is this one.
+cli = importlib.import_module("cyasgi.main")
+
+REFERENCE_HELP = [
+    ROOT.parent / "shared" / "reference" / "uvicorn-0.54-help.txt",
+    Path("/work/shared/reference/uvicorn-0.54-help.txt"),
+]
+
+
+# --help: the same options, defaults and texts as uvicorn ---------------------------------------
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_help_is_uvicorns_help_without_http2_and_zig_values():
+    reference = FROM_REFERENCE.read_text()
+    # run_cli runs `python -m cyasgi`, which click names as such (uvicorn does the same).
+    expected = reference.replace("Usage: uvicorn", "Usage: python -m cyasgi").replace("uvicorn", "cyasgi")
+    expected = expected.replace("[auto|asyncio|uvloop|zuvloop]", "[auto|asyncio|uvloop]")
+    expected = expected.replace("[auto|h11|httptools|zttp]", "[auto|h11|httptools]")
+    expected = expected.replace("--http2                         Enable HTTP/2 support. Requires --http zttp.\n", "")
+    # cyasgi's one addition, right after --workers (docs/deployment.md).
+    expected = expected.replace(
+        "Not valid with --reload.",
+        "Not valid with --reload. --reuse-port Give each worker its own listening socket with SO_REUSEPORT "
+        "(Linux: the kernel spreads new connections evenly over the workers) instead of one socket shared "
+        "by all. TCP only.",
+    )
+
+    result = run_cli_to_exit("--help")
+
+    assert result.returncode == 0, result.stdout
+    assert squash(result.stdout) == squash(expected)
+
+
+def test_reference_help_copy_is_current():
+    """tests/data keeps a copy so the suite runs without shared/; it must match the reference."""
+    references = [path for path in REFERENCE_HELP if path.exists()]
+    if not references:
+        pytest.skip("the shared reference is not on this machine")
+    assert FROM_REFERENCE.read_text() == references[0].read_text()
+
+
+# Every option maps onto run()'s keyword of the same meaning; defaults equal Config's ------------
+
+
+def option_params() -> list[click.Option]:
+    return [
+        param
+        for param in cli.main.params
+        if isinstance(param, click.Option) and param.expose_value and param.name not in ("http2",)
+    ]
+
+
+@pytest.fixture
+def captured_run(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr(cli, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
+    for name in ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"):
+        monkeypatch.delenv(name, raising=False)
+    return calls
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None) -> click.testing.Result:
+    return CliRunner().invoke(cli.main, args, env=env, catch_exceptions=False)
+
+
+def test_cli_defaults_are_configs_defaults(captured_run):
+    result = invoke(["tests.apps:hello"])
+    assert result.exit_code == 0, result.output
+    [(args, kwargs)] = captured_run
+    assert args == ("tests.apps:hello",)
+    config_defaults = {
+        name: param.default for name, param in inspect.signature(Config.__init__).parameters.items() if name != "self"
+    }
+    # The CLI's own representation of "nothing given" for these three.
+    assert kwargs.pop("reload_dirs") is kwargs.pop("reload_includes") is kwargs.pop("reload_excludes") is None
+    assert kwargs.pop("headers") == []
+    assert kwargs.pop("app_dir") == ""
+    assert kwargs["log_config"] is LOGGING_CONFIG
+    for name, value in kwargs.items():
+        assert value == config_defaults[name], name
+
+
+def sample(param: click.Option, tmp_path: Path) -> tuple[str, Any]:
+    """An env var value for ``param`` other than its default, and what run() should receive."""
+    kind = param.type
+    if param.name == "headers":
+        return "x-one:1 x-two:a:b", [["x-one", "1"], ["x-two", "a:b"]]
+    if param.name in ("reload_dirs",):
+        return str(tmp_path), (str(tmp_path),)
+    if param.multiple:
+        return "*.txt *.md", ("*.txt", "*.md")
+    if param.is_flag:
+        value = not param.default if param.default is not None else True
+        return ("true" if value else "false"), value
+    if isinstance(kind, click.Path):
+        path = tmp_path / "settings.ini"
+        path.write_text("")
+        return str(path), str(path)
+    if isinstance(kind, click.Choice) or hasattr(kind, "choices"):
+        choice = next(choice for choice in kind.choices if choice != param.default)
+        return choice, choice
+    if kind is click.INT:
+        return "7", 7
+    if kind is click.FLOAT:
+        return "1.5", 1.5
+    if kind is click.BOOL:
+        return "false", False
+    return "some-text", "some-text"
+
+
+def test_every_option_is_settable_by_env_var(captured_run, tmp_path):
+    params = option_params()
+    flags = {opt for param in params for opt in param.opts}
+    in_reference = set(re.findall(r"^  (--[a-z0-9-]+)", FROM_REFERENCE.read_text(), re.MULTILINE))
+    assert flags == (in_reference - {"--http2", "--version", "--help"}) | {"--reuse-port"}
+    for param in params:
+        env_name = "CYASGI_" + param.name.upper()
+        raw, expected = sample(param, tmp_path)
+        captured_run.clear()
+        result = invoke(["tests.apps:hello"], env={env_name: raw})
+        assert result.exit_code == 0, (env_name, result.output)
+        [(_args, kwargs)] = captured_run
+        key = "log_config" if param.name == "log_config" else param.name
+        value = kwargs[key]
+        if isinstance(value, tuple) and isinstance(expected, tuple):
+            value = tuple(value)
+        assert value == expected, (env_name, raw, value)
+
+
+def test_app_and_flag_override_env(captured_run):
+    invoke([], env={"CYASGI_APP": "tests.apps:echo", "CYASGI_PORT": "9000"})
+    invoke(["tests.apps:hello", "--port", "9001"], env={"CYASGI_APP": "tests.apps:echo", "CYASGI_PORT": "9000"})
+    (args1, kwargs1), (args2, kwargs2) = captured_run
+    assert (args1, kwargs1["port"]) == (("tests.apps:echo",), 9000)
+    assert (args2, kwargs2["port"]) == (("tests.apps:hello",), 9001)
+
+
+def test_web_concurrency_and_forwarded_allow_ips_env(monkeypatch):
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.1,10.1.0.0/16")
+    config = Config("tests.apps:hello", log_config=None)
+    assert config.workers == 3
+    assert config.forwarded_allow_ips == "10.0.0.1,10.1.0.0/16"
+    explicit = Config("tests.apps:hello", log_config=None, workers=1, forwarded_allow_ips="*")
+    assert explicit.workers == 1
+    assert explicit.forwarded_allow_ips == "*"
+
+
+# Env vars in a real process: one process exercises each kind ---------------------------------
+
+
+def test_env_vars_in_a_real_process(tmp_path):
+    env_file = tmp_path / "app.env"
+    env_file.write_text("CYASGI_TEST_VALUE=from-the-env-file\n")
+    env = {
+        "CYASGI_APP": "tests.apps:echo",  # the APP argument
+        "CYASGI_PORT": "0",
+        "CYASGI_LIMIT_MAX_REQUESTS": "2",  # int
+        "CYASGI_ACCESS_LOG": "false",  # bool flag pair
+        "CYASGI_SERVER_HEADER": "0",
+        "CYASGI_LIFESPAN": "off",  # choice
+        "CYASGI_HEADERS": "x-one:1 x-two:2",  # multiple
+        "CYASGI_ENV_FILE": str(env_file),  # path
+        "CYASGI_ROOT_PATH": "/mount",  # text
+        "FORWARDED_ALLOW_IPS": "10.0.0.0/8",  # 127.0.0.1 is no longer a trusted proxy
+    }
+    with run_cli(env=env) as proc:
+        url = proc.wait_until_serving()
+        with httpx.Client(base_url=url, timeout=WAIT) as client:
+            first = client.get("/a", headers={"x-forwarded-for": "203.0.113.7"})
+            second = client.get("/b")
+        code = proc.wait()
+    output = proc.output
+
+    assert first.status_code == second.status_code == 200
+    assert "server" not in first.headers
+    assert first.headers["x-one"] == "1" and first.headers["x-two"] == "2"
+    scope = first.json()
+    assert scope["root_path"] == "/mount" and scope["path"] == "/mount/a"
+    assert scope["env"] == "from-the-env-file"
+    assert scope["client"][0] == "127.0.0.1"  # the forwarded-for header was not trusted
+    assert scope["state"] == {}  # lifespan off: the app's startup never ran
+    assert "Waiting for application startup" not in output
+    assert '"GET /a HTTP/1.1"' not in output  # no access log
+    assert "Maximum request limit of 2 exceeded. Terminating process." in output
+    assert code == 0
+
+
+# --version ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("no_extensions", ["", "1"])
+def test_version_names_cyasgi_python_and_twin(no_extensions):
+    result = run_cli_to_exit("--version", env={"CYASGI_NO_EXTENSIONS": no_extensions})
+    assert result.returncode == 0
+    line = result.stdout.strip()
+    assert "\n" not in line
+    assert line.startswith(f"Running cyasgi {cyasgi.__version__} with ")
+    assert f"{platform.python_implementation()} {platform.python_version()}" in line
+    if no_extensions:
+        assert "pure twin, cyasgi.protocols.http_pure" in line
+    else:
+        assert f"{IMPLEMENTATION} twin, {IMPLEMENTATION_MODULE}" in line
+
+
+# Exit code 3: the server cannot start, said in one line ------------------------------------------
+
+
+def assert_startup_failure(result: Any, reason: str) -> None:
+    assert result.returncode == 3, result.stdout
+    assert "Traceback" not in result.stdout, result.stdout
+    errors = [line for line in result.stdout.splitlines() if line.startswith("ERROR:")]
+    assert any(reason in line for line in errors), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("app", "reason"),
+    [
+        ("tests.no_such_module:app", 'Could not import module "tests.no_such_module".'),
+        ("tests.apps:no_such_app", 'Attribute "no_such_app" not found in module "tests.apps".'),
+        ("tests.apps:nested.inner.missing", 'Attribute "nested.inner.missing" not found in module "tests.apps".'),
+        ("tests.apps", 'Import string "tests.apps" must be in format "<module>:<attribute>".'),
+        (":hello", 'Import string ":hello" must be in format "<module>:<attribute>".'),
+        ("tests.apps:", 'Import string "tests.apps:" must be in format "<module>:<attribute>".'),
+    ],
+)
+def test_bad_app_exits_3(app, reason):
+    result = run_cli_to_exit(app, "--port", "0")
+    assert_startup_failure(result, "Error loading ASGI app. " + reason)
+
+
+def test_port_in_use_exits_3():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli_to_exit("tests.apps:hello", "--port", str(port))
+    assert_startup_failure(result, "address already in use")
+    assert "Application shutdown complete." in result.stdout  # lifespan was started, so it is shut down
+
+
+@pytest.mark.parametrize("lifespan", ["on", "auto"])
+def test_lifespan_startup_failed_exits_3(lifespan):
+    result = run_cli_to_exit("tests.apps:startup_fails", "--port", "0", "--lifespan", lifespan)
+    assert_startup_failure(result, "test app: the database is down")
+    assert "Application startup failed. Exiting." in result.stdout
+    assert " running on " not in result.stdout
+
+
+def test_lifespan_on_with_raising_startup_exits_3():
+    result = run_cli_to_exit("tests.apps:startup_raises", "--port", "0", "--lifespan", "on")
+    assert result.returncode == 3
+    assert "Application startup failed. Exiting." in result.stdout
+    assert "RuntimeError: test app: boom in startup" in result.stdout  # the app's own bug is shown
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--ssl-certfile", "/nonexistent/cert.pem"], "/nonexistent/cert.pem"),
+        (["--ssl-keyfile", "/nonexistent/key.pem"], "--ssl-keyfile needs --ssl-certfile"),
+        (["--http", "tests.no_such_module:Protocol"], 'Could not import module "tests.no_such_module"'),
+        (["--ws", "tests.no_such_module:Protocol"], 'Could not import module "tests.no_such_module"'),
+        (["--loop", "tests.no_such_module:factory"], 'Could not import module "tests.no_such_module"'),
+        (["--header", "bad name:value"], "Invalid default header name 'bad name'"),
+    ],
+)
+def test_unusable_settings_exit_3(args, reason):
+    result = run_cli_to_exit("tests.apps:hello", "--port", "0", *args)
+    assert_startup_failure(result, reason)
+    assert "Warning" not in result.stdout  # e.g. no "coroutine was never awaited"
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml", ".ini"])
+def test_broken_log_config_exits_3(tmp_path, suffix):
+    path = tmp_path / f"logging{suffix}"
+    path.write_text("{[ not a config\n")
+    result = run_cli_to_exit("tests.apps:hello", "--port", "0", "--log-config", str(path))
+    assert result.returncode == 3, result.stdout
+    assert "Traceback" not in result.stdout
+    assert f"Could not load the logging configuration {str(path)!r}" in result.stdout
+
+
+# Exit code 2: click's usage message for a bad option value -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "eighty"], "Invalid value for '--port': 'eighty' is not a valid integer."),
+        (["--port", "70000"], "Invalid value for '--port'"),
+        (["--reload-delay", "soon"], "Invalid value for '--reload-delay': 'soon' is not a valid float."),
+        (["--lifespan", "maybe"], "Invalid value for '--lifespan': 'maybe' is not one of 'auto', 'on', 'off'."),
+        (["--log-level", "verbose"], "Invalid value for '--log-level'"),
+        (["--interface", "cgi"], "Invalid value for '--interface'"),
+        (["--http", "h3"], "Invalid value for '--http': 'h3' is not one of 'auto', 'h11', 'httptools'"),
+        (["--loop", "trio"], "Invalid value for '--loop': 'trio' is not one of 'auto', 'asyncio', 'uvloop'"),
+        (["--ws", "socketio"], "Invalid value for '--ws'"),
+        (["--ws-per-message-deflate", "maybe"], "'maybe' is not a valid boolean"),
+        (["--env-file", "/nonexistent.env"], "Invalid value for '--env-file': Path '/nonexistent.env' does not exist."),
+        (["--log-config", "/nonexistent.ini"], "Invalid value for '--log-config'"),
+        (["--header", "no-colon"], "Invalid value for '--header': 'no-colon' is not a Name:Value pair."),
+        (["--no-such-option"], "No such option"),  # click words the rest differently across versions
+    ],
+)
+def test_bad_option_value_exits_2_with_usage(args, message):
+    result = run_cli_to_exit("tests.apps:hello", *args)
+    assert result.returncode == 2, result.stdout
+    usage = "Usage: python -m cyasgi [OPTIONS] APP\nTry 'python -m cyasgi --help' for help.\n"
+    assert result.stdout.startswith(usage)
+    assert message in result.stdout
+    assert "Traceback" not in result.stdout
+
+
+def test_missing_app_exits_2():
+    result = run_cli_to_exit()
+    assert result.returncode == 2
+    assert "Error: Missing argument 'APP'." in result.stdout
+
+
+def test_http2_is_refused_clearly():
+    result = run_cli_to_exit("tests.apps:hello", "--http2")
+    assert result.returncode == 2
+    assert "Error: Invalid value for '--http2': HTTP/2 is not supported by cyasgi yet." in result.stdout
+
+
+# A normal start and stop -----------------------------------------------------------------------
+
+
+def test_serves_and_logs_like_uvicorn():
+    with run_cli("tests.apps:echo", "--port", "0", "--header", "x-custom:a: b") as proc:
+        url = proc.wait_until_serving()
+        response = httpx.get(url + "/p?q=1", timeout=WAIT)
+        proc.wait_for_line('"GET /p?q=1 HTTP/1.1" 200')
+    lines = proc.output.splitlines()
+    assert response.status_code == 200
+    assert response.headers["x-custom"] == "a: b"  # split on the first colon only, value kept as is
+    assert json.loads(response.text)["state"] == {"started": "yes"}
+    assert re.fullmatch(r"INFO:     Started server process \[\d+\]", lines[0])
+    assert "INFO:     Waiting for application startup." in lines
+    assert "INFO:     Application startup complete." in lines
+    assert re.search(r"INFO:     cyasgi running on http://127\.0\.0\.1:\d+ \(Press CTRL\+C to quit\)", proc.output)
+    assert re.search(r'INFO:     127\.0\.0\.1:\d+ - "GET /p\?q=1 HTTP/1\.1" 200 OK', proc.output)
+    tail = [line for line in lines if "Shutting down" in line or "shutdown" in line or "Finished" in line]
+    assert tail == [
+        "INFO:     Shutting down",
+        "INFO:     Waiting for application shutdown.",
+        "INFO:     test app: lifespan shutdown ran",
+        "INFO:     Application shutdown complete.",
+        tail[-1],
+    ]
+    assert re.fullmatch(r"INFO:     Finished server process \[\d+\]", lines[-1])
+
+
+def test_app_dir(tmp_path):
+    app_dir = tmp_path / "project"
+    app_dir.mkdir()
+    (app_dir / "cli_dir_app.py").write_text("from tests.apps import hello as app\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"PYTHONPATH": str(ROOT)}  # for tests.apps; the app module itself is only in --app-dir
+    with run_cli("cli_dir_app:app", "--port", "0", "--app-dir", str(app_dir), env=env, cwd=elsewhere) as proc:
+        url = proc.wait_until_serving()
+        assert httpx.get(url, timeout=WAIT).text == "hello"
+    result = run_cli_to_exit("cli_dir_app:app", "--port", "0", env=env, cwd=elsewhere)
+    assert_startup_failure(result, 'Could not import module "cli_dir_app".')
+
+
+@pytest.mark.parametrize(("flag", "coloured"), [("--use-colors", True), ("--no-use-colors", False), (None, False)])
+def test_colours_flag(flag, coloured):
+    args = ["tests.apps:hello", "--port", "0", "--lifespan", "off"] + ([flag] if flag else [])
+    with run_cli(*args) as proc:  # output is a pipe, not a TTY: colours only when asked for
+        url = proc.wait_until_serving()
+        httpx.get(url, timeout=WAIT)
+        proc.wait_for_line("GET / HTTP/1.1")
+    assert ("\x1b[32mINFO\x1b[0m:" in proc.output) is coloured
+    assert ("\x1b[" in proc.output) is coloured
+
+
+def test_bad_web_concurrency_exits_3():
+    result = run_cli_to_exit("tests.apps:hello", env={"WEB_CONCURRENCY": "many"})
+    assert_startup_failure(result, "WEB_CONCURRENCY must be a number of workers, not 'many'.")

@@ -1,0 +1,1127 @@
+"""The HTTP/1.1 protocol contract, in memory: every test runs against both twins ([c] and [py])."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from typing import Any
+
+import pytest
+
+from cyasgi.protocols.http_common import SHUTDOWN_GRACE
+from tests.utils import MockTransport, make_protocol, parse_responses
+
+pytestmark = pytest.mark.anyio
+
+SIMPLE_GET = b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n"
+
+
+def body_app(body: bytes = b"Hello, world", status: int = 200, headers: Any = None) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers or []})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    chunks = []
+    more_body = True
+    while more_body:
+        message = await receive()
+        assert message["type"] == "http.request"
+        chunks.append(message["body"])
+        more_body = message["more_body"]
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"".join(chunks)})
+
+
+def connection_lost(protocol: Any, transport: MockTransport) -> None:
+    transport.close()
+    protocol.connection_lost(None)
+
+
+# Framing ---------------------------------------------------------------------------------------
+
+
+async def test_get_with_known_body_gets_content_length(twin):
+    protocol, transport = make_protocol(twin, body_app(b"abc", headers=[(b"content-type", b"text/plain")]))
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.status == 200
+    assert response.reason == b"OK"
+    assert response.body == b"abc"
+    assert response.header(b"content-length") == b"3"
+    assert response.header(b"transfer-encoding") is None
+    assert response.header(b"server") == b"cyasgi"
+    assert response.header(b"date") is not None
+    assert response.header(b"content-type") == b"text/plain"
+    assert not transport.closed
+
+
+async def test_default_headers_come_first_then_app_headers_in_order(twin):
+    headers = [(b"x-b", b"2"), (b"x-a", b"1"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")]
+    protocol, transport = make_protocol(twin, body_app(b"", headers=headers))
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    names = [name for name, _ in response.headers]
+    assert names[:2] == [b"date", b"server"]
+    assert names[2:6] == [b"x-b", b"x-a", b"set-cookie", b"set-cookie"]
+    assert response.header_list(b"set-cookie") == [b"a=1", b"b=2"]
+
+
+async def test_header_names_are_lowercased(twin):
+    protocol, transport = make_protocol(twin, body_app(b"", headers=[(b"X-Custom", b"Value")]))
+    protocol.data_received(SIMPLE_GET)
+    await transport.responses(1)
+    assert b"\r\nx-custom: Value\r\n" in bytes(transport.buffer)
+
+
+async def test_streaming_response_is_chunked(twin):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        await send({"type": "http.response.body", "body": b"two", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.chunked
+    assert response.header(b"transfer-encoding") == b"chunked"
+    assert response.header(b"content-length") is None
+    assert response.body == b"onetwo"
+    assert bytes(transport.buffer).endswith(b"3\r\ntwo\r\n0\r\n\r\n")
+
+
+async def test_streaming_with_content_length_is_not_chunked(twin):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"6")]})
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        await send({"type": "http.response.body", "body": b"def"})
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert not response.chunked
+    assert response.body == b"abcdef"
+
+
+async def test_app_transfer_encoding_is_ignored_and_framing_is_the_servers(twin):
+    headers = [(b"transfer-encoding", b"chunked")]
+    protocol, transport = make_protocol(twin, body_app(b"whole", headers=headers))
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.header_list(b"transfer-encoding") == []
+    assert response.header(b"content-length") == b"5"
+    assert response.body == b"whole"
+
+
+async def test_large_body_is_written(twin):
+    body = b"x" * 300_000
+    protocol, transport = make_protocol(twin, body_app(body))
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.body == body
+
+
+async def test_head_response_has_no_body_but_keeps_content_length(twin):
+    protocol, transport = make_protocol(twin, body_app(b"abcdef", headers=[(b"content-length", b"6")]))
+    protocol.data_received(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await transport.wait_for(lambda: b"\r\n\r\n" in transport.buffer)
+    head, _, rest = bytes(transport.buffer).partition(b"\r\n\r\n")
+    assert rest == b""
+    assert b"content-length: 6" in head
+    assert not transport.closed
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_bodyless_statuses_send_no_body_and_no_framing(twin, status):
+    protocol, transport = make_protocol(twin, body_app(b"ignored", status=status))
+    protocol.data_received(SIMPLE_GET)
+    await transport.wait_for(lambda: b"\r\n\r\n" in transport.buffer)
+    head, _, rest = bytes(transport.buffer).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status)
+    assert rest == b""
+    assert b"content-length" not in head
+    assert b"transfer-encoding" not in head
+
+
+async def test_unknown_status_gets_empty_reason(twin):
+    protocol, transport = make_protocol(twin, body_app(b"", status=599))
+    protocol.data_received(SIMPLE_GET)
+    await transport.wait_for(lambda: b"\r\n\r\n" in transport.buffer)
+    assert bytes(transport.buffer).startswith(b"HTTP/1.1 599 \r\n")
+
+
+async def test_content_length_longer_than_declared_closes_connection(twin, caplog):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"abc"})
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        await transport.wait_for(lambda: transport.closed)
+    assert b"abc" not in bytes(transport.buffer)
+    assert "Response content longer than Content-Length" in caplog.text
+
+
+async def test_content_length_shorter_than_declared_closes_connection(twin, caplog):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]})
+        await send({"type": "http.response.body", "body": b"abc"})
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        await transport.wait_for(lambda: transport.closed)
+    assert "Response content shorter than Content-Length" in caplog.text
+
+
+# Request bodies --------------------------------------------------------------------------------
+
+
+async def test_body_in_same_packet_arrives_whole(twin):
+    protocol, transport = make_protocol(twin, echo_app)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+    [response] = await transport.responses(1)
+    assert response.body == b"hello"
+
+
+async def test_chunked_request_body_is_decoded(twin):
+    protocol, transport = make_protocol(twin, echo_app)
+    protocol.data_received(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
+    [response] = await transport.responses(1)
+    assert response.body == b"hello world"
+
+
+async def test_body_split_over_packets_streams_with_more_body(twin):
+    messages = []
+
+    async def app(scope, receive, send):
+        while True:
+            message = await receive()
+            messages.append(message)
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
+    await asyncio.sleep(0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    protocol.data_received(b"def")
+    await transport.responses(1)
+    assert b"".join(m["body"] for m in messages) == b"abcdef"
+    assert messages[-1]["more_body"] is False
+    assert all(m["type"] == "http.request" for m in messages)
+
+
+async def test_receive_after_body_waits_for_disconnect(twin):
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(await receive())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok", "more_body": True})
+        seen.append(await receive())  # blocks until the client goes away
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    await transport.wait_for(lambda: b"ok" in transport.buffer)
+    assert len(seen) == 1
+    connection_lost(protocol, transport)
+    for _ in range(20):
+        if len(seen) == 2:
+            break
+        await asyncio.sleep(0)
+    assert seen == [{"type": "http.request", "body": b"", "more_body": False}, {"type": "http.disconnect"}]
+
+
+async def test_receive_after_response_complete_is_disconnect(twin):
+    results = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        results.append(await receive())
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+    await transport.responses(1)
+    for _ in range(20):
+        if results:
+            break
+        await asyncio.sleep(0)
+    assert results == [{"type": "http.disconnect"}]
+
+
+async def test_expect_100_continue_is_sent_on_first_receive(twin):
+    gate = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await gate.wait()
+        message = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": message["body"]})
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert transport.buffer == b""  # nothing until the app asks for the body
+    gate.set()
+    await transport.wait_for(lambda: b"100 Continue" in transport.buffer)
+    assert bytes(transport.buffer) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    protocol.data_received(b"abc")
+    responses = await transport.responses(2)
+    assert [r.status for r in responses] == [100, 200]
+    assert responses[1].body == b"abc"
+
+
+async def test_no_100_continue_when_app_answers_without_reading(twin):
+    protocol, transport = make_protocol(twin, body_app(b"no thanks", status=417))
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+    [response] = await transport.responses(1)
+    assert response.status == 417
+    assert b"100 Continue" not in transport.buffer
+
+
+async def test_unread_body_is_skipped_and_connection_reused(twin):
+    protocol, transport = make_protocol(twin, body_app(b"ignored your body"))
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel")
+    await transport.responses(1)
+    protocol.data_received(b"lo" + SIMPLE_GET)
+    responses = await transport.responses(2)
+    assert [r.status for r in responses] == [200, 200]
+    assert not transport.closed
+
+
+# Keep-alive and pipelining ---------------------------------------------------------------------
+
+
+async def test_keep_alive_serves_sequential_requests(twin):
+    protocol, transport = make_protocol(twin, body_app(b"x"))
+    for count in range(1, 4):
+        protocol.data_received(SIMPLE_GET)
+        await transport.responses(count)
+    assert not transport.closed
+
+
+async def test_connection_close_request_closes_after_response(twin):
+    protocol, transport = make_protocol(twin, body_app(b"bye"))
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    [response] = await transport.responses(1)
+    await transport.wait_for(lambda: transport.closed)
+    assert response.header(b"connection") == b"close"
+
+
+async def test_app_connection_close_header_closes(twin):
+    protocol, transport = make_protocol(twin, body_app(b"bye", headers=[(b"connection", b"close")]))
+    protocol.data_received(SIMPLE_GET)
+    await transport.responses(1)
+    await transport.wait_for(lambda: transport.closed)
+    assert bytes(transport.buffer).count(b"connection: close") == 1
+
+
+async def test_http10_closes_by_default(twin):
+    protocol, transport = make_protocol(twin, body_app(b"old"))
+    protocol.data_received(b"GET / HTTP/1.0\r\n\r\n")
+    [response] = await transport.responses(1)
+    await transport.wait_for(lambda: transport.closed)
+    assert response.header(b"connection") == b"close"
+    assert response.body == b"old"
+
+
+async def test_http10_keep_alive_is_honoured(twin):
+    protocol, transport = make_protocol(twin, body_app(b"old"))
+    protocol.data_received(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    [response] = await transport.responses(1)
+    assert response.header(b"connection") == b"keep-alive"
+    assert response.header(b"content-length") == b"3"
+    assert not transport.closed
+
+
+async def test_http10_streaming_ends_with_close_not_chunks(twin):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    await transport.wait_for(lambda: transport.closed)
+    head, _, body = bytes(transport.buffer).partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head
+    assert body == b"ab"
+
+
+async def test_pipelined_requests_answered_in_order(twin):
+    async def app(scope, receive, send):
+        # later requests finish faster: order must still follow arrival
+        delay = {"/1": 3, "/2": 1, "/3": 0}[scope["path"]]
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in (1, 2, 3)))
+    responses = await transport.responses(3)
+    assert [r.body for r in responses] == [b"/1", b"/2", b"/3"]
+
+
+async def test_pipelined_request_waits_and_reading_pauses(twin):
+    release = asyncio.Event()
+    started = []
+
+    async def app(scope, receive, send):
+        started.append(scope["path"])
+        if scope["path"] == "/slow":
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert started == ["/slow"]
+    assert transport.read_paused
+    release.set()
+    responses = await transport.responses(2)
+    assert [r.body for r in responses] == [b"/slow", b"/fast"]
+    await transport.wait_for(lambda: not transport.read_paused)
+
+
+async def test_pipelined_bodies_go_to_the_right_request(twin):
+    protocol, transport = make_protocol(twin, echo_app)
+    protocol.data_received(
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nAAA"
+        b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nBB\r\n0\r\n\r\n"
+        b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    responses = await transport.responses(3)
+    assert [r.body for r in responses] == [b"AAA", b"BB", b""]
+
+
+# Scope -----------------------------------------------------------------------------------------
+
+
+async def test_scope_has_every_key(twin):
+    scopes = []
+
+    async def app(scope, receive, send):
+        scopes.append(scope)
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(
+        b"GET /caf%C3%A9/a%2Fb?x=1&y=%20 HTTP/1.1\r\nHost: example.org\r\nX-Mixed-Case: Value\r\n\r\n"
+    )
+    await transport.responses(1)
+    [scope] = scopes
+    assert scope["type"] == "http"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
+    assert scope["http_version"] == "1.1"
+    assert scope["method"] == "GET"
+    assert scope["scheme"] == "http"
+    assert scope["server"] == ("127.0.0.1", 8000)
+    assert scope["client"] == ("127.0.0.1", 54321)
+    assert isinstance(scope["client"][1], int)
+    assert scope["root_path"] == ""
+    assert scope["path"] == "/café/a/b"
+    assert scope["raw_path"] == b"/caf%C3%A9/a%2Fb"
+    assert scope["query_string"] == b"x=1&y=%20"
+    assert scope["headers"] == [(b"host", b"example.org"), (b"x-mixed-case", b"Value")]
+    assert scope["state"] == {}
+    assert scope["extensions"] == {}
+
+
+async def test_scheme_is_https_over_tls(twin):
+    scopes = []
+
+    async def app(scope, receive, send):
+        scopes.append(scope)
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app, transport=MockTransport(ssl=True))
+    protocol.data_received(SIMPLE_GET)
+    await transport.responses(1)
+    assert scopes[0]["scheme"] == "https"
+
+
+async def test_unix_socket_server_and_client(twin):
+    scopes = []
+
+    async def app(scope, receive, send):
+        scopes.append(scope)
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app, transport=MockTransport(sockname="/tmp/app.sock", peername=""))
+    protocol.data_received(SIMPLE_GET)
+    await transport.responses(1)
+    assert scopes[0]["server"] == ("/tmp/app.sock", None)
+    assert scopes[0]["client"] is None
+
+
+async def test_root_path_is_prepended_to_path_and_raw_path(twin):
+    scopes = []
+
+    async def app(scope, receive, send):
+        scopes.append(scope)
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app, root_path="/api")
+    protocol.data_received(b"GET /items?q=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await transport.responses(1)
+    assert scopes[0]["root_path"] == "/api"
+    assert scopes[0]["path"] == "/api/items"
+    assert scopes[0]["raw_path"] == b"/api/items"
+
+
+async def test_absolute_form_target(twin):
+    scopes = []
+
+    async def app(scope, receive, send):
+        scopes.append(scope)
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(b"GET http://example.org/p/q?z=9 HTTP/1.1\r\nHost: example.org\r\n\r\n")
+    await transport.responses(1)
+    assert scopes[0]["path"] == "/p/q"
+    assert scopes[0]["query_string"] == b"z=9"
+
+
+async def test_state_is_a_shallow_copy_per_request(twin):
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["state"])
+        scope["state"]["mutated"] = True
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.app_state["shared"] = [1]
+    protocol.data_received(SIMPLE_GET + SIMPLE_GET)
+    await transport.responses(2)
+    assert seen[0] is not seen[1]
+    assert seen[0]["shared"] is seen[1]["shared"]
+    assert "mutated" not in protocol.app_state
+
+
+async def test_each_request_runs_in_its_own_context(twin):
+    request_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="unset")
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(request_var.get())
+        request_var.set(scope["path"])
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    await transport.responses(2)
+    protocol.data_received(SIMPLE_GET)
+    await transport.responses(3)
+    assert seen == ["unset", "unset", "unset"]
+
+
+async def test_reset_contextvars_hides_outer_context(twin):
+    outer: contextvars.ContextVar[str] = contextvars.ContextVar("outer", default="default")
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(outer.get())
+        await body_app()(scope, receive, send)
+
+    token = outer.set("from lifespan")
+    try:
+        protocol, transport = make_protocol(twin, app)
+        protocol_reset, transport_reset = make_protocol(twin, app, reset_contextvars=True)
+    finally:
+        outer.reset(token)
+    protocol.data_received(SIMPLE_GET)
+    await transport.responses(1)
+    protocol_reset.data_received(SIMPLE_GET)
+    await transport_reset.responses(1)
+    assert seen == ["from lifespan", "default"]
+
+
+# Application errors ------------------------------------------------------------------------------
+
+
+async def test_exception_before_response_gives_500_and_close(twin, caplog):
+    async def app(scope, receive, send):
+        raise ValueError("boom")
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        [response] = await transport.responses(1)
+        await transport.wait_for(lambda: transport.closed)
+    assert response.status == 500
+    assert response.body == b"Internal Server Error"
+    assert response.header(b"connection") == b"close"
+    assert "Exception in ASGI application" in caplog.text
+    assert "ValueError: boom" in caplog.text
+
+
+async def test_exception_after_start_before_body_still_gives_500(twin):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise ValueError("boom")
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.status == 500
+
+
+async def test_exception_mid_stream_closes_without_more_bytes(twin, caplog):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise ValueError("boom")
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        await transport.wait_for(lambda: transport.closed)
+    data = bytes(transport.buffer)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert not data.endswith(b"0\r\n\r\n")  # the client sees a truncated body, not a complete one
+    assert caplog.text.count("Exception in ASGI application") == 1
+
+
+async def test_app_returning_without_response_gives_500(twin, caplog):
+    async def app(scope, receive, send):
+        return None
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        [response] = await transport.responses(1)
+    assert response.status == 500
+    assert "ASGI callable returned without starting response." in caplog.text
+
+
+async def test_app_returning_mid_stream_closes(twin, caplog):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        await transport.wait_for(lambda: transport.closed)
+    assert "ASGI callable returned without completing response." in caplog.text
+
+
+async def test_app_returning_a_value_is_logged(twin, caplog):
+    async def app(scope, receive, send):
+        await body_app()(scope, receive, send)
+        return "unexpected"
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        [response] = await transport.responses(1)
+        await transport.wait_for(lambda: "should return None" in caplog.text)
+    assert "ASGI callable should return None, but returned 'unexpected'." in caplog.text
+    # The response was complete: the connection stays usable (a pipelined request may follow).
+    assert response.status == 200
+    assert not transport.closed
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"x-bad", b"value\r\nInjected: yes")],
+        [(b"x-bad", b"nul\x00byte")],
+        [(b"bad name", b"v")],
+        [(b"bad:name", b"v")],
+        [(b"", b"v")],
+        [(b"x-lf", b"line\nbreak")],
+    ],
+)
+async def test_invalid_response_headers_are_never_written(twin, headers, caplog):
+    protocol, transport = make_protocol(twin, body_app(b"body", headers=headers))
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        [response] = await transport.responses(1)
+    assert response.status == 500
+    assert b"Injected" not in transport.buffer
+    assert b"bad" not in bytes(transport.buffer).lower().replace(b"bad request", b"")
+    assert "Invalid HTTP header" in caplog.text
+
+
+@pytest.mark.parametrize("status", [99, 600, 1000, "200", None])
+async def test_invalid_status_gives_500(twin, status):
+    protocol, transport = make_protocol(twin, body_app(b"x", status=status))
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.status == 500
+
+
+@pytest.mark.parametrize("value", [b"abc", b"-1", b"1, 2"])
+async def test_invalid_response_content_length_gives_500(twin, value):
+    protocol, transport = make_protocol(twin, body_app(b"x", headers=[(b"content-length", value)]))
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.status == 500
+
+
+async def test_body_before_start_is_an_error_for_the_app(twin):
+    errors = []
+
+    async def app(scope, receive, send):
+        try:
+            await send({"type": "http.response.body", "body": b"early"})
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.status == 200
+    assert errors == ["Expected ASGI message 'http.response.start', but got 'http.response.body'."]
+
+
+async def test_second_start_and_message_after_completion_are_errors(twin):
+    errors = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        await send({"type": "http.response.body", "body": b"done"})
+        try:
+            await send({"type": "http.response.body", "body": b"late"})
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    await asyncio.sleep(0)
+    assert response.body == b"done"
+    assert b"late" not in transport.buffer
+    assert errors == [
+        "Expected ASGI message 'http.response.body', but got 'http.response.start'.",
+        "Unexpected ASGI message 'http.response.body' sent, after response already completed.",
+    ]
+
+
+# Malformed requests ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: x\n\n",
+    ],
+)
+async def test_malformed_request_gets_400_and_close(twin, request_bytes):
+    called = []
+
+    async def app(scope, receive, send):
+        called.append(scope)
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(request_bytes)
+    await transport.wait_for(lambda: transport.closed)
+    [response] = parse_responses(bytes(transport.buffer))
+    assert response.status == 400
+    assert response.header(b"connection") == b"close"
+    assert response.body == b"Invalid HTTP request received."
+    assert called == []
+
+
+async def test_unsupported_http_version_gets_505(twin):
+    protocol, transport = make_protocol(twin, body_app())
+    protocol.data_received(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
+    await transport.wait_for(lambda: transport.closed)
+    [response] = parse_responses(bytes(transport.buffer))
+    assert response.status == 505
+
+
+async def test_malformed_request_after_valid_one_is_answered_in_order(twin):
+    protocol, transport = make_protocol(twin, body_app(b"fine"))
+    protocol.data_received(SIMPLE_GET + b"BROKEN REQUEST\r\n\r\n" + SIMPLE_GET)
+    await transport.wait_for(lambda: transport.closed)
+    responses = parse_responses(bytes(transport.buffer))
+    assert [r.status for r in responses] == [200, 400]  # nothing after the bad request is served
+
+
+async def test_data_after_parse_error_is_ignored(twin):
+    protocol, transport = make_protocol(twin, body_app())
+    protocol.data_received(b"BAD\r\n\r\n")
+    await transport.wait_for(lambda: transport.closed)
+    before = bytes(transport.buffer)
+    transport.closed = False  # a late packet still in flight must not revive the parser
+    protocol.data_received(SIMPLE_GET)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert bytes(transport.buffer) == before
+
+
+async def test_broken_chunked_body_disconnects_the_request(twin):
+    messages = []
+
+    async def app(scope, receive, send):
+        while True:
+            message = await receive()
+            messages.append(message["type"])
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                break
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    protocol.data_received(b"zz\r\n")
+    await transport.wait_for(lambda: transport.closed)
+    [response] = parse_responses(bytes(transport.buffer))
+    assert response.status == 400
+    for _ in range(10):
+        if messages and messages[-1] == "http.disconnect":
+            break
+        await asyncio.sleep(0)
+    assert messages[-1] == "http.disconnect"
+
+
+# Disconnects and flow control ------------------------------------------------------------------
+
+
+async def test_send_after_disconnect_raises_client_disconnected(twin, caplog):
+    raised = []
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await release.wait()
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        except OSError as exc:
+            raised.append(type(exc).__name__)
+            raise
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.DEBUG, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        await asyncio.sleep(0)
+        connection_lost(protocol, transport)
+        release.set()
+        for _ in range(20):
+            if raised:
+                break
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    assert raised == ["ClientDisconnected"]
+    assert "Exception in ASGI application" not in caplog.text
+
+
+async def test_write_pause_makes_send_wait(twin):
+    sent = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        sent.append("a")
+        await send({"type": "http.response.body", "body": b"b", "more_body": False})
+        sent.append("b")
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.pause_writing()
+    protocol.data_received(SIMPLE_GET)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert sent == []
+    assert transport.buffer == b""
+    protocol.resume_writing()
+    await transport.responses(1)
+    for _ in range(10):
+        if len(sent) == 2:
+            break
+        await asyncio.sleep(0)
+    assert sent == ["a", "b"]
+
+
+async def test_drain_wakes_on_disconnect(twin):
+    outcome = []
+
+    async def app(scope, receive, send):
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        except OSError:
+            outcome.append("disconnected")
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.pause_writing()
+    protocol.data_received(SIMPLE_GET)
+    await asyncio.sleep(0)
+    connection_lost(protocol, transport)
+    for _ in range(20):
+        if outcome:
+            break
+        await asyncio.sleep(0)
+    assert outcome == ["disconnected"]
+
+
+async def test_reading_pauses_above_high_water_until_the_app_reads(twin):
+    gate = asyncio.Event()
+    received = []
+
+    async def app(scope, receive, send):
+        await gate.wait()
+        more = True
+        while more:
+            message = await receive()
+            received.append(len(message["body"]))
+            more = message["more_body"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    protocol, transport = make_protocol(twin, app)
+    size = 200_000
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    protocol.data_received(b"x" * 100_000)
+    await asyncio.sleep(0)
+    assert transport.read_paused
+    gate.set()
+    for _ in range(20):
+        if not transport.read_paused:
+            break
+        await asyncio.sleep(0)
+    assert not transport.read_paused
+    protocol.data_received(b"x" * 100_000)
+    await transport.responses(1)
+    assert sum(received) == size
+
+
+async def test_client_half_close_still_gets_the_response(twin):
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await release.wait()
+        await body_app(b"late")(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    keep_open = protocol.eof_received()
+    assert keep_open is True
+    release.set()
+    [response] = await transport.responses(1)
+    assert response.body == b"late"
+    await transport.wait_for(lambda: transport.closed)
+
+
+async def test_eof_when_idle_closes(twin):
+    protocol, transport = make_protocol(twin, body_app())
+    assert not protocol.eof_received()
+
+
+# Timeouts and shutdown -------------------------------------------------------------------------
+
+
+async def test_keep_alive_deadline_is_armed_after_response_and_sweep_closes(twin):
+    protocol, transport = make_protocol(twin, body_app(), timeout_keep_alive=5)
+    loop = asyncio.get_running_loop()
+    assert protocol.deadline == 0.0
+    protocol.data_received(SIMPLE_GET)
+    await transport.responses(1)
+    await transport.wait_for(lambda: protocol.deadline != 0.0)
+    assert loop.time() + 4 < protocol.deadline <= loop.time() + 5
+    twin.sweep_deadlines({protocol}, protocol.deadline - 1)
+    assert not transport.closed
+    twin.sweep_deadlines({protocol}, protocol.deadline)
+    assert transport.closed
+
+
+async def test_no_deadline_while_a_request_is_in_flight(twin):
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await release.wait()
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    await asyncio.sleep(0)
+    assert protocol.deadline == 0.0
+    twin.sweep_deadlines({protocol}, 1e18)
+    assert not transport.closed
+    release.set()
+    await transport.responses(1)
+
+
+async def test_deadline_cleared_by_new_data(twin):
+    protocol, transport = make_protocol(twin, body_app())
+    protocol.data_received(SIMPLE_GET)
+    await transport.responses(1)
+    await transport.wait_for(lambda: protocol.deadline != 0.0)
+    protocol.data_received(b"GET / HTTP/1.1\r\n")  # a request has begun
+    assert protocol.deadline == 0.0
+
+
+async def test_shutdown_closes_idle_connection_after_the_grace(twin):
+    protocol, transport = make_protocol(twin, body_app())
+    started = asyncio.get_running_loop().time()
+    protocol.shutdown()
+    assert not transport.closed  # a request may be on its way
+    await transport.wait_for(lambda: transport.closed)
+    assert asyncio.get_running_loop().time() - started >= SHUTDOWN_GRACE * 0.9
+
+
+async def test_shutdown_answers_a_request_arriving_within_the_grace_then_closes(twin):
+    protocol, transport = make_protocol(twin, body_app(b"late"))
+    protocol.shutdown()
+    protocol.data_received(SIMPLE_GET)  # e.g. a keep-alive client that had just sent it
+    [response] = await transport.responses(1)
+    assert response.status == 200 and response.body == b"late"
+    assert response.header(b"connection") == b"close"
+    await transport.wait_for(lambda: transport.closed)
+
+
+async def test_shutdown_closes_busy_connection_after_its_response(twin):
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await release.wait()
+        await body_app(b"last")(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    await asyncio.sleep(0)
+    protocol.shutdown()
+    assert not transport.closed
+    release.set()
+    [response] = await transport.responses(1)
+    assert response.header(b"connection") == b"close"
+    await transport.wait_for(lambda: transport.closed)
+
+
+async def test_connection_lost_removes_connection_and_tracks_running_task(twin):
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await release.wait()
+
+    protocol, transport = make_protocol(twin, app)
+    assert protocol in protocol.server_state.connections
+    protocol.data_received(SIMPLE_GET)
+    await asyncio.sleep(0)
+    assert len(protocol.server_state.tasks) == 1
+    connection_lost(protocol, transport)
+    assert protocol not in protocol.server_state.connections
+    release.set()
+    for _ in range(20):
+        if not protocol.server_state.tasks:
+            break
+        await asyncio.sleep(0)
+    assert not protocol.server_state.tasks
+
+
+async def test_total_requests_counts_responses(twin):
+    protocol, transport = make_protocol(twin, body_app())
+    protocol.data_received(SIMPLE_GET * 3)
+    await transport.responses(3)
+    assert protocol.server_state.total_requests == 3
+
+
+# Limits and upgrades ---------------------------------------------------------------------------
+
+
+async def test_limit_concurrency_answers_503_and_closes(twin, caplog):
+    protocol, transport = make_protocol(twin, body_app(), limit_concurrency=1)
+    with caplog.at_level(logging.WARNING, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        [response] = await transport.responses(1)
+        await transport.wait_for(lambda: transport.closed)
+    assert response.status == 503
+    assert response.body == b"Service Unavailable"
+    assert response.header(b"connection") == b"close"
+    assert "Exceeded concurrency limit." in caplog.text
+
+
+async def test_websocket_upgrade_without_websocket_support_is_plain_http(twin, caplog):
+    scopes = []
+
+    async def app(scope, receive, send):
+        scopes.append(scope["type"])
+        await body_app(b"no websockets here", status=426)(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app, ws="none")
+    with caplog.at_level(logging.WARNING, logger="uvicorn.error"):
+        protocol.data_received(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        [response] = await transport.responses(1)
+        await transport.wait_for(lambda: transport.closed)
+    assert scopes == ["http"]
+    assert response.status == 426
+    assert "Unsupported upgrade request." in caplog.text
+
+
+class RecordingUpgradeProtocol:
+    """Stands in for a WebSocket protocol: records what the HTTP protocol hands over."""
+
+    instances: list[RecordingUpgradeProtocol] = []
+
+    def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
+        self.received = b""
+        self.transport = None
+        RecordingUpgradeProtocol.instances.append(self)
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+
+async def test_websocket_upgrade_is_handed_over_with_trailing_bytes(twin):
+    RecordingUpgradeProtocol.instances.clear()
+    protocol, transport = make_protocol(twin, body_app(b"first"), ws=RecordingUpgradeProtocol)
+    protocol.data_received(
+        SIMPLE_GET + b"GET /ws?x=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x85FRAME"
+    )
+    await transport.responses(1)
+    await transport.wait_for(lambda: bool(RecordingUpgradeProtocol.instances))
+    [upgraded] = RecordingUpgradeProtocol.instances
+    assert transport.protocol is upgraded
+    assert upgraded.transport is transport
+    assert upgraded.received.startswith(b"GET /ws?x=1 HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n")
+    assert upgraded.received.endswith(b"\r\n\r\n\x81\x85FRAME")
+    assert protocol not in protocol.server_state.connections
+    assert not transport.read_paused
+
+
+# Logging ---------------------------------------------------------------------------------------
+
+
+async def test_access_log_line(twin, caplog):
+    protocol, transport = make_protocol(twin, body_app(status=201))
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        protocol.data_received(b"GET /a%20b?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        await transport.responses(1)
+    [record] = [r for r in caplog.records if r.name == "uvicorn.access"]
+    assert record.args == ("127.0.0.1:54321", "GET", "/a%20b?x=1", "1.1", 201)

@@ -1,0 +1,348 @@
+"""The benchmark harness in perf/, without load: its parsers on canned input, its registry, its report,
+and the workload apps (and the raw ceiling) answering what the harness checks before it times a server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from perf import measure, report
+from perf.apps import bench_app
+from perf.registry import BASELINE, CEILING, LUA, SERVERS, WORKLOADS, Context
+from perf.servers import raw_uvloop
+from tests.utils import WAIT, make_config, run_server
+
+WRK_OUTPUT = """\
+Running 5s test @ http://127.0.0.1:8000/
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.71ms  324.05us   1.97s    91.25%
+    Req/Sec    23.67k     1.20k   25.28k    78.00%
+  Latency Distribution
+     50%  812.00us
+     75%    2.75ms
+     90%    2.93ms
+     99%    1.20s
+  117749 requests in 5.00s, 16.73MB read
+  Socket errors: connect 1, read 12, write 3, timeout 4
+  Non-2xx or 3xx responses: 5
+Requests/sec:  23548.12
+Transfer/sec:      3.35MB
+"""
+
+WRK_PIPELINED = """\
+Running 2s test @ http://127.0.0.1:8911/
+  1 threads and 64 connections
+  Latency Distribution
+     50%  168.00us
+     75%  303.00us
+     90%    0.00us
+     99%    0.00us
+  5038352 requests in 2.00s, 374.79MB read
+Requests/sec: 2518532.51
+"""
+
+
+# wrk output -------------------------------------------------------------------------------------
+
+
+def test_parse_wrk_reads_throughput_latency_and_errors() -> None:
+    result = measure.parse_wrk(WRK_OUTPUT)
+    assert result.requests == 117749
+    assert result.seconds == pytest.approx(5.0)
+    assert result.rps == pytest.approx(23548.12)
+    assert result.p50_ms == pytest.approx(0.812)
+    assert result.p99_ms == pytest.approx(1200.0)
+    assert result.socket_errors == {"connect": 1, "read": 12, "write": 3, "timeout": 4}
+    assert result.non_2xx_3xx == 5
+    assert result.errors == 25
+    assert result.as_dict()["errors"] == 25
+
+
+def test_parse_wrk_without_errors_or_with_empty_percentiles() -> None:
+    result = measure.parse_wrk(WRK_PIPELINED)
+    assert result.requests == 5038352
+    assert result.p50_ms == pytest.approx(0.168)
+    assert result.p99_ms is None  # wrk's 0.00us means "no sample", not "instant"
+    assert result.errors == 0
+
+
+def test_parse_wrk_refuses_what_is_not_a_wrk_summary() -> None:
+    with pytest.raises(ValueError):
+        measure.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+def test_wrk_command_is_pinned_bounded_and_passes_script_arguments(tmp_path: Path) -> None:
+    argv = measure.wrk_command(
+        "http://127.0.0.1:1/echo",
+        duration=5,
+        connections=64,
+        script=tmp_path / "post.lua",
+        script_args=["1024"],
+        cpu=0,
+    )
+    assert argv[:3] == ["taskset", "-c", "0"]
+    assert "-t1" in argv and "-c64" in argv and "-d5s" in argv and "--latency" in argv
+    assert argv[-3:] == ["http://127.0.0.1:1/echo", "--", "1024"]
+    assert measure.wrk_command("http://x/", duration=1, connections=1, cpu=None)[0] == "wrk"
+
+
+# /proc ------------------------------------------------------------------------------------------
+
+# A command name with spaces and parentheses, as a thread or process may set it.
+STAT = "4242 (python (a) b) S 4200 4242 4242 0 -1 4194560 1 0 0 0 150 25 3 4 20 0 3 0 1 2 3 4"
+STATUS = "Name:\tpython\nVmPeak:\t  300000 kB\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\n"
+
+
+def test_parse_stat_counts_fields_after_the_command_name() -> None:
+    assert measure.parse_stat(STAT) == (4200, 175)
+
+
+def test_parse_status_kb() -> None:
+    assert measure.parse_status_kb(STATUS) == 51200
+    assert measure.parse_status_kb(STATUS, "VmRSS") == 40960
+    assert measure.parse_status_kb("Name:\tkthreadd\n") is None
+
+
+def fake_proc(root: Path, processes: dict[int, tuple[int, int, int | None]]) -> Path:
+    """A /proc with ``pid: (ppid, cpu ticks, VmHWM kB or None)`` entries."""
+    for pid, (ppid, ticks, hwm) in processes.items():
+        folder = root / str(pid)
+        folder.mkdir(parents=True)
+        (folder / "stat").write_text(f"{pid} (x) S {ppid} 1 1 0 -1 0 0 0 0 0 {ticks} 0 0 0 20 0 1 0 1 2 3\n")
+        (folder / "status").write_text(f"Name:\tx\nVmHWM:\t{hwm} kB\n" if hwm is not None else "Name:\tx\n")
+    (root / "self").mkdir()
+    (root / "cpuinfo").write_text("")
+    return root
+
+
+def test_process_tree_cpu_and_peak_rss_over_a_fake_proc(tmp_path: Path) -> None:
+    proc = fake_proc(
+        tmp_path,
+        {1: (0, 1, 10), 100: (1, 200, 1000), 101: (100, 300, 2000), 102: (101, 50, None), 200: (1, 999, 999)},
+    )
+    tree = measure.process_tree(100, proc)
+    assert sorted(tree) == [100, 101, 102]
+    assert measure.cpu_seconds(tree, proc) == pytest.approx(550 / measure.CLOCK_TICKS)
+    assert measure.peak_rss_kb(tree, proc) == 3000
+    assert measure.cpu_seconds([12345], proc) == 0  # a process that is gone counts nothing
+    assert measure.peak_rss_kb([12345], proc) is None
+
+
+def test_readers_work_on_the_real_proc() -> None:
+    import os
+
+    me = os.getpid()
+    assert me in measure.process_tree(me)
+    assert measure.cpu_seconds([me]) > 0
+    assert (measure.peak_rss_kb([me]) or 0) > 1000
+
+
+# registry and report ----------------------------------------------------------------------------
+
+
+def test_registry_is_complete() -> None:
+    assert {BASELINE, CEILING, "cyasgi", "cyasgi-pure", "uvicorn-h11", "granian", "hypercorn"} <= set(SERVERS)
+    assert list(WORKLOADS) == [
+        "hello", "headers", "pipelined", "new-connection", "echo-1k", "echo-64k", "stream-1m", "fastapi-json",
+    ]  # fmt: skip
+    ceiling = SERVERS[CEILING]
+    assert ceiling.workloads == {"hello", "headers", "pipelined", "new-connection"}
+    for workload in WORKLOADS.values():
+        assert workload.script is None or (LUA / workload.script).is_file()
+    ctx = Context(Path("/venv/bin"))
+    for server in SERVERS.values():
+        argv = server.command(ctx, "bench_app:app", 8123)
+        assert "8123" in " ".join(argv), server.name
+    assert "--runtime-mode" in SERVERS["granian"].command(ctx, "a:b", 1)
+    assert SERVERS["cyasgi-pure"].environment({})["CYASGI_NO_EXTENSIONS"] == "1"
+    assert "CYASGI_NO_EXTENSIONS" not in SERVERS["cyasgi"].environment({"CYASGI_NO_EXTENSIONS": "1"})
+
+
+def cell(server: str, workload: str, rps: list[float], status: str = "ok") -> dict[str, Any]:
+    rounds = [{"rps": value, "p50_ms": 1.0, "p99_ms": 2.0, "cpu_us_per_req": 1e6 / value, "server_cpu_pct": 99.0,
+               "client_cpu_pct": 40.0, "errors": 1} for value in rps]  # fmt: skip
+    return report.summarize({"server": server, "workload": workload, "status": status, "rounds": rounds})
+
+
+def test_medians_and_ratios_come_from_the_same_run() -> None:
+    cells = [
+        cell(BASELINE, "hello", [100.0, 300.0, 200.0]),
+        cell(CEILING, "hello", [1000.0, 1000.0, 1000.0]),
+        cell("cyasgi-pure", "hello", [500.0, 400.0, 450.0]),
+        cell("cyasgi-pure", "echo-1k", [50.0]),
+    ]
+    report.add_ratios(cells)
+    pure = cells[2]
+    assert pure["median"]["rps"] == 450.0
+    assert pure["errors"] == 3
+    assert pure["vs_baseline"] == pytest.approx(2.25)
+    assert pure["vs_ceiling"] == pytest.approx(0.45)
+    assert pure["cpu_vs_ceiling"] == pytest.approx((1e6 / 450) / 1000, rel=0.02)
+    assert cells[3]["vs_baseline"] is None and cells[3]["vs_ceiling"] is None
+    assert report.median([None, 3.0, 1.0]) == 2.0 and report.median([None]) is None
+
+
+def test_markdown_shows_every_server_workload_and_the_header() -> None:
+    cells = [cell(BASELINE, "hello", [100.0]), cell("cyasgi-pure", "hello", [250.0])]
+    cells.append(
+        {"server": "granian", "workload": "hello", "status": "failed", "error": "boom", "rounds": []}
+    )
+    report.summarize(cells[-1])
+    report.add_ratios(cells)
+    meta = {
+        "date": "2026-01-01 00:00 UTC", "elapsed_s": 90.0, "python": "CPython 3.12.1", "python_executable": "/py",
+        "cpu_model": "Some CPU", "cpus": 2, "server_cpu": 1, "client_cpu": 0, "kernel": "6.1", "wrk": "wrk 4.1.0",
+        "connections": 64, "duration_s": 5, "warmup_s": 1, "rounds": 3, "load_before": [1.0], "load_after": [2.0],
+        "note": "shared machine", "cyasgi_revision": "abc123", "twins": {"cyasgi": "not built"}, "versions": {},
+    }  # fmt: skip
+    servers = {
+        BASELINE: {"label": "uvicorn[standard]", "status": "ok"},
+        "cyasgi-pure": {"label": "cyasgi (pure twin)", "status": "ok"},
+        "granian": {"label": "granian", "status": "ok"},
+        "cyasgi": {"label": "cyasgi (compiled twin)", "status": "not built", "detail": "pure twin loaded"},
+    }
+    doc = {
+        "meta": meta,
+        "servers": servers,
+        "workloads": {"hello": {"description": "plain"}},
+        "results": cells,
+    }
+    text = report.render_markdown(doc)
+    assert "CPython 3.12.1" in text and "Some CPU" in text and "2026-01-01" in text and "1.5 min" in text
+    assert "| hello | 100 | 250 (2.50×) | failed |" in text
+    assert "cyasgi (compiled twin): **not built**" in text
+    assert "failed: boom" in text
+    summary = "\n".join(report.render_summary(doc, level=3, image="chart.png"))
+    assert summary.startswith("### cyasgi benchmark") and "![" in summary and "chart.png" in summary
+    assert "| hello | 10,000.0 | 4,000.0 (0.40×) | failed |" in summary
+
+
+# the apps answer what the probes expect -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [name for name, w in WORKLOADS.items() if w.app == "bench_app:app"])
+def test_bench_app_answers_each_workload_probe(name: str) -> None:
+    workload = WORKLOADS[name]
+    probe = workload.probe
+    with run_server(make_config(bench_app.app, lifespan="on")) as server:
+        status, _headers, body = measure.http_request(
+            "127.0.0.1", server.port, probe.method, workload.path, probe.headers, probe.body, timeout=WAIT
+        )
+    assert status == 200
+    assert probe.check(body), body[:80]
+
+
+def test_fastapi_app_answers_its_probe() -> None:
+    from perf.apps import fastapi_app
+
+    workload = WORKLOADS["fastapi-json"]
+    with run_server(make_config(fastapi_app.app)) as server:
+        status, headers, body = measure.http_request(
+            "127.0.0.1", server.port, "GET", workload.path, timeout=WAIT
+        )
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    assert workload.probe.check(body)
+    assert not workload.probe.check(b"Hello, world!")
+
+
+def test_stream_is_chunked_in_64k_pieces() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(bench_app.app({"type": "http", "path": "/stream"}, receive, send))
+    bodies = [m for m in sent if m["type"] == "http.response.body"]
+    assert len(bodies) == 16 and all(len(m["body"]) == 64 * 1024 for m in bodies)
+    assert [m.get("more_body", False) for m in bodies] == [True] * 15 + [False]
+    assert b"content-length" not in dict(sent[0]["headers"])
+
+
+# the raw ceiling ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def raw_server() -> Iterator[int]:
+    """The raw protocol on asyncio (uvloop is not needed to check what it writes), in a thread."""
+    ready = threading.Event()
+    port: list[int] = []
+    loop = asyncio.new_event_loop()
+
+    def on_ready(server: Any) -> None:
+        port.append(server.sockets[0].getsockname()[1])
+        ready.set()
+
+    task: list[asyncio.Task[None]] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        task.append(loop.create_task(raw_uvloop.serve("127.0.0.1", 0, ready=on_ready)))
+        try:
+            loop.run_until_complete(task[0])
+        except asyncio.CancelledError:
+            pass
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(WAIT)
+    try:
+        yield port[0]
+    finally:
+        loop.call_soon_threadsafe(task[0].cancel)
+        thread.join(WAIT)
+        assert not thread.is_alive()
+
+
+def read_until(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while data.count(raw_uvloop.RESPONSE.split(b"\r\n")[0]) < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_raw_ceiling_answers_pipelined_and_split_heads(raw_server: int) -> None:
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", raw_server), timeout=WAIT) as sock:
+        sock.sendall(request * 16)
+        assert read_until(sock, 16) == raw_uvloop.RESPONSE * 16
+        sock.sendall(request[:-2])  # a head split across reads, right inside its blank line
+        sock.sendall(request[-2:])
+        assert read_until(sock, 1) == raw_uvloop.RESPONSE
+
+
+def test_raw_ceiling_closes_after_connection_close(raw_server: int) -> None:
+    with socket.create_connection(("127.0.0.1", raw_server), timeout=WAIT) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data == raw_uvloop.CLOSE_RESPONSE
+    assert b"connection: close" in data
+
+
+def test_update_block_replaces_only_between_the_markers() -> None:
+    text = "intro\n<!-- results:begin -->\nold\n<!-- results:end -->\noutro\n"
+    updated = report.update_block(text, "new\n")
+    assert updated == "intro\n<!-- results:begin -->\nnew\n<!-- results:end -->\noutro\n"
+    assert report.update_block(updated, "newer") == updated.replace("new\n", "newer\n")
+    with pytest.raises(ValueError):
+        report.update_block("no markers", "x")

@@ -1,0 +1,170 @@
+"""Process-level server behaviour, in a real ``python -m cyasgi``: signals, UDS clean-up, inherited fds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.utils import WAIT, ResponseReader, parse_responses, recv_until_closed, run_cli
+
+
+def request(url: str, path: str) -> socket.socket:
+    """Open a connection to ``url`` and send ``GET path`` on it."""
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=WAIT)
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+    return sock
+
+
+def read_one(sock: socket.socket) -> Any:
+    reader = ResponseReader()
+    while not reader.responses:
+        chunk = sock.recv(65536)
+        assert chunk, "closed before a response"
+        reader.feed(chunk)
+    return reader.responses[0]
+
+
+@pytest.mark.parametrize(("sig", "exit_code"), [(signal.SIGINT, 0), (signal.SIGTERM, -signal.SIGTERM)])
+def test_graceful_shutdown_on_signal(tmp_path, sig, exit_code):
+    release = tmp_path / "release"
+    with run_cli("tests.apps:slow", "--port", "0", "--lifespan", "on") as proc:
+        url = proc.wait_until_serving()
+        idle = request(url, "/")
+        assert read_one(idle).body == b"fast"  # now an idle keep-alive connection
+        busy = request(url, f"/until?{release}")
+        proc.wait_for_line("test app: slow request started")
+
+        proc.proc.send_signal(sig)
+
+        proc.wait_for_line("Waiting for connections to close. (CTRL+C to force quit)")
+        assert recv_until_closed(idle) == b""  # the idle connection was closed
+        with pytest.raises(ConnectionRefusedError):  # nothing accepts new connections
+            request(url, "/").close()
+        release.touch()
+        [response] = parse_responses(recv_until_closed(busy))  # the in-flight request completes
+        assert (response.status, response.body) == (200, b"done")
+        assert response.header(b"connection") == b"close"
+        code = proc.wait()
+        idle.close()
+        busy.close()
+    output = proc.output
+    assert code == exit_code
+    assert output.index("Shutting down") < output.index("test app: lifespan shutdown ran")
+    assert "Application shutdown complete." in output
+    assert "Finished server process" in output
+    assert "Traceback" not in output
+
+
+def test_second_sigint_forces_exit():
+    with run_cli("tests.apps:slow", "--port", "0", "--lifespan", "on") as proc:
+        url = proc.wait_until_serving()
+        busy = request(url, "/slow?60")
+        proc.wait_for_line("test app: slow request started")
+        proc.proc.send_signal(signal.SIGINT)
+        proc.wait_for_line("Waiting for connections to close. (CTRL+C to force quit)")
+        proc.proc.send_signal(signal.SIGINT)
+        code = proc.wait()  # well before the 60 s the request wants
+        data = recv_until_closed(busy)
+        busy.close()
+    assert code == 0
+    assert data == b""  # the request never completed
+    assert "test app: lifespan shutdown ran" not in proc.output  # skipped on a forced exit
+    assert "Finished server process" in proc.output
+
+
+def test_uds_file_mode_and_removal(tmp_path):
+    path = tmp_path / "app.sock"
+    with run_cli("tests.apps:hello", "--uds", str(path)) as proc:
+        proc.wait_for_line(f"cyasgi running on unix socket {path} (Press CTRL+C to quit)")
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o666
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), timeout=WAIT) as client:
+            assert client.get("http://unix/").text == "hello"
+        proc.proc.send_signal(signal.SIGINT)
+        assert proc.wait() == 0
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("family", ["inet", "unix"])
+def test_inherited_listening_fd(tmp_path, family):
+    if family == "inet":
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        address: Any = listener.getsockname()
+        transport = httpx.HTTPTransport()
+        url = f"http://{address[0]}:{address[1]}/"
+    else:
+        address = str(tmp_path / "fd.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(address)
+        transport = httpx.HTTPTransport(uds=address)
+        url = "http://unix/"
+    listener.listen(16)
+    fd = listener.fileno()
+    try:
+        with run_cli("tests.apps:echo", "--fd", str(fd), pass_fds=(fd,)) as proc:
+            line = proc.wait_for_line(" running on socket ")
+            with httpx.Client(transport=transport, timeout=WAIT) as client:
+                scope = client.get(url).json()
+    finally:
+        listener.close()
+    assert f"cyasgi running on socket {address} (Press CTRL+C to quit)" in line
+    if family == "inet":
+        assert scope["server"] == list(address)
+        assert scope["client"][0] == "127.0.0.1"
+    else:
+        assert scope["server"] == [address, None]
+        assert scope["client"] is None
+
+
+def test_max_requests_ends_the_process():
+    with run_cli("tests.apps:hello", "--port", "0", "--limit-max-requests", "1") as proc:
+        url = proc.wait_until_serving()
+        assert httpx.get(url, timeout=WAIT).text == "hello"
+        code = proc.wait()
+    assert code == 0
+    assert "Maximum request limit of 1 exceeded. Terminating process." in proc.output
+
+
+def test_no_signal_handlers_left_behind_in_a_thread():
+    """Serving from a thread other than the main one works without installing signal handlers."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import signal, threading, cyasgi, tests.apps as a\n"
+                "before = signal.getsignal(signal.SIGINT)\n"
+                "t = threading.Thread(target=cyasgi.run, args=(a.hello,),"
+                " kwargs=dict(port=0, limit_max_requests=0, log_level='warning'))\n"
+                "t.start(); t.join(20)\n"
+                "assert not t.is_alive()\n"
+                "assert signal.getsignal(signal.SIGINT) is before\n"
+                "print('ok')\n"
+            ),
+        ],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=WAIT * 2,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_uds_path_of_a_regular_file_is_left_alone(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("precious")
+    with run_cli("tests.apps:hello", "--uds", str(path)) as proc:
+        code = proc.wait()
+    assert code == 3
+    assert f"Address {str(path)!r} is already in use" in proc.output
+    assert path.read_text() == "precious"

@@ -1,0 +1,90 @@
+"""The two twins: the compiled one loads wherever it should, and both expose the same API."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import subprocess
+import sys
+
+import pytest
+
+import cyasgi.protocols.http as selector
+from cyasgi._compat import NO_EXTENSIONS
+from tests.conftest import SPEEDUPS, load_twin
+from tests.utils import make_protocol
+
+EXPECT_COMPILED = not NO_EXTENSIONS and (SPEEDUPS / "http.pyx").exists()
+
+
+@pytest.mark.skipif(not EXPECT_COMPILED, reason="the compiled twin is not expected here (pure mode or not CPython)")
+def test_compiled_twin_is_the_one_loaded():
+    # Fails when the build silently fell back to the pure twin (no compiler, broken build...).
+    assert selector.IMPLEMENTATION == "compiled", "the compiled twin should have been built and loaded"
+    assert selector.HttpProtocol.__module__ == "cyasgi._speedups.http"
+
+
+def test_no_extensions_forces_the_pure_twin():
+    env = dict(os.environ, CYASGI_NO_EXTENSIONS="1")
+    out = subprocess.run(
+        [sys.executable, "-c", "import cyasgi.protocols.http as h; print(h.IMPLEMENTATION, h.HttpProtocol.__module__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.split() == ["pure", "cyasgi.protocols.http_pure"]
+
+
+def test_version_names_the_twin_in_use():
+    out = subprocess.run([sys.executable, "-m", "cyasgi", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    expected = "compiled" if selector.IMPLEMENTATION == "compiled" else "pure"
+    assert f"HTTP/1.1: {expected} twin" in out.stdout
+
+
+def public_names(obj: object) -> set[str]:
+    return {name for name in dir(obj) if not name.startswith("_")}
+
+
+@pytest.mark.skipif(not EXPECT_COMPILED, reason="needs the compiled twin")
+@pytest.mark.parametrize("class_name", ["HttpProtocol", "RequestCycle", "FlowControl"])
+def test_twins_have_the_same_public_methods_and_signatures(class_name):
+    compiled = getattr(load_twin("c"), class_name)
+    pure = getattr(load_twin("py"), class_name)
+    methods = {name for name in public_names(pure) if callable(getattr(pure, name))}
+    # asyncio.Protocol's inherited no-op methods are the only extras the pure twin may have.
+    missing = {name for name in methods if not hasattr(compiled, name)} - {"buffer_updated", "get_buffer"}
+    assert not missing, f"compiled {class_name} lacks {sorted(missing)}"
+    pure_params = list(inspect.signature(pure.__init__).parameters)[1:]  # without self
+    assert compiled_parameter_names(compiled) == pure_params
+
+
+def compiled_parameter_names(cls: type) -> list[str]:
+    """Constructor parameter names from the signature Cython embeds in a cdef class's docstring."""
+    first_line = (cls.__doc__ or "").splitlines()[0]
+    assert first_line.startswith(cls.__name__ + "("), f"no embedded signature: {cls.__doc__!r}"
+    params = first_line[len(cls.__name__) + 1 : first_line.rindex(")")].split(",")
+    # "HttpProtocol protocol" (a typed argument) or "_loop=None": keep the name.
+    return [param.split("=")[0].split()[-1] for param in params if param.strip()]
+
+
+@pytest.mark.skipif(not EXPECT_COMPILED, reason="needs the compiled twin")
+@pytest.mark.anyio
+async def test_twins_have_the_same_public_attributes():
+    async def app(scope, receive, send):  # pragma: no cover - never called
+        pass
+
+    compiled, _ = make_protocol(load_twin("c"), app)
+    pure, _ = make_protocol(load_twin("py"), app)
+    pure_attrs = {name for name in vars(pure) if not name.startswith("_")}
+    missing = {name for name in pure_attrs if not hasattr(compiled, name)}
+    assert not missing, f"compiled HttpProtocol lacks {sorted(missing)}"
+
+
+def test_selector_exports():
+    assert {"HttpProtocol", "RequestCycle", "FlowControl", "sweep_deadlines"} <= set(selector.__all__)
+    assert selector.twin_name(selector.HttpProtocol) == selector.IMPLEMENTATION
+    assert selector.twin_name(asyncio.Protocol) is None
