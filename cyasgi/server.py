@@ -251,7 +251,7 @@ class Server:
                 self.last_notified = now
                 await self.config.callback_notify()
 
-        sweep_deadlines(self.server_state.connections, asyncio.get_running_loop().time())
+        sweep_deadlines(self.server_state.connections, time.monotonic())
 
         if self.should_exit:
             return True

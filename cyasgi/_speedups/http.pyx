@@ -17,6 +17,7 @@ cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcpy
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.protocols.http_common import (
@@ -171,6 +172,13 @@ cdef inline char *put_bytes(char *out, bytes data):
     cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
     memcpy(out, PyBytes_AS_STRING(data), size)
     return out + size
+
+
+cdef inline double monotonic():
+    """time.monotonic() without the call: the clock deadlines and sweep_deadlines() share."""
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec + now.tv_nsec * 1e-9
 
 
 cdef bint caused_by_disconnect(object exc):
@@ -531,7 +539,7 @@ cdef class RequestCycle:
             if p != PyBytes_AS_STRING(out) + total:  # the size arithmetic above is wrong: fail loudly
                 raise SystemError(f"response buffer mis-sized: {p - PyBytes_AS_STRING(out)} != {total}")
             if inline_body or not size:
-                self.transport.write(out)
+                self.protocol._transport_write(out)
             elif self._chunked:
                 self.transport.writelines((out, body, CRLF + LAST_CHUNK if not more_body else CRLF))
             else:
@@ -603,6 +611,7 @@ cdef class HttpProtocol:
         self.draining = False
         self._context = None
         self._transport_write = None
+        self._transport_is_closing = None
         self._reading_stopped = False
         self._eof = False
         self._pending_error = None
@@ -623,6 +632,7 @@ cdef class HttpProtocol:
         self.connections.add(self)
         self.transport = transport
         self._transport_write = transport.write
+        self._transport_is_closing = transport.is_closing
         self.flow = FlowControl(transport)
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
@@ -794,7 +804,7 @@ cdef class HttpProtocol:
         """Start queued requests while none is answering; then write a pending error, hand an
         upgrade over, or arm the keep-alive deadline once the connection is idle."""
         cdef RequestCycle cycle
-        if self._dispatching or self.transport is None or self.transport.is_closing():
+        if self._dispatching or self.transport is None or self._transport_is_closing():
             return
         self._dispatching = True
         try:
@@ -804,7 +814,7 @@ cdef class HttpProtocol:
                 self._run(cycle)
         finally:
             self._dispatching = False
-        if self.transport.is_closing():
+        if self._transport_is_closing():
             return
         if self.active is not None:
             if self.pipeline:
@@ -819,7 +829,7 @@ cdef class HttpProtocol:
         elif self._eof:
             self.transport.close()
         elif not self._parsing and not self._reading_stopped:
-            self.deadline = self.loop.time() + self.timeout_keep_alive
+            self.deadline = monotonic() + self.timeout_keep_alive
             self.flow.resume_reading()
 
     cdef _run(self, RequestCycle cycle):
@@ -835,7 +845,7 @@ cdef class HttpProtocol:
         if cycle is not self.active:
             return
         self.active = None
-        if self.transport.is_closing():
+        if self._transport_is_closing():
             return
         if not cycle.keep_alive:
             self.pipeline.clear()

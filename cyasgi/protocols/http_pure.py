@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections import deque
 from typing import Any, Callable
 from urllib.parse import unquote
@@ -433,7 +434,7 @@ class HttpProtocol(asyncio.Protocol):
         self.server: tuple[str, int | None] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
-        self.deadline = 0.0  # loop time at which an idle connection is closed; 0: none
+        self.deadline = 0.0  # time.monotonic() at which an idle connection is closed; 0: none
         self.draining = False  # after shutdown(): no response keeps the connection open
         self._context: contextvars.Context | None = None
         self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
@@ -630,7 +631,7 @@ class HttpProtocol(asyncio.Protocol):
         elif self._eof:
             self.transport.close()
         elif not self._parsing and not self._reading_stopped:
-            self.deadline = self.loop.time() + self.timeout_keep_alive
+            self.deadline = time.monotonic() + self.timeout_keep_alive
             self.flow.resume_reading()
 
     def _run(self, cycle: RequestCycle) -> None:
