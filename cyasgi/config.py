@@ -255,6 +255,7 @@ class Config:
         factory: bool = False,
         h11_max_incomplete_event_size: int | None = None,
         reset_contextvars: bool = False,
+        reuse_port: bool = False,
     ):
         self.app = app
         self.host = host
@@ -305,6 +306,7 @@ class Config:
         self.factory = factory
         self.h11_max_incomplete_event_size = h11_max_incomplete_event_size
         self.reset_contextvars = reset_contextvars
+        self.reuse_port = reuse_port
 
         self.loaded = False
         self.configure_logging()
@@ -330,6 +332,11 @@ class Config:
             logger.info("Loading environment from '%s'", env_file)
             load_dotenv(dotenv_path=env_file)
 
+        if reload and workers is not None and workers > 1:
+            raise ConfigError(
+                "--reload and --workers cannot be used together: --reload runs one process that restarts "
+                "on file changes (development), --workers runs several (production). Pick one."
+            )
         if workers is None and "WEB_CONCURRENCY" in os.environ:
             try:
                 self.workers = int(os.environ["WEB_CONCURRENCY"]) or 1
@@ -338,6 +345,12 @@ class Config:
                     f"WEB_CONCURRENCY must be a number of workers, not {os.environ['WEB_CONCURRENCY']!r}."
                 ) from None
 
+        if reuse_port:
+            if uds is not None or fd is not None:
+                raise ConfigError("--reuse-port needs a TCP --host/--port; it cannot be used with --uds or --fd.")
+            if not hasattr(socket, "SO_REUSEPORT"):
+                raise ConfigError("--reuse-port is not available on this platform (no SO_REUSEPORT).")
+
         self.forwarded_allow_ips: list[str] | str
         if forwarded_allow_ips is None:
             self.forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
@@ -345,7 +358,8 @@ class Config:
             self.forwarded_allow_ips = forwarded_allow_ips
 
         if self.reload and self.workers > 1:
-            logger.warning('"workers" flag is ignored when reloading is enabled.')
+            logger.warning("$WEB_CONCURRENCY is ignored when reloading is enabled: running one process.")
+            self.workers = 1
 
     def _resolve_reload_settings(self, dirs: list[str], includes: list[str], excludes: list[str]) -> None:
         self.reload_includes, self.reload_dirs = resolve_reload_patterns(includes, dirs)
@@ -586,8 +600,12 @@ class Config:
             logger.error("Error loading custom loop setup function. %s" % exc)
             sys.exit(STARTUP_FAILURE)
 
-    def bind_socket(self) -> socket.socket:
-        """Bind the listening socket in the parent process (for --workers and --reload)."""
+    def bind_socket(self, *, announce: bool = True) -> socket.socket:
+        """Bind the listening socket in the parent process (for --workers and --reload).
+
+        With ``reuse_port`` the socket gets SO_REUSEPORT, so other sockets (other workers) can bind
+        the same address. ``announce=False`` skips the "running on" line (a worker binding its own).
+        """
         logger_args: list[str | int]
         if self.uds is not None:
             path = self.uds
@@ -620,6 +638,8 @@ class Config:
 
             sock = socket.socket(family=family)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             try:
                 sock.bind((self.host, self.port))
             except OSError as exc:
@@ -631,7 +651,8 @@ class Config:
             protocol_name = "https" if self.is_ssl else "http"
             port = sock.getsockname()[1] if self.port == 0 else self.port
             logger_args = [protocol_name, self.host, port]
-        logger.info(message, *logger_args, extra={"color_message": color_message})
+        if announce:
+            logger.info(message, *logger_args, extra={"color_message": color_message})
         sock.set_inheritable(True)
         return sock
 

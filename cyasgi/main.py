@@ -161,6 +161,13 @@ def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> boo
     " variable if available, or 1. Not valid with --reload.",
 )
 @click.option(
+    "--reuse-port",
+    is_flag=True,
+    default=False,
+    help="Give each worker its own listening socket with SO_REUSEPORT (Linux: the kernel spreads "
+    "new connections evenly over the workers) instead of one socket shared by all. TCP only.",
+)
+@click.option(
     "--loop",
     type=LOOP_CHOICES,
     default="auto",
@@ -439,6 +446,7 @@ def main(
     reload_excludes: list[str],
     reload_delay: float,
     workers: int,
+    reuse_port: bool,
     env_file: str,
     log_config: str,
     log_level: str,
@@ -495,6 +503,7 @@ def main(
         reload_excludes=reload_excludes or None,
         reload_delay=reload_delay,
         workers=workers,
+        reuse_port=reuse_port,
         proxy_headers=proxy_headers,
         server_header=server_header,
         date_header=date_header,
@@ -579,6 +588,7 @@ def run(
     factory: bool = False,
     h11_max_incomplete_event_size: int | None = None,
     reset_contextvars: bool = False,
+    reuse_port: bool = False,
 ) -> None:
     """Run ``app`` (an ASGI app or a ``"module:attr"`` string) with ``Config``'s settings, like ``uvicorn.run``."""
     if app_dir is not None:
@@ -639,6 +649,7 @@ def run(
             factory=factory,
             h11_max_incomplete_event_size=h11_max_incomplete_event_size,
             reset_contextvars=reset_contextvars,
+            reuse_port=reuse_port,
         )
     except (ConfigError, OSError) as exc:  # e.g. an unreadable --log-config
         logging.getLogger("uvicorn.error").error("%s", exc)
@@ -663,7 +674,9 @@ def run(
             from cyasgi.supervisors import Multiprocess
 
             sock = config.bind_socket()
-            Multiprocess(config, target=server.run, sockets=[sock]).run()
+            Multiprocess(config, sockets=[sock]).run()
+        elif config.reuse_port:
+            server.run(sockets=[config.bind_socket()])
         else:
             server.run()
     except KeyboardInterrupt:

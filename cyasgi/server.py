@@ -59,6 +59,9 @@ class Server:
         self.last_notified = 0.0
         self.servers: list[Any] = []
 
+        #: Set by the --workers supervisor in each worker: the Connection its health pings arrive on.
+        self.health_channel: Any = None
+
         self._captured_signals: list[int] = []
         self._shutdown_started = False
         self._date_second = -1
@@ -70,8 +73,46 @@ class Server:
         return asyncio_run(self.serve(sockets=sockets), loop_factory=loop_factory)
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        with self.capture_signals():
+        with self.capture_signals(), self.answer_health_checks():
             await self._serve(sockets)
+
+    @contextlib.contextmanager
+    def answer_health_checks(self) -> Generator[None, None, None]:
+        """Answer the supervisor's health pings from this event loop, never from a side thread.
+
+        Each ping on ``health_channel`` is echoed back with ``1`` once the server has started,
+        ``0`` before. A loop blocked by synchronous code stops answering, which is how the
+        supervisor (cyasgi.supervisors.multiprocess) tells a stuck worker from a busy one.
+        No-op without a channel.
+        """
+        channel = self.health_channel
+        if channel is None:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        fd = channel.fileno()
+
+        def answer() -> None:
+            try:
+                ping = channel.recv_bytes()
+                channel.send_bytes(ping + (b"1" if self.started else b"0"))
+            except (EOFError, OSError):  # the supervisor went away: stop listening
+                loop.remove_reader(fd)
+
+        loop.add_reader(fd, answer)
+        try:
+            yield
+        finally:
+            loop.remove_reader(fd)
+
+    def announce_started(self) -> None:
+        """Tell the supervisor (if any) at once that this worker serves, before the loop runs any
+        request: from then on, a loop that stops answering pings is a blocked one."""
+        if self.health_channel is not None:
+            try:
+                self.health_channel.send_bytes(b"!1")
+            except OSError:
+                pass
 
     async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
         process_id = os.getpid()
@@ -170,6 +211,7 @@ class Server:
         if sockets is None:  # a supervisor that bound the sockets has logged the address itself
             self._log_started_message(listeners)
         self.started = True
+        self.announce_started()
 
     def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
         config = self.config

@@ -51,6 +51,13 @@ def test_help_is_uvicorns_help_without_http2_and_zig_values():
     expected = expected.replace("[auto|asyncio|uvloop|zuvloop]", "[auto|asyncio|uvloop]")
     expected = expected.replace("[auto|h11|httptools|zttp]", "[auto|h11|httptools]")
     expected = expected.replace("--http2                         Enable HTTP/2 support. Requires --http zttp.\n", "")
+    # cyasgi's one addition, right after --workers (docs/deployment.md).
+    expected = expected.replace(
+        "Not valid with --reload.",
+        "Not valid with --reload. --reuse-port Give each worker its own listening socket with SO_REUSEPORT "
+        "(Linux: the kernel spreads new connections evenly over the workers) instead of one socket shared "
+        "by all. TCP only.",
+    )
 
     result = run_cli_to_exit("--help")
 
@@ -139,7 +146,7 @@ def test_every_option_is_settable_by_env_var(captured_run, tmp_path):
     params = option_params()
     flags = {opt for param in params for opt in param.opts}
     in_reference = set(re.findall(r"^  (--[a-z0-9-]+)", FROM_REFERENCE.read_text(), re.MULTILINE))
-    assert flags == in_reference - {"--http2", "--version", "--help"}
+    assert flags == (in_reference - {"--http2", "--version", "--help"}) | {"--reuse-port"}
     for param in params:
         env_name = "CYASGI_" + param.name.upper()
         raw, expected = sample(param, tmp_path)

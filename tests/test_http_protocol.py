@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from cyasgi.protocols.http_common import SHUTDOWN_GRACE
 from tests.utils import MockTransport, make_protocol, parse_responses
 
 pytestmark = pytest.mark.anyio
@@ -979,10 +980,23 @@ async def test_deadline_cleared_by_new_data(twin):
     assert protocol.deadline == 0.0
 
 
-async def test_shutdown_closes_idle_connection(twin):
+async def test_shutdown_closes_idle_connection_after_the_grace(twin):
     protocol, transport = make_protocol(twin, body_app())
+    started = asyncio.get_running_loop().time()
     protocol.shutdown()
-    assert transport.closed
+    assert not transport.closed  # a request may be on its way
+    await transport.wait_for(lambda: transport.closed)
+    assert asyncio.get_running_loop().time() - started >= SHUTDOWN_GRACE * 0.9
+
+
+async def test_shutdown_answers_a_request_arriving_within_the_grace_then_closes(twin):
+    protocol, transport = make_protocol(twin, body_app(b"late"))
+    protocol.shutdown()
+    protocol.data_received(SIMPLE_GET)  # e.g. a keep-alive client that had just sent it
+    [response] = await transport.responses(1)
+    assert response.status == 200 and response.body == b"late"
+    assert response.header(b"connection") == b"close"
+    await transport.wait_for(lambda: transport.closed)
 
 
 async def test_shutdown_closes_busy_connection_after_its_response(twin):

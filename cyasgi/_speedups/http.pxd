@@ -126,6 +126,7 @@ cdef class HttpProtocol:
         readonly object client
         readonly str scheme
         public double deadline              # time.monotonic() when an idle connection is closed; 0: none
+        readonly bint draining              # after shutdown(): no response keeps the connection open
         object _context                     # contextvars.Context requests are copied from
         object _transport_write             # transport.write, bound once
         object _transport_is_closing        # transport.is_closing, bound once

@@ -24,6 +24,7 @@ from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
     HIGH_WATER_LIMIT,
+    SHUTDOWN_GRACE,
     STATUS_LINES,
     ClientDisconnected,
     RequestRejected,
@@ -613,6 +614,7 @@ cdef class HttpProtocol:
         self.client = None
         self.scheme = "http"
         self.deadline = 0.0
+        self.draining = False
         self._context = None
         self._transport_write = None
         self._transport_is_closing = None
@@ -757,6 +759,8 @@ cdef class HttpProtocol:
         cdef const char *question
         cdef str path
         self._parsing = True
+        if self.draining:
+            keep_alive = False  # shutting down: this response closes the connection
         if upgrade:
             websocket = is_websocket_upgrade(headers)
             if websocket and self.ws_protocol_class is not None:
@@ -942,12 +946,22 @@ cdef class HttpProtocol:
             self.transport.close()
 
     def shutdown(self):
-        """Graceful shutdown: close now when idle, else right after the current response."""
+        """Graceful shutdown: from now on every response closes its connection.
+
+        A busy connection closes right after its current response. An idle one may have a request
+        on its way (it was just accepted, or a keep-alive client has just sent one): that request
+        gets ``SHUTDOWN_GRACE`` seconds to arrive and is answered; without one, the connection closes.
+        """
+        self.draining = True
         self.pipeline.clear()
-        if self.active is None:
-            self.transport.close()
-        else:
+        if self.active is not None:
             self.active.keep_alive = False
+        elif not self._parsing:
+            self.loop.call_later(SHUTDOWN_GRACE, self._close_if_idle)
+
+    def _close_if_idle(self):
+        if self.active is None and not self._parsing and not self.transport.is_closing():
+            self.transport.close()
 
     cdef str _log_prefix(self):
         return "%s:%d - " % self.client if self.client else ""

@@ -17,6 +17,10 @@ ASGI_SPEC_VERSION = "2.5"
 #: Buffered request body above which the connection stops reading until the app calls receive().
 HIGH_WATER_LIMIT = 65536
 
+#: Seconds an idle connection stays open once a graceful shutdown starts, for a request already on
+#: its way (a just-accepted connection, a keep-alive client that has just sent): it is answered.
+SHUTDOWN_GRACE = 0.5
+
 #: Response bodies at or above this size are written beside the head (writelines) instead of
 #: being copied into one bytes object with it.
 COALESCE_LIMIT = 16384

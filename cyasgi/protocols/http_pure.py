@@ -33,6 +33,7 @@ from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
     HIGH_WATER_LIMIT,
+    SHUTDOWN_GRACE,
     STATUS_LINES,
     ClientDisconnected,
     RequestRejected,
@@ -437,6 +438,7 @@ class HttpProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
         self.deadline = 0.0  # time.monotonic() at which an idle connection is closed; 0: none
+        self.draining = False  # after shutdown(): no response keeps the connection open
         self._context: contextvars.Context | None = None
         self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
         self._eof = False
@@ -574,6 +576,8 @@ class HttpProtocol(asyncio.Protocol):
     ) -> None:
         """A complete request head: queue its request cycle (or remember the upgrade)."""
         self._parsing = True
+        if self.draining:
+            keep_alive = False  # shutting down: this response closes the connection
         if upgrade:
             websocket = is_websocket_upgrade(headers)
             if websocket and self.ws_protocol_class is not None:
@@ -747,12 +751,22 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def shutdown(self) -> None:
-        """Graceful shutdown: close now when idle, else right after the current response."""
+        """Graceful shutdown: from now on every response closes its connection.
+
+        A busy connection closes right after its current response. An idle one may have a request
+        on its way (it was just accepted, or a keep-alive client has just sent one): that request
+        gets ``SHUTDOWN_GRACE`` seconds to arrive and is answered; without one, the connection closes.
+        """
+        self.draining = True
         self.pipeline.clear()
-        if self.active is None:
-            self.transport.close()
-        else:
+        if self.active is not None:
             self.active.keep_alive = False
+        elif not self._parsing:
+            self.loop.call_later(SHUTDOWN_GRACE, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        if self.active is None and not self._parsing and not self.transport.is_closing():
+            self.transport.close()
 
     def _log_prefix(self) -> str:
         return "%s:%d - " % self.client if self.client else ""
