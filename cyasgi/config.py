@@ -19,7 +19,7 @@ from cyasgi._compat import IS_PYPY
 from cyasgi.importer import ImportFromStringError, import_from_string
 from cyasgi.logging import TRACE_LOG_LEVEL
 
-HTTPProtocolType = Literal["auto", "h11", "httptools"]
+HTTPProtocolType = Literal["auto", "cyasgi", "h11", "httptools"]
 WSProtocolType = Literal["auto", "none", "websockets", "websockets-sansio", "wsproto"]
 LifespanType = Literal["auto", "on", "off"]
 LoopFactoryType = Literal["none", "auto", "asyncio", "uvloop"]
@@ -41,11 +41,15 @@ LOG_LEVELS: dict[str, int] = {
 # name picks the request parser it drives (see HTTP_PARSERS).
 HTTP_PROTOCOLS: dict[str, str] = {
     "auto": "cyasgi.protocols.http:HttpProtocol",
+    "cyasgi": "cyasgi.protocols.http:HttpProtocol",
     "h11": "cyasgi.protocols.http:HttpProtocol",
     "httptools": "cyasgi.protocols.http:HttpProtocol",
 }
+# None: the twin picks (its own strict parser, or for the pure twin on CPython httptools, which is
+# faster there); "cyasgi" forces the twin's own parser.
 HTTP_PARSERS: dict[str, str | None] = {
-    "auto": None,  # the twin's own strict parser
+    "auto": None,
+    "cyasgi": "cyasgi.protocols.parsers:OWN_PARSER",
     "h11": "cyasgi.protocols.parsers:H11Parser",
     "httptools": "cyasgi.protocols.parsers:httptools_parser_factory",
 }

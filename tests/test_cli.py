@@ -49,7 +49,7 @@ def test_help_is_uvicorns_help_without_http2_and_zig_values():
     # run_cli runs `python -m cyasgi`, which click names as such (uvicorn does the same).
     expected = reference.replace("Usage: uvicorn", "Usage: python -m cyasgi").replace("uvicorn", "cyasgi")
     expected = expected.replace("[auto|asyncio|uvloop|zuvloop]", "[auto|asyncio|uvloop]")
-    expected = expected.replace("[auto|h11|httptools|zttp]", "[auto|h11|httptools]")
+    expected = expected.replace("[auto|h11|httptools|zttp]", "[auto|cyasgi|h11|httptools]")
     expected = expected.replace("--http2                         Enable HTTP/2 support. Requires --http zttp.\n", "")
     # cyasgi's one addition, right after --workers (docs/deployment.md).
     expected = expected.replace(

@@ -35,7 +35,7 @@ from cyasgi.protocols.http_common import (
     split_target,
     warn_unsupported_upgrade,
 )
-from cyasgi.protocols.parsers import PARSER_ERRORS, PARSER_UPGRADES, ParserUpgrade
+from cyasgi.protocols.parsers import OWN_PARSER, PARSER_ERRORS, PARSER_UPGRADES, ParserUpgrade
 from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
 from urllib.parse import unquote
 
@@ -588,7 +588,7 @@ cdef class HttpProtocol:
         self.access_logger = access_logger
         self.access_log = access_logger.hasHandlers()
         parser_factory = config.http_parser_factory
-        if parser_factory is None:
+        if parser_factory is None or parser_factory is OWN_PARSER:
             self._native_parser = RequestParser(self)
             self.parser = self._native_parser
         else:

@@ -203,23 +203,21 @@ class RequestParser:
         size = len(data)
         while size - pos >= 2 and data[pos] == 13 and data[pos + 1] == 10:
             pos += 2
-        i = max(pos, self.scanned - 3) if pos == 0 else pos
-        while True:
-            i = data.find(b"\n", i)
-            if i < 0:
-                break
-            if i == pos or data[i - 1] != 13:
-                raise _bad_request("bare LF in the request head")
-            if i - pos >= 3 and data[i - 2] == 10 and data[i - 3] == 13:
-                if i + 1 - pos > self.max_head_size:
-                    raise RequestRejected(*_TOO_LARGE, "Request head too large.")
-                self.scanned = 0
-                return i - 3
-            i += 1
-        if size - pos > self.max_head_size:
+        start = max(pos, self.scanned - 3) if pos == 0 else pos
+        end = data.find(b"\r\n\r\n", start)
+        stop = size if end < 0 else end + 4
+        # Every LF must follow a CR: as many LFs as CRLFs in what is newly seen.
+        if data.count(b"\n", start, stop) != data.count(b"\r\n", max(start - 1, pos), stop) or data[pos : pos + 1] == b"\n":
+            raise _bad_request("bare LF in the request head")
+        if end < 0:
+            if size - pos > self.max_head_size:
+                raise RequestRejected(*_TOO_LARGE, "Request head too large.")
+            self.scanned = size - pos
+            return -1
+        if end + 4 - pos > self.max_head_size:
             raise RequestRejected(*_TOO_LARGE, "Request head too large.")
-        self.scanned = size - pos
-        return -1
+        self.scanned = 0
+        return end
 
     def _parse_head(self, data: bytes, pos: int, end: int) -> int:
         """Parse the head in ``data[pos:end]`` (end: its final CRLFCRLF); return the offset after it."""

@@ -27,7 +27,7 @@ from collections import deque
 from typing import Any, Callable
 from urllib.parse import unquote
 
-from cyasgi._compat import HAS_EAGER_TASKS
+from cyasgi._compat import HAS_EAGER_TASKS, IS_PYPY
 from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
@@ -47,13 +47,18 @@ from cyasgi.protocols.http_common import (
     warn_unsupported_upgrade,
 )
 from cyasgi.protocols.http_parser_pure import RequestParser
-from cyasgi.protocols.parsers import PARSER_ERRORS, PARSER_UPGRADES
+from cyasgi.protocols.parsers import OWN_PARSER, PARSER_ERRORS, PARSER_UPGRADES, httptools, httptools_parser_factory
 from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
 
 __all__ = ["FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
 
 logger = logging.getLogger("uvicorn.error")
 access_logger = logging.getLogger("uvicorn.access")
+
+#: ``--http auto`` in this twin: httptools where it is a C extension (CPython), because there it
+#: costs fewer instructions per request than the pure parser (perf/microbench.py: 88k vs 113k on
+#: hello, 126k vs 202k with 12 headers); the pure parser elsewhere (PyPy, no httptools).
+_PREFER_HTTPTOOLS = httptools is not None and not IS_PYPY
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
@@ -415,8 +420,14 @@ class HttpProtocol(asyncio.Protocol):
         self.access_logger = access_logger
         self.access_log = access_logger.hasHandlers()
         parser_factory = config.http_parser_factory
-        self._native_parser = RequestParser(self) if parser_factory is None else None
-        self.parser = self._native_parser if parser_factory is None else parser_factory(self)
+        if parser_factory is None and _PREFER_HTTPTOOLS:
+            parser_factory = httptools_parser_factory
+        if parser_factory is None or parser_factory is OWN_PARSER:
+            self._native_parser: RequestParser | None = RequestParser(self)
+            self.parser = self._native_parser
+        else:
+            self._native_parser = None
+            self.parser = parser_factory(self)
         self.ws_protocol_class = config.ws_protocol_class
         self.root_path = config.root_path
         self._root_path_raw = config.root_path.encode("utf-8")

@@ -41,8 +41,8 @@ def httptools_parser_factory(protocol: Any) -> Any:
     return httptools.HttpRequestParser(protocol)
 
 
-#: ``--http auto``: httptools (llhttp, strict) wherever it is installed.
-auto_parser_factory = httptools_parser_factory
+#: ``--http cyasgi``: a marker the protocols read as "my own strict parser" (each twin has one).
+OWN_PARSER = "own parser"
 
 
 class H11Parser:
