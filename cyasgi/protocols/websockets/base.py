@@ -44,6 +44,7 @@ from cyasgi.protocols.http_common import (
     split_target,
 )
 from cyasgi.protocols.utils import get_local_addr, get_remote_addr, is_ssl
+from cyasgi.protocols.websockets.frames import OP_BINARY, OP_CONT, OP_TEXT, apply_mask, data_frame_header
 
 __all__ = ["CLOSE_TIMEOUT", "WebSocketProtocolBase"]
 
@@ -130,6 +131,10 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._head = b""  # the request head, while it is incomplete
         self._pending: list[bytes] = []  # bytes after the head, held until the handshake is answered
         self._pending_size = 0
+        self._buffer = bytearray()  # the start of an incomplete frame
+        self._need = 0  # bytes ``_buffer`` must reach before parsing is worth retrying
+        self._fragmented = False  # a fragmented message is in progress (its frames go to the engine)
+        self._plain_send = False  # no extension negotiated: data frames are encoded here
         self._task: asyncio.Task[None] | None = None
         self._lost = False  # connection_lost() has run
         self._opened = False  # the 101 went out (for the "connection closed" line)
@@ -172,12 +177,17 @@ class WebSocketProtocolBase(asyncio.Protocol):
         raise NotImplementedError
 
     def _engine_accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
-        """The ``101 Switching Protocols`` response with ``headers`` added; the engine is now open."""
+        """The ``101 Switching Protocols`` response with ``headers`` added; the engine is now open.
+        Sets ``_plain_send`` when no extension was negotiated."""
         raise NotImplementedError
 
     def _engine_feed(self, data: bytes) -> None:
-        """Parse frames. For each event call ``_message``, ``_pong``, ``_peer_close`` or ``_fail_received``;
-        write the engine's own replies (pongs, close echoes) with ``transport.write``."""
+        """Parse whole frames. For each event call ``_message``, ``_pong``, ``_peer_close`` or
+        ``_engine_fail``; write the engine's own replies (pongs, close echoes) with ``transport.write``."""
+        raise NotImplementedError
+
+    def _engine_fail(self, code: int, reason: str) -> None:
+        """Fail the connection: write a close frame with ``code``, then call ``_fail_received``."""
         raise NotImplementedError
 
     def _engine_text(self, text: str) -> bytes:
@@ -217,6 +227,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._queue_disconnect(1006, "")
         self._release_drain_waiters()
         self._pending = []
+        self._buffer = bytearray()
         if self._opened:
             self.logger.info("connection closed")
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
@@ -238,7 +249,14 @@ class WebSocketProtocolBase(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         phase = self._phase
         if phase == OPEN or phase == CLOSING:
-            self._engine_feed(data)
+            buffer = self._buffer
+            if buffer:
+                buffer += data
+                if len(buffer) < self._need:
+                    return
+                data = bytes(buffer)
+                self._buffer = bytearray()
+            self._frames_received(data)
             if self._write_paused and not self._paused_for_writes:
                 self._check_write_limit()
         elif phase == HANDSHAKE:
@@ -246,6 +264,69 @@ class WebSocketProtocolBase(asyncio.Protocol):
         elif phase == CONNECTING:
             self._hold(data)
         # RESPONSE / CLOSED: the client has nothing more to say that we would read.
+
+    def _frames_received(self, data: bytes) -> None:
+        """Split ``data`` into frames: decode the plain data frames here, hand the rest to the engine."""
+        size = len(data)
+        pos = 0
+        engine_from = -1  # start of a run of frames for the engine
+        max_size = self.max_size
+        self._need = 0
+        while size - pos >= 2:
+            first = data[pos]
+            second = data[pos + 1]
+            length = second & 0x7F
+            start = pos + 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                start = pos + 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                start = pos + 10
+            masked = second & 0x80
+            if masked:
+                start += 4
+            end = start + length
+            if end > size:
+                if length > max_size or not masked:
+                    # The engine refuses it from the header alone: no reason to wait for the payload.
+                    self._engine_feed(data[pos if engine_from < 0 else engine_from :])
+                    return
+                self._need = end - pos
+                break
+            opcode = first & 0x0F
+            if first & 0xF0 == 0x80 and masked and (opcode == OP_TEXT or opcode == OP_BINARY) and not self._fragmented:
+                if engine_from >= 0:
+                    self._engine_feed(data[engine_from:pos])
+                    engine_from = -1
+                    if self._phase != OPEN and self._phase != CLOSING:
+                        return
+                payload = apply_mask(data[start:end], data[start - 4 : start])
+                if opcode == OP_TEXT:
+                    try:
+                        text = payload.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        self._engine_fail(1007, f"invalid UTF-8 at position {exc.start}")
+                        return
+                    self._message({"type": _RECEIVE, "text": text})
+                else:
+                    self._message({"type": _RECEIVE, "bytes": payload})
+            else:
+                if opcode == OP_TEXT or opcode == OP_BINARY:
+                    self._fragmented = not first & 0x80
+                elif opcode == OP_CONT and first & 0x80:
+                    self._fragmented = False
+                if engine_from < 0:
+                    engine_from = pos
+            pos = end
+        if engine_from >= 0:
+            self._engine_feed(data[engine_from:pos])
+        if pos < size and (self._phase == OPEN or self._phase == CLOSING):
+            self._buffer = bytearray(data[pos:])
 
     # The opening handshake ------------------------------------------------------------------------
 
@@ -395,12 +476,19 @@ class WebSocketProtocolBase(asyncio.Protocol):
             if message_type == "websocket.send":
                 text = message.get("text")
                 if text is not None:
-                    self.transport.write(self._engine_text(text))
+                    if self._plain_send:
+                        payload = text.encode("utf-8")
+                        self._write_frame(data_frame_header(0x81, len(payload)), payload)
+                    else:
+                        self.transport.write(self._engine_text(text))
                     return
                 data = message.get("bytes")
                 if data is None:
                     raise RuntimeError("A 'websocket.send' message needs 'bytes' or 'text'.")
-                self.transport.write(self._engine_binary(data))
+                if self._plain_send:
+                    self._write_frame(data_frame_header(0x82, len(data)), data)
+                else:
+                    self.transport.write(self._engine_binary(data))
             elif message_type == "websocket.close":
                 code = message.get("code")
                 reason = message.get("reason") or ""
@@ -430,6 +518,12 @@ class WebSocketProtocolBase(asyncio.Protocol):
             raise RuntimeError(f"Unexpected ASGI message '{message_type}', after sending 'websocket.close'.")
         else:
             raise ClientDisconnected
+
+    def _write_frame(self, header: bytes, payload: bytes) -> None:
+        if len(payload) < 16384:
+            self.transport.write(header + payload)
+        else:  # no copy of a large payload just to prepend a few bytes
+            self.transport.writelines((header, payload))
 
     # Accepting, refusing, answering with HTTP ------------------------------------------------------
 

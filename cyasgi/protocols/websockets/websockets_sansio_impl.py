@@ -74,6 +74,7 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
         conn = self._conn
         conn.send_response(self._response)  # the engine is now OPEN; its bytes are replaced by ours
         conn.data_to_send()
+        self._plain_send = not conn.extensions
         del self._response
         lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
         for name, value in headers:
@@ -139,12 +140,12 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
-            self._fail_now(1007, f"invalid UTF-8 at position {exc.start}")
+            self._engine_fail(1007, f"invalid UTF-8 at position {exc.start}")
             return False
         self._message({"type": "websocket.receive", "text": text})
         return True
 
-    def _fail_now(self, code: int, reason: str) -> None:
+    def _engine_fail(self, code: int, reason: str) -> None:
         conn = self._conn
         conn.fail(code, reason)
         out = b"".join(conn.data_to_send())

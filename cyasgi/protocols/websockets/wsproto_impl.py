@@ -55,7 +55,10 @@ class WSProtocol(WebSocketProtocolBase):
 
     def _engine_accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
         extensions = [PerMessageDeflate()] if self.per_message_deflate else []
-        return self._conn.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers))
+        response = self._conn.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers))
+        # wsproto keeps what it negotiated private; its answer says whether an extension was accepted.
+        self._plain_send = b"\r\nsec-websocket-extensions:" not in response.lower()
+        return response
 
     def _engine_feed(self, data: bytes) -> None:
         conn = self._conn
@@ -77,7 +80,7 @@ class WSProtocol(WebSocketProtocolBase):
                 elif state is _CLOSED:  # the reply to our own close frame
                     self._peer_close(int(event.code), event.reason or "")
                 else:  # wsproto reports a malformed frame as a close it wants us to send
-                    self._fail_now(int(event.code), event.reason or "")
+                    self._engine_fail(int(event.code), event.reason or "")
                 return
 
     def _piece(self, event: Any) -> bool:
@@ -87,7 +90,7 @@ class WSProtocol(WebSocketProtocolBase):
             size = len(data.encode("utf-8"))  # exact only when the character count is not enough
         self._size += size
         if self._size > self.max_size:
-            self._fail_now(1009, "message too big")
+            self._engine_fail(1009, "message too big")
             return False
         if event.message_finished:
             parts = self._parts
@@ -104,7 +107,7 @@ class WSProtocol(WebSocketProtocolBase):
             self._parts.append(data)
         return True
 
-    def _fail_now(self, code: int, reason: str) -> None:
+    def _engine_fail(self, code: int, reason: str) -> None:
         try:
             self.transport.write(self._conn.send(CloseConnection(code=code, reason=reason)))
         except LocalProtocolError:
