@@ -299,7 +299,13 @@ class WebSocketProtocolBase(asyncio.Protocol):
                 self._need = end - pos
                 break
             opcode = first & 0x0F
-            if first & 0xF0 == 0x80 and masked and (opcode == OP_TEXT or opcode == OP_BINARY) and not self._fragmented:
+            if (
+                first & 0xF0 == 0x80
+                and masked
+                and (opcode == OP_TEXT or opcode == OP_BINARY)
+                and length <= max_size
+                and not self._fragmented
+            ):
                 if engine_from >= 0:
                     self._engine_feed(data[engine_from:pos])
                     engine_from = -1
