@@ -21,7 +21,6 @@ from cyasgi.config import Config
 from cyasgi.protocols.http_common import ASGI_SPEC_VERSION
 from tests.utils import WAIT, make_config, run_server
 from tests.ws_utils import (
-    WS_IMPLS,
     RawClient,
     Recorder,
     close_frame,
@@ -31,14 +30,10 @@ from tests.ws_utils import (
     handshake_request,
     only_connection,
     wait_until,
+    ws,  # noqa: F401 (the implementation fixture)
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=WS_IMPLS)
-def ws(request: pytest.FixtureRequest) -> str:
-    return request.param
 
 
 def ws_url(server: Any, path: str = "/") -> str:

@@ -16,14 +16,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.utils import WAIT, make_config, run_server
-from tests.ws_utils import WS_IMPLS, Recorder, echo_app
+from tests.ws_utils import Recorder, echo_app, ws  # noqa: F401 (ws: the implementation fixture)
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=WS_IMPLS)
-def ws(request: pytest.FixtureRequest) -> str:
-    return request.param
 
 
 def starlette_app(recorder: Recorder) -> Starlette:

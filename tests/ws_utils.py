@@ -10,9 +10,17 @@ import threading
 import time
 from typing import Any, Callable
 
+import pytest
+
 from tests.utils import WAIT, ThreadedServer
 
 WS_IMPLS = ["websockets-sansio", "wsproto", "websockets"]
+
+
+@pytest.fixture(params=WS_IMPLS)
+def ws(request: pytest.FixtureRequest) -> str:
+    """The ``--ws`` implementation under test (import this fixture into a test module)."""
+    return str(request.param)
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 

@@ -313,12 +313,8 @@ class WebSocketProtocolBase(asyncio.Protocol):
                         return
                 payload = apply_mask(data[start:end], data[start - 4 : start])
                 if opcode == OP_TEXT:
-                    try:
-                        text = payload.decode("utf-8")
-                    except UnicodeDecodeError as exc:
-                        self._engine_fail(1007, f"invalid UTF-8 at position {exc.start}")
+                    if not self._text_received(payload):
                         return
-                    self._message({"type": _RECEIVE, "text": text})
                 else:
                     self._message({"type": _RECEIVE, "bytes": payload})
             else:
@@ -647,6 +643,16 @@ class WebSocketProtocolBase(asyncio.Protocol):
         if len(queue) >= self.max_queue and not self._paused_for_queue:
             self._paused_for_queue = True
             self._update_reading()
+
+    def _text_received(self, payload: bytes) -> bool:
+        """A complete text message; False when it is not UTF-8 (the connection then fails, 1007)."""
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._engine_fail(1007, f"invalid UTF-8 at position {exc.start}")
+            return False
+        self._message({"type": _RECEIVE, "text": text})
+        return True
 
     def _queue_disconnect(self, code: int, reason: str) -> None:
         if self._disconnect is not None:

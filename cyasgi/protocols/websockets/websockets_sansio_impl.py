@@ -101,7 +101,7 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
             if opcode is _TEXT or opcode is _BINARY:
                 if frame.fin:
                     if opcode is _TEXT:
-                        if not self._text_message(frame.data):
+                        if not self._text_received(frame.data):
                             return
                     else:
                         payload = frame.data
@@ -115,7 +115,7 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
                     payload = b"".join(self._parts)
                     self._parts = []
                     if self._parts_text:
-                        if not self._text_message(payload):
+                        if not self._text_received(payload):
                             return
                     else:
                         self._message({"type": "websocket.receive", "bytes": payload})
@@ -135,15 +135,6 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
                 self._fail_received(close.code, close.reason)
             else:
                 self._fail_received(1006, str(conn.parser_exc))
-
-    def _text_message(self, payload: Any) -> bool:
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self._engine_fail(1007, f"invalid UTF-8 at position {exc.start}")
-            return False
-        self._message({"type": "websocket.receive", "text": text})
-        return True
 
     def _engine_fail(self, code: int, reason: str) -> None:
         conn = self._conn
