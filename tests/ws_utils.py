@@ -205,6 +205,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, message: st
         time.sleep(0.01)
 
 
+async def eventually(predicate: Callable[[], bool], timeout: float = WAIT, message: str = "condition") -> None:
+    """The in-loop twin of ``wait_until``: yield to the loop until ``predicate()`` holds, bounded."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        await asyncio.sleep(0.001)
+
+
 def only_connection(server: ThreadedServer) -> Any:
     """The one WebSocket protocol object the server holds (once the HTTP protocol handed over)."""
     from cyasgi.protocols.websockets.base import WebSocketProtocolBase

@@ -71,6 +71,18 @@ _LAST_CHUNK = b"0\r\n\r\n"
 _LOG_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"\\')
 
 
+def _from_disconnect(exc: BaseException) -> bool:
+    """``exc`` is our ClientDisconnected, or a framework's exception raised while handling it."""
+    chain: BaseException | None = exc
+    for _ in range(8):
+        if chain is None:
+            return False
+        if isinstance(chain, ClientDisconnected):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
+
+
 def log_target(scope: dict[str, Any]) -> str:
     """The request target as it appears in log lines: path re-quoted, query escaped."""
     target = quote(scope["path"])
@@ -419,7 +431,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self._drop()
             raise
         except BaseException as exc:
-            if self._lost and isinstance(exc, ClientDisconnected):
+            if self._phase == CLOSED and _from_disconnect(exc):
                 self.logger.debug("Client disconnected while the application was sending.")
             else:
                 self.logger.error("Exception in ASGI application\n", exc_info=exc)
