@@ -98,7 +98,9 @@ def _masked_text_frame(payload: bytes) -> bytes:
 class _EchoClient(asyncio.Protocol):
     """One connection: handshake, then keep ``depth`` messages in flight, counting echoes."""
 
-    def __init__(self, port: int, frame: bytes, depth: int, stats: dict[str, int], ready: asyncio.Future) -> None:
+    def __init__(
+        self, port: int, frame: bytes, depth: int, stats: dict[str, int], ready: asyncio.Future
+    ) -> None:
         self.port = port
         self.frame = frame
         self.depth = depth
@@ -167,7 +169,9 @@ class _EchoClient(asyncio.Protocol):
             self.ready.set_exception(ConnectionError("connection lost during the handshake"))
 
 
-async def _open_connections(port: int, count: int, frame: bytes, depth: int, stats: dict[str, int]) -> list[_EchoClient]:
+async def _open_connections(
+    port: int, count: int, frame: bytes, depth: int, stats: dict[str, int]
+) -> list[_EchoClient]:
     loop = asyncio.get_running_loop()
     clients = []
     for start in range(0, count, 50):  # in batches: a listen backlog is finite
@@ -183,7 +187,9 @@ async def _open_connections(port: int, count: int, frame: bytes, depth: int, sta
     return clients
 
 
-async def _load(port: int, connections: int, depth: int, size: int, duration: float, warmup: float) -> dict[str, float]:
+async def _load(
+    port: int, connections: int, depth: int, size: int, duration: float, warmup: float
+) -> dict[str, float]:
     stats = {"received": 0, "lost": 0}
     frame = _masked_text_frame(b"x" * size)
     clients = await _open_connections(port, connections, frame, depth, stats)
@@ -249,14 +255,50 @@ def _free_port() -> int:
 def server_command(name: str, port: int) -> list[str]:
     common_app = "ws_bench:app"
     if name == "cyasgi":
-        return [str(PROJECT_PY), "-m", "cyasgi", common_app, "--app-dir", str(PERF), "--port", str(port),
-                "--log-level", "warning", "--no-access-log"]
+        return [
+            str(PROJECT_PY),
+            "-m",
+            "cyasgi",
+            common_app,
+            "--app-dir",
+            str(PERF),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
     if name == "uvicorn":
-        return [str(PEERS_PY), "-m", "uvicorn", common_app, "--app-dir", str(PERF), "--port", str(port),
-                "--log-level", "warning", "--no-access-log"]
+        return [
+            str(PEERS_PY),
+            "-m",
+            "uvicorn",
+            common_app,
+            "--app-dir",
+            str(PERF),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
     if name == "granian":
-        return [str(PEERS_VENV / "bin" / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-                "--workers", "1", "--log-level", "warning", "--working-dir", str(PERF), common_app]
+        return [
+            str(PEERS_VENV / "bin" / "granian"),
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            "--working-dir",
+            str(PERF),
+            common_app,
+        ]
     raise ValueError(name)
 
 
@@ -279,8 +321,9 @@ class RunningServer:
         self.port = _free_port()
         command = ["taskset", "-c", SERVER_CPU, *server_command(name, self.port)]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True
+        )
         try:
             _wait_listening(self.port, self.proc)
         except BaseException:
@@ -334,8 +377,21 @@ def measure_throughput(name: str, opts: argparse.Namespace) -> float:
     server = RunningServer(name)
     try:
         proc = _client(
-            ["load", "--port", str(server.port), "--connections", str(opts.connections), "--depth", str(opts.depth),
-             "--size", str(opts.size), "--duration", str(opts.duration), "--warmup", str(opts.warmup)],
+            [
+                "load",
+                "--port",
+                str(server.port),
+                "--connections",
+                str(opts.connections),
+                "--depth",
+                str(opts.depth),
+                "--size",
+                str(opts.size),
+                "--duration",
+                str(opts.duration),
+                "--warmup",
+                str(opts.warmup),
+            ],
             timeout=opts.duration + 60,
         )
         out, err = proc.communicate(timeout=opts.duration + opts.warmup + 60)
@@ -353,11 +409,16 @@ def measure_idle_memory(name: str, opts: argparse.Namespace) -> float:
     hold.write_text("")
     try:
         # Warm the server up with a short burst of connections so lazy imports don't count.
-        warm = _client(["idle", "--port", str(server.port), "--connections", "20", "--hold-file", "/nonexistent"], 60)
+        warm = _client(
+            ["idle", "--port", str(server.port), "--connections", "20", "--hold-file", "/nonexistent"], 60
+        )
         warm.communicate(timeout=60)
         time.sleep(0.5)
         before = server.rss_kib()
-        proc = _client(["idle", "--port", str(server.port), "--connections", str(opts.idle), "--hold-file", str(hold)], 120)
+        proc = _client(
+            ["idle", "--port", str(server.port), "--connections", str(opts.idle), "--hold-file", str(hold)],
+            120,
+        )
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line:
@@ -384,7 +445,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         client_main(sys.argv[2:])
         return
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--servers", default="cyasgi,uvicorn,granian")
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--depth", type=int, default=1, help="messages in flight per connection")
@@ -392,7 +455,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per round")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--idle", type=int, default=1000, help="idle connections for the memory figure (0: skip)")
+    parser.add_argument(
+        "--idle", type=int, default=1000, help="idle connections for the memory figure (0: skip)"
+    )
     parser.add_argument("--setup", action="store_true", help="(re)create perf/.venv-ws")
     parser.add_argument("--json", help="also write the results here")
     opts = parser.parse_args()
@@ -418,16 +483,22 @@ def main() -> None:
     medians = {name: statistics.median(values) for name, values in rates.items()}
     base = medians.get("uvicorn")
     print()
-    print(f"{opts.connections} connections, {opts.depth} in flight each, {opts.size}-byte text messages, "
-          f"{opts.duration:g} s x {opts.rounds} rounds (median)")
+    print(
+        f"{opts.connections} connections, {opts.depth} in flight each, {opts.size}-byte text messages, "
+        f"{opts.duration:g} s x {opts.rounds} rounds (median)"
+    )
     print(f"{'server':10s} {'msg/s':>10s} {'vs uvicorn':>11s} {'KiB/1k idle':>12s}")
     for name in servers:
         ratio = f"{medians[name] / base:.2f}x" if base else "-"
         mem = f"{memory[name]:.0f}" if name in memory else "-"
         print(f"{name:10s} {medians[name]:10.0f} {ratio:>11s} {mem:>12s}")
     if opts.json:
-        Path(opts.json).write_text(json.dumps({"options": vars(opts), "rates": rates, "medians": medians,
-                                               "idle_kib_per_1000": memory}, indent=2))
+        Path(opts.json).write_text(
+            json.dumps(
+                {"options": vars(opts), "rates": rates, "medians": medians, "idle_kib_per_1000": memory},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

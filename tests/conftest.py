@@ -35,3 +35,9 @@ def twin(request: pytest.FixtureRequest) -> Any:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(params=["websockets-sansio", "wsproto", "websockets"])
+def ws(request: pytest.FixtureRequest) -> str:
+    """The ``--ws`` implementation under test."""
+    return str(request.param)

@@ -30,7 +30,6 @@ from tests.ws_utils import (
     handshake_request,
     only_connection,
     wait_until,
-    ws,  # noqa: F401 (the implementation fixture)
 )
 
 pytestmark = pytest.mark.anyio
@@ -256,9 +255,8 @@ async def test_close_before_accept_is_403(ws: str, caplog: pytest.LogCaptureFixt
         await receive()
         await send({"type": "websocket.close"})
 
-    with run_server(make_config(app, ws=ws)) as server:
-        with pytest.raises(InvalidStatus) as info:
-            await connect(ws_url(server, "/nope?a=1"), open_timeout=WAIT)
+    with run_server(make_config(app, ws=ws)) as server, pytest.raises(InvalidStatus) as info:
+        await connect(ws_url(server, "/nope?a=1"), open_timeout=WAIT)
     assert info.value.response.status_code == 403
     assert any(r.getMessage().endswith('- "WebSocket /nope?a=1" 403') for r in caplog.records)
     assert not errors(caplog)
@@ -280,9 +278,8 @@ async def test_denial_response(ws: str, caplog: pytest.LogCaptureFixture) -> Non
         await send({"type": "websocket.http.response.body", "body": b'{"error":', "more_body": True})
         await send({"type": "websocket.http.response.body", "body": b'"who are you"}'})
 
-    with run_server(make_config(app, ws=ws)) as server:
-        with pytest.raises(InvalidStatus) as info:
-            await connect(ws_url(server, "/private"), open_timeout=WAIT)
+    with run_server(make_config(app, ws=ws)) as server, pytest.raises(InvalidStatus) as info:
+        await connect(ws_url(server, "/private"), open_timeout=WAIT)
     response = info.value.response
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/json"
@@ -295,7 +292,9 @@ async def test_denial_response(ws: str, caplog: pytest.LogCaptureFixture) -> Non
 def test_denial_response_with_content_length(ws: str) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
-        await send({"type": "websocket.http.response.start", "status": 404, "headers": [(b"content-length", b"9")]})
+        await send(
+            {"type": "websocket.http.response.start", "status": 404, "headers": [(b"content-length", b"9")]}
+        )
         await send({"type": "websocket.http.response.body", "body": b"not ", "more_body": True})
         await send({"type": "websocket.http.response.body", "body": b"here!"})
 
@@ -313,10 +312,14 @@ def test_returning_without_accepting_is_500(ws: str, caplog: pytest.LogCaptureFi
 
     with run_server(make_config(app, ws=ws)) as server, RawClient(server) as client:
         assert client.handshake()[0] == 500
-    assert [r.getMessage() for r in errors(caplog)] == ["ASGI callable returned without completing handshake."]
+    assert [r.getMessage() for r in errors(caplog)] == [
+        "ASGI callable returned without completing handshake."
+    ]
 
 
-def test_exception_before_accept_is_500_after_accept_is_1011(ws: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_exception_before_accept_is_500_after_accept_is_1011(
+    ws: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
         if scope["path"] == "/after":
@@ -418,7 +421,9 @@ def test_max_queue_pauses_reading_and_loses_nothing(ws: str) -> None:
     config = make_config(app, ws=ws, ws_max_queue=max_queue, ws_per_message_deflate=False)
     with run_server(config) as server, RawClient(server) as client:
         assert client.handshake()[0] == 101
-        sender = threading.Thread(target=lambda: [client.send(frame(0x2, bytes([i]) * size)) for i in range(count)])
+        sender = threading.Thread(
+            target=lambda: [client.send(frame(0x2, bytes([i]) * size)) for i in range(count)]
+        )
         sender.start()
         protocol = only_connection(server)
         wait_until(lambda: protocol._reading_paused, message="reading paused")
@@ -487,7 +492,7 @@ def test_answered_pings_keep_the_connection(ws: str) -> None:
     with run_server(config) as server, RawClient(server) as client:
         assert client.handshake()[0] == 101
         for _ in range(3):  # the next ping comes only once the previous one was answered
-            fin, opcode, payload = client.read_frame()
+            _, opcode, payload = client.read_frame()
             assert opcode == 0x9
             client.send(frame(0xA, payload))
         client.send(frame(0x1, b"still here"))
@@ -557,7 +562,9 @@ async def test_shutdown_sends_1012_and_waits_for_the_app(ws: str) -> None:
         pytest.param(frame(0xB), 1002, id="reserved-control-opcode"),
         pytest.param(frame(0x1, b"hi", mask=False), 1002, id="unmasked"),
         pytest.param(frame(0x1, b"\xff\xfe"), 1007, id="bad-utf8"),
-        pytest.param(frame(0x1, b"ok \xe2\x82", fin=False) + frame(0x0, b"\xff"), 1007, id="bad-utf8-fragmented"),
+        pytest.param(
+            frame(0x1, b"ok \xe2\x82", fin=False) + frame(0x0, b"\xff"), 1007, id="bad-utf8-fragmented"
+        ),
         pytest.param(frame(0x2, b"x" * 70_000), 1009, id="oversize"),
         pytest.param(frame(0x9, b"p", fin=False), 1002, id="fragmented-ping"),
         pytest.param(frame(0x9, b"p" * 126), 1002, id="long-ping"),
@@ -570,7 +577,9 @@ async def test_shutdown_sends_1012_and_waits_for_the_app(ws: str) -> None:
 )
 def test_malformed_frames(ws: str, data: bytes, code: int, caplog: pytest.LogCaptureFixture) -> None:
     recorder = Recorder()
-    config = make_config(disconnect_recorder_app(recorder), ws=ws, ws_max_size=65536, ws_per_message_deflate=False)
+    config = make_config(
+        disconnect_recorder_app(recorder), ws=ws, ws_max_size=65536, ws_per_message_deflate=False
+    )
     with run_server(config) as server:
         with RawClient(server) as client:
             assert client.handshake()[0] == 101
@@ -596,11 +605,15 @@ async def test_wss_scheme(ws: str, tmp_path: Any) -> None:
     cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
     cert.private_key_pem.write_to_path(str(keyfile))
     recorder = Recorder()
-    config = make_config(disconnect_recorder_app(recorder), ws=ws, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile))
+    config = make_config(
+        disconnect_recorder_app(recorder), ws=ws, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)
+    )
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
     with run_server(config) as server:
-        async with connect(f"wss://127.0.0.1:{server.port}/", ssl=client_context, open_timeout=WAIT) as client:
+        async with connect(
+            f"wss://127.0.0.1:{server.port}/", ssl=client_context, open_timeout=WAIT
+        ) as client:
             await client.send("over tls")
         recorder.wait_done()
     assert recorder.scopes[0]["scheme"] == "wss"
@@ -626,7 +639,9 @@ async def test_log_lines(ws: str, caplog: pytest.LogCaptureFixture) -> None:
         async with connect(ws_url(server, "/chat%20room?user=a%22b"), open_timeout=WAIT) as client:
             await client.send("x")
             await asyncio.wait_for(client.recv(), WAIT)
-        wait_until(lambda: any(r.getMessage() == "connection closed" for r in caplog.records), message="close line")
+        wait_until(
+            lambda: any(r.getMessage() == "connection closed" for r in caplog.records), message="close line"
+        )
     lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
     accepted = [line for line in lines if line.endswith("[accepted]")]
     assert len(accepted) == 1
@@ -685,6 +700,8 @@ def test_auto_falls_back(blocked: list[str], expected: str) -> None:
         "from cyasgi.protocols.websockets.auto import AutoWebSocketsProtocol as P\n"
         "print(getattr(P, '__name__', P))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT * 3)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT * 3, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected

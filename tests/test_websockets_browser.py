@@ -11,7 +11,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,13 @@ def find_chromium() -> str:
     if os.geteuid() == 0 and shutil.which("apt-get"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         try:
-            subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, timeout=900)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-q", "chromium"],
+                env=env,
+                capture_output=True,
+                timeout=900,
+                check=False,
+            )
         except (OSError, subprocess.SubprocessError):
             pass
         path = shutil.which("chromium")

@@ -7,7 +7,8 @@ from typing import Any, Optional
 
 import aiohttp
 import pytest
-from fastapi import FastAPI, WebSocket as FastAPIWebSocket, WebSocketException, status
+from fastapi import FastAPI, WebSocketException, status
+from fastapi import WebSocket as FastAPIWebSocket
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
@@ -16,14 +17,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.utils import WAIT, make_config, run_server
-from tests.ws_utils import Recorder, echo_app, ws  # noqa: F401 (ws: the implementation fixture)
+from tests.ws_utils import Recorder, echo_app
 
 pytestmark = pytest.mark.anyio
 
 
 def starlette_app(recorder: Recorder) -> Starlette:
     async def chat(websocket: WebSocket) -> None:
-        await websocket.accept(subprotocol="chat.v1" if "chat.v1" in websocket.scope["subprotocols"] else None)
+        await websocket.accept(
+            subprotocol="chat.v1" if "chat.v1" in websocket.scope["subprotocols"] else None
+        )
         try:
             while True:
                 message = await websocket.receive_text()
@@ -42,7 +45,7 @@ def fastapi_app() -> FastAPI:
     app = FastAPI()
 
     @app.websocket("/items/{item_id}")
-    async def items(websocket: FastAPIWebSocket, item_id: int, token: Optional[str] = None) -> None:
+    async def items(websocket: FastAPIWebSocket, item_id: int, token: Optional[str] = None) -> None:  # noqa: UP045 (FastAPI evaluates it on 3.9)
         if token != "secret":
             raise WebSocketException(code=status.WS_1008_POLICY_VIOLATION)
         await websocket.accept()

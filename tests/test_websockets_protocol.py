@@ -17,7 +17,11 @@ from tests.ws_utils import close_frame, eventually, frame, handshake_request
 
 pytestmark = pytest.mark.anyio
 
-CLASSES = {"websockets-sansio": WebSocketsSansIOProtocol, "wsproto": WSProtocol, "websockets": WebSocketProtocol}
+CLASSES = {
+    "websockets-sansio": WebSocketsSansIOProtocol,
+    "wsproto": WSProtocol,
+    "websockets": WebSocketProtocol,
+}
 
 
 @pytest.fixture(params=list(CLASSES))
@@ -36,7 +40,9 @@ class BufferedTransport(MockTransport):
 def open_protocol(protocol_class: Any, app: Any, **kwargs: Any) -> tuple[Any, BufferedTransport]:
     config = make_config(app, **kwargs)
     config.load()
-    protocol = protocol_class(config=config, server_state=make_state(), app_state={}, _loop=asyncio.get_running_loop())
+    protocol = protocol_class(
+        config=config, server_state=make_state(), app_state={}, _loop=asyncio.get_running_loop()
+    )
     transport = BufferedTransport()
     protocol.connection_made(transport)
     transport.set_protocol(protocol)
@@ -99,7 +105,9 @@ async def test_keepalive_waits_while_the_app_is_behind(protocol_class: Any) -> N
         while (await receive())["type"] != "websocket.disconnect":
             pass
 
-    protocol, transport = open_protocol(protocol_class, app, ws_max_queue=2, ws_ping_interval=5, ws_ping_timeout=5)
+    protocol, transport = open_protocol(
+        protocol_class, app, ws_max_queue=2, ws_ping_interval=5, ws_ping_timeout=5
+    )
     await transport.wait_for(lambda: b" 101 " in transport.buffer)
     transport.take()
     protocol.data_received(frame(0x1, b"a") + frame(0x1, b"b") + frame(0x1, b"c"))
@@ -172,4 +180,3 @@ async def test_close_frame_split_across_reads(protocol_class: Any) -> None:
     ]
     assert transport.closed
     assert transport.buffer.endswith(close_frame_bytes(4321, "split"))  # the echo
-

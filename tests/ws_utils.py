@@ -10,17 +10,7 @@ import threading
 import time
 from typing import Any, Callable
 
-import pytest
-
 from tests.utils import WAIT, ThreadedServer
-
-WS_IMPLS = ["websockets-sansio", "wsproto", "websockets"]
-
-
-@pytest.fixture(params=WS_IMPLS)
-def ws(request: pytest.FixtureRequest) -> str:
-    """The ``--ws`` implementation under test (import this fixture into a test module)."""
-    return str(request.param)
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -109,7 +99,9 @@ def close_frame(code: int, reason: str = "") -> bytes:
 
 def handshake_request(path: str = "/", extra: bytes = b"") -> bytes:
     return (
-        b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"GET "
+        + path.encode()
+        + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: " + KEY + b"\r\nSec-WebSocket-Version: 13\r\n" + extra + b"\r\n"
     )
 
@@ -127,7 +119,7 @@ class RawClient:
     def __enter__(self) -> RawClient:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def send(self, data: bytes) -> None:
@@ -169,10 +161,10 @@ class RawClient:
                 elif length == 127 and len(buf) >= 10:
                     length = struct.unpack("!Q", buf[2:10])[0]
                     start = 10
-                if length < 126 or start > 2:
-                    if len(buf) >= start + length:
-                        self.buffer = buf[start + length :]
-                        return bool(buf[0] & 0x80), buf[0] & 0x0F, buf[start : start + length]
+                header_complete = length < 126 or start > 2
+                if header_complete and len(buf) >= start + length:
+                    self.buffer = buf[start + length :]
+                    return bool(buf[0] & 0x80), buf[0] & 0x0F, buf[start : start + length]
             if not self._fill():
                 raise AssertionError(f"connection closed; unread: {self.buffer!r}")
 
@@ -205,7 +197,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, message: st
         time.sleep(0.01)
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = WAIT, message: str = "condition") -> None:
+async def eventually(
+    predicate: Callable[[], bool], timeout: float = WAIT, message: str = "condition"
+) -> None:
     """The in-loop twin of ``wait_until``: yield to the loop until ``predicate()`` holds, bounded."""
     deadline = time.monotonic() + timeout
     while not predicate():

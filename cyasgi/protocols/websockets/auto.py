@@ -3,11 +3,11 @@ else None (the HTTP protocol then answers upgrade requests as plain HTTP and log
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["AutoWebSocketsProtocol"]
 
-AutoWebSocketsProtocol: Optional[type[Any]]
+AutoWebSocketsProtocol: type[Any] | None
 
 try:
     from cyasgi.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol

@@ -526,7 +526,9 @@ class WebSocketProtocolBase(asyncio.Protocol):
                 )
         elif phase == RESPONSE:
             if message_type != "websocket.http.response.body":
-                raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body', but got '{message_type}'.")
+                raise RuntimeError(
+                    f"Expected ASGI message 'websocket.http.response.body', but got '{message_type}'."
+                )
             self._response_body(message.get("body", b""), message.get("more_body", False))
         elif self._closed_by_app:
             raise RuntimeError(f"Unexpected ASGI message '{message_type}', after sending 'websocket.close'.")
@@ -551,7 +553,8 @@ class WebSocketProtocolBase(asyncio.Protocol):
             headers.append((name, value))
         subprotocol = message.get("subprotocol")
         if subprotocol is not None and (
-            not isinstance(subprotocol, str) or not is_valid_header_value(subprotocol.encode("latin-1", "replace"))
+            not isinstance(subprotocol, str)
+            or not is_valid_header_value(subprotocol.encode("latin-1", "replace"))
         ):
             raise RuntimeError("Invalid subprotocol in 'websocket.accept'.")
         self.logger.info('%s - "WebSocket %s" [accepted]', client_label(self.client), log_target(self.scope))
@@ -835,4 +838,3 @@ class WebSocketProtocolBase(asyncio.Protocol):
 
     def _prefix(self) -> str:
         return "%s:%d - " % self.client if self.client else ""
-

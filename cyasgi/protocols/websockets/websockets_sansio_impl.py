@@ -79,7 +79,9 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
         lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
         for name, value in headers:
             lines.append(b"%s: %s\r\n" % (name, value))
-        lines.append(b"upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: %s\r\n" % self._accept_header)
+        lines.append(
+            b"upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: %s\r\n" % self._accept_header
+        )
         if self._extensions_header:
             lines.append(b"sec-websocket-extensions: %s\r\n" % self._extensions_header)
         if subprotocol:
@@ -105,7 +107,12 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
                             return
                     else:
                         payload = frame.data
-                        self._message({"type": "websocket.receive", "bytes": payload if type(payload) is bytes else bytes(payload)})
+                        self._message(
+                            {
+                                "type": "websocket.receive",
+                                "bytes": payload if type(payload) is bytes else bytes(payload),
+                            }
+                        )
                 else:
                     self._parts = [frame.data]
                     self._parts_text = opcode is _TEXT

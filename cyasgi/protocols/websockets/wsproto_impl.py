@@ -55,7 +55,9 @@ class WSProtocol(WebSocketProtocolBase):
 
     def _engine_accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
         extensions = [PerMessageDeflate()] if self.per_message_deflate else []
-        response = self._conn.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers))
+        response = self._conn.send(
+            AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers)
+        )
         # wsproto keeps what it negotiated private; its answer says whether an extension was accepted.
         self._plain_send = b"\r\nsec-websocket-extensions:" not in response.lower()
         return response
