@@ -79,6 +79,16 @@ def test_bytes_sent_right_after_the_handshake_are_kept(twin: Any, ws: str) -> No
         assert client.read_close() == (1000, "")
 
 
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_hand_off_from_each_parser(http: str) -> None:
+    """Both request parsers (``--http httptools|h11``) hand the upgrade over, with the bytes that
+    followed the request."""
+    with run_server(make_config(echo_app, http=http)) as server, RawClient(server) as client:
+        status, _ = client.handshake("/ws", then=frame(0x1, b"early"))
+        assert status == 101
+        assert client.read_frame() == (True, 0x1, b"early")
+
+
 def test_upgrade_after_a_keep_alive_request(twin: Any, ws: str) -> None:
     """An HTTP request and then an upgrade on the same connection, sent in one write."""
 
