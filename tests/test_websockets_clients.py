@@ -1,4 +1,4 @@
-"""Real frameworks and real clients: Starlette and FastAPI endpoints, the aiohttp client."""
+"""Real frameworks and real clients: Starlette, FastAPI and Django Channels endpoints, the aiohttp client."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.utils import WAIT, make_config, run_server
 from tests.ws_utils import Recorder, echo_app
@@ -108,3 +108,41 @@ async def test_aiohttp_client(ws: str) -> None:
                 await client.close(code=4200, message=b"done")
             assert client.close_code == 4200
         recorder.wait_done()
+
+
+def channels_app() -> Any:
+    """A Django Channels consumer, the way a Django project serves one (settings configured here)."""
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(INSTALLED_APPS=["channels"], SECRET_KEY="test", USE_TZ=True)
+        import django
+
+        django.setup()
+    from channels.generic.websocket import AsyncWebsocketConsumer
+
+    class Shout(AsyncWebsocketConsumer):
+        async def connect(self) -> None:
+            await self.accept(subprotocol="shout")
+
+        async def receive(self, text_data: Any = None, bytes_data: Any = None) -> None:
+            if text_data == "bye":
+                await self.close(code=4300)
+            else:
+                await self.send(text_data=text_data.upper())
+
+    return Shout.as_asgi()
+
+
+async def test_django_channels_consumer(ws: str) -> None:
+    pytest.importorskip("channels")
+    with run_server(make_config(channels_app(), ws=ws)) as server:
+        url = f"ws://127.0.0.1:{server.port}/shout/"
+        async with connect(url, subprotocols=["shout"], open_timeout=WAIT) as client:
+            assert client.subprotocol == "shout"
+            await client.send("hello channels")
+            assert await asyncio.wait_for(client.recv(), WAIT) == "HELLO CHANNELS"
+            await client.send("bye")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(client.recv(), WAIT)
+            assert client.close_code == 4300
