@@ -11,6 +11,7 @@ import logging
 import ssl
 import struct
 import threading
+import zlib
 from typing import Any
 
 import pytest
@@ -412,6 +413,20 @@ def test_max_size_counts_fragments(ws: str) -> None:
     with run_server(make_config(echo_app, ws=ws, ws_max_size=1000)) as server, RawClient(server) as client:
         assert client.handshake()[0] == 101
         client.send(frame(0x2, b"a" * 600, fin=False) + frame(0x0, b"b" * 600))
+        assert client.read_close()[0] == 1009
+
+
+def test_max_size_applies_after_decompression(ws: str) -> None:
+    """A small compressed frame that inflates past --ws-max-size closes with 1009."""
+    compressor = zlib.compressobj(wbits=-15)
+    bomb = compressor.compress(b"\x00" * 4_000_000) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert bomb.endswith(b"\x00\x00\xff\xff") and len(bomb) < 10_000
+    config = make_config(echo_app, ws=ws, ws_max_size=1_000_000)
+    with run_server(config) as server, RawClient(server) as client:
+        status, head = client.handshake(extra=b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
+        assert status == 101
+        assert b"permessage-deflate" in head
+        client.send(frame(0x2, bomb[:-4], rsv=4))
         assert client.read_close()[0] == 1009
 
 

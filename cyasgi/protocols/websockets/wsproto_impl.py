@@ -27,6 +27,9 @@ from cyasgi.protocols.websockets.base import WebSocketProtocolBase
 
 __all__ = ["WSProtocol"]
 
+#: Bytes of compressed input given to wsproto at a time (at most ~1,000x that once inflated).
+INFLATE_STEP = 4096
+
 _REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
 _CLOSED = ConnectionState.CLOSED
 
@@ -63,13 +66,24 @@ class WSProtocol(WebSocketProtocolBase):
         return response
 
     def _engine_feed(self, data: bytes) -> None:
+        if self._plain_send or len(data) <= INFLATE_STEP:
+            self._feed(data)
+            return
+        # wsproto inflates whatever payload it is given, without a bound: fed in small steps, a
+        # compressed message is measured (and refused) before it can expand in memory.
+        for start in range(0, len(data), INFLATE_STEP):
+            if not self._feed(data[start : start + INFLATE_STEP]):
+                return
+
+    def _feed(self, data: bytes) -> bool:
+        """Parse ``data``; False once the connection is over."""
         conn = self._conn
         conn.receive_data(data)
         for event in conn.events():
             kind = type(event)
             if kind is TextMessage or kind is BytesMessage:
                 if not self._piece(event):
-                    return
+                    return False
             elif kind is Ping:
                 self.transport.write(conn.send(event.response()))
             elif kind is Pong:
@@ -83,7 +97,8 @@ class WSProtocol(WebSocketProtocolBase):
                     self._peer_close(int(event.code), event.reason or "")
                 else:  # wsproto reports a malformed frame as a close it wants us to send
                     self._engine_fail(int(event.code), event.reason or "")
-                return
+                return False
+        return True
 
     def _piece(self, event: Any) -> bool:
         data = event.data
