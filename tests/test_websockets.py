@@ -620,6 +620,40 @@ def test_malformed_frames(ws: str, data: bytes, code: int, caplog: pytest.LogCap
     assert not [r for r in caplog.records if r.exc_info]
 
 
+def test_nothing_is_left_behind(ws: str) -> None:
+    """Normal close, dropped client, refusal, denial, protocol error: no connection or task remains."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        if scope["path"] == "/refuse":
+            await send({"type": "websocket.close"})
+        elif scope["path"] == "/deny":
+            await send({"type": "websocket.http.response.start", "status": 400, "headers": []})
+            await send({"type": "websocket.http.response.body", "body": b"no"})
+        else:
+            await send({"type": "websocket.accept"})
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
+
+    with run_server(make_config(app, ws=ws)) as server:
+        with RawClient(server) as client:
+            assert client.handshake()[0] == 101
+            client.send(close_frame(1000))
+            assert client.read_close() == (1000, "")
+        with RawClient(server) as client:
+            assert client.handshake()[0] == 101  # then dropped without a close frame
+        with RawClient(server) as client:
+            assert client.handshake("/refuse")[0] == 403
+        with RawClient(server) as client:
+            assert client.handshake("/deny")[0] == 400
+        with RawClient(server) as client:
+            assert client.handshake()[0] == 101
+            client.send(frame(0x3))
+            assert client.read_close()[0] == 1002
+        state = server.server_state
+        wait_until(lambda: not state.connections and not state.tasks, message="connections and tasks to end")
+
+
 # TLS, compression, logs, selection ----------------------------------------------------------------------
 
 
