@@ -253,52 +253,14 @@ def _free_port() -> int:
 
 
 def server_command(name: str, port: int) -> list[str]:
-    common_app = "ws_bench:app"
-    if name == "cyasgi":
-        return [
-            str(PROJECT_PY),
-            "-m",
-            "cyasgi",
-            common_app,
-            "--app-dir",
-            str(PERF),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ]
-    if name == "uvicorn":
-        return [
-            str(PEERS_PY),
-            "-m",
-            "uvicorn",
-            common_app,
-            "--app-dir",
-            str(PERF),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ]
+    app = "ws_bench:app"
+    if name in ("cyasgi", "uvicorn"):  # the same CLI, by design
+        python = PROJECT_PY if name == "cyasgi" else PEERS_PY
+        options = f"--port {port} --log-level warning --no-access-log"
+        return [str(python), "-m", name, app, "--app-dir", str(PERF), *options.split()]
     if name == "granian":
-        return [
-            str(PEERS_VENV / "bin" / "granian"),
-            "--interface",
-            "asgi",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--log-level",
-            "warning",
-            "--working-dir",
-            str(PERF),
-            common_app,
-        ]
+        options = f"--interface asgi --host 127.0.0.1 --port {port} --workers 1 --log-level warning"
+        return [str(PEERS_VENV / "bin" / "granian"), *options.split(), "--working-dir", str(PERF), app]
     raise ValueError(name)
 
 
