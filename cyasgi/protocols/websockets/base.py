@@ -93,7 +93,7 @@ def log_target(scope: dict[str, Any]) -> str:
 
 
 def client_label(client: tuple[str, int] | None) -> str:
-    return "%s:%d" % client if client else ""
+    return f"{client[0]}:{client[1]}" if client else ""
 
 
 class WebSocketProtocolBase(asyncio.Protocol):
@@ -471,10 +471,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             if self._disconnect is not None:
                 return dict(self._disconnect)
             waiter = self._waiter = self.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+            await waiter  # (a cancelled waiter is left behind: it is done, and nothing wakes it)
         message = queue.popleft()
         if self._paused_for_queue and len(queue) <= self._resume_level:
             self._paused_for_queue = False
@@ -491,8 +488,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
                 text = message.get("text")
                 if text is not None:
                     if self._plain_send:
-                        payload = text.encode("utf-8")
-                        self._write_frame(data_frame_header(0x81, len(payload)), payload)
+                        self._write_data(0x81, text.encode("utf-8"))
                     else:
                         self.transport.write(self._engine_text(text))
                     return
@@ -500,7 +496,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
                 if data is None:
                     raise RuntimeError("A 'websocket.send' message needs 'bytes' or 'text'.")
                 if self._plain_send:
-                    self._write_frame(data_frame_header(0x82, len(data)), data)
+                    self._write_data(0x82, data)
                 else:
                     self.transport.write(self._engine_binary(data))
             elif message_type == "websocket.close":
@@ -535,11 +531,15 @@ class WebSocketProtocolBase(asyncio.Protocol):
         else:
             raise ClientDisconnected
 
-    def _write_frame(self, header: bytes, payload: bytes) -> None:
-        if len(payload) < 16384:
-            self.transport.write(header + payload)
+    def _write_data(self, first_byte: int, payload: bytes) -> None:
+        """One unmasked data frame (FIN set) without extensions."""
+        size = len(payload)
+        if size < 126:
+            self.transport.write(bytes((first_byte, size)) + payload)
+        elif size < 16384:
+            self.transport.write(data_frame_header(first_byte, size) + payload)
         else:  # no copy of a large payload just to prepend a few bytes
-            self.transport.writelines((header, payload))
+            self.transport.writelines((data_frame_header(first_byte, size), payload))
 
     # Accepting, refusing, answering with HTTP ------------------------------------------------------
 
@@ -653,8 +653,10 @@ class WebSocketProtocolBase(asyncio.Protocol):
         queue = self._queue
         queue.append(message)
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
         if len(queue) >= self.max_queue and not self._paused_for_queue:
             self._paused_for_queue = True
             self._update_reading()
@@ -676,8 +678,10 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._disconnect = message
         self._queue.append(dict(message))
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
         if self._paused_for_queue:
             self._paused_for_queue = False
             self._update_reading()
@@ -837,4 +841,4 @@ class WebSocketProtocolBase(asyncio.Protocol):
     # Helpers ------------------------------------------------------------------------------------------------
 
     def _prefix(self) -> str:
-        return "%s:%d - " % self.client if self.client else ""
+        return client_label(self.client) + " - " if self.client else ""
