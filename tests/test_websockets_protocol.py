@@ -180,3 +180,32 @@ async def test_close_frame_split_across_reads(protocol_class: Any) -> None:
     ]
     assert transport.closed
     assert transport.buffer.endswith(close_frame_bytes(4321, "split"))  # the echo
+
+
+async def test_a_full_queue_holds_the_rest_of_a_read_unparsed(protocol_class: Any) -> None:
+    """1,000 tiny messages and a close in one read: the queue stops at --ws-max-queue, the rest
+    waits as bytes, and everything arrives in order once the app reads."""
+    release = asyncio.Event()
+    received: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await release.wait()
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] == "websocket.disconnect":
+                return
+
+    protocol, transport = open_protocol(protocol_class, app, ws_max_queue=4)
+    await transport.wait_for(lambda: b" 101 " in transport.buffer)
+    data = b"".join(frame(0x1, str(i).encode()) for i in range(1000)) + close_frame(1001, "gone")
+    protocol.data_received(data)
+    assert len(protocol._queue) == 4
+    assert transport.read_paused
+    assert len(protocol._buffer) > len(data) // 2  # held as bytes, not as 996 message dicts
+    release.set()
+    await eventually(lambda: len(received) == 1001)
+    assert [m.get("text") for m in received[:1000]] == [str(i) for i in range(1000)]
+    assert received[1000] == {"type": "websocket.disconnect", "code": 1001, "reason": "gone"}

@@ -329,6 +329,10 @@ class WebSocketProtocolBase(asyncio.Protocol):
                         return
                 else:
                     self._message({"type": _RECEIVE, "bytes": payload})
+                if self._paused_for_queue:
+                    # The queue is full: the rest of this read waits, unparsed, for the app.
+                    pos = end
+                    break
             else:
                 if opcode == OP_TEXT or opcode == OP_BINARY:
                     self._fragmented = not first & 0x80
@@ -474,8 +478,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             await waiter  # (a cancelled waiter is left behind: it is done, and nothing wakes it)
         message = queue.popleft()
         if self._paused_for_queue and len(queue) <= self._resume_level:
-            self._paused_for_queue = False
-            self._update_reading()
+            self._unpause_queue()
         return message
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -723,8 +726,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         if not self.transport.is_closing():
             self.transport.write(self._engine_close(code, reason))
         # Read on whatever the queue holds: the peer's close frame must get through.
-        self._paused_for_queue = False
-        self._update_reading()
+        self._unpause_queue()
         self._close_due = self.loop.time() + self.close_timeout
         self._update_deadline()
 
@@ -818,6 +820,15 @@ class WebSocketProtocolBase(asyncio.Protocol):
                 self.transport.pause_reading()
             else:
                 self.transport.resume_reading()
+
+    def _unpause_queue(self) -> None:
+        """The app caught up (or is closing): read again, starting with the bytes held back."""
+        self._paused_for_queue = False
+        self._update_reading()
+        if self._buffer and not self._need and (self._phase == OPEN or self._phase == CLOSING):
+            data = bytes(self._buffer)
+            self._buffer = bytearray()
+            self._frames_received(data)
 
     def _check_write_limit(self) -> None:
         if self.transport.get_write_buffer_size() > WRITE_HARD_LIMIT:
