@@ -362,10 +362,12 @@ def test_app_returning_after_accept_closes_1000(ws: str) -> None:
         assert client.read_until_eof() == b""
 
 
-def test_invalid_accept_headers_are_refused(ws: str, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("message_type", ["websocket.accept", "websocket.http.response.start"])
+def test_invalid_headers_are_refused(ws: str, message_type: str, caplog: pytest.LogCaptureFixture) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
-        await send({"type": "websocket.accept", "headers": [(b"x-injected", b"a\r\nset-cookie: evil")]})
+        headers = [(b"x-injected", b"a\r\nset-cookie: evil")]
+        await send({"type": message_type, "status": 200, "headers": headers})
 
     with run_server(make_config(app, ws=ws)) as server, RawClient(server) as client:
         status, head = client.handshake()

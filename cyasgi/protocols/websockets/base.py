@@ -92,6 +92,19 @@ def log_target(scope: dict[str, Any]) -> str:
     return target
 
 
+def checked_headers(message: dict[str, Any], message_type: str) -> list[tuple[bytes, bytes]]:
+    """The app's ``headers``, names lower-cased; RuntimeError on a name or value that could split
+    the response (CR, LF, NUL, ...)."""
+    headers = []
+    for name, value in message.get("headers") or ():
+        name = bytes(name).lower()
+        value = bytes(value)
+        if not is_valid_header_name(name) or not is_valid_header_value(value):
+            raise RuntimeError(f"Invalid HTTP header in '{message_type}'.")
+        headers.append((name, value))
+    return headers
+
+
 def client_label(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else ""
 
@@ -548,12 +561,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
 
     def _accept(self, message: dict[str, Any]) -> None:
         headers = list(self.server_state.default_headers)
-        for name, value in message.get("headers") or ():
-            name = bytes(name).lower()
-            value = bytes(value)
-            if not is_valid_header_name(name) or not is_valid_header_value(value):
-                raise RuntimeError("Invalid HTTP header in 'websocket.accept'.")
-            headers.append((name, value))
+        headers += checked_headers(message, "websocket.accept")
         subprotocol = message.get("subprotocol")
         if subprotocol is not None and (
             not isinstance(subprotocol, str)
@@ -592,11 +600,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         lines = [STATUS_LINES[status], self.server_state.default_headers_block]
         length = -1
         has_type = False
-        for name, value in message.get("headers") or ():
-            name = bytes(name).lower()
-            value = bytes(value)
-            if not is_valid_header_name(name) or not is_valid_header_value(value):
-                raise RuntimeError("Invalid HTTP header in 'websocket.http.response.start'.")
+        for name, value in checked_headers(message, "websocket.http.response.start"):
             if name == b"content-length":
                 try:
                     length = int(value)
