@@ -768,3 +768,53 @@ def test_auto_falls_back(blocked: list[str], expected: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
+
+
+CLI_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "http":
+        body = b"http: " + scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+        return
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    message = await receive()
+    await send({"type": "websocket.send", "text": "cli: " + message["text"]})
+    await receive()
+"""
+
+
+@pytest.mark.parametrize(("args", "env", "websocket"), [
+    (["--ws", "wsproto", "--ws-max-size", "100"], {}, True),
+    ([], {"CYASGI_WS": "websockets-sansio", "CYASGI_WS_PING_INTERVAL": "0"}, True),
+    ([], {"CYASGI_WS": "none"}, False),
+])  # fmt: skip
+def test_cli_options(tmp_path: Any, args: list[str], env: dict[str, str], websocket: bool) -> None:
+    from tests.utils import run_cli
+
+    (tmp_path / "wsapp.py").write_text(CLI_APP)
+    with run_cli("wsapp:app", "--app-dir", str(tmp_path), "--port", "0", *args, env=env) as cli:
+        url = cli.wait_until_serving()
+        port = int(url.rsplit(":", 1)[1])
+        with RawClient(_PortOnly(port)) as client:
+            status, _ = client.handshake("/sock")
+            if not websocket:
+                assert status == 200
+                assert client.buffer.startswith(b"http: /sock")
+                return
+            assert status == 101
+            client.send(frame(0x1, b"hello"))
+            assert client.read_frame() == (True, 0x1, b"cli: hello")
+            if "--ws-max-size" in args:
+                client.send(frame(0x1, b"x" * 101))
+                assert client.read_close()[0] == 1009
+
+
+class _PortOnly:
+    """Enough of a ThreadedServer for RawClient: a port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
