@@ -160,7 +160,6 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._need = 0  # bytes ``_buffer`` must reach before parsing is worth retrying
         self._fragmented = False  # a fragmented message is in progress (its frames go to the engine)
         self._plain_send = False  # no extension negotiated: data frames are encoded here
-        self._task: asyncio.Task[None] | None = None
         self._lost = False  # connection_lost() has run
         self._opened = False  # the 101 went out (for the "connection closed" line)
         # The app ended the conversation itself (close, refusal, complete denial response): a later
@@ -379,7 +378,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self._phase = CLOSED
             self.logger.info("connection rejected (%s)", refusal.split(b"\r\n", 1)[0][9:].decode("latin-1"))
             self.transport.write(refusal)
-            self.transport.close()
+            self._close_transport()
             return
         self.scope = self._build_scope(head)
         self._phase = CONNECTING
@@ -435,7 +434,6 @@ class WebSocketProtocolBase(asyncio.Protocol):
     def _start_app(self) -> None:
         context = contextvars.Context() if self.config.reset_contextvars else contextvars.copy_context()
         task = context.run(self.loop.create_task, self.run_asgi())
-        self._task = task
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -459,8 +457,6 @@ class WebSocketProtocolBase(asyncio.Protocol):
             if result is not None:
                 self.logger.error("ASGI callable should return None, but returned '%s'.", result)
             self._app_returned()
-        finally:
-            self._task = None
 
     def _app_failed(self) -> None:
         phase = self._phase
