@@ -209,3 +209,27 @@ async def test_a_full_queue_holds_the_rest_of_a_read_unparsed(protocol_class: An
     await eventually(lambda: len(received) == 1001)
     assert [m.get("text") for m in received[:1000]] == [str(i) for i in range(1000)]
     assert received[1000] == {"type": "websocket.disconnect", "code": 1001, "reason": "gone"}
+
+
+async def test_bytes_before_the_accept_are_bounded(protocol_class: Any) -> None:
+    """While the app decides, early frames are held (reading pauses past 64 KiB), then delivered."""
+    decide = asyncio.Event()
+    received: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await decide.wait()
+        await send({"type": "websocket.accept"})
+        for _ in range(20):
+            received.append(await receive())
+
+    protocol, transport = open_protocol(protocol_class, app)
+    chunk = frame(0x2, b"z" * 5000)
+    for _ in range(20):
+        protocol.data_received(chunk)
+    assert transport.read_paused
+    assert protocol._pending_size == 20 * len(chunk)
+    decide.set()
+    await eventually(lambda: len(received) == 20)
+    assert received == [{"type": "websocket.receive", "bytes": b"z" * 5000}] * 20
+    assert not transport.read_paused
