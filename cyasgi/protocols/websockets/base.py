@@ -706,7 +706,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
     def _fail_received(self, code: int, reason: str) -> None:
         """The peer broke the protocol; the engine has written the close frame with ``code``."""
         if self.logger.isEnabledFor(logging.DEBUG):
-            self.logger.debug("%sWebSocket protocol error (%d): %s", self._prefix(), code, reason[:200])
+            self.logger.debug("%sWebSocket protocol error (%d): %r", self._prefix(), code, reason[:200])
         self._queue_disconnect(code, reason)
         self._phase = CLOSED
         self._close_transport()
