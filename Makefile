@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 SPEEDUPS := $(wildcard cyasgi/_speedups/*.pyx cyasgi/_speedups/*.pxd cyasgi/_speedups/*.pxi)
 
-.PHONY: run test test-pure test-pypy bench build annotate lint clean fuzz venv
+.PHONY: run test test-pure test-pypy bench bench-ws build annotate lint clean fuzz venv
 
 # Create the venv and install cyasgi (editable) with its test dependencies.
 $(VENV)/.installed: pyproject.toml setup.py requirements/test.txt
@@ -44,6 +44,10 @@ test-pypy:
 # any python3 >= 3.9 runs it. BENCH_ARGS="--quick", "--servers cyasgi,uvicorn --workloads hello", ...
 bench:
 	$(PYTHON) perf/bench.py $(BENCH_ARGS)
+
+# WebSocket echo throughput and idle memory against uvicorn and granian (see docs/websockets.md).
+bench-ws: build
+	$(PY) perf/ws_bench.py $(BENCH_ARGS)
 
 annotate: $(VENV)/.installed
 	cd cyasgi/_speedups && ../../$(BIN)/cython -3 -a *.pyx

@@ -54,3 +54,9 @@ def restore_logging() -> Any:
         logger.setLevel(level)
         logger.propagate = propagate
         logger.disabled = disabled
+
+
+@pytest.fixture(params=["websockets-sansio", "wsproto", "websockets"])
+def ws(request: pytest.FixtureRequest) -> str:
+    """The ``--ws`` implementation under test."""
+    return str(request.param)

@@ -327,7 +327,7 @@ def test_broken_log_config_exits_3(tmp_path, suffix):
         (["--lifespan", "maybe"], "Invalid value for '--lifespan': 'maybe' is not one of 'auto', 'on', 'off'."),
         (["--log-level", "verbose"], "Invalid value for '--log-level'"),
         (["--interface", "cgi"], "Invalid value for '--interface'"),
-        (["--http", "h3"], "Invalid value for '--http': 'h3' is not one of 'auto', 'h11', 'httptools'"),
+        (["--http", "h3"], "Invalid value for '--http': 'h3' is not one of 'auto', 'cyasgi', 'h11', 'httptools'"),
         (["--loop", "trio"], "Invalid value for '--loop': 'trio' is not one of 'auto', 'asyncio', 'uvloop'"),
         (["--ws", "socketio"], "Invalid value for '--ws'"),
         (["--ws-per-message-deflate", "maybe"], "'maybe' is not a valid boolean"),

@@ -103,7 +103,7 @@ class H11Parser:
             if event is h11.NEED_DATA:
                 return
             if event is h11.PAUSED:
-                if conn.client_state is h11.MIGHT_SWITCH_PROTOCOL or self._upgrade:
+                if conn.their_state is h11.MIGHT_SWITCH_PROTOCOL or self._upgrade:
                     trailing, _closed = conn.trailing_data
                     # Offset of the data after the request within *this* chunk.
                     raise ParserUpgrade(max(len(data) - len(trailing), 0))

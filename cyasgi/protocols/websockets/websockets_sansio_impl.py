@@ -1,0 +1,177 @@
+"""``--ws websockets-sansio`` (the default): frames by the ``websockets`` library's sans-I/O
+``ServerProtocol``; everything else is ``WebSocketProtocolBase``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from websockets.exceptions import InvalidState
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+
+from cyasgi.protocols.http_common import simple_response
+from cyasgi.protocols.websockets.base import WebSocketProtocolBase
+
+__all__ = ["WebSocketsSansIOProtocol"]
+
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONT = Opcode.CONT
+_PONG = Opcode.PONG
+_CLOSE = Opcode.CLOSE
+
+# The library logs "connection open/closed" at INFO on the logger it is given; cyasgi writes its own
+# lines (on uvicorn.error), so the library gets a quiet logger that still lets its errors through.
+_engine_logger = logging.getLogger("cyasgi.websockets")
+if _engine_logger.level == logging.NOTSET:
+    _engine_logger.setLevel(logging.WARNING)
+
+
+class WebSocketsSansIOProtocol(WebSocketProtocolBase):
+    engine_name = "websockets-sansio"
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        extensions = None
+        if self.per_message_deflate:
+            # 4 KiB windows and a small memLevel: ~tens of KiB per connection instead of ~300.
+            extensions = [
+                ServerPerMessageDeflateFactory(
+                    server_max_window_bits=12,
+                    client_max_window_bits=12,
+                    compress_settings={"memLevel": 5},
+                )
+            ]
+        self._conn = ServerProtocol(extensions=extensions, max_size=self.max_size, logger=_engine_logger)
+        self._accept_header = b""
+        self._extensions_header = b""
+        self._parts: list[bytes] = []  # fragments of the message being received
+        self._parts_text = False
+
+    def _engine_handshake(self, head: bytes) -> bytes | None:
+        conn = self._conn
+        conn.receive_data(head)
+        events = conn.events_received()
+        if not events or not isinstance(events[0], Request):
+            # The library answered an unparsable head itself (431, 414) or only wants to close.
+            refusal = b"".join(conn.data_to_send())
+            return refusal or simple_response(400, b"Invalid WebSocket handshake.", b"")
+        response = conn.accept(events[0])
+        if response.status_code != 101:
+            conn.send_response(response)
+            return b"".join(conn.data_to_send())
+        self._accept_header = response.headers["Sec-WebSocket-Accept"].encode("ascii")
+        extensions = response.headers.get("Sec-WebSocket-Extensions")
+        if extensions:
+            self._extensions_header = extensions.encode("ascii")
+        self._response = response
+        return None
+
+    def _engine_accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
+        conn = self._conn
+        conn.send_response(self._response)  # the engine is now OPEN; its bytes are replaced by ours
+        conn.data_to_send()
+        self._plain_send = not conn.extensions
+        del self._response
+        lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        for name, value in headers:
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(
+            b"upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: %s\r\n" % self._accept_header
+        )
+        if self._extensions_header:
+            lines.append(b"sec-websocket-extensions: %s\r\n" % self._extensions_header)
+        if subprotocol:
+            lines.append(b"sec-websocket-protocol: %s\r\n" % subprotocol.encode("latin-1"))
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def _engine_feed(self, data: bytes) -> None:
+        conn = self._conn
+        conn.receive_data(data)
+        writes = conn.data_to_send()
+        if writes:
+            # Pongs, a close echo, or the close frame of a failure (b"" is the library's EOF mark).
+            out = b"".join(writes)
+            if out:
+                self.transport.write(out)
+        for frame in conn.events_received():
+            opcode = frame.opcode
+            if opcode is _TEXT or opcode is _BINARY:
+                if frame.fin:
+                    if opcode is _TEXT:
+                        if not self._text_received(frame.data):
+                            return
+                    else:
+                        payload = frame.data
+                        self._message(
+                            {
+                                "type": "websocket.receive",
+                                "bytes": payload if type(payload) is bytes else bytes(payload),
+                            }
+                        )
+                else:
+                    self._parts = [frame.data]
+                    self._parts_text = opcode is _TEXT
+            elif opcode is _CONT:
+                self._parts.append(frame.data)
+                if frame.fin:
+                    payload = b"".join(self._parts)
+                    self._parts = []
+                    if self._parts_text:
+                        if not self._text_received(payload):
+                            return
+                    else:
+                        self._message({"type": "websocket.receive", "bytes": payload})
+            elif opcode is _PONG:
+                self._pong(bytes(frame.data))
+            elif opcode is _CLOSE:
+                close = conn.close_rcvd
+                if close is None:  # pragma: no cover - the library sets it before returning the frame
+                    self._peer_close(1005, "")
+                else:
+                    self._peer_close(close.code, close.reason)
+                return
+            # PING: the library has queued the pong, written above.
+        if conn.parser_exc is not None:
+            close = conn.close_sent
+            if close is not None:
+                self._fail_received(close.code, close.reason)
+            else:
+                self._fail_received(1006, str(conn.parser_exc))
+
+    def _engine_fail(self, code: int, reason: str) -> None:
+        conn = self._conn
+        conn.fail(code, reason)
+        out = b"".join(conn.data_to_send())
+        if out:
+            self.transport.write(out)
+        self._fail_received(code, reason)
+
+    def _engine_text(self, text: str) -> bytes:
+        conn = self._conn
+        conn.send_text(text.encode("utf-8"))
+        writes = conn.data_to_send()
+        return writes[0] if len(writes) == 1 else b"".join(writes)
+
+    def _engine_binary(self, data: bytes) -> bytes:
+        conn = self._conn
+        conn.send_binary(data)
+        writes = conn.data_to_send()
+        return writes[0] if len(writes) == 1 else b"".join(writes)
+
+    def _engine_close(self, code: int, reason: str) -> bytes:
+        conn = self._conn
+        try:
+            conn.send_close(code, reason)
+        except InvalidState:
+            return b""
+        return b"".join(conn.data_to_send())
+
+    def _engine_ping(self, payload: bytes) -> bytes:
+        conn = self._conn
+        conn.send_ping(payload)
+        return b"".join(conn.data_to_send())
