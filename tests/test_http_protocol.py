@@ -942,8 +942,8 @@ async def test_eof_when_idle_closes(twin):
 
 
 async def test_keep_alive_deadline_is_armed_after_response_and_sweep_closes(twin):
-    protocol, transport = make_protocol(twin, body_app(), timeout_keep_alive=5)
-    assert protocol.deadline == 0.0
+    protocol, transport = make_protocol(twin, body_app(), timeout_keep_alive=5, timeout_header_read=0)
+    assert protocol.deadline == 0.0  # (with --timeout-header-read, connecting arms the head deadline)
     protocol.data_received(SIMPLE_GET)
     await transport.responses(1)
     await transport.wait_for(lambda: protocol.deadline != 0.0)
@@ -971,13 +971,27 @@ async def test_no_deadline_while_a_request_is_in_flight(twin):
     await transport.responses(1)
 
 
-async def test_deadline_cleared_by_new_data(twin):
-    protocol, transport = make_protocol(twin, body_app())
+async def test_deadline_cleared_by_new_data_without_a_head_timeout(twin):
+    protocol, transport = make_protocol(twin, body_app(), timeout_header_read=0)
     protocol.data_received(SIMPLE_GET)
     await transport.responses(1)
     await transport.wait_for(lambda: protocol.deadline != 0.0)
     protocol.data_received(b"GET / HTTP/1.1\r\n")  # a request has begun
     assert protocol.deadline == 0.0
+
+
+async def test_a_begun_head_keeps_the_head_deadline_not_the_keep_alive_one(twin):
+    protocol, transport = make_protocol(twin, body_app(), timeout_keep_alive=5, timeout_header_read=30)
+    protocol.data_received(SIMPLE_GET)
+    await transport.responses(1)
+    await transport.wait_for(lambda: protocol.deadline != 0.0)
+    idle_deadline = protocol.deadline
+    assert idle_deadline <= time.monotonic() + 5
+    protocol.data_received(b"GET / HTTP/1.1\r\n")  # a request has begun: 30 s from the response
+    assert idle_deadline + 20 < protocol.deadline <= idle_deadline + 25 + 0.5
+    head_deadline = protocol.deadline
+    protocol.data_received(b"Host: x\r\n")  # more bytes do not move it
+    assert protocol.deadline == head_deadline
 
 
 async def test_shutdown_closes_idle_connection_after_the_grace(twin):

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from cyasgi._compat import asyncio_run
 from cyasgi.config import Config
 from cyasgi.protocols.http_common import encode_headers_block
+from cyasgi.protocols.parsers import OWN_PARSER, H11Parser, httptools_parser_factory
 from cyasgi.server import Server, ServerState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -342,10 +343,25 @@ def make_state(server_header: bool = True) -> ServerState:
     return state
 
 
-def make_protocol(twin: Any, app: Any, transport: MockTransport | None = None, **kwargs: Any) -> tuple[Any, MockTransport]:
-    """A connected protocol of ``twin`` serving ``app`` over a MockTransport (call inside a loop)."""
+#: ``--http`` names of request parsers, and how a twin's protocol is told to drive one.
+PARSER_FACTORIES: dict[str, Callable[[Config], Any]] = {
+    "cyasgi": lambda config: OWN_PARSER,
+    "httptools": lambda config: httptools_parser_factory,
+    "h11": H11Parser.factory,
+}
+
+
+def make_protocol(
+    twin: Any, app: Any, transport: MockTransport | None = None, parser: str | None = None, **kwargs: Any
+) -> tuple[Any, MockTransport]:
+    """A connected protocol of ``twin`` serving ``app`` over a MockTransport (call inside a loop).
+
+    ``parser``: "cyasgi", "httptools" or "h11" to drive that parser; by default the twin's own choice.
+    """
     config = make_config(app, twin, **kwargs)
     config.load()
+    if parser is not None:
+        config.http_parser_factory = PARSER_FACTORIES[parser](config)
     state = make_state()
     protocol = twin.HttpProtocol(config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop())
     transport = transport or MockTransport()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from cyasgi.protocols.http_common import head_too_large, is_valid_header_value
+
 try:
     import httptools
 except ImportError:  # pragma: no cover - PyPy builds without a compiler
@@ -68,7 +70,11 @@ class H11Parser:
 
     @classmethod
     def factory(cls, config: Any) -> Callable[[Any], H11Parser]:
+        # h11 buffers an incomplete head up to this size (431 beyond): --limit-request-head-size
+        # unless --h11-max-incomplete-event-size says otherwise.
         size = config.h11_max_incomplete_event_size
+        if size is None:
+            size = config.limit_request_head_size
 
         def make(protocol: Any) -> H11Parser:
             return cls(protocol, size)
@@ -99,6 +105,8 @@ class H11Parser:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 self._failed = exc
+                if exc.error_status_hint == 431:
+                    raise head_too_large() from None
                 raise ParserError(str(exc)) from None
             if event is h11.NEED_DATA:
                 return
@@ -117,6 +125,10 @@ class H11Parser:
                 protocol.on_message_begin()
                 protocol.on_url(event.target)
                 for name, value in event.headers.raw_items():
+                    if not is_valid_header_value(value):
+                        # h11 lets controls other than NUL, CR and LF through; the native parsers do not.
+                        self._failed = ParserError("invalid character in a header value")
+                        raise self._failed
                     lname = name.lower()
                     if lname == b"connection":
                         tokens = {token.strip().lower() for token in value.split(b",")}
