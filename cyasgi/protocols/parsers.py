@@ -66,6 +66,7 @@ class H11Parser:
         self._version = "1.1"
         self._keep_alive = True
         self._upgrade = False
+        self._begun = False  # on_message_begin was called for the request h11 is reading
         self._failed: Exception | None = None
 
     @classmethod
@@ -109,6 +110,10 @@ class H11Parser:
                     raise head_too_large() from None
                 raise ParserError(str(exc)) from None
             if event is h11.NEED_DATA:
+                if not self._begun and conn.their_state is h11.IDLE and conn.trailing_data[0]:
+                    # The first bytes of a head (h11 reports the request only once it is complete).
+                    self._begun = True
+                    protocol.on_message_begin()
                 return
             if event is h11.PAUSED:
                 if conn.their_state is h11.MIGHT_SWITCH_PROTOCOL or self._upgrade:
@@ -122,7 +127,9 @@ class H11Parser:
                 self._version = event.http_version.decode("ascii")
                 self._keep_alive = True
                 self._upgrade = False
-                protocol.on_message_begin()
+                if not self._begun:
+                    protocol.on_message_begin()
+                self._begun = False
                 protocol.on_url(event.target)
                 for name, value in event.headers.raw_items():
                     if not is_valid_header_value(value):
@@ -147,6 +154,11 @@ class H11Parser:
             elif isinstance(event, h11.Data):
                 protocol.on_body(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
+                for name, value in event.headers.raw_items():  # trailers: the protocol bounds them
+                    if not is_valid_header_value(value):
+                        self._failed = ParserError("invalid character in a trailer field")
+                        raise self._failed
+                    protocol.on_header(name, value)
                 protocol.on_message_complete()
                 if self._upgrade:
                     continue  # h11 now pauses; the PAUSED branch reports the upgrade
