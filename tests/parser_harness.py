@@ -39,6 +39,7 @@ class Outcome:
     requests: list[Parsed] = field(default_factory=list)
     rejected: int = 0  # the status of a refused request, 0 when none was refused
     upgrade_offset: int = -1  # where the bytes of the new protocol start, in the whole stream
+    partial: bool = False  # the stream ended inside a request (its verdict is not in yet)
 
     def accepted(self) -> bool:
         return self.rejected == 0
@@ -88,6 +89,9 @@ class NativeParser:
             )
             for cycle in self.protocol.pipeline
         ]
+        self.outcome.partial = (
+            self.outcome.accepted() and self.outcome.upgrade_offset < 0 and self.parser.has_partial_message()
+        )
         return self.outcome
 
 
@@ -149,6 +153,8 @@ class RawHttptools:
         return self.outcome.accepted() and self.outcome.upgrade_offset < 0
 
     def result(self) -> Outcome:
+        begun = self._in_head or bool(self.outcome.requests and not self.outcome.requests[-1].complete)
+        self.outcome.partial = self.outcome.accepted() and self.outcome.upgrade_offset < 0 and begun
         return self.outcome
 
 

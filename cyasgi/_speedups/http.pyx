@@ -23,6 +23,7 @@ from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
+    FRAMING_FIELDS,
     HIGH_WATER_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
@@ -33,6 +34,7 @@ from cyasgi.protocols.http_common import (
     check_request_head,
     foreign_parse_error,
     head_too_large,
+    is_valid_target,
     is_websocket_upgrade,
     request_head_bytes,
     service_unavailable,
@@ -747,9 +749,9 @@ cdef class HttpProtocol:
         cdef const char *data = PyBytes_AS_STRING(value)
         self._progress = True
         if not self._in_head:
-            # A trailer field (httptools): bounded like the native parsers', never a request header.
+            # A trailer field: bounded and checked like the native parsers', never a request header.
             self._trailer_size += PyBytes_GET_SIZE(name) + size + 4
-            if self._trailer_size > self._limit_head:
+            if self._trailer_size > self._limit_head or name.lower() in FRAMING_FIELDS:
                 raise _bad_request()
             return
         if len(self.headers) >= self._limit_headers:
@@ -772,9 +774,10 @@ cdef class HttpProtocol:
         if self._head_size + len(method) + PyBytes_GET_SIZE(self.url) + 14 > self._limit_head:
             raise head_too_large()
         http_version = parser.get_http_version()
-        check_request_head(http_version, self.headers, self._limit_body)
+        method_name = method.decode("ascii")
+        check_request_head(method_name, self.url, http_version, self.headers, self._limit_body)
         self._on_request(
-            method.decode("ascii"),
+            method_name,
             self.url,
             http_version,
             self.headers,

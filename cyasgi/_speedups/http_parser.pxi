@@ -411,7 +411,7 @@ cdef class RequestParser:
         cdef list headers = []
         cdef Py_ssize_t content_length = -1, host_count = 0
         cdef bint chunked = False, close = False, keep_alive_token = False, upgrade_token = False
-        cdef bint has_upgrade_header = False, expect_100 = False, has_transfer_encoding = False
+        cdef bint has_upgrade_header = False, expect_100 = False, has_transfer_encoding = False, connect
         cdef object problem = None  # the first field whose meaning is wrong, raised once all are well-formed
         cdef HttpProtocol protocol = self.protocol
 
@@ -439,6 +439,9 @@ cdef class RequestParser:
         version = HTTP11 if base[i + 7] == 49 else HTTP10
         method = method_name(base + pos, sp1 - pos)
         target = PyBytes_FromStringAndSize(<const char *> base + sp1 + 1, sp2 - sp1 - 1)
+        connect = method == "CONNECT"
+        if (base[sp1 + 1] != 47 or connect) and not is_valid_target(method, target):
+            raise bad_request("request-target of the wrong form")
 
         # field-line = field-name ":" OWS field-value OWS CRLF
         i = line_end + 2
@@ -511,6 +514,10 @@ cdef class RequestParser:
             raise bad_request("Transfer-Encoding in an HTTP/1.0 request")
         if host_count > 1 or (host_count == 0 and version is HTTP11):
             raise bad_request("missing or duplicate Host")
+        if connect:
+            # RFC 9110 9.3.6: a CONNECT request has no content; what follows its head is the tunnel's.
+            content_length = -1
+            chunked = False
         if 0 <= self.max_body_size < content_length:
             raise body_too_large()
 
@@ -520,7 +527,7 @@ cdef class RequestParser:
             self.keep_alive = not close
         else:
             self.keep_alive = keep_alive_token and not close
-        self.upgrade = (upgrade_token and has_upgrade_header) or method == "CONNECT"
+        self.upgrade = (upgrade_token and has_upgrade_header) or connect
         protocol._on_request(method, target, version, headers, self.keep_alive, self.upgrade, expect_100)
 
         if chunked:
@@ -574,6 +581,8 @@ cdef class RequestParser:
             raise bad_request("malformed trailer field")
         if not valid_value(line + i + 1, size - i - 1):
             raise bad_request("invalid character in a trailer field")
+        if lower_equals(line, i, b"content-length") or lower_equals(line, i, b"transfer-encoding"):
+            raise bad_request("framing field in trailers")  # RFC 9110 6.5.1
 
     cdef _message_complete(self):
         self.state = STATE_UPGRADED if self.upgrade else STATE_HEAD

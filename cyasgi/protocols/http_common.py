@@ -41,6 +41,11 @@ class RequestRejected(Exception):
         self.log_message = log_message
 
 
+#: Fields that frame a message: never allowed in trailers (RFC 9110 6.5.1), where a proxy merging
+#: trailers into the header section could be misled.
+FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding"))
+
+
 def bad_request() -> RequestRejected:
     return RequestRejected(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
 
@@ -85,7 +90,26 @@ def is_valid_host(value: bytes) -> bool:
     return _HOST.fullmatch(value) is not None
 
 
-def check_request_head(http_version: str, headers: list[tuple[bytes, bytes]], max_body_size: int) -> None:
+_ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+\-.]*://")
+
+
+def is_valid_target(method: str, target: bytes) -> bool:
+    """The request-target forms of RFC 9112 3.2: origin-form (``/path?query``) and absolute-form
+    (``scheme://...``) for any method but CONNECT, whose target is authority-form (``host:port``)
+    and nothing else; asterisk-form (``*``) only for OPTIONS."""
+    if method == "CONNECT":
+        host, colon, port = target.rpartition(b":")
+        return bool(host) and port.isdigit() and is_valid_host(host) and (b":" not in host or host[-1:] == b"]")
+    if target[:1] == b"/":
+        return True
+    if target == b"*":
+        return method == "OPTIONS"
+    return _ABSOLUTE_FORM.match(target) is not None
+
+
+def check_request_head(
+    method: str, target: bytes, http_version: str, headers: list[tuple[bytes, bytes]], max_body_size: int
+) -> None:
     """Raise RequestRejected for a head a foreign parser accepted but the native parsers refuse.
 
     ``headers`` are lower-cased names with values; ``max_body_size`` is -1 for no body limit.
@@ -94,6 +118,8 @@ def check_request_head(http_version: str, headers: list[tuple[bytes, bytes]], ma
     if http_version != "1.1" and http_version != "1.0":
         # llhttp reports 0.9 for a request line without a version: malformed, as for the native parsers
         raise bad_request() if http_version.startswith("0.") else version_not_supported()
+    if (target[:1] != b"/" or method == "CONNECT") and not is_valid_target(method, target):
+        raise bad_request()
     hosts = 0
     content_length = -1
     transfer_encoding = False

@@ -3,14 +3,15 @@
 Strict where laxness lets requests be smuggled or misread, and nowhere else:
 
 * lines end in CRLF (a bare LF or CR is refused); empty lines before a request are skipped;
-* request-line: ``token SP target SP HTTP/d.d``, one space each, the target visible ASCII only;
+* request-line: ``token SP target SP HTTP/d.d``, one space each, the target visible ASCII only and
+  of a form RFC 9112 3.2 allows for the method (authority-form only for CONNECT, ``*`` only for OPTIONS);
   HTTP/1.0 and 1.1 are served, 1.2 to 9.9 get 505; 0.x (and an HTTP/0.9 line, without a version) 400;
 * header fields: a token name, a colon with no space before it, a value of visible characters,
   spaces and tabs (CTLs refused), no obsolete line folding;
 * framing (RFC 9112 6): one Content-Length made of digits; Transfer-Encoding only as the single
   coding ``chunked`` (another coding before it: 501; anything after it, or a second field: 400);
-  never both; none in HTTP/1.0; chunk sizes in hex with bounded extensions; trailers checked
-  like headers, then dropped;
+  never both; none in HTTP/1.0; chunk sizes in hex, extensions per RFC 9112 7.1.1; trailers checked
+  like headers (no Content-Length or Transfer-Encoding among them), then dropped;
 * Host: exactly one in HTTP/1.1, at most one in HTTP/1.0, its value ``uri-host [":" port]``;
 * limits: the head (request line + fields) at most ``max_head_size`` bytes and
   ``max_headers`` fields, else 431; the body at most ``max_body_size`` bytes (-1: no limit), else
@@ -29,10 +30,12 @@ import re
 from typing import Any
 
 from cyasgi.protocols.http_common import (
+    FRAMING_FIELDS,
     RequestRejected,
     body_too_large,
     head_too_large,
     is_valid_host,
+    is_valid_target,
     too_many_headers,
     transfer_coding_rejection,
     version_not_supported,
@@ -255,6 +258,8 @@ class RequestParser:
             raise version_not_supported()
         version = "1.1" if minor == b"1" else "1.0"
         method = _KNOWN_METHODS.get(method_raw) or method_raw.decode("ascii")
+        if (target[0] != 47 or method == "CONNECT") and not is_valid_target(method, target):
+            raise _bad_request("request-target of the wrong form")
 
         # field-line = field-name ":" OWS field-value OWS CRLF
         fields_start = request_line.end()
@@ -308,6 +313,10 @@ class RequestParser:
             raise _bad_request("Transfer-Encoding in an HTTP/1.0 request")
         if hosts > 1 or (hosts == 0 and version == "1.1"):
             raise _bad_request("missing or duplicate Host")
+        if method == "CONNECT":
+            # RFC 9110 9.3.6: a CONNECT request has no content; what follows its head is the tunnel's.
+            content_length = -1
+            chunked = False
         if 0 <= self.max_body_size < content_length:
             raise body_too_large()
 
@@ -361,6 +370,8 @@ class RequestParser:
             raise _bad_request("malformed trailer field")
         if value.translate(None, _VALUE_CHARS):
             raise _bad_request("invalid character in a trailer field")
+        if name.lower() in FRAMING_FIELDS:
+            raise _bad_request("framing field in trailers")  # RFC 9110 6.5.1
 
     def _message_complete(self) -> None:
         self.state = UPGRADED if self.upgrade else HEAD

@@ -32,6 +32,7 @@ from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
+    FRAMING_FIELDS,
     HIGH_WATER_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
@@ -578,9 +579,9 @@ class HttpProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._progress = True
         if not self._in_head:
-            # A trailer field (httptools): bounded like the native parsers', never a request header.
+            # A trailer field: bounded and checked like the native parsers', never a request header.
             self._trailer_size += len(name) + len(value) + 4
-            if self._trailer_size > self._limit_head:
+            if self._trailer_size > self._limit_head or name.lower() in FRAMING_FIELDS:
                 raise bad_request()
             return
         if len(self.headers) >= self._limit_headers:
@@ -602,9 +603,10 @@ class HttpProtocol(asyncio.Protocol):
         if self._head_size + len(method) + len(self.url) + 14 > self._limit_head:
             raise head_too_large()
         http_version = parser.get_http_version()
-        check_request_head(http_version, self.headers, self._limit_body)
+        method_name = method.decode("ascii")
+        check_request_head(method_name, self.url, http_version, self.headers, self._limit_body)
         self._on_request(
-            method.decode("ascii"),
+            method_name,
             self.url,
             http_version,
             self.headers,

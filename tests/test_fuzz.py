@@ -1,0 +1,93 @@
+"""Differential and robustness fuzzing with hypothesis (tests/fuzz_targets.py says what is checked).
+
+A short, bounded run is part of ``make test``; ``make fuzz`` runs the same properties much longer
+(``CYASGI_FUZZ_EXAMPLES``) or under atheris (tests/fuzz_http.py). Any crasher found becomes an
+``@example`` here or a corpus case in tests/http_corpus.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+
+from cyasgi.protocols.parsers import httptools
+from tests.conftest import load_twin
+from tests.fuzz_strategies import cut_bytes, cut_stream
+from tests.fuzz_targets import agrees_with_httptools, new_loop, serve, twins_agree
+from tests.parser_harness import quiet_parsers
+
+EXAMPLES = int(os.environ.get("CYASGI_FUZZ_EXAMPLES", "150"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    print_blob=True,
+)
+
+#: Divergences from httptools met in this run, for the summary test (and docs/reliability.md).
+MET: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module")
+def twins() -> tuple[Any, Any]:
+    return load_twin("c"), load_twin("py")
+
+
+@pytest.fixture(scope="module")
+def loop() -> Any:
+    loop = new_loop()
+    yield loop
+    loop.close()
+
+
+@FUZZ
+@given(chunks=cut_stream())
+@example(chunks=[b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", b"\r\n"])
+@example(chunks=[b"\r", b"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"])
+def test_compiled_and_pure_parsers_agree(twins, loop, chunks):
+    quiet_parsers()
+    twins_agree(*twins, loop, chunks)
+
+
+@pytest.mark.skipif(httptools is None, reason="httptools is not installed here")
+@FUZZ
+@given(chunks=cut_stream())
+def test_native_parser_agrees_with_httptools(twins, loop, chunks):
+    quiet_parsers()
+    reason = agrees_with_httptools(twins[1], loop, chunks)
+    if reason:
+        MET[reason] += 1
+
+
+SERVE_SETUPS = [("cyasgi", "c", "py"), ("httptools", "c", "py"), ("h11", "c", "py")]
+
+
+@FUZZ
+@given(chunks=cut_bytes())
+@example(chunks=[b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n"])
+@example(chunks=[b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n"])
+def test_data_received_of_both_twins_with_every_parser(twins, chunks):
+    """No exception escapes, nothing hangs, the app sees only well-formed requests, and the two
+    twins answer byte for byte the same with each parser."""
+    quiet_parsers()
+    compiled, pure = twins
+    for parser, *_ in SERVE_SETUPS:
+        if parser == "httptools" and httptools is None:
+            continue
+        transcript_c = asyncio.run(serve(compiled, parser, chunks))
+        transcript_py = asyncio.run(serve(pure, parser, chunks))
+        assert transcript_c == transcript_py, parser
+
+
+def test_divergences_met_are_all_listed():
+    # Every reason returned above is a DIVERGENCES key (explain() returns nothing else); this
+    # records which ones the run met, visible with -rA.
+    from tests.fuzz_targets import DIVERGENCES
+
+    assert set(MET) <= set(DIVERGENCES)
+    print("divergences from httptools met:", dict(MET))
