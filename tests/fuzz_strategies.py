@@ -9,9 +9,14 @@ TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm
 TOKEN = st.binary(min_size=1, max_size=8).map(lambda b: bytes(TOKEN_CHARS[x % len(TOKEN_CHARS)] for x in b))
 
 
+@st.composite
+def _mostly(draw: st.DrawFn, common: st.SearchStrategy[bytes], rare: st.SearchStrategy[bytes], odds: int) -> bytes:
+    return draw(common) if draw(st.integers(0, odds - 1)) else draw(rare)
+
+
 def mostly(common: st.SearchStrategy[bytes], rare: list[bytes], odds: int = 12) -> st.SearchStrategy[bytes]:
     """``common`` about (odds-1)/odds of the time, else one of ``rare``."""
-    return st.integers(0, odds - 1).flatmap(lambda n: common if n else st.sampled_from(rare))
+    return _mostly(common, st.sampled_from(rare), odds)
 
 
 def text(alphabet: bytes, max_size: int = 12) -> st.SearchStrategy[bytes]:

@@ -653,6 +653,15 @@ async def test_app_returning_a_value_is_logged(twin, caplog):
         [(b"bad:name", b"v")],
         [(b"", b"v")],
         [(b"x-lf", b"line\nbreak")],
+        [(b"x-cr", b"bad\r")],
+        [(b"x-crlf-name\r\nInjected", b"v")],
+        [(b"x-split", b"v\r\n\r\nHTTP/1.1 200 OK\r\nInjected: yes")],
+        [(b"x-tab-name\t", b"v")],
+        [(b"x-del", b"bad\x7f")],
+        [(b"x-esc", b"bad\x1b[31m")],
+        [(b"x-ok", b"fine"), (b"x-bad", b"second\x00")],
+        [(bytearray(b"x-bytearray"), bytearray(b"bad\nInjected: yes"))],
+        [(memoryview(b"x-memoryview"), memoryview(b"bad\r\nInjected: yes"))],
     ],
 )
 async def test_invalid_response_headers_are_never_written(twin, headers, caplog):
@@ -660,13 +669,62 @@ async def test_invalid_response_headers_are_never_written(twin, headers, caplog)
     with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
         protocol.data_received(SIMPLE_GET)
         [response] = await transport.responses(1)
+        await transport.wait_for(lambda: transport.closed)
     assert response.status == 500
+    assert response.header(b"connection") == b"close"
     assert b"Injected" not in transport.buffer
     assert b"bad" not in bytes(transport.buffer).lower().replace(b"bad request", b"")
+    assert b"x-ok" not in transport.buffer  # nothing of the refused head is written
     assert "Invalid HTTP header" in caplog.text
+    assert caplog.text.count("Exception in ASGI application") == 1
 
 
-@pytest.mark.parametrize("status", [99, 600, 1000, "200", None])
+@pytest.mark.parametrize(
+    "headers, what",
+    [
+        ([("x-str-name", b"v")], "header name must be bytes, not str"),
+        ([(b"x-str-value", "v")], "header value must be bytes, not str"),
+        ([(b"x-int", 0)], "header value must be bytes, not int"),  # bytes(0) would be an empty value
+        ([(b"x-int", 5)], "header value must be bytes, not int"),  # bytes(5) would be five NUL bytes
+        ([(b"x-none", None)], "header value must be bytes, not NoneType"),
+        ([(7, b"v")], "header name must be bytes, not int"),
+    ],
+)
+async def test_response_headers_that_are_not_bytes_are_refused(twin, headers, what, caplog):
+    protocol, transport = make_protocol(twin, body_app(b"body", headers=headers))
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        [response] = await transport.responses(1)
+    assert response.status == 500
+    assert b"x-" not in transport.buffer
+    assert what in caplog.text
+
+
+async def test_bytes_like_response_headers_and_bodies_are_written(twin):
+    async def app(scope, receive, send):
+        headers = [(bytearray(b"X-Array"), bytearray(b"one")), (memoryview(b"x-view"), memoryview(b"two"))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": bytearray(b"abc"), "more_body": True})
+        await send({"type": "http.response.body", "body": memoryview(b"def")})
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.header(b"x-array") == b"one" and response.header(b"x-view") == b"two"
+    assert response.body == b"abcdef"
+
+
+@pytest.mark.parametrize("body", ["text", 5, None, [b"a"]])
+async def test_a_body_that_is_not_bytes_is_refused(twin, body, caplog):
+    protocol, transport = make_protocol(twin, body_app(body))  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        [response] = await transport.responses(1)
+    assert response.status == 500
+    assert f"body must be bytes, not {type(body).__name__}" in caplog.text
+
+
+@pytest.mark.parametrize("status", [99, 600, 1000, -200, 0, "200", None, 200.0, True, b"200"])
 async def test_invalid_status_gives_500(twin, status):
     protocol, transport = make_protocol(twin, body_app(b"x", status=status))
     protocol.data_received(SIMPLE_GET)

@@ -502,6 +502,7 @@ class LogWatcher(logging.Handler):
         super().__init__(level=0)
         self.logger = logging.getLogger(logger_name)
         self.lines: list[str] = []
+        self.records: list[logging.LogRecord] = []
         self._changed = threading.Condition()
 
     def __enter__(self) -> LogWatcher:  # noqa: PYI034 (3.9 has no typing.Self)
@@ -518,7 +519,16 @@ class LogWatcher(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         with self._changed:
             self.lines.append(record.getMessage())
+            self.records.append(record)
             self._changed.notify_all()
+
+    def wait_for_count(self, needle: str, count: int, timeout: float = WAIT) -> list[str]:
+        """Block until ``count`` lines containing ``needle`` were logged; return them."""
+        with self._changed:
+            self._changed.wait_for(lambda: sum(needle in line for line in self.lines) >= count, timeout)
+            found = [line for line in self.lines if needle in line]
+        assert len(found) >= count, f"{count} x {needle!r} not logged; got {self.lines}"
+        return found
 
     def wait_for(self, needle: str, timeout: float = WAIT) -> str:
         with self._changed:

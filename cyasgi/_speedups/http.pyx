@@ -29,6 +29,7 @@ from cyasgi.protocols.http_common import (
     STATUS_LINES,
     ClientDisconnected,
     RequestRejected,
+    as_bytes,
     bad_request as _bad_request,
     body_too_large,
     check_request_head,
@@ -397,8 +398,8 @@ cdef class RequestCycle:
         head_size = PyBytes_GET_SIZE(line) + PyBytes_GET_SIZE(block)
         for name_value in headers:
             raw_name_obj, value_obj = name_value
-            raw_name = raw_name_obj if type(raw_name_obj) is bytes else bytes(raw_name_obj)
-            value = value_obj if type(value_obj) is bytes else bytes(value_obj)
+            raw_name = raw_name_obj if type(raw_name_obj) is bytes else as_bytes(raw_name_obj, "header name")
+            value = value_obj if type(value_obj) is bytes else as_bytes(value_obj, "header value")
             # Validate the name as a token and lower-case it in one pass.
             data = <const unsigned char *> PyBytes_AS_STRING(raw_name)
             size = PyBytes_GET_SIZE(raw_name)
@@ -452,7 +453,7 @@ cdef class RequestCycle:
         )
 
     cdef _send_body(self, object body_obj, bint more_body):
-        cdef bytes body = body_obj if type(body_obj) is bytes else bytes(body_obj)
+        cdef bytes body = body_obj if type(body_obj) is bytes else as_bytes(body_obj, "body")
         cdef Py_ssize_t size = PyBytes_GET_SIZE(body)
         cdef list parts = self._head_parts
         cdef bytes framing = b""

@@ -189,6 +189,14 @@ def is_valid_header_value(value: bytes) -> bool:
     return not value.translate(None, _VALUE_CHARS)
 
 
+def as_bytes(value: Any, what: str) -> bytes:
+    """An ASGI byte string the app gave as bytearray or memoryview, as bytes; anything else (str,
+    int, None...) is refused rather than converted (``bytes(5)`` would be five NUL bytes)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"The HTTP response {what} must be bytes, not {type(value).__name__}.")
+
+
 def encode_headers_block(headers: list[tuple[bytes, bytes]]) -> bytes:
     """``name: value\\r\\n`` lines for the server's default headers (date, server, --header)."""
     return b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)

@@ -38,6 +38,7 @@ from cyasgi.protocols.http_common import (
     STATUS_LINES,
     ClientDisconnected,
     RequestRejected,
+    as_bytes,
     bad_request,
     body_too_large,
     check_request_head,
@@ -292,8 +293,11 @@ class RequestCycle:
         keep_alive = self.keep_alive
         connection_header = False
         for name, value in headers:
-            name = bytes(name).lower()
-            value = bytes(value)
+            if type(name) is not bytes:
+                name = as_bytes(name, "header name")
+            if type(value) is not bytes:
+                value = as_bytes(value, "header value")
+            name = name.lower()
             if not is_valid_header_name(name):
                 raise RuntimeError("Invalid HTTP header name.")
             if not is_valid_header_value(value):
@@ -357,6 +361,8 @@ class RequestCycle:
         return head + framing + b"\r\n"
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
+        if type(body) is not bytes:
+            body = as_bytes(body, "body")
         size = len(body)
         head = b"" if self._head is None else self._finish_head(size, more_body)
         if self._bodyless:
