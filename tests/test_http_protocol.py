@@ -784,6 +784,90 @@ async def test_second_start_and_message_after_completion_are_errors(twin):
     ]
 
 
+@pytest.mark.parametrize(
+    "stage, expected",
+    [
+        ("before start", "Expected ASGI message 'http.response.start', but got '{type}'."),
+        ("after start", "Expected ASGI message 'http.response.body', but got '{type}'."),
+        ("after completion", "Unexpected ASGI message '{type}' sent, after response already completed."),
+    ],
+)
+@pytest.mark.parametrize("message", [{"type": "http.response.trailers"}, {"type": "websocket.send"}, {}])
+async def test_unknown_or_missing_message_types_are_clear_errors(twin, stage, expected, message):
+    errors = []
+
+    async def app(scope, receive, send):
+        if stage != "before start":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        if stage == "after completion":
+            await send({"type": "http.response.body", "body": b"done"})
+        try:
+            await send(message)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        if stage != "after completion":
+            raise RuntimeError("the app gives up")
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert errors == [expected.format(type=message.get("type"))]
+    if stage == "after completion":
+        assert response.status == 200 and response.body == b"done" and not transport.closed
+    else:
+        assert response.status == 500  # nothing was on the wire yet: a clean 500, then close
+        await transport.wait_for(lambda: transport.closed)
+
+
+async def test_an_exception_after_the_response_is_logged_once_and_the_connection_stays_usable(twin, caplog):
+    async def app(scope, receive, send):
+        await body_app(b"done")(scope, receive, send)
+        raise ValueError("after the fact")
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        await transport.responses(1)
+        await transport.wait_for(lambda: "after the fact" in caplog.text)
+        protocol.data_received(SIMPLE_GET)
+        responses = await transport.responses(2)
+    assert [r.status for r in responses] == [200, 200]
+    assert caplog.text.count("Exception in ASGI application") == 2  # once per request
+    assert not transport.closed
+
+
+async def test_a_large_unread_body_is_discarded_and_the_connection_reused(twin):
+    """The app answers without reading a body far above the high-water mark: reading, paused
+    while the body piled up, resumes once the response is out, and the rest is skipped."""
+    gate = asyncio.Event()
+    calls = []
+
+    async def app(scope, receive, send):
+        calls.append(scope["path"])
+        if scope["path"] == "/upload":
+            await gate.wait()
+        await body_app(b"no thanks")(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    size = 1_000_000
+    protocol.data_received(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    sent = 0
+    while sent < 200_000:
+        protocol.data_received(b"x" * 50_000)
+        sent += 50_000
+    assert transport.read_paused  # the app is not reading: back-pressure
+    gate.set()
+    await transport.responses(1)
+    await transport.wait_for(lambda: not transport.read_paused)
+    while sent < size:
+        protocol.data_received(b"x" * 50_000)
+        sent += 50_000
+    protocol.data_received(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    responses = await transport.responses(2)
+    assert [r.status for r in responses] == [200, 200]
+    assert calls == ["/upload", "/next"]
+
+
 # Malformed requests ----------------------------------------------------------------------------
 
 

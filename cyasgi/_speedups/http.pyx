@@ -361,7 +361,7 @@ cdef class RequestCycle:
             await self.flow.drain()
         if self.disconnected:
             raise ClientDisconnected
-        message_type = m["type"]
+        message_type = m.get("type")
         if not self.response_started:
             if message_type != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")

@@ -269,7 +269,7 @@ class RequestCycle:
             await self.flow.drain()
         if self.disconnected:
             raise ClientDisconnected
-        message_type = message["type"]
+        message_type = message.get("type")
         if not self.response_started:
             if message_type != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")
