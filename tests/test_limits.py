@@ -222,21 +222,25 @@ async def test_a_connection_that_sends_nothing_closes_silently_at_the_head_deadl
     assert transport.closed and transport.buffer == b""
 
 
-async def test_the_head_clock_restarts_after_each_response_and_empty_lines_do_not_extend_it(setup):
+async def test_after_a_response_keep_alive_applies_until_the_next_head_begins(setup):
+    """Idle after a response: --timeout-keep-alive. The first byte of the next request (even an
+    empty line) starts the head clock, and nothing after it extends the clock."""
     twin, parser = setup
     protocol, transport = make_protocol(twin, Echo(), parser=parser, timeout_header_read=30, timeout_keep_alive=60)
     protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     await transport.responses(1)
     await transport.wait_for(lambda: protocol.deadline != 0.0, timeout=QUICK)
+    assert time.monotonic() + 59 < protocol.deadline <= time.monotonic() + 60  # keep-alive only
+    first = b"\r\n" if parser != "h11" else b"GE"  # (h11 refuses empty lines: see the corpus)
+    protocol.data_received(first)
     deadline = protocol.deadline
-    assert time.monotonic() + 29 < deadline <= time.monotonic() + 30  # min(keep-alive, head deadline)
-    # An empty line before a request (h11 refuses those: see the corpus), then a head begun:
-    # neither extends the clock.
-    for data in ((b"\r\n", b"GE") if parser != "h11" else (b"GE",)):
-        protocol.data_received(data)
+    assert time.monotonic() + 29 < deadline <= time.monotonic() + 30  # the head clock runs
+    for more in (b"\r\n", b"GE", b"T / HT") if parser != "h11" else (b"T / HT",):
+        protocol.data_received(more)
         assert protocol.deadline == deadline
     twin.sweep_deadlines({protocol}, deadline)
     assert transport.closed
+    assert parse_responses(bytes(transport.buffer))[-1].status == 408
 
 
 async def test_a_slow_body_is_not_the_head_timeouts_business(setup):

@@ -135,7 +135,7 @@ cdef class HttpProtocol:
         readonly object client
         readonly str scheme
         public double deadline              # time.monotonic() when an idle connection is closed; 0: none
-        double _head_deadline               # when the next request head must be complete; 0: clock restarts at the next idle point
+        double _head_deadline               # when the next request head must be complete; 0: not running; -1: started, not read yet
         Py_ssize_t _requests                # requests begun on this connection
         readonly bint draining              # after shutdown(): no response keeps the connection open
         object _context                     # contextvars.Context requests are copied from

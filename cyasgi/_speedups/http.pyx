@@ -706,6 +706,8 @@ cdef class HttpProtocol:
         if self._reading_stopped:
             return
         self.deadline = 0.0
+        if self._head_deadline == 0.0 and self._timeout_head:
+            self._head_deadline = -1.0  # the first byte since the last response: the head clock runs
         try:
             self.parser.feed_data(data)
             if self._native_parser is None:
@@ -930,17 +932,18 @@ cdef class HttpProtocol:
             self.transport.close()
         elif not self._reading_stopped:
             if not self._parsing and (self._native_parser is None or not self._native_parser.has_partial_message()):
-                # Idle: closed after --timeout-keep-alive without a byte, or at the head deadline.
+                # Idle: closed after --timeout-keep-alive without a byte; bytes that are no request
+                # yet (empty lines) do not extend the head deadline.
                 now = monotonic()
                 self.deadline = now + self.timeout_keep_alive
-                if self._timeout_head:
-                    if self._head_deadline == 0.0:
+                if self._head_deadline != 0.0:
+                    if self._head_deadline < 0.0:
                         self._head_deadline = now + self._timeout_head
                     if self._head_deadline < self.deadline:
                         self.deadline = self._head_deadline
             elif self._timeout_head:
                 # Part of the next request is here: its head must be complete by the head deadline.
-                if self._head_deadline == 0.0:
+                if self._head_deadline <= 0.0:
                     self._head_deadline = monotonic() + self._timeout_head
                 self.deadline = self._head_deadline
             self.flow.resume_reading()
@@ -958,7 +961,7 @@ cdef class HttpProtocol:
         if cycle is not self.active:
             return
         self.active = None
-        self._head_deadline = 0.0  # the next head's clock starts now
+        self._head_deadline = 0.0  # the next head's clock starts with its first byte
         if self._transport_is_closing():
             return
         if not cycle.keep_alive:

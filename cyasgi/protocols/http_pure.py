@@ -470,8 +470,9 @@ class HttpProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
         self.deadline = 0.0  # time.monotonic() at which an idle connection is closed; 0: none
-        # When the next request head must be complete (connect or end of the previous response
-        # + --timeout-header-read); 0: the clock restarts at the next idle point.
+        # When the next request head must be complete: --timeout-header-read from connect, or from
+        # the first byte after a response; 0: not running (idle after a response, keep-alive
+        # applies); -1: started, resolved at the next reading of the clock.
         self._head_deadline = 0.0
         self._requests = 0  # requests begun on this connection (for --limit-keep-alive-requests)
         self.draining = False  # after shutdown(): no response keeps the connection open
@@ -546,6 +547,8 @@ class HttpProtocol(asyncio.Protocol):
         if self._reading_stopped:
             return
         self.deadline = 0.0
+        if self._head_deadline == 0.0 and self._timeout_head:
+            self._head_deadline = -1.0  # the first byte since the last response: the head clock runs
         try:
             self.parser.feed_data(data)
             if self._native_parser is None:
@@ -753,17 +756,18 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
         elif not self._reading_stopped:
             if not self._parsing and (self._native_parser is None or not self._native_parser.has_partial_message()):
-                # Idle: closed after --timeout-keep-alive without a byte, or at the head deadline.
+                # Idle: closed after --timeout-keep-alive without a byte; bytes that are no request
+                # yet (empty lines) do not extend the head deadline.
                 now = time.monotonic()
                 self.deadline = now + self.timeout_keep_alive
-                if self._timeout_head:
-                    if self._head_deadline == 0.0:
+                if self._head_deadline != 0.0:
+                    if self._head_deadline < 0.0:
                         self._head_deadline = now + self._timeout_head
                     if self._head_deadline < self.deadline:
                         self.deadline = self._head_deadline
             elif self._timeout_head:
                 # Part of the next request is here: its head must be complete by the head deadline.
-                if self._head_deadline == 0.0:
+                if self._head_deadline <= 0.0:
                     self._head_deadline = time.monotonic() + self._timeout_head
                 self.deadline = self._head_deadline
             self.flow.resume_reading()
@@ -781,7 +785,7 @@ class HttpProtocol(asyncio.Protocol):
         if cycle is not self.active:
             return
         self.active = None
-        self._head_deadline = 0.0  # the next head's clock starts now
+        self._head_deadline = 0.0  # the next head's clock starts with its first byte
         if self.transport.is_closing():
             return
         if not cycle.keep_alive:
