@@ -4,7 +4,8 @@ whatever way the bytes are split, and where it stops."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

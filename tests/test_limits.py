@@ -12,7 +12,15 @@ import pytest
 from cyasgi.config import Config, ConfigError
 from cyasgi.protocols.parsers import httptools
 from tests.conftest import load_twin
-from tests.utils import WAIT, connect, make_config, make_protocol, parse_responses, recv_until_closed, run_server
+from tests.utils import (
+    WAIT,
+    connect,
+    make_config,
+    make_protocol,
+    parse_responses,
+    recv_until_closed,
+    run_server,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -184,7 +192,7 @@ async def test_keep_alive_request_limit(setup):
     protocol, transport = make_protocol(twin, app, parser=parser, limit_keep_alive_requests=3)
     request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     protocol.data_received(request * 2)
-    first, second = await transport.responses(2)
+    first, _second = await transport.responses(2)
     assert first.header(b"connection") is None and not transport.closed
     protocol.data_received(request * 2)  # the third is the last; the fourth is never served
     await transport.wait_for(lambda: transport.closed, timeout=QUICK)

@@ -85,7 +85,7 @@ async def test_error_lines_about_bad_requests_are_inert(twin, parser, caplog):
         for request in hostile:
             protocol, transport = make_protocol(twin, answer, parser=parser)
             protocol.data_received(request)
-            await transport.wait_for(lambda: transport.closed)
+            await transport.wait_for(lambda transport=transport: transport.closed)
     assert_inert([record for record in caplog.records if record.name == "uvicorn.error"])
 
 

@@ -939,8 +939,7 @@ cdef class HttpProtocol:
                 if self._head_deadline != 0.0:
                     if self._head_deadline < 0.0:
                         self._head_deadline = now + self._timeout_head
-                    if self._head_deadline < self.deadline:
-                        self.deadline = self._head_deadline
+                    self.deadline = min(self.deadline, self._head_deadline)
             elif self._timeout_head:
                 # Part of the next request is here: its head must be complete by the head deadline.
                 if self._head_deadline <= 0.0:

@@ -98,7 +98,7 @@ def is_valid_target(method: str, target: bytes) -> bool:
     (``scheme://...``) for any method but CONNECT, whose target is authority-form (``host:port``)
     and nothing else; asterisk-form (``*``) only for OPTIONS."""
     if method == "CONNECT":
-        host, colon, port = target.rpartition(b":")
+        host, _, port = target.rpartition(b":")
         return bool(host) and port.isdigit() and is_valid_host(host) and (b":" not in host or host[-1:] == b"]")
     if target[:1] == b"/":
         return True

@@ -5,7 +5,6 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-
 from cyasgi.logging import escape_log_text
 from cyasgi.protocols.http_common import ClientDisconnected
 
