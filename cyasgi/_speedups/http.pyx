@@ -711,7 +711,11 @@ cdef class HttpProtocol:
         try:
             self.parser.feed_data(data)
             if self._native_parser is None:
-                self._bound_backlog(len(data))
+                if self._progress:
+                    self._progress = False
+                    self._backlog = 0
+                else:
+                    self._bound_backlog(len(data))
         except RequestRejected as exc:
             self._reject(exc.status, exc.body, exc.log_message)
         except PARSER_ERRORS_ as exc:
@@ -804,10 +808,6 @@ cdef class HttpProtocol:
     cdef _bound_backlog(self, Py_ssize_t size):
         """Bound what httptools / h11 buffer without handing anything over (a header growing
         forever, a trailer): after ``--limit-request-head-size`` such bytes, 431 (or 400)."""
-        if self._progress:
-            self._progress = False
-            self._backlog = 0
-            return
         self._backlog += size
         if self._backlog > self._limit_head:
             raise head_too_large() if self._in_head else _bad_request()

@@ -85,9 +85,20 @@ _HOST = re.compile(
 )
 
 
+# Host values already found valid: a server sees the same few again and again. Bounded, and only
+# valid values enter it, so a client sending made-up hosts cannot grow it.
+_VALID_HOSTS: dict[bytes, bool] = {}
+
+
 def is_valid_host(value: bytes) -> bool:
     """``Host = uri-host [ ":" port ]`` (RFC 9110 7.2, RFC 3986 3.2.2); an empty value is valid."""
-    return _HOST.fullmatch(value) is not None
+    if value in _VALID_HOSTS:
+        return True
+    if _HOST.fullmatch(value) is None:
+        return False
+    if len(_VALID_HOSTS) < 256:
+        _VALID_HOSTS[value] = True
+    return True
 
 
 _ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+\-.]*://")

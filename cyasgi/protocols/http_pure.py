@@ -552,7 +552,11 @@ class HttpProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
             if self._native_parser is None:
-                self._bound_backlog(len(data))
+                if self._progress:
+                    self._progress = False
+                    self._backlog = 0
+                else:
+                    self._bound_backlog(len(data))
         except RequestRejected as exc:
             self._reject(exc.status, exc.body, exc.log_message)
         except PARSER_ERRORS as exc:
@@ -639,10 +643,6 @@ class HttpProtocol(asyncio.Protocol):
     def _bound_backlog(self, size: int) -> None:
         """Bound what httptools / h11 buffer without handing anything over (a header growing
         forever, a trailer): after ``--limit-request-head-size`` such bytes, 431 (or 400)."""
-        if self._progress:
-            self._progress = False
-            self._backlog = 0
-            return
         self._backlog += size
         if self._backlog > self._limit_head:
             raise head_too_large() if self._in_head else bad_request()
