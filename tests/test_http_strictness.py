@@ -14,24 +14,14 @@ from typing import Any
 import pytest
 
 from cyasgi.protocols.parsers import httptools
-from tests.conftest import load_twin
+from tests.conftest import TWIN_PARSERS, load_twin
 from tests.http_corpus import AFTER, BEFORE, MALFORMED, SERVED, VALID, WAITS, Case, ValidCase
-from tests.utils import make_protocol, parse_responses
+from tests.utils import QUICK, make_protocol, parse_responses
 
 pytestmark = pytest.mark.anyio
 
-#: In-memory answers come at once; a missing one must not cost the suite WAIT seconds per case.
-QUICK = 2.0
-
-SETUPS = [(twin, parser) for twin in ("c", "py") for parser in ("cyasgi", "httptools", "h11")]
 
 
-@pytest.fixture(params=SETUPS, ids=[f"{twin}-{parser}" for twin, parser in SETUPS])
-def setup(request: pytest.FixtureRequest) -> tuple[Any, str]:
-    twin_name, parser = request.param
-    if parser == "httptools" and httptools is None:
-        pytest.skip("httptools is not installed here")
-    return load_twin(twin_name), parser
 
 
 class RecordingApp:
@@ -75,8 +65,8 @@ def case_id(case: Case | ValidCase) -> str:
 
 
 @pytest.mark.parametrize("case", MALFORMED, ids=case_id)
-async def test_refused_after_the_request_before_it(setup, case):
-    twin, parser = setup
+async def test_refused_after_the_request_before_it(twin_parser, case):
+    twin, parser = twin_parser
     app = RecordingApp()
     protocol, transport = make_protocol(twin, app, parser=parser)
     protocol.data_received(BEFORE + case.data + AFTER)
@@ -100,8 +90,8 @@ async def test_refused_after_the_request_before_it(setup, case):
 
 
 @pytest.mark.parametrize("case", MALFORMED, ids=case_id)
-async def test_refused_when_arriving_byte_by_byte(setup, case):
-    twin, parser = setup
+async def test_refused_when_arriving_byte_by_byte(twin_parser, case):
+    twin, parser = twin_parser
     app = RecordingApp()
     protocol, transport = make_protocol(twin, app, parser=parser)
     for piece in pieces(case.data + AFTER):
@@ -128,8 +118,8 @@ async def test_refused_when_arriving_byte_by_byte(setup, case):
 
 
 @pytest.mark.parametrize("case", VALID, ids=case_id)
-async def test_valid_edge_cases_are_served_alike(setup, case):
-    twin, parser = setup
+async def test_valid_edge_cases_are_served_alike(twin_parser, case):
+    twin, parser = twin_parser
     app = RecordingApp()
     protocol, transport = make_protocol(twin, app, parser=parser)
     protocol.data_received(case.data)
@@ -152,7 +142,7 @@ async def test_valid_edge_cases_are_served_alike(setup, case):
 async def test_valid_edge_cases_give_every_parser_the_same_scope(case):
     """The headers the application sees are byte-for-byte the same whichever parser read them."""
     seen = {}
-    for twin_name, parser in SETUPS:
+    for twin_name, parser in TWIN_PARSERS:
         if parser in case.divergent or parser in case.other_scope or (parser == "httptools" and httptools is None):
             continue
         try:

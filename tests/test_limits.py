@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from cyasgi.config import Config, ConfigError
-from cyasgi.protocols.parsers import httptools
-from tests.conftest import load_twin
 from tests.utils import (
+    QUICK,
     WAIT,
     connect,
     make_config,
@@ -24,16 +23,7 @@ from tests.utils import (
 
 pytestmark = pytest.mark.anyio
 
-SETUPS = [(twin, parser) for twin in ("c", "py") for parser in ("cyasgi", "httptools", "h11")]
-QUICK = 2.0
 
-
-@pytest.fixture(params=SETUPS, ids=[f"{twin}-{parser}" for twin, parser in SETUPS])
-def setup(request: pytest.FixtureRequest) -> tuple[Any, str]:
-    twin_name, parser = request.param
-    if parser == "httptools" and httptools is None:
-        pytest.skip("httptools is not installed here")
-    return load_twin(twin_name), parser
 
 
 class Echo:
@@ -77,8 +67,8 @@ async def answer(transport: Any) -> int:
 
 
 @pytest.mark.parametrize("limit", [1024, 65536])
-async def test_head_size_limit_is_exact(setup, limit):
-    twin, parser = setup
+async def test_head_size_limit_is_exact(twin_parser, limit):
+    twin, parser = twin_parser
     for size, expected in ((limit, 200), (limit + 1, 431)):
         app = Echo()
         protocol, transport = make_protocol(twin, app, parser=parser, limit_request_head_size=limit)
@@ -87,9 +77,9 @@ async def test_head_size_limit_is_exact(setup, limit):
         assert app.calls == (expected == 200)
 
 
-async def test_an_endless_header_is_refused_once_past_the_limit(setup):
+async def test_an_endless_header_is_refused_once_past_the_limit(twin_parser):
     """A head that never ends is buffered no further than the limit (plus one read)."""
-    twin, parser = setup
+    twin, parser = twin_parser
     protocol, transport = make_protocol(twin, Echo(), parser=parser, limit_request_head_size=4096)
     protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\nX-Endless: ")
     sent = 0
@@ -101,8 +91,8 @@ async def test_an_endless_header_is_refused_once_past_the_limit(setup):
     assert response.status == 431
 
 
-async def test_header_count_limit(setup):
-    twin, parser = setup
+async def test_header_count_limit(twin_parser):
+    twin, parser = twin_parser
     for count, expected in ((20, 200), (21, 431)):
         fields = b"".join(b"X-%d: v\r\n" % i for i in range(count - 1))
         protocol, transport = make_protocol(twin, Echo(), parser=parser, limit_request_headers=20)
@@ -110,8 +100,8 @@ async def test_header_count_limit(setup):
         assert await answer(transport) == expected, count
 
 
-async def test_trailers_never_reach_the_scope_and_are_bounded(setup):
-    twin, parser = setup
+async def test_trailers_never_reach_the_scope_and_are_bounded(twin_parser):
+    twin, parser = twin_parser
     seen = []
 
     async def app(scope, receive, send):
@@ -134,8 +124,8 @@ async def test_trailers_never_reach_the_scope_and_are_bounded(setup):
 # Body size ----------------------------------------------------------------------------------------
 
 
-async def test_body_limit_is_off_by_default(setup):
-    twin, parser = setup
+async def test_body_limit_is_off_by_default(twin_parser):
+    twin, parser = twin_parser
     app = Echo()
     protocol, transport = make_protocol(twin, app, parser=parser)
     body = b"x" * 300_000
@@ -147,8 +137,8 @@ async def test_body_limit_is_off_by_default(setup):
     assert response.body == body
 
 
-async def test_content_length_over_the_limit_is_413_before_the_app(setup):
-    twin, parser = setup
+async def test_content_length_over_the_limit_is_413_before_the_app(twin_parser):
+    twin, parser = twin_parser
     app = Echo()
     protocol, transport = make_protocol(twin, app, parser=parser, limit_request_body_size=10)
     protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789")
@@ -164,9 +154,9 @@ async def test_content_length_over_the_limit_is_413_before_the_app(setup):
 
 
 @pytest.mark.parametrize("split", [False, True])
-async def test_chunked_body_over_the_limit_stops_at_the_limit(setup, split):
+async def test_chunked_body_over_the_limit_stops_at_the_limit(twin_parser, split):
     """The app sees at most the limit, then a disconnect; the client gets 413."""
-    twin, parser = setup
+    twin, parser = twin_parser
     app = Echo()
     protocol, transport = make_protocol(twin, app, parser=parser, limit_request_body_size=10)
     protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -186,8 +176,8 @@ async def test_chunked_body_over_the_limit_stops_at_the_limit(setup, split):
 # Requests per connection ----------------------------------------------------------------------
 
 
-async def test_keep_alive_request_limit(setup):
-    twin, parser = setup
+async def test_keep_alive_request_limit(twin_parser):
+    twin, parser = twin_parser
     app = Echo()
     protocol, transport = make_protocol(twin, app, parser=parser, limit_keep_alive_requests=3)
     request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -205,8 +195,8 @@ async def test_keep_alive_request_limit(setup):
 # Header-read timeout ------------------------------------------------------------------------------
 
 
-async def test_slow_head_gets_408_at_the_head_deadline(setup):
-    twin, parser = setup
+async def test_slow_head_gets_408_at_the_head_deadline(twin_parser):
+    twin, parser = twin_parser
     app = Echo()
     protocol, transport = make_protocol(twin, app, parser=parser, timeout_header_read=30, timeout_keep_alive=5)
     connected = time.monotonic()
@@ -223,17 +213,17 @@ async def test_slow_head_gets_408_at_the_head_deadline(setup):
     assert app.calls == 0
 
 
-async def test_a_connection_that_sends_nothing_closes_silently_at_the_head_deadline(setup):
-    twin, parser = setup
+async def test_a_connection_that_sends_nothing_closes_silently_at_the_head_deadline(twin_parser):
+    twin, parser = twin_parser
     protocol, transport = make_protocol(twin, Echo(), parser=parser, timeout_header_read=30)
     twin.sweep_deadlines({protocol}, protocol.deadline)
     assert transport.closed and transport.buffer == b""
 
 
-async def test_after_a_response_keep_alive_applies_until_the_next_head_begins(setup):
+async def test_after_a_response_keep_alive_applies_until_the_next_head_begins(twin_parser):
     """Idle after a response: --timeout-keep-alive. The first byte of the next request (even an
     empty line) starts the head clock, and nothing after it extends the clock."""
-    twin, parser = setup
+    twin, parser = twin_parser
     protocol, transport = make_protocol(twin, Echo(), parser=parser, timeout_header_read=30, timeout_keep_alive=60)
     protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     await transport.responses(1)
@@ -251,8 +241,8 @@ async def test_after_a_response_keep_alive_applies_until_the_next_head_begins(se
     assert parse_responses(bytes(transport.buffer))[-1].status == 408
 
 
-async def test_a_slow_body_is_not_the_head_timeouts_business(setup):
-    twin, parser = setup
+async def test_a_slow_body_is_not_the_head_timeouts_business(twin_parser):
+    twin, parser = twin_parser
     protocol, transport = make_protocol(twin, Echo(), parser=parser, timeout_header_read=30)
     protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\na")
     await asyncio.sleep(0)
@@ -264,10 +254,10 @@ async def test_a_slow_body_is_not_the_head_timeouts_business(setup):
     assert response.body == b"abc"
 
 
-async def test_a_partial_pipelined_request_is_read_once_the_pipeline_drains(setup):
+async def test_a_partial_pipelined_request_is_read_once_the_pipeline_drains(twin_parser):
     """Reading paused for pipelining resumes when the last queued response is out, even though
     the parser already holds part of the next request."""
-    twin, parser = setup
+    twin, parser = twin_parser
     gate = asyncio.Event()
 
     async def app(scope, receive, send):

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Upper bound for any single wait in the suite: long enough for a loaded 2-core machine.
 WAIT = 10.0
+#: For in-memory exchanges, which answer at once: a missing answer must not cost WAIT per case.
+QUICK = 2.0
 
 
 # A real server in a background thread -------------------------------------------------------
