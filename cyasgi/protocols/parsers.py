@@ -151,6 +151,11 @@ class H11Parser:
                 if self._upgrade and not any(name.lower() == b"upgrade" for name, _ in event.headers.raw_items()):
                     self._upgrade = event.method == b"CONNECT"
                 protocol.on_headers_complete()
+                if event.method == b"CONNECT":
+                    # RFC 9110 9.3.6: no content, whatever Content-Length says; the tunnel starts here.
+                    protocol.on_message_complete()
+                    trailing, _closed = conn.trailing_data
+                    raise ParserUpgrade(max(len(data) - len(trailing), 0))
             elif isinstance(event, h11.Data):
                 protocol.on_body(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
