@@ -58,7 +58,13 @@ def found(test: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def twins() -> tuple[Any, Any]:
-    return load_twin("c"), load_twin("py")
+    """(compiled, pure); compiled is None where it cannot be built (PyPy, CYASGI_NO_EXTENSIONS):
+    the pure twin is fuzzed alone there."""
+    try:
+        compiled = load_twin("c")
+    except pytest.skip.Exception:
+        compiled = None
+    return compiled, load_twin("py")
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +95,6 @@ def test_native_parser_agrees_with_httptools(twins, loop, chunks):
         MET[reason] += 1
 
 
-SERVE_SETUPS = [("cyasgi", "c", "py"), ("httptools", "c", "py"), ("h11", "c", "py")]
-
-
 @FUZZ
 @given(chunks=cut_bytes())
 @example(chunks=[b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n"])
@@ -101,12 +104,12 @@ def test_data_received_of_both_twins_with_every_parser(twins, chunks):
     twins answer byte for byte the same with each parser."""
     quiet_parsers()
     compiled, pure = twins
-    for parser, *_ in SERVE_SETUPS:
+    for parser in ("cyasgi", "httptools", "h11"):
         if parser == "httptools" and httptools is None:
             continue
-        transcript_c = asyncio.run(serve(compiled, parser, chunks))
         transcript_py = asyncio.run(serve(pure, parser, chunks))
-        assert transcript_c == transcript_py, parser
+        if compiled is not None:
+            assert asyncio.run(serve(compiled, parser, chunks)) == transcript_py, parser
 
 
 def test_divergences_met_are_all_listed():
