@@ -98,6 +98,7 @@ cdef class HttpProtocol:
     cdef:
         readonly object config
         readonly object app
+        readonly object trusted_hosts           # TrustedHosts for X-Forwarded-*; None: proxy headers off
         readonly object loop
         readonly object logger
         readonly object access_logger
@@ -128,6 +129,7 @@ cdef class HttpProtocol:
         public double deadline              # time.monotonic() when an idle connection is closed; 0: none
         readonly bint draining              # after shutdown(): no response keeps the connection open
         object _context                     # contextvars.Context requests are copied from
+        bint _proxy_trusted                 # the peer may set X-Forwarded-* (decided per connection)
         object _transport_write             # transport.write, bound once
         object _transport_is_closing        # transport.is_closing, bound once
         bint _reading_stopped

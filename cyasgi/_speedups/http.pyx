@@ -20,6 +20,7 @@ from libc.string cimport memchr, memcmp, memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from cyasgi.logging import TRACE_LOG_LEVEL
+from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
 from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
@@ -179,6 +180,18 @@ cdef inline double monotonic():
     cdef timespec now
     clock_gettime(CLOCK_MONOTONIC, &now)
     return now.tv_sec + now.tv_nsec * 1e-9
+
+
+cdef inline bint has_proxy_headers(list headers):
+    """X-Forwarded-For or X-Forwarded-Proto among the request headers (names are lower-case)."""
+    cdef bytes name
+    cdef Py_ssize_t size
+    for name_value in headers:
+        name = <bytes> (<tuple> name_value)[0]
+        size = PyBytes_GET_SIZE(name)
+        if (size == 15 and name == b"x-forwarded-for") or (size == 17 and name == b"x-forwarded-proto"):
+            return True
+    return False
 
 
 cdef bint caused_by_disconnect(object exc):
@@ -582,7 +595,8 @@ cdef class HttpProtocol:
         if not config.loaded:
             config.load()
         self.config = config
-        self.app = config.loaded_app
+        self.app = config.http_app
+        self.trusted_hosts = config.proxy_trusted_hosts  # None: proxy headers off
         self.loop = _loop if _loop is not None else aio_get_running_loop()
         self.logger = logger
         self.access_logger = access_logger
@@ -616,6 +630,7 @@ cdef class HttpProtocol:
         self.deadline = 0.0
         self.draining = False
         self._context = None
+        self._proxy_trusted = False
         self._transport_write = None
         self._transport_is_closing = None
         self._reading_stopped = False
@@ -644,6 +659,9 @@ cdef class HttpProtocol:
         self.client = get_remote_addr(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
         self._context = cv_copy_context()
+        self._proxy_trusted = self.trusted_hosts is not None and is_trusted_peer(
+            self.trusted_hosts, self.client, self.server
+        )
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", self._log_prefix())
 
@@ -803,6 +821,8 @@ cdef class HttpProtocol:
             "state": self.app_state.copy(),
             "extensions": {},
         }
+        if self._proxy_trusted and has_proxy_headers(headers):
+            apply_proxy_headers(scope, self.trusted_hosts)
 
         app = self.app
         if self._limit >= 0 and (len(self.connections) >= self._limit or len(self.tasks) >= self._limit):

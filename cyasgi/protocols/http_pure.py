@@ -46,6 +46,7 @@ from cyasgi.protocols.http_common import (
     split_target,
     warn_unsupported_upgrade,
 )
+from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
 from cyasgi.protocols.http_parser_pure import RequestParser
 from cyasgi.protocols.parsers import OWN_PARSER, PARSER_ERRORS, PARSER_UPGRADES, httptools, httptools_parser_factory
 from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
@@ -414,7 +415,8 @@ class HttpProtocol(asyncio.Protocol):
         if not config.loaded:
             config.load()
         self.config = config
-        self.app = config.loaded_app
+        self.app = config.http_app
+        self.trusted_hosts = config.proxy_trusted_hosts  # None: proxy headers off
         self.loop = _loop if _loop is not None else asyncio.get_running_loop()
         self.logger = logger
         self.access_logger = access_logger
@@ -451,6 +453,7 @@ class HttpProtocol(asyncio.Protocol):
         self.deadline = 0.0  # time.monotonic() at which an idle connection is closed; 0: none
         self.draining = False  # after shutdown(): no response keeps the connection open
         self._context: contextvars.Context | None = None
+        self._proxy_trusted = False  # the peer may set X-Forwarded-* (decided per connection)
         self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
         self._eof = False
         self._pending_error: bytes | None = None  # written once earlier responses are out
@@ -476,6 +479,9 @@ class HttpProtocol(asyncio.Protocol):
         self.client = get_remote_addr(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
         self._context = contextvars.copy_context()
+        self._proxy_trusted = self.trusted_hosts is not None and is_trusted_peer(
+            self.trusted_hosts, self.client, self.server
+        )
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", self._log_prefix())
 
@@ -619,6 +625,8 @@ class HttpProtocol(asyncio.Protocol):
             "state": self.app_state.copy(),
             "extensions": {},
         }
+        if self._proxy_trusted:
+            apply_proxy_headers(scope, self.trusted_hosts)
 
         app = self.app
         limit = self.limit_concurrency
