@@ -1125,3 +1125,50 @@ async def test_access_log_line(twin, caplog):
         await transport.responses(1)
     [record] = [r for r in caplog.records if r.name == "uvicorn.access"]
     assert record.args == ("127.0.0.1:54321", "GET", "/a%20b?x=1", "1.1", 201)
+
+
+# send() as asyncio and anyio see it ---------------------------------------------------------------
+
+
+async def test_send_result_works_with_asyncio_and_anyio_helpers(twin):
+    import anyio
+
+    results = []
+
+    async def app(scope, receive, send):
+        assert asyncio.iscoroutinefunction(send)
+        # Frameworks hand send()'s result to these helpers; each must run it.
+        await asyncio.create_task(send({"type": "http.response.start", "status": 200, "headers": []}))
+        await asyncio.ensure_future(send({"type": "http.response.body", "body": b"a", "more_body": True}))
+        await asyncio.wait_for(send({"type": "http.response.body", "body": b"b", "more_body": True}), 5)
+        async with anyio.create_task_group() as group:
+            group.start_soon(send, {"type": "http.response.body", "body": b"c", "more_body": True})
+        results.append(await send({"type": "http.response.body", "body": b"", "more_body": False}))
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.body == b"abc"
+    assert results == [None]
+
+
+async def test_send_errors_reach_the_awaiting_app(twin):
+    errors = []
+
+    async def app(scope, receive, send):
+        try:
+            await send({"type": "http.response.body", "body": b"early"})
+        except RuntimeError as exc:
+            errors.append(type(exc).__name__)
+        task = asyncio.ensure_future(send({"type": "http.response.start", "status": 99}))
+        try:
+            await task
+        except RuntimeError:
+            errors.append("task")
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.status == 200
+    assert errors == ["RuntimeError", "task"]

@@ -46,6 +46,7 @@ cdef class RequestCycle:
 
     cdef _init(self, HttpProtocol protocol, dict scope, object app, bint keep_alive, bint expect_100_continue)
     cpdef wake(self)
+    cdef _send(self, object message)
     cdef _start_response(self, object status, object headers)
     cdef _send_body(self, object body, bint more_body)
     cdef bint _can_replace_response(self)
@@ -82,6 +83,7 @@ cdef class RequestParser:
         bint upgrade
 
     cpdef bint has_partial_message(self)
+    cdef feed(self, bytes chunk)
     cdef _feed(self, bytes data, Py_ssize_t prefix)
     cdef Py_ssize_t _find_line_end(self, const unsigned char *base, Py_ssize_t size, Py_ssize_t pos,
                                    Py_ssize_t limit, str what) except -2
@@ -129,6 +131,7 @@ cdef class HttpProtocol:
         public double deadline              # time.monotonic() when an idle connection is closed; 0: none
         readonly bint draining              # after shutdown(): no response keeps the connection open
         object _context                     # contextvars.Context requests are copied from
+        dict _task_kwargs                   # asyncio.Task keyword arguments, reused for every request
         bint _proxy_trusted                 # the peer may set X-Forwarded-* (decided per connection)
         object _transport_write             # transport.write, bound once
         object _transport_is_closing        # transport.is_closing, bound once

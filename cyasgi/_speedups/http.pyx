@@ -8,12 +8,14 @@ of status lines, and the head of a response assembled in one bytearray.
 """
 
 import asyncio
+import inspect
 import contextvars
 import logging
 import sys
 from collections import deque
 
 cimport cython
+from cpython.object cimport PyObject_Call
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcmp, memcpy
@@ -204,13 +206,81 @@ cdef bint caused_by_disconnect(object exc):
     return False
 
 
-cdef object start_task(object loop, object coro, object context):
-    """Run ``coro`` as a Task in a copy of ``context``: eagerly where Python allows it."""
+cdef object start_task(object loop, object coro, object context, dict task_kwargs):
+    """Run ``coro`` as a Task in a copy of ``context``: eagerly where Python allows it.
+
+    ``task_kwargs`` is the connection's {"loop", "eager_start", "context"} dict, reused: the
+    Task's initialiser reads it and keeps no reference to it.
+    """
     if HAS_EAGER_TASKS:
-        return aio_Task(coro, loop=loop, context=context.copy(), eager_start=True)
+        task_kwargs["context"] = context.copy()
+        return PyObject_Call(aio_Task, (coro,), task_kwargs)
     if HAS_TASK_CONTEXT:
         return loop.create_task(coro, context=context.copy())
     return context.run(loop.create_task, coro)
+
+
+@cython.final
+cdef class Completed:
+    """What send() returns when it had nothing to wait for: an awaitable that is already done.
+
+    It speaks the coroutine protocol (__await__, send, throw, close), so asyncio.iscoroutine()
+    accepts it and a Task can run it: it finishes at once with None. One shared instance.
+    """
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise StopIteration
+
+    def send(self, value):
+        raise StopIteration
+
+    def throw(self, typ, val=None, tb=None):
+        if val is None:
+            raise typ
+        raise val
+
+    def close(self):
+        pass
+
+
+cdef Completed COMPLETED = Completed()
+
+
+@cython.final
+cdef class Failed:
+    """What send() returns when the message was refused: awaiting it raises the error, so the
+    app sees it where it awaits, as with a coroutine."""
+
+    cdef object error
+
+    def __init__(self, error):
+        self.error = error
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise self.error
+
+    def send(self, value):
+        raise self.error
+
+    def throw(self, typ, val=None, tb=None):
+        if val is None:
+            raise typ
+        raise val
+
+    def close(self):
+        pass
 
 
 @cython.final
@@ -357,10 +427,23 @@ cdef class RequestCycle:
             self._end_delivered = True
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
-    async def send(self, message):
-        cdef dict m = message if type(message) is dict else dict(message)
+    def send(self, message):
+        # The common case waits for nothing: do the work now and return an awaitable that is
+        # already done, instead of a coroutine object per message.
         if self.flow.write_paused and not self.disconnected:
-            await self.flow.drain()
+            return self._send_after_drain(message)
+        try:
+            self._send(message)
+        except BaseException as error:
+            return Failed(error)
+        return COMPLETED
+
+    async def _send_after_drain(self, message):
+        await self.flow.drain()
+        self._send(message)
+
+    cdef _send(self, message):
+        cdef dict m = message if type(message) is dict else dict(message)
         if self.disconnected:
             raise ClientDisconnected
         message_type = m["type"]
@@ -630,6 +713,7 @@ cdef class HttpProtocol:
         self.deadline = 0.0
         self.draining = False
         self._context = None
+        self._task_kwargs = None
         self._proxy_trusted = False
         self._transport_write = None
         self._transport_is_closing = None
@@ -659,6 +743,7 @@ cdef class HttpProtocol:
         self.client = get_remote_addr(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
         self._context = cv_copy_context()
+        self._task_kwargs = {"loop": self.loop, "eager_start": True, "context": None}
         self._proxy_trusted = self.trusted_hosts is not None and is_trusted_peer(
             self.trusted_hosts, self.client, self.server
         )
@@ -699,7 +784,10 @@ cdef class HttpProtocol:
             return
         self.deadline = 0.0
         try:
-            self.parser.feed_data(data)
+            if self._native_parser is not None and type(data) is bytes:
+                self._native_parser.feed(<bytes> data)
+            else:
+                self.parser.feed_data(data)
         except RequestRejected as exc:
             self._reject(exc.status, exc.body, exc.log_message)
         except PARSER_ERRORS_ as exc:
@@ -892,7 +980,7 @@ cdef class HttpProtocol:
     cdef _run(self, RequestCycle cycle):
         coro = cycle.run_asgi()
         context = cv_Context() if self.reset_contextvars else self._context
-        task = start_task(self.loop, coro, context)
+        task = start_task(self.loop, coro, context, self._task_kwargs)
         if not task.done():
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -1003,3 +1091,10 @@ def sweep_deadlines(connections, double now):
 
 
 include "http_parser.pxi"
+
+
+# send() is a coroutine function in every way that matters (it returns an awaitable that speaks the
+# coroutine protocol): say so to inspect and asyncio, as the pure twin's `async def send` does.
+if hasattr(inspect, "markcoroutinefunction"):
+    inspect.markcoroutinefunction(RequestCycle.send)
+RequestCycle.send._is_coroutine = getattr(asyncio.coroutines, "_is_coroutine", None)
