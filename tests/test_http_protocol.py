@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from cyasgi.protocols.http_common import SHUTDOWN_GRACE
+from cyasgi._compat import HAS_EAGER_TASKS
 from tests.utils import MockTransport, make_protocol, parse_responses
 
 pytestmark = pytest.mark.anyio
@@ -378,6 +379,18 @@ async def test_pipelined_requests_answered_in_order(twin):
     protocol.data_received(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in (1, 2, 3)))
     responses = await transport.responses(3)
     assert [r.body for r in responses] == [b"/1", b"/2", b"/3"]
+
+
+async def test_pipelined_responses_leave_in_one_write(twin):
+    protocol, transport = make_protocol(twin, body_app(b"x"))
+    protocol.data_received(SIMPLE_GET * 8)
+    responses = await transport.responses(8)
+    assert [r.body for r in responses] == [b"x"] * 8
+    if HAS_EAGER_TASKS:
+        # Apps that finish without waiting are answered inside one dispatch loop: one writev.
+        assert transport.calls == ["writelines"]
+    else:
+        assert len(transport.calls) == 8  # each app runs in its own task step
 
 
 async def test_pipelined_request_waits_and_reading_pauses(twin):

@@ -135,6 +135,8 @@ cdef class HttpProtocol:
         bint _proxy_trusted                 # the peer may set X-Forwarded-* (decided per connection)
         object _transport_write             # transport.write, bound once
         object _transport_is_closing        # transport.is_closing, bound once
+        list _write_batch                   # writes of the running dispatch loop, sent at its end; else None
+        Py_ssize_t _write_batch_size
         bint _reading_stopped
         bint _eof
         bytes _pending_error
@@ -155,6 +157,10 @@ cdef class HttpProtocol:
     cdef _on_body(self, bytes body)
     cdef _on_message_complete(self)
     cdef _dispatch(self)
+    cdef _write(self, object data)
+    cdef _writelines(self, tuple parts)
+    cdef _flush(self)
+    cdef _close(self)
     cdef _run(self, RequestCycle cycle)
     cdef _on_response_complete(self, RequestCycle cycle)
     cdef _on_response_aborted(self, RequestCycle cycle)

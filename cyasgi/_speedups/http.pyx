@@ -27,6 +27,7 @@ from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
     HIGH_WATER_LIMIT,
+    WRITE_BATCH_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
     ClientDisconnected,
@@ -59,6 +60,7 @@ cdef object PARSER_UPGRADES_ = PARSER_UPGRADES
 
 cdef Py_ssize_t HIGH_WATER = HIGH_WATER_LIMIT
 cdef Py_ssize_t COALESCE = COALESCE_LIMIT
+cdef Py_ssize_t COALESCE_MAX = WRITE_BATCH_LIMIT
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 cdef bytes CRLF = b"\r\n"
@@ -406,7 +408,7 @@ cdef class RequestCycle:
         if self.waiting_for_100_continue:
             self.waiting_for_100_continue = False
             if not self.response_started and not self.transport.is_closing():
-                self.transport.write(CONTINUE)
+                self.protocol._write(CONTINUE)
         while True:
             if self.disconnected or self.response_complete:
                 return {"type": "http.disconnect"}
@@ -635,13 +637,13 @@ cdef class RequestCycle:
             if p != PyBytes_AS_STRING(out) + total:  # the size arithmetic above is wrong: fail loudly
                 raise SystemError(f"response buffer mis-sized: {p - PyBytes_AS_STRING(out)} != {total}")
             if inline_body or not size:
-                self.protocol._transport_write(out)
+                self.protocol._write(out)
             elif self._chunked:
-                self.transport.writelines((out, body, CRLF + LAST_CHUNK if not more_body else CRLF))
+                self.protocol._writelines((out, body, CRLF + LAST_CHUNK if not more_body else CRLF))
             else:
-                self.transport.writelines((out, body))
+                self.protocol._writelines((out, body))
         elif size:
-            self.transport.write(body)
+            self.protocol._write(body)
 
         if not more_body:
             if self._bytes_sent < self._content_length and not self._bodyless:
@@ -669,7 +671,7 @@ cdef class RequestCycle:
         """The response cannot be completed: close the connection so the client sees it end."""
         if not self.response_complete:
             self.keep_alive = False
-            self.transport.close()
+            self.protocol._close()
             self.protocol._on_response_aborted(self)
 
 
@@ -717,6 +719,8 @@ cdef class HttpProtocol:
         self._proxy_trusted = False
         self._transport_write = None
         self._transport_is_closing = None
+        self._write_batch = None
+        self._write_batch_size = 0
         self._reading_stopped = False
         self._eof = False
         self._pending_error = None
@@ -950,6 +954,7 @@ cdef class HttpProtocol:
         if self._dispatching or self.transport is None or self._transport_is_closing():
             return
         self._dispatching = True
+        self._write_batch = []  # responses answered in this loop leave in one writev
         try:
             while self.active is None and self.pipeline:
                 cycle = self.pipeline.popleft()
@@ -957,6 +962,7 @@ cdef class HttpProtocol:
                 self._run(cycle)
         finally:
             self._dispatching = False
+            self._flush()
         if self._transport_is_closing():
             return
         if self.active is not None:
@@ -965,12 +971,12 @@ cdef class HttpProtocol:
             return
         if self._pending_error is not None:
             if self._pending_error:
-                self.transport.write(self._pending_error)
-            self.transport.close()
+                self._write(self._pending_error)
+            self._close()
         elif self._upgrade is not None:
             self._hand_over_upgrade()
         elif self._eof:
-            self.transport.close()
+            self._close()
         elif not self._parsing and not self._reading_stopped and (
             self._native_parser is None or not self._native_parser.has_partial_message()
         ):
@@ -994,9 +1000,42 @@ cdef class HttpProtocol:
             return
         if not cycle.keep_alive:
             self.pipeline.clear()
-            self.transport.close()
+            self._close()
             return
         self._dispatch()
+
+    cdef _write(self, object data):
+        """Write now, or into the batch of the dispatch loop running (flushed when it ends)."""
+        if self._write_batch is None:
+            self._transport_write(data)
+            return
+        self._write_batch.append(data)
+        self._write_batch_size += len(data)
+        if self._write_batch_size >= COALESCE_MAX:
+            self._flush()
+            self._write_batch = []
+
+    cdef _writelines(self, tuple parts):
+        """Large bodies: the head and the body as they are, without copying them together."""
+        if self._write_batch is None:
+            self.transport.writelines(parts)
+            return
+        for part in parts:
+            self._write(part)
+
+    cdef _flush(self):
+        cdef list batch = self._write_batch
+        self._write_batch = None
+        self._write_batch_size = 0
+        if batch:
+            if len(batch) == 1:
+                self._transport_write(batch[0])
+            else:
+                self.transport.writelines(batch)
+
+    cdef _close(self):
+        self._flush()
+        self.transport.close()
 
     cdef _on_response_aborted(self, RequestCycle cycle):
         if cycle is self.active:
@@ -1051,7 +1090,7 @@ cdef class HttpProtocol:
         """Called by ``sweep_deadlines`` once ``deadline`` has passed."""
         self.deadline = 0.0
         if self.active is None and not self.pipeline and not self.transport.is_closing():
-            self.transport.close()
+            self._close()
 
     def shutdown(self):
         """Graceful shutdown: from now on every response closes its connection.
@@ -1069,7 +1108,7 @@ cdef class HttpProtocol:
 
     def _close_if_idle(self):
         if self.active is None and not self._parsing and not self.transport.is_closing():
-            self.transport.close()
+            self._close()
 
     cdef str _log_prefix(self):
         return "%s:%d - " % self.client if self.client else ""

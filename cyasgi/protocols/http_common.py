@@ -25,6 +25,10 @@ SHUTDOWN_GRACE = 0.5
 #: being copied into one bytes object with it.
 COALESCE_LIMIT = 16384
 
+#: Responses answered together (pipelined requests in one packet) leave in one writev; past this
+#: many bytes the batch is sent at once, so the transport's own flow control still applies.
+WRITE_BATCH_LIMIT = 65536
+
 
 class ClientDisconnected(OSError):
     """Raised by ``send()`` once the client is gone (ASGI HTTP spec 2.4)."""

@@ -33,6 +33,7 @@ from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
     HIGH_WATER_LIMIT,
+    WRITE_BATCH_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
     ClientDisconnected,
@@ -236,7 +237,7 @@ class RequestCycle:
         if self.waiting_for_100_continue:
             self.waiting_for_100_continue = False
             if not self.response_started and not self.transport.is_closing():
-                self.transport.write(_CONTINUE)
+                self.protocol._write(_CONTINUE)
         while True:
             if self.disconnected or self.response_complete:
                 return {"type": "http.disconnect"}
@@ -353,33 +354,34 @@ class RequestCycle:
     def _send_body(self, body: bytes, more_body: bool) -> None:
         size = len(body)
         head = b"" if self._head is None else self._finish_head(size, more_body)
-        if self._bodyless:
-            payload = b""
-        else:
+        parts = [head] if head else []
+        if not self._bodyless:
             if self._content_length != -1:
                 self._bytes_sent += size
                 if self._bytes_sent > self._content_length:
                     raise RuntimeError("Response content longer than Content-Length")
             if self._chunked:
-                # An empty chunk would end the body, so empty messages write nothing.
-                payload = b"%x\r\n%s\r\n" % (size, body) if size else b""
+                # An empty chunk would end the body, so empty messages write no chunk.
+                if size:
+                    parts += (b"%x\r\n" % size, body, b"\r\n")
                 if not more_body:
-                    payload += _LAST_CHUNK
+                    parts.append(_LAST_CHUNK)
+            elif size:
+                parts.append(body)
+        protocol = self.protocol
+        if len(parts) == 1:
+            protocol._write(parts[0])
+        elif parts:
+            if size >= COALESCE_LIMIT:
+                protocol._writelines(parts)  # a large body is not copied next to its framing
             else:
-                payload = body
-        if head and payload:
-            if len(payload) >= COALESCE_LIMIT:
-                self.transport.writelines((head, payload))
-            else:
-                self.transport.write(head + payload)
-        elif head or payload:
-            self.transport.write(head or payload)
+                protocol._write(b"".join(parts))
         if not more_body:
             if self._bytes_sent < self._content_length and not self._bodyless:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True
             self.wake()
-            self.protocol._on_response_complete(self)
+            protocol._on_response_complete(self)
 
     def _can_replace_response(self) -> bool:
         """Nothing of the response is on the wire yet (its head waits for the first body chunk)."""
@@ -400,7 +402,7 @@ class RequestCycle:
         """The response cannot be completed: close the connection so the client sees it end."""
         if not self.response_complete:
             self.keep_alive = False
-            self.transport.close()
+            self.protocol._close()
             self.protocol._on_response_aborted(self)
 
 
@@ -468,6 +470,8 @@ class HttpProtocol(asyncio.Protocol):
         self.active: RequestCycle | None = None
         self.pipeline: deque[RequestCycle] = deque()
         self._dispatching = False
+        self._write_batch: list[bytes] | None = None  # writes of the running dispatch loop
+        self._write_batch_size = 0
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
@@ -665,6 +669,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._dispatching or self.transport is None or self.transport.is_closing():
             return
         self._dispatching = True
+        self._write_batch = []  # responses answered in this loop leave in one writev
         try:
             while self.active is None and self.pipeline:
                 cycle = self.pipeline.popleft()
@@ -672,6 +677,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._run(cycle)
         finally:
             self._dispatching = False
+            self._flush()
         if self.transport.is_closing():
             return
         if self.active is not None:
@@ -680,12 +686,12 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self._pending_error is not None:
             if self._pending_error:
-                self.transport.write(self._pending_error)
-            self.transport.close()
+                self._write(self._pending_error)
+            self._close()
         elif self._upgrade is not None:
             self._hand_over_upgrade()
         elif self._eof:
-            self.transport.close()
+            self._close()
         elif not self._parsing and not self._reading_stopped and (
             self._native_parser is None or not self._native_parser.has_partial_message()
         ):
@@ -709,9 +715,43 @@ class HttpProtocol(asyncio.Protocol):
             return
         if not cycle.keep_alive:
             self.pipeline.clear()
-            self.transport.close()
+            self._close()
             return
         self._dispatch()
+
+    def _write(self, data: bytes) -> None:
+        """Write now, or into the batch of the dispatch loop running (flushed when it ends)."""
+        batch = self._write_batch
+        if batch is None:
+            self.transport.write(data)
+            return
+        batch.append(data)
+        self._write_batch_size += len(data)
+        if self._write_batch_size >= WRITE_BATCH_LIMIT:
+            self._flush()
+            self._write_batch = []
+
+    def _writelines(self, parts: list[bytes]) -> None:
+        """Large bodies: the head and the body as they are, without copying them together."""
+        if self._write_batch is None:
+            self.transport.writelines(parts)
+            return
+        for part in parts:
+            self._write(part)
+
+    def _flush(self) -> None:
+        batch = self._write_batch
+        self._write_batch = None
+        self._write_batch_size = 0
+        if batch:
+            if len(batch) == 1:
+                self.transport.write(batch[0])
+            else:
+                self.transport.writelines(batch)
+
+    def _close(self) -> None:
+        self._flush()
+        self.transport.close()
 
     def _on_response_aborted(self, cycle: RequestCycle) -> None:
         if cycle is self.active:
@@ -767,7 +807,7 @@ class HttpProtocol(asyncio.Protocol):
         """Called by ``sweep_deadlines`` once ``deadline`` has passed."""
         self.deadline = 0.0
         if self.active is None and not self.pipeline and not self.transport.is_closing():
-            self.transport.close()
+            self._close()
 
     def shutdown(self) -> None:
         """Graceful shutdown: from now on every response closes its connection.
@@ -785,7 +825,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _close_if_idle(self) -> None:
         if self.active is None and not self._parsing and not self.transport.is_closing():
-            self.transport.close()
+            self._close()
 
     def _log_prefix(self) -> str:
         return "%s:%d - " % self.client if self.client else ""
