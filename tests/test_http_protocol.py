@@ -877,6 +877,41 @@ async def test_write_pause_makes_send_wait(twin):
     assert sent == ["a", "b"]
 
 
+async def test_a_fast_streaming_app_stops_at_the_write_batch_limit(twin):
+    """An app that streams without ever waiting is held back once a batch reaches the transport
+    and the transport signals back-pressure: memory stays bounded by one batch."""
+    from cyasgi.protocols.http_common import WRITE_BATCH_LIMIT
+
+    chunk = b"x" * 65536
+    sent = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(64):  # 4 MiB
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent.append(len(chunk))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    protocol, transport = make_protocol(twin, app)
+    real_writelines = transport.writelines
+
+    def writelines_with_backpressure(chunks):
+        real_writelines(chunks)
+        protocol.pause_writing()  # a transport past its high-water mark says so at once
+
+    transport.writelines = writelines_with_backpressure
+    protocol.data_received(SIMPLE_GET)
+    await transport.wait_for(lambda: len(transport.buffer) > 0)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert sum(sent) < 64 * len(chunk), "the app was not paused"
+    assert len(transport.buffer) <= WRITE_BATCH_LIMIT + 2 * len(chunk)
+    transport.writelines = real_writelines
+    protocol.resume_writing()
+    [response] = await transport.responses(1)
+    assert len(response.body) == 64 * len(chunk)
+
+
 async def test_drain_wakes_on_disconnect(twin):
     outcome = []
 
