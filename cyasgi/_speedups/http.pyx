@@ -222,25 +222,15 @@ cdef object start_task(object loop, object coro, object context, dict task_kwarg
     return context.run(loop.create_task, coro)
 
 
-@cython.final
-cdef class Completed:
-    """What send() returns when it had nothing to wait for: an awaitable that is already done.
-
-    It speaks the coroutine protocol (__await__, send, throw, close), so asyncio.iscoroutine()
-    accepts it and a Task can run it: it finishes at once with None. One shared instance.
-    """
+cdef class ReadyAwaitable:
+    """An awaitable that never suspends, speaking the coroutine protocol (__await__, send, throw,
+    close) so asyncio.iscoroutine() accepts it and a Task can run it. Subclasses say how it ends."""
 
     def __await__(self):
         return self
 
     def __iter__(self):
         return self
-
-    def __next__(self):
-        raise StopIteration
-
-    def send(self, value):
-        raise StopIteration
 
     def throw(self, typ, val=None, tb=None):
         if val is None:
@@ -251,11 +241,22 @@ cdef class Completed:
         pass
 
 
+@cython.final
+cdef class Completed(ReadyAwaitable):
+    """What send() returns when it had nothing to wait for: done at once, with None. One shared instance."""
+
+    def __next__(self):
+        raise StopIteration
+
+    def send(self, value):
+        raise StopIteration
+
+
 cdef Completed COMPLETED = Completed()
 
 
 @cython.final
-cdef class Failed:
+cdef class Failed(ReadyAwaitable):
     """What send() returns when the message was refused: awaiting it raises the error, so the
     app sees it where it awaits, as with a coroutine."""
 
@@ -264,25 +265,11 @@ cdef class Failed:
     def __init__(self, error):
         self.error = error
 
-    def __await__(self):
-        return self
-
-    def __iter__(self):
-        return self
-
     def __next__(self):
         raise self.error
 
     def send(self, value):
         raise self.error
-
-    def throw(self, typ, val=None, tb=None):
-        if val is None:
-            raise typ
-        raise val
-
-    def close(self):
-        pass
 
 
 @cython.final
