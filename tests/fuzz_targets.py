@@ -169,8 +169,8 @@ def explain(
             for cut in range(run.start(), run.end()):
                 cleaned = data[:cut] + data[run.end() :]
                 again = reparse(cleaned)
-                if again.accepted() and heads(again) == heads(theirs):
-                    return "bare_lf_between_requests"
+                if (again.accepted() or theirs.rejected) and heads(again) == heads(theirs):
+                    return "bare_lf_between_requests"  # and, if refused, both refuse the same request
                 if again != ours and explain(cleaned, again, theirs) is not None:
                     return "bare_lf_between_requests"  # and another divergence behind it
     if theirs.rejected and index < len(ours.requests):

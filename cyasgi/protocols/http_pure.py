@@ -34,6 +34,7 @@ from cyasgi.protocols.http_common import (
     COALESCE_LIMIT,
     FRAMING_FIELDS,
     HIGH_WATER_LIMIT,
+    WRITE_BATCH_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
     ClientDisconnected,
@@ -54,6 +55,7 @@ from cyasgi.protocols.http_common import (
     too_many_headers,
     warn_unsupported_upgrade,
 )
+from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
 from cyasgi.protocols.http_parser_pure import RequestParser
 from cyasgi.protocols.parsers import OWN_PARSER, PARSER_ERRORS, PARSER_UPGRADES, httptools, httptools_parser_factory
 from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
@@ -243,7 +245,7 @@ class RequestCycle:
         if self.waiting_for_100_continue:
             self.waiting_for_100_continue = False
             if not self.response_started and not self.transport.is_closing():
-                self.transport.write(_CONTINUE)
+                self.protocol._write(_CONTINUE)
         while True:
             if self.disconnected or self.response_complete:
                 return {"type": "http.disconnect"}
@@ -365,33 +367,34 @@ class RequestCycle:
             body = as_bytes(body, "body")
         size = len(body)
         head = b"" if self._head is None else self._finish_head(size, more_body)
-        if self._bodyless:
-            payload = b""
-        else:
+        parts = [head] if head else []
+        if not self._bodyless:
             if self._content_length != -1:
                 self._bytes_sent += size
                 if self._bytes_sent > self._content_length:
                     raise RuntimeError("Response content longer than Content-Length")
             if self._chunked:
-                # An empty chunk would end the body, so empty messages write nothing.
-                payload = b"%x\r\n%s\r\n" % (size, body) if size else b""
+                # An empty chunk would end the body, so empty messages write no chunk.
+                if size:
+                    parts += (b"%x\r\n" % size, body, b"\r\n")
                 if not more_body:
-                    payload += _LAST_CHUNK
+                    parts.append(_LAST_CHUNK)
+            elif size:
+                parts.append(body)
+        protocol = self.protocol
+        if len(parts) == 1:
+            protocol._write(parts[0])
+        elif parts:
+            if size >= COALESCE_LIMIT:
+                protocol._writelines(parts)  # a large body is not copied next to its framing
             else:
-                payload = body
-        if head and payload:
-            if len(payload) >= COALESCE_LIMIT:
-                self.transport.writelines((head, payload))
-            else:
-                self.transport.write(head + payload)
-        elif head or payload:
-            self.transport.write(head or payload)
+                protocol._write(b"".join(parts))
         if not more_body:
             if self._bytes_sent < self._content_length and not self._bodyless:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True
             self.wake()
-            self.protocol._on_response_complete(self)
+            protocol._on_response_complete(self)
 
     def _can_replace_response(self) -> bool:
         """Nothing of the response is on the wire yet (its head waits for the first body chunk)."""
@@ -412,7 +415,7 @@ class RequestCycle:
         """The response cannot be completed: close the connection so the client sees it end."""
         if not self.response_complete:
             self.keep_alive = False
-            self.transport.close()
+            self.protocol._close()
             self.protocol._on_response_aborted(self)
 
 
@@ -427,7 +430,8 @@ class HttpProtocol(asyncio.Protocol):
         if not config.loaded:
             config.load()
         self.config = config
-        self.app = config.loaded_app
+        self.app = config.http_app
+        self.trusted_hosts = config.proxy_trusted_hosts  # None: proxy headers off
         self.loop = _loop if _loop is not None else asyncio.get_running_loop()
         self.logger = logger
         self.access_logger = access_logger
@@ -477,6 +481,7 @@ class HttpProtocol(asyncio.Protocol):
         self._requests = 0  # requests begun on this connection (for --limit-keep-alive-requests)
         self.draining = False  # after shutdown(): no response keeps the connection open
         self._context: contextvars.Context | None = None
+        self._proxy_trusted = False  # the peer may set X-Forwarded-* (decided per connection)
         self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
         self._eof = False
         self._pending_error: bytes | None = None  # written once earlier responses are out
@@ -498,6 +503,8 @@ class HttpProtocol(asyncio.Protocol):
         self.active: RequestCycle | None = None
         self.pipeline: deque[RequestCycle] = deque()
         self._dispatching = False
+        self._write_batch: list[bytes] | None = None  # writes of the running dispatch loop
+        self._write_batch_size = 0
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
@@ -509,6 +516,9 @@ class HttpProtocol(asyncio.Protocol):
         self.client = get_remote_addr(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
         self._context = contextvars.copy_context()
+        self._proxy_trusted = self.trusted_hosts is not None and is_trusted_peer(
+            self.trusted_hosts, self.client, self.server
+        )
         if self._timeout_head:
             self._head_deadline = self.deadline = time.monotonic() + self._timeout_head
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
@@ -695,6 +705,8 @@ class HttpProtocol(asyncio.Protocol):
             "state": self.app_state.copy(),
             "extensions": {},
         }
+        if self._proxy_trusted:
+            apply_proxy_headers(scope, self.trusted_hosts)
 
         app = self.app
         limit = self.limit_concurrency
@@ -733,6 +745,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._dispatching or self.transport is None or self.transport.is_closing():
             return
         self._dispatching = True
+        self._write_batch = []  # responses answered in this loop leave in one writev
         try:
             while self.active is None and self.pipeline:
                 cycle = self.pipeline.popleft()
@@ -740,6 +753,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._run(cycle)
         finally:
             self._dispatching = False
+            self._flush()
         if self.transport.is_closing():
             return
         if self.active is not None:
@@ -748,12 +762,12 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self._pending_error is not None:
             if self._pending_error:
-                self.transport.write(self._pending_error)
-            self.transport.close()
+                self._write(self._pending_error)
+            self._close()
         elif self._upgrade is not None:
             self._hand_over_upgrade()
         elif self._eof:
-            self.transport.close()
+            self._close()
         elif not self._reading_stopped:
             if not self._parsing and (self._native_parser is None or not self._native_parser.has_partial_message()):
                 # Idle: closed after --timeout-keep-alive without a byte; bytes that are no request
@@ -789,9 +803,43 @@ class HttpProtocol(asyncio.Protocol):
             return
         if not cycle.keep_alive:
             self.pipeline.clear()
-            self.transport.close()
+            self._close()
             return
         self._dispatch()
+
+    def _write(self, data: bytes) -> None:
+        """Write now, or into the batch of the dispatch loop running (flushed when it ends)."""
+        batch = self._write_batch
+        if batch is None:
+            self.transport.write(data)
+            return
+        batch.append(data)
+        self._write_batch_size += len(data)
+        if self._write_batch_size >= WRITE_BATCH_LIMIT:
+            self._flush()
+            self._write_batch = []
+
+    def _writelines(self, parts: list[bytes]) -> None:
+        """Large bodies: the head and the body as they are, without copying them together."""
+        if self._write_batch is None:
+            self.transport.writelines(parts)
+            return
+        for part in parts:
+            self._write(part)
+
+    def _flush(self) -> None:
+        batch = self._write_batch
+        self._write_batch = None
+        self._write_batch_size = 0
+        if batch:
+            if len(batch) == 1:
+                self.transport.write(batch[0])
+            else:
+                self.transport.writelines(batch)
+
+    def _close(self) -> None:
+        self._flush()
+        self.transport.close()
 
     def _on_response_aborted(self, cycle: RequestCycle) -> None:
         if cycle is self.active:
@@ -850,10 +898,10 @@ class HttpProtocol(asyncio.Protocol):
         if self.active is None and not self.pipeline and not self.transport.is_closing():
             if self._native_parser.in_head() if self._native_parser is not None else self._in_head:
                 self.logger.debug("%sRequest head not complete in time: 408.", self._log_prefix())
-                self.transport.write(
+                self._write(
                     simple_response(408, b"Request Timeout", self.server_state.default_headers_block)
                 )
-            self.transport.close()
+            self._close()
 
     def shutdown(self) -> None:
         """Graceful shutdown: from now on every response closes its connection.
@@ -871,7 +919,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _close_if_idle(self) -> None:
         if self.active is None and not self._parsing and not self.transport.is_closing():
-            self.transport.close()
+            self._close()
 
     def _log_prefix(self) -> str:
         return "%s:%d - " % self.client if self.client else ""
