@@ -18,12 +18,14 @@ from typing import IO, Any, Awaitable, Callable, Literal
 from cyasgi._compat import IS_PYPY
 from cyasgi.importer import ImportFromStringError, import_from_string
 from cyasgi.logging import TRACE_LOG_LEVEL
+from cyasgi.protocols.http_common import encode_health_path
 
 HTTPProtocolType = Literal["auto", "cyasgi", "h11", "httptools"]
 WSProtocolType = Literal["auto", "none", "websockets", "websockets-sansio", "wsproto"]
 LifespanType = Literal["auto", "on", "off"]
 LoopFactoryType = Literal["none", "auto", "asyncio", "uvloop"]
 InterfaceType = Literal["auto", "asgi3", "asgi2", "wsgi"]
+AccessLogFormatType = Literal["text", "json"]
 
 #: Request limits (docs/reliability.md): the request line and header fields together (bytes, else
 #: 431), the number of header fields (else 431), and the seconds from connect or from the end of
@@ -80,6 +82,8 @@ LOOP_FACTORIES: dict[str, str | None] = {
     "uvloop": "cyasgi.loops.uvloop:uvloop_loop_factory",
 }
 INTERFACES: list[InterfaceType] = ["auto", "asgi3", "asgi2", "wsgi"]
+#: --access-log-format: uvicorn's text line (the formatter the log config names), or one JSON object per line.
+ACCESS_LOG_FORMATS: list[AccessLogFormatType] = ["text", "json"]
 
 SSL_PROTOCOL_VERSION: int = ssl.PROTOCOL_TLS_SERVER
 
@@ -273,6 +277,9 @@ class Config:
         limit_request_body_size: int | None = None,
         limit_keep_alive_requests: int | None = None,
         timeout_header_read: float | None = DEFAULT_TIMEOUT_HEADER_READ,
+        access_log_format: AccessLogFormatType = "text",
+        health_path: str | None = None,
+        shutdown_delay: float = 0,
     ):
         self.app = app
         self.host = host
@@ -329,7 +336,11 @@ class Config:
         self.limit_request_body_size = limit_request_body_size
         self.limit_keep_alive_requests = limit_keep_alive_requests
         self.timeout_header_read = timeout_header_read
+        self.access_log_format = access_log_format
+        self.health_path = health_path
+        self.shutdown_delay = shutdown_delay
         self._check_limits()
+        self._check_operations()
 
         self.loaded = False
         self.configure_logging()
@@ -400,6 +411,20 @@ class Config:
         if self.timeout_header_read is not None and self.timeout_header_read < 0:
             raise ConfigError(f"--timeout-header-read cannot be negative ({self.timeout_header_read}).")
 
+    def _check_operations(self) -> None:
+        """--access-log-format, --health-path, --shutdown-delay (docs/deployment.md)."""
+        if self.access_log_format not in ACCESS_LOG_FORMATS:
+            raise ConfigError(
+                f"--access-log-format must be one of {', '.join(ACCESS_LOG_FORMATS)}, not {self.access_log_format!r}."
+            )
+        try:
+            #: The raw request path the server answers itself; None: no health endpoint.
+            self.health_path_raw = encode_health_path(self.health_path)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.shutdown_delay is None or self.shutdown_delay < 0:
+            raise ConfigError(f"--shutdown-delay cannot be negative ({self.shutdown_delay}).")
+
     def _resolve_reload_settings(self, dirs: list[str], includes: list[str], excludes: list[str]) -> None:
         self.reload_includes, self.reload_dirs = resolve_reload_patterns(includes, dirs)
         self.reload_excludes, self.reload_dirs_excludes = resolve_reload_patterns(excludes, [])
@@ -462,6 +487,12 @@ class Config:
         if self.access_log is False:
             logging.getLogger("uvicorn.access").handlers = []
             logging.getLogger("uvicorn.access").propagate = False
+        elif self.access_log_format == "json":
+            # Whatever the log config attached to uvicorn.access now writes JSON lines.
+            from cyasgi.logging import JsonAccessFormatter
+
+            for handler in logging.getLogger("uvicorn.access").handlers:
+                handler.setFormatter(JsonAccessFormatter())
 
     def _apply_log_config(self) -> None:
         if self.log_config is not None:
@@ -530,6 +561,12 @@ class Config:
             self.ssl = None
 
         self.encoded_headers = encode_default_headers(self.headers, self.server_header)
+        #: PEM of the server's certificate for the TLS scope extension (its ``server_cert``).
+        self.ssl_server_cert: str | None = None
+        if self.ssl is not None and self.ssl_certfile:
+            from cyasgi.protocols.http_common import first_certificate_pem
+
+            self.ssl_server_cert = first_certificate_pem(self.ssl_certfile)
 
         # http_parser_factory: None for the twin's own strict parser, else callable(protocol) -> parser.
         self.http_parser_factory: Callable[[Any], Any] | None = None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import http
+import json
 import logging
 import re
 import sys
+import time
 from copy import copy
 from typing import Literal
 
@@ -119,3 +121,37 @@ class AccessFormatter(ColourizedFormatter):
             }
         )
         return super().formatMessage(recordcopy)
+
+
+class JsonAccessFormatter(logging.Formatter):
+    """``--access-log-format json``: one JSON object per ``uvicorn.access`` record, on one line.
+
+    Keys: ``time`` (ISO 8601, UTC, milliseconds), ``client``, ``method``, ``path``,
+    ``http_version``, ``status``, ``bytes`` (body bytes sent), ``duration`` (seconds),
+    ``request_id`` (the request's ``x-request-id``, else null) and ``aborted``. ``json.dumps``
+    escapes every string (control characters and non-ASCII included), so a request cannot forge
+    or break a line. A record of another shape is written as ``time`` and ``message``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        args = record.args
+        moment = time.gmtime(record.created)
+        stamp = "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", moment), int(record.msecs))
+        if isinstance(args, tuple) and len(args) == 5:
+            client_addr, method, path, http_version, status = args
+            duration = getattr(record, "duration", None)
+            entry = {
+                "time": stamp,
+                "client": client_addr or None,
+                "method": method,
+                "path": path,
+                "http_version": http_version,
+                "status": status,
+                "bytes": getattr(record, "bytes_sent", None),
+                "duration": None if duration is None else round(duration, 6),
+                "request_id": getattr(record, "request_id", None),
+                "aborted": getattr(record, "aborted", False),
+            }
+        else:
+            entry = {"time": stamp, "message": record.getMessage()}
+        return json.dumps(entry)

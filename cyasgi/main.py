@@ -15,6 +15,7 @@ import click
 
 import cyasgi
 from cyasgi.config import (
+    ACCESS_LOG_FORMATS,
     DEFAULT_LIMIT_REQUEST_HEAD_SIZE,
     DEFAULT_LIMIT_REQUEST_HEADERS,
     DEFAULT_TIMEOUT_HEADER_READ,
@@ -27,6 +28,7 @@ from cyasgi.config import (
     SSL_PROTOCOL_VERSION,
     STARTUP_FAILURE,
     WS_PROTOCOLS,
+    AccessLogFormatType,
     Config,
     ConfigError,
     HTTPProtocolType,
@@ -276,6 +278,13 @@ def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> boo
     help="Enable/Disable access log.",
 )
 @click.option(
+    "--access-log-format",
+    type=click.Choice(ACCESS_LOG_FORMATS),
+    default="text",
+    help="Access log lines as text (the log config's formatter) or as one JSON object per line.",
+    show_default=True,
+)
+@click.option(
     "--use-colors/--no-use-colors",
     is_flag=True,
     default=None,
@@ -381,6 +390,21 @@ def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> boo
     type=int,
     default=None,
     help="Maximum number of seconds to wait for graceful shutdown.",
+)
+@click.option(
+    "--shutdown-delay",
+    type=float,
+    default=0,
+    help="Seconds to keep serving after SIGTERM/SIGINT, with --health-path answering 503, before the "
+    "graceful shutdown starts (so load balancers notice).",
+    show_default=True,
+)
+@click.option(
+    "--health-path",
+    type=str,
+    default=None,
+    help="Answer GET/HEAD requests to this path in the server itself: 200, or 503 once shutdown has "
+    "begun. Off by default.",
 )
 @click.option(
     "--timeout-worker-healthcheck",
@@ -520,6 +544,9 @@ def main(
     limit_request_body_size: int | None,
     limit_keep_alive_requests: int | None,
     timeout_header_read: float,
+    access_log_format: AccessLogFormatType,
+    shutdown_delay: float,
+    health_path: str | None,
     reset_contextvars: bool = False,
 ) -> None:
     run(
@@ -579,6 +606,9 @@ def main(
         limit_request_body_size=limit_request_body_size,
         limit_keep_alive_requests=limit_keep_alive_requests,
         timeout_header_read=timeout_header_read,
+        access_log_format=access_log_format,
+        health_path=health_path,
+        shutdown_delay=shutdown_delay,
     )
 
 
@@ -644,6 +674,9 @@ def run(
     limit_request_body_size: int | None = None,
     limit_keep_alive_requests: int | None = None,
     timeout_header_read: float | None = DEFAULT_TIMEOUT_HEADER_READ,
+    access_log_format: AccessLogFormatType = "text",
+    health_path: str | None = None,
+    shutdown_delay: float = 0,
 ) -> None:
     """Run ``app`` (an ASGI app or a ``"module:attr"`` string) with ``Config``'s settings, like ``uvicorn.run``."""
     if app_dir is not None:
@@ -710,6 +743,9 @@ def run(
             limit_request_body_size=limit_request_body_size,
             limit_keep_alive_requests=limit_keep_alive_requests,
             timeout_header_read=timeout_header_read,
+            access_log_format=access_log_format,
+            health_path=health_path,
+            shutdown_delay=shutdown_delay,
         )
     except (ConfigError, OSError) as exc:  # e.g. an unreadable --log-config
         logging.getLogger("uvicorn.error").error("%s", exc)

@@ -46,6 +46,8 @@ class ServerState:
         self.default_headers: list[tuple[bytes, bytes]] = []
         #: The same headers as ready-to-write ``name: value\r\n`` lines, rebuilt once a second.
         self.default_headers_block = b""
+        #: Set as soon as shutdown begins (before the --shutdown-delay): --health-path answers 503.
+        self.shutting_down = False
 
 
 class Server:
@@ -66,6 +68,7 @@ class Server:
         self._shutdown_started = False
         self._date_second = -1
         self._limit_max_requests: int | None | bool = False  # False: not computed yet
+        self._delay_until = 0.0  # time.monotonic() at which the --shutdown-delay ends; 0: not started
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
         # The factory first: a bad --loop exits before the coroutine exists (no "never awaited").
@@ -254,13 +257,28 @@ class Server:
         sweep_deadlines(self.server_state.connections, time.monotonic())
 
         if self.should_exit:
-            return True
+            return self._shutdown_delay_over()
 
         max_requests = self.limit_max_requests
         if max_requests is not None and self.server_state.total_requests >= max_requests:
             logger.warning("Maximum request limit of %d exceeded. Terminating process.", max_requests)
             return True
         return False
+
+    def _shutdown_delay_over(self) -> bool:
+        """Asked to stop: with --shutdown-delay, keep serving (health checks failing) that long first."""
+        self.server_state.shutting_down = True
+        delay = self.config.shutdown_delay
+        if not delay or self.force_exit:
+            return True
+        now = time.monotonic()
+        if not self._delay_until:
+            self._delay_until = now + delay
+            logger.info(
+                "Shutdown delay: serving %gs more with health checks failing, then shutting down. (CTRL+C to force quit)",
+                delay,
+            )
+        return now >= self._delay_until
 
     def _refresh_default_headers(self, now: float) -> None:
         """Rebuild the date/server/custom header block; runs once a second, never per request."""
@@ -289,6 +307,7 @@ class Server:
         if self._shutdown_started:
             return
         self._shutdown_started = True
+        self.server_state.shutting_down = True
         logger.info("Shutting down")
         for server in self.servers:
             server.close()
@@ -358,6 +377,7 @@ class Server:
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._captured_signals.append(sig)
+        self.server_state.shutting_down = True  # --health-path answers 503 from now on
         if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True
         else:

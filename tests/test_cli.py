@@ -59,7 +59,21 @@ TIMEOUT_OPTIONS_HELP = """
     response, to send a complete request head; after that it gets 408 and the connection is closed.
     0 turns it off. [default: 30.0]
 """
-NEW_OPTIONS = set(re.findall(r"--[a-z-]+", LIMIT_OPTIONS_HELP + TIMEOUT_OPTIONS_HELP))
+ACCESS_LOG_FORMAT_HELP = """
+  --access-log-format [text|json] Access log lines as text (the log config's formatter) or as one JSON
+    object per line. [default: text]
+"""
+SHUTDOWN_OPTIONS_HELP = """
+  --shutdown-delay FLOAT Seconds to keep serving after SIGTERM/SIGINT, with --health-path answering
+    503, before the graceful shutdown starts (so load balancers notice). [default: 0]
+  --health-path TEXT Answer GET/HEAD requests to this path in the server itself: 200, or 503 once
+    shutdown has begun. Off by default.
+"""
+NEW_OPTIONS = set(
+    re.findall(
+        r"--[a-z-]+", LIMIT_OPTIONS_HELP + TIMEOUT_OPTIONS_HELP + ACCESS_LOG_FORMAT_HELP + SHUTDOWN_OPTIONS_HELP
+    )
+)
 
 
 def test_help_is_uvicorns_help_without_http2_and_zig_values():
@@ -85,6 +99,13 @@ def test_help_is_uvicorns_help_without_http2_and_zig_values():
     expected = expected.replace(
         "worker to respond to a healthcheck. [default: 5]",
         "worker to respond to a healthcheck. [default: 5] " + squash(TIMEOUT_OPTIONS_HELP),
+    )
+    # Operable shutdown and JSON access lines (docs/deployment.md, docs/logging.md).
+    expected = expected.replace(
+        "Enable/Disable access log.", "Enable/Disable access log. " + squash(ACCESS_LOG_FORMAT_HELP)
+    )
+    expected = expected.replace(
+        "wait for graceful shutdown.", "wait for graceful shutdown. " + squash(SHUTDOWN_OPTIONS_HELP)
     )
 
     result = run_cli_to_exit("--help")

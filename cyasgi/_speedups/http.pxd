@@ -42,7 +42,8 @@ cdef class RequestCycle:
         int _status
         bint _chunked
         Py_ssize_t _content_length   # -1: the app gave none
-        Py_ssize_t _bytes_sent
+        Py_ssize_t _bytes_sent       # body bytes written (framing excluded)
+        double _started              # monotonic() when the head was parsed, with the access log on; else 0
 
     cdef _init(self, HttpProtocol protocol, dict scope, object app, bint keep_alive, bint expect_100_continue)
     cpdef wake(self)
@@ -52,7 +53,7 @@ cdef class RequestCycle:
     cdef bint _can_replace_response(self)
     cdef _send_500(self)
     cdef _abort(self)
-    cdef _log_access(self, int status)
+    cdef _log_access(self, bint aborted)
 
 
 cdef enum ParserState:
@@ -125,6 +126,8 @@ cdef class HttpProtocol:
         readonly bint reset_contextvars
         readonly str asgi_version
         readonly dict app_state
+        bytes _health_path                  # --health-path as a raw path; None: off
+        object _health_app                  # HealthCheck answering it; None: off
 
         # shared server state
         readonly object server_state
@@ -144,6 +147,7 @@ cdef class HttpProtocol:
         object _context                     # contextvars.Context requests are copied from
         dict _task_kwargs                   # asyncio.Task keyword arguments, reused for every request
         bint _proxy_trusted                 # the peer may set X-Forwarded-* (decided per connection)
+        dict _tls                           # the ASGI tls extension of a TLS connection; None: plain
         object _transport_write             # transport.write, bound once
         object _transport_is_closing        # transport.is_closing, bound once
         list _write_batch                   # writes of the running dispatch loop, sent at its end; else None

@@ -24,6 +24,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
 from cyasgi.protocols.http_common import (
+    ACCESS_LOG_MESSAGE,
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
     FRAMING_FIELDS,
@@ -32,7 +33,9 @@ from cyasgi.protocols.http_common import (
     SHUTDOWN_GRACE,
     STATUS_LINES,
     ClientDisconnected,
+    HealthCheck,
     RequestRejected,
+    access_log_extra,
     as_bytes,
     bad_request as _bad_request,
     body_too_large,
@@ -45,6 +48,7 @@ from cyasgi.protocols.http_common import (
     service_unavailable,
     simple_response,
     split_target,
+    tls_extension,
     too_many_headers,
     transfer_coding_rejection,
     version_not_supported,
@@ -360,6 +364,7 @@ cdef class RequestCycle:
         self._chunked = False
         self._content_length = -1
         self._bytes_sent = 0
+        self._started = monotonic() if protocol.access_log else 0.0
 
     # Waking receive() ------------------------------------------------------------------------
 
@@ -400,6 +405,8 @@ cdef class RequestCycle:
             elif not self.response_complete and not self.disconnected:
                 logger.error("ASGI callable returned without completing response.")
                 self._abort()
+            elif not self.response_complete and self.response_started and self.protocol.access_log:
+                self._log_access(True)  # the client left mid-response and the app returned quietly
 
     async def receive(self):
         cdef list chunks
@@ -523,18 +530,19 @@ cdef class RequestCycle:
             self._bodyless = True
         self._head_parts = parts
         self._head_size = head_size
-        if self.protocol.access_log:
-            self._log_access(code)
 
-    cdef _log_access(self, int status):
+    cdef _log_access(self, bint aborted):
+        """The access line, once the response is complete (or aborted): uvicorn's record, plus
+        ``duration``, ``bytes_sent``, ``request_id`` and ``aborted`` attributes."""
         scope = self.scope
         self.protocol.access_logger.info(
-            '%s - "%s %s HTTP/%s" %d',
+            ACCESS_LOG_MESSAGE,
             get_client_addr(scope),
             scope["method"],
             get_path_with_query_string(scope),
             scope["http_version"],
-            status,
+            self._status,
+            extra=access_log_extra(scope, monotonic() - self._started, self._bytes_sent, aborted),
         )
 
     cdef _send_body(self, object body_obj, bint more_body):
@@ -570,9 +578,9 @@ cdef class RequestCycle:
         if self._bodyless:
             body = b""  # HEAD, 204, 304, 1xx: whatever the app sent is not written
             size = 0
-        elif self._content_length != -1:
+        else:
             self._bytes_sent += size
-            if self._bytes_sent > self._content_length:
+            if self._content_length != -1 and self._bytes_sent > self._content_length:
                 raise RuntimeError("Response content longer than Content-Length")
 
         # One buffer: [head + framing + CRLF] + [chunk size line] + body (when small) + [chunk end].
@@ -648,6 +656,8 @@ cdef class RequestCycle:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True
             self.wake()
+            if self.protocol.access_log:
+                self._log_access(False)
             self.protocol._on_response_complete(self)
 
     cdef bint _can_replace_response(self):
@@ -669,6 +679,8 @@ cdef class RequestCycle:
         """The response cannot be completed: close the connection so the client sees it end."""
         if not self.response_complete:
             self.keep_alive = False
+            if self.response_started and self.protocol.access_log:
+                self._log_access(True)
             self.protocol._close()
             self.protocol._on_response_aborted(self)
 
@@ -705,6 +717,8 @@ cdef class HttpProtocol:
         self.reset_contextvars = config.reset_contextvars
         self.asgi_version = config.asgi_version
         self.app_state = app_state
+        self._health_path = config.health_path_raw
+        self._health_app = None if self._health_path is None else HealthCheck(server_state)
 
         self.server_state = server_state
         self.connections = server_state.connections
@@ -722,6 +736,7 @@ cdef class HttpProtocol:
         self._context = None
         self._task_kwargs = None
         self._proxy_trusted = False
+        self._tls = None
         self._transport_write = None
         self._transport_is_closing = None
         self._write_batch = None
@@ -757,6 +772,8 @@ cdef class HttpProtocol:
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
+        if self.scheme == "https":
+            self._tls = tls_extension(transport, self.config.ssl_server_cert)
         self._context = cv_copy_context()
         self._task_kwargs = {"loop": self.loop, "eager_start": True, "context": None}
         self._proxy_trusted = self.trusted_hosts is not None and is_trusted_peer(
@@ -969,11 +986,15 @@ cdef class HttpProtocol:
             "state": self.app_state.copy(),
             "extensions": {},
         }
+        if self._tls is not None:
+            scope["extensions"]["tls"] = self._tls.copy()
         if self._proxy_trusted and has_proxy_headers(headers):
             apply_proxy_headers(scope, self.trusted_hosts)
 
         app = self.app
-        if self._limit >= 0 and (len(self.connections) >= self._limit or len(self.tasks) >= self._limit):
+        if self._health_path is not None and raw_path == self._health_path and (method == "GET" or method == "HEAD"):
+            app = self._health_app  # answered by the server, never refused by --limit-concurrency
+        elif self._limit >= 0 and (len(self.connections) >= self._limit or len(self.tasks) >= self._limit):
             app = service_unavailable
             self.logger.warning("Exceeded concurrency limit.")
 

@@ -30,6 +30,7 @@ from urllib.parse import unquote
 from cyasgi._compat import HAS_EAGER_TASKS, IS_PYPY
 from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.protocols.http_common import (
+    ACCESS_LOG_MESSAGE,
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
     FRAMING_FIELDS,
@@ -38,7 +39,9 @@ from cyasgi.protocols.http_common import (
     SHUTDOWN_GRACE,
     STATUS_LINES,
     ClientDisconnected,
+    HealthCheck,
     RequestRejected,
+    access_log_extra,
     as_bytes,
     bad_request,
     body_too_large,
@@ -52,6 +55,7 @@ from cyasgi.protocols.http_common import (
     service_unavailable,
     simple_response,
     split_target,
+    tls_extension,
     too_many_headers,
     warn_unsupported_upgrade,
 )
@@ -166,6 +170,7 @@ class RequestCycle:
         "_chunked",
         "_content_length",
         "_bytes_sent",
+        "_started",
     )
 
     def __init__(
@@ -199,7 +204,8 @@ class RequestCycle:
         self._app_connection_header = False
         self._chunked = False
         self._content_length = -1  # -1: the app gave no content-length
-        self._bytes_sent = 0
+        self._bytes_sent = 0  # body bytes written (framing excluded)
+        self._started = time.monotonic() if protocol.access_log else 0.0  # for the access line's duration
 
     # Waking receive() ------------------------------------------------------------------------
 
@@ -240,6 +246,8 @@ class RequestCycle:
             elif not self.response_complete and not self.disconnected:
                 logger.error("ASGI callable returned without completing response.")
                 self._abort()
+            elif not self.response_complete and self.response_started and self.protocol.access_log:
+                self._log_access(True)  # the client left mid-response and the app returned quietly
 
     async def receive(self) -> dict[str, Any]:
         if self.waiting_for_100_continue:
@@ -328,16 +336,20 @@ class RequestCycle:
         if status in (204, 304) or status < 200:
             self._bodyless = True
         self._head = b"".join(lines)
-        if protocol.access_log:
-            scope = self.scope
-            protocol.access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
-                get_client_addr(scope),
-                scope["method"],
-                get_path_with_query_string(scope),
-                scope["http_version"],
-                status,
-            )
+
+    def _log_access(self, aborted: bool) -> None:
+        """The access line, once the response is complete (or aborted): uvicorn's record, plus
+        ``duration``, ``bytes_sent``, ``request_id`` and ``aborted`` attributes."""
+        scope = self.scope
+        self.protocol.access_logger.info(
+            ACCESS_LOG_MESSAGE,
+            get_client_addr(scope),
+            scope["method"],
+            get_path_with_query_string(scope),
+            scope["http_version"],
+            self._status,
+            extra=access_log_extra(scope, time.monotonic() - self._started, self._bytes_sent, aborted),
+        )
 
     def _finish_head(self, body_size: int, more_body: bool) -> bytes:
         """The head with the framing header the first body chunk decides, and the blank line."""
@@ -369,10 +381,9 @@ class RequestCycle:
         head = b"" if self._head is None else self._finish_head(size, more_body)
         parts = [head] if head else []
         if not self._bodyless:
-            if self._content_length != -1:
-                self._bytes_sent += size
-                if self._bytes_sent > self._content_length:
-                    raise RuntimeError("Response content longer than Content-Length")
+            self._bytes_sent += size
+            if self._content_length != -1 and self._bytes_sent > self._content_length:
+                raise RuntimeError("Response content longer than Content-Length")
             if self._chunked:
                 # An empty chunk would end the body, so empty messages write no chunk.
                 if size:
@@ -394,6 +405,8 @@ class RequestCycle:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True
             self.wake()
+            if protocol.access_log:
+                self._log_access(False)
             protocol._on_response_complete(self)
 
     def _can_replace_response(self) -> bool:
@@ -415,6 +428,8 @@ class RequestCycle:
         """The response cannot be completed: close the connection so the client sees it end."""
         if not self.response_complete:
             self.keep_alive = False
+            if self.response_started and self.protocol.access_log:
+                self._log_access(True)
             self.protocol._close()
             self.protocol._on_response_aborted(self)
 
@@ -461,6 +476,9 @@ class HttpProtocol(asyncio.Protocol):
         self.reset_contextvars = config.reset_contextvars
         self.asgi_version = config.asgi_version
         self.app_state = app_state
+        # --health-path: the raw path the server answers itself (None: off), and its answerer.
+        self._health_path: bytes | None = config.health_path_raw
+        self._health_app = None if self._health_path is None else HealthCheck(server_state)
 
         # Shared server state.
         self.server_state = server_state
@@ -482,6 +500,7 @@ class HttpProtocol(asyncio.Protocol):
         self.draining = False  # after shutdown(): no response keeps the connection open
         self._context: contextvars.Context | None = None
         self._proxy_trusted = False  # the peer may set X-Forwarded-* (decided per connection)
+        self._tls: dict[str, Any] | None = None  # the ASGI tls extension of a TLS connection
         self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
         self._eof = False
         self._pending_error: bytes | None = None  # written once earlier responses are out
@@ -515,6 +534,8 @@ class HttpProtocol(asyncio.Protocol):
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
+        if self.scheme == "https":
+            self._tls = tls_extension(transport, self.config.ssl_server_cert)
         self._context = contextvars.copy_context()
         self._proxy_trusted = self.trusted_hosts is not None and is_trusted_peer(
             self.trusted_hosts, self.client, self.server
@@ -705,12 +726,16 @@ class HttpProtocol(asyncio.Protocol):
             "state": self.app_state.copy(),
             "extensions": {},
         }
+        if self._tls is not None:
+            scope["extensions"]["tls"] = self._tls.copy()
         if self._proxy_trusted:
             apply_proxy_headers(scope, self.trusted_hosts)
 
         app = self.app
         limit = self.limit_concurrency
-        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+        if self._health_path is not None and raw_path == self._health_path and method in ("GET", "HEAD"):
+            app = self._health_app  # answered by the server, never refused by --limit-concurrency
+        elif limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
             app = service_unavailable
             self.logger.warning("Exceeded concurrency limit.")
 

@@ -442,7 +442,8 @@ class Multiprocess:
 
     def _retire_deadline(self) -> float | None:
         graceful = self.config.timeout_graceful_shutdown
-        return None if graceful is None else graceful + STOP_MARGIN
+        # A stopping worker first keeps serving for --shutdown-delay, then drains.
+        return None if graceful is None else graceful + self.config.shutdown_delay + STOP_MARGIN
 
     # Signals ------------------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from cyasgi.protocols.http_common import (
     is_valid_header_value,
     simple_response,
     split_target,
+    tls_extension,
 )
 from cyasgi.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 from cyasgi.protocols.websockets.frames import OP_BINARY, OP_CONT, OP_TEXT, apply_mask, data_frame_header
@@ -151,6 +152,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self.server: tuple[str, int | None] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "ws"
+        self._tls: dict[str, Any] | None = None  # the ASGI tls extension of a TLS connection
         self.scope: dict[str, Any] = {}
         self.deadline = 0.0  # time.monotonic() of the next timer below; 0.0: none
         self._phase = HANDSHAKE
@@ -236,6 +238,8 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
         self.scheme = "wss" if is_ssl(transport) else "ws"
+        if self.scheme == "wss":
+            self._tls = tls_extension(transport, getattr(self.config, "ssl_server_cert", None))
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
             self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", self._prefix())
 
@@ -408,6 +412,9 @@ class WebSocketProtocolBase(asyncio.Protocol):
         if "%" in path:
             path = unquote(path)
         root_path = self.root_path
+        extensions: dict[str, Any] = {"websocket.http.response": {}}
+        if self._tls is not None:
+            extensions["tls"] = self._tls.copy()
         return {
             "type": "websocket",
             "asgi": {"version": self.asgi_version, "spec_version": ASGI_SPEC_VERSION},
@@ -422,7 +429,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             "headers": headers,
             "subprotocols": subprotocols,
             "state": self.app_state.copy(),
-            "extensions": {"websocket.http.response": {}},
+            "extensions": extensions,
         }
 
     def _hold(self, data: bytes) -> None:
