@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import trustme
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from cyasgi.config import Config, ConfigError
+from cyasgi.protocols.http_common import rfc4514_name
 from tests import apps
-from tests.utils import WAIT, make_config, run_server
+from tests.utils import WAIT, make_config, recv_responses, run_server
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +191,107 @@ def test_ssl_context_factory_errors(twin):
 
 def test_pki_files_exist(pki):
     assert all(Path(path).stat().st_size > 0 for path in pki["paths"].values())
+
+
+# The ASGI TLS extension: scope["extensions"]["tls"] --------------------------------------------------
+
+
+async def report_tls(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers with the scope's tls extension as JSON (``"absent"`` on a plain connection)."""
+    tls = scope["extensions"].get("tls", "absent")
+    if tls != "absent":
+        tls = dict(tls, client_cert_chain=list(tls["client_cert_chain"]))
+    body = json.dumps(tls).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def get_over_tls(port: int, context: ssl.SSLContext, requests: int = 1) -> tuple[list[Any], tuple[str, str, int], str]:
+    """``requests`` GETs on one TLS connection: the answers, the negotiated cipher and version."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * requests)
+        responses = recv_responses(tls, requests)
+        cipher, version = tls.cipher(), tls.version()
+    return [json.loads(response.body) for response in responses], cipher, version
+
+
+def iana_number(cipher_name: str) -> int:
+    for entry in ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).get_ciphers():
+        if entry["name"] == cipher_name:
+            return int(entry["id"]) & 0xFFFF
+    raise AssertionError(f"{cipher_name} unknown")
+
+
+def test_tls_extension_with_a_client_certificate(twin, ca, pki):
+    config = tls_config(twin, pki, ssl_cert_reqs=ssl.CERT_REQUIRED, ssl_ca_certs=pki["paths"]["ca.pem"])
+    config.app = report_tls
+    with run_server(config) as server:
+        (first, second), cipher, version = get_over_tls(server.port, client_context(ca, pki["client"]), requests=2)
+    client_pem = pki["client"].cert_chain_pems[0].bytes().decode()
+    client_cert = x509.load_pem_x509_certificate(client_pem.encode())
+    server_pem = Path(pki["paths"]["cert.pem"]).read_text()
+    assert first == second  # computed once per connection, a copy per request
+    assert first["tls_version"] == {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}[version]
+    assert first["cipher_suite"] == iana_number(cipher[0])
+    assert first["server_cert"] == ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(server_pem))
+    chain = first["client_cert_chain"]
+    assert ssl.PEM_cert_to_DER_cert(chain[0]) == ssl.PEM_cert_to_DER_cert(client_pem)
+    if sys.version_info >= (3, 13):  # get_verified_chain(): the certificate, then up to the trusted CA
+        assert ssl.PEM_cert_to_DER_cert(chain[-1]) == ssl.PEM_cert_to_DER_cert(ca.cert_pem.bytes().decode())
+    else:
+        assert len(chain) == 1
+    assert first["client_cert_name"] == client_cert.subject.rfc4514_string()
+    assert first["client_cert_error"] is None
+
+
+def test_tls_extension_without_a_client_certificate_on_tls_1_2(twin, ca, pki):
+    config = tls_config(twin, pki, ssl_ciphers="ECDHE-ECDSA-AES128-GCM-SHA256", ssl_cert_reqs=ssl.CERT_OPTIONAL,
+                        ssl_ca_certs=pki["paths"]["ca.pem"])
+    config.app = report_tls
+    with run_server(config) as server:
+        [info], cipher, version = get_over_tls(
+            server.port, client_context(ca, maximum_version=ssl.TLSVersion.TLSv1_2)
+        )
+    assert version == "TLSv1.2" and cipher[0] == "ECDHE-ECDSA-AES128-GCM-SHA256"
+    assert info["tls_version"] == 0x0303
+    assert info["cipher_suite"] == 0xC02B  # RFC 5289's TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+    assert info["client_cert_chain"] == [] and info["client_cert_name"] is None
+    assert info["server_cert"].startswith("-----BEGIN CERTIFICATE-----\n")
+
+
+def test_tls_extension_server_cert_without_a_certfile(twin, ca, pki):
+    paths = pki["paths"]
+
+    def factory(config: Config, default_factory: Any) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(paths["cert.pem"], paths["key.pem"])
+        return context
+
+    with run_server(make_config(report_tls, twin, ssl_context_factory=factory)) as server:
+        [info], _cipher, _version = get_over_tls(server.port, client_context(ca))
+    assert info["server_cert"] is None  # the context came from code: no file to read it from
+    assert info["tls_version"] in (0x0303, 0x0304) and isinstance(info["cipher_suite"], int)
+
+
+def test_no_tls_extension_on_plain_http(twin):
+    with run_server(make_config(report_tls, twin)) as server:
+        response = httpx.get(f"http://127.0.0.1:{server.port}/", timeout=WAIT)
+    assert response.json() == "absent"
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ((((("commonName", "alice"),),)), "CN=alice"),
+        (
+            ((("countryName", "FR"),), (("organizationName", "A, B+C"),), (("commonName", " #x "),)),
+            "CN=\\ #x\\ ,O=A\\, B\\+C,C=FR",
+        ),
+        (((("organizationalUnitName", "a"), ("commonName", "b")),), "OU=a+CN=b"),
+        (((("emailAddress", "x@example.com"),),), "emailAddress=x@example.com"),
+        (((("commonName", '#"<>;\\'),),), 'CN=\\#\\"\\<\\>\\;\\\\'),
+    ],
+)
+def test_rfc4514_names(subject, expected):
+    assert rfc4514_name(subject) == expected
