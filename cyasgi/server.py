@@ -136,8 +136,8 @@ class Server:
         self._log_implementation()
 
         await self.startup(sockets=sockets)
-        if self.should_exit:
-            return
+        if self.should_exit and not self.started:
+            return  # stopped before it listened; a signal once listening still shuts down gracefully
         await self.main_loop()
         await self.shutdown(sockets=sockets)
 

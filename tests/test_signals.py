@@ -8,6 +8,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from typing import Any
 
 import httpx
@@ -79,6 +80,59 @@ def test_second_sigint_forces_exit():
     assert data == b""  # the request never completed
     assert "test app: lifespan shutdown ran" not in proc.output  # skipped on a forced exit
     assert "Finished server process" in proc.output
+
+
+def get(sock: socket.socket, path: str) -> Any:
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+    return read_one(sock)
+
+
+def test_shutdown_delay_keeps_serving_while_health_checks_fail():
+    delay = 4.0
+    with run_cli(
+        "tests.apps:slow", "--port", "0", "--lifespan", "on", "--health-path", "/healthz", "--shutdown-delay", str(delay)
+    ) as proc:
+        url = proc.wait_until_serving()
+        kept = request(url, "/healthz")
+        healthy = read_one(kept)  # now an idle keep-alive connection, as a load balancer keeps them
+
+        signalled = time.monotonic()
+        proc.proc.send_signal(signal.SIGTERM)
+        proc.wait_for_line("Shutdown delay: serving 4s more with health checks failing")
+
+        # Health checks fail at once, and close their connection...
+        unhealthy = get(kept, "/healthz")
+        assert recv_until_closed(kept) == b""
+        # ...but the listener is still open and requests are served, on new and kept connections.
+        fresh = request(url, "/")
+        assert read_one(fresh).body == b"fast"
+        assert get(fresh, "/healthz").status == 503
+
+        proc.wait_for_line("Shutting down", timeout=delay + WAIT)
+        waited = time.monotonic() - signalled
+        code = proc.wait()
+        kept.close()
+        fresh.close()
+    output = proc.output
+    assert (healthy.status, healthy.body) == (200, b"ok\n")
+    assert (unhealthy.status, unhealthy.body, unhealthy.header(b"connection")) == (503, b"shutting down\n", b"close")
+    assert waited >= delay - 0.2  # then the usual graceful shutdown
+    assert code == -signal.SIGTERM
+    assert output.index("Shutdown delay") < output.index("Shutting down") < output.index("lifespan shutdown ran")
+    assert "Traceback" not in output
+
+
+def test_second_sigint_cuts_the_shutdown_delay_short():
+    with run_cli("tests.apps:slow", "--port", "0", "--lifespan", "on", "--shutdown-delay", "60") as proc:
+        url = proc.wait_until_serving()
+        proc.proc.send_signal(signal.SIGINT)
+        proc.wait_for_line("Shutdown delay: serving 60s more")
+        assert read_one(request(url, "/")).body == b"fast"  # still serving
+        proc.proc.send_signal(signal.SIGINT)
+        code = proc.wait()  # well before the 60 s
+    assert code == 0
+    assert "Shutting down" in proc.output
+    assert "test app: lifespan shutdown ran" not in proc.output  # a forced exit, as without a delay
 
 
 def test_uds_file_mode_and_removal(tmp_path):
