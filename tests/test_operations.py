@@ -294,16 +294,13 @@ def test_text_access_formatter_can_show_the_additions():
 
 
 def test_access_log_format_json_sets_the_access_handlers_formatter():
-    access = logging.getLogger("uvicorn.access")
-    saved = (access.handlers[:], access.propagate, access.level)
-    try:
-        Config(apps.hello, access_log_format="json")
-        assert access.handlers and all(isinstance(h.formatter, JsonAccessFormatter) for h in access.handlers)
-        Config(apps.hello)
-        assert all(type(h.formatter) is AccessFormatter for h in access.handlers)
-    finally:
-        access.handlers, access.propagate = saved[0], saved[1]
-        access.setLevel(saved[2])
+    access = logging.getLogger("uvicorn.access")  # (conftest puts the loggers back afterwards)
+    Config(apps.hello, access_log_format="json")
+    assert access.handlers and all(isinstance(h.formatter, JsonAccessFormatter) for h in access.handlers)
+    Config(apps.hello)
+    assert all(type(h.formatter) is AccessFormatter for h in access.handlers)
+    Config(apps.hello, access_log_format="json", access_log=False)
+    assert access.handlers == []
 
 
 def test_access_log_format_json_from_the_command_line():
