@@ -275,6 +275,19 @@ register_workload(Workload(
     "stream-1m", "1 MiB response streamed in 64 KiB chunks", "bench_app:app", "/stream",
     probe=Probe(check=lambda body: len(body) == STREAM_SIZE, expect=f"{STREAM_SIZE} bytes"),
 ))  # fmt: skip
+def _file_probe(size: int) -> Probe:
+    content = bytes(range(256)) * (size // 256)  # perf/apps/bench_app.py: file_content()
+    return Probe(check=lambda body: body == content, expect=f"the {size}-byte file")
+
+
+register_workload(Workload(
+    "file-64k", "64 KiB file (http.response.pathsend where announced)", "bench_app:app", "/file-64k",
+    probe=_file_probe(64 * KIB),
+))  # fmt: skip
+register_workload(Workload(
+    "file-4m", "4 MiB file (http.response.pathsend where announced)", "bench_app:app", "/file-4m",
+    probe=_file_probe(4 * 1024 * KIB),
+))  # fmt: skip
 register_workload(Workload(
     "fastapi-json", "FastAPI JSON endpoint (pydantic response model)", "fastapi_app:app", "/json",
     probe=Probe(check=_is_listing, expect="the JSON listing"),

@@ -150,7 +150,8 @@ def test_readers_work_on_the_real_proc() -> None:
 def test_registry_is_complete() -> None:
     assert {BASELINE, CEILING, "cyasgi", "cyasgi-pure", "uvicorn-h11", "granian", "hypercorn"} <= set(SERVERS)
     assert list(WORKLOADS) == [
-        "hello", "headers", "pipelined", "new-connection", "echo-1k", "echo-64k", "stream-1m", "fastapi-json",
+        "hello", "headers", "pipelined", "new-connection", "echo-1k", "echo-64k", "stream-1m", "file-64k",
+        "file-4m", "fastapi-json",
     ]  # fmt: skip
     ceiling = SERVERS[CEILING]
     assert ceiling.workloads == {"hello", "headers", "pipelined", "new-connection"}
@@ -237,6 +238,25 @@ def test_bench_app_answers_each_workload_probe(name: str) -> None:
         )
     assert status == 200
     assert probe.check(body), body[:80]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("extensions", [{}, {"http.response.pathsend": {}}], ids=["chunks", "pathsend"])
+async def test_bench_app_sends_files_by_pathsend_only_where_announced(extensions: dict[str, Any]) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/file-4m", "extensions": extensions}
+    await bench_app.app(scope, None, send)  # type: ignore[arg-type]
+    assert dict(sent[0]["headers"])[b"content-length"] == b"%d" % (4 * 1024 * 1024)
+    if extensions:
+        assert [m["type"] for m in sent[1:]] == ["http.response.pathsend"]
+    else:
+        bodies = [m["body"] for m in sent[1:]]
+        assert max(map(len, bodies)) == 64 * 1024 and not sent[-1]["more_body"]
+        assert b"".join(bodies) == bench_app.file_content(4 * 1024 * 1024)
 
 
 def test_fastapi_app_answers_its_probe() -> None:

@@ -506,7 +506,7 @@ async def _copy_file(cycle: Any, fd: int, offset: int, end: int) -> int:
         offset += len(data)
         if flow.write_paused:
             await flow.drain()
-        else:
+        elif offset < end:
             # Let the loop run between chunks even when the transport never pushes back (a TLS
             # transport whose socket is gone drops writes): connection_lost must get a chance.
             await asyncio.sleep(0)
