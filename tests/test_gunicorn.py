@@ -7,6 +7,7 @@ import ssl
 import sys
 import threading
 from pathlib import Path
+
 import httpx
 import pytest
 
