@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cyasgi.protocols.http_common import RequestRejected
+from cyasgi.protocols.http_common import RequestRejected, outside_table
 from cyasgi.protocols.parsers import ParserUpgrade
 
 __all__ = ["RequestParser"]
@@ -44,17 +44,10 @@ _VALUE_CHARS = bytes([0x09]) + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x10
 _HEX = b"0123456789abcdefABCDEF"
 _OWS = b" \t"
 
-
-
-def _only(allowed: bytes) -> bytes:
-    """A translate() table that changes exactly the bytes not in ``allowed``: ``s.translate(table) != s``
-    says ``s`` has one. (Cheaper than ``translate(None, delete)``, which builds a table per call.)"""
-    return bytes(c if c in allowed else (c + 1) & 0xFF for c in range(256))
-
-
-_ONLY_TCHAR = _only(_TCHAR)
-_ONLY_TARGET_CHARS = _only(_TARGET_CHARS)
-_ONLY_FIELD_LINES = _only(_VALUE_CHARS + b"\r\n")  # field lines with their CRLFs, checked at once
+# translate() tables that change exactly the bytes outside these sets (see outside_table).
+_OUTSIDE_TCHAR = outside_table(_TCHAR)
+_OUTSIDE_TARGET_CHARS = outside_table(_TARGET_CHARS)
+_OUTSIDE_FIELD_LINES = outside_table(_VALUE_CHARS + b"\r\n")  # field lines with their CRLFs, at once
 _SPECIAL_FIELDS = frozenset((b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect"))
 
 _KNOWN_METHODS = {m.encode("ascii"): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE")}
@@ -236,10 +229,10 @@ class RequestParser:
         method_raw, target, version_raw = request_line
         method = _KNOWN_METHODS.get(method_raw)
         if method is None:
-            if not method_raw or method_raw.translate(_ONLY_TCHAR) != method_raw:
+            if not method_raw or method_raw.translate(_OUTSIDE_TCHAR) != method_raw:
                 raise _bad_request("malformed request line")
             method = method_raw.decode("ascii")
-        if not target or target.translate(_ONLY_TARGET_CHARS) != target:
+        if not target or target.translate(_OUTSIDE_TARGET_CHARS) != target:
             raise _bad_request("malformed request line")
         version = _VERSIONS.get(version_raw)
         if version is None:
@@ -255,7 +248,7 @@ class RequestParser:
             # Every byte is a field-value byte or part of a CRLF, and every CR begins one (a bare LF
             # was refused by _find_head_end); then each name is a token. (The request line, checked
             # above, passes this too.)
-            if head.translate(_ONLY_FIELD_LINES) != head or head.count(b"\r") != len(lines) - 1:
+            if head.translate(_OUTSIDE_FIELD_LINES) != head or head.count(b"\r") != len(lines) - 1:
                 raise _bad_request("malformed header field")
             names: list[bytes] = []
             for index in range(1, len(lines)):
@@ -267,7 +260,7 @@ class RequestParser:
                 names.append(name)
                 headers.append((name.lower(), line[colon + 1 :].strip(_OWS)))
             names_joined = b"".join(names)
-            if names_joined.translate(_ONLY_TCHAR) != names_joined:
+            if names_joined.translate(_OUTSIDE_TCHAR) != names_joined:
                 raise _bad_request("malformed header field")
             if len(headers) > self.max_headers:
                 raise RequestRejected(*_TOO_LARGE, "Too many request headers.")
