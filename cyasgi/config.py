@@ -571,10 +571,15 @@ class Config:
             from cyasgi.middleware.message_logger import MessageLoggerMiddleware
 
             self.loaded_app = MessageLoggerMiddleware(self.loaded_app)
+        # The HTTP protocols apply proxy headers themselves (trust decided once per connection)
+        # and call http_app; WebSocket protocols and lifespan call loaded_app, which has the middleware.
+        self.http_app = self.loaded_app
+        self.proxy_trusted_hosts: Any = None
         if self.proxy_headers:
             from cyasgi.middleware.proxy_headers import ProxyHeadersMiddleware
 
             self.loaded_app = ProxyHeadersMiddleware(self.loaded_app, trusted_hosts=self.forwarded_allow_ips)
+            self.proxy_trusted_hosts = self.loaded_app.trusted_hosts
 
         self.loaded = True
 

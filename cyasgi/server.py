@@ -306,13 +306,19 @@ class Server:
             logger.error("Cancel %s running task(s), timeout graceful shutdown exceeded", len(tasks))
             for task in tasks:
                 task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
-            for connection in list(self.server_state.connections):
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
+            self._abort_connections()
+        if self.force_exit:
+            self._abort_connections()
 
         if not self.force_exit:
             await self.lifespan.shutdown()
+
+    def _abort_connections(self) -> None:
+        """Drop whatever is still connected: the graceful period is over (or was cut short)."""
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
 
     async def _drain(self) -> None:
         state = self.server_state
@@ -324,6 +330,8 @@ class Server:
             logger.info("Waiting for background tasks to complete. (CTRL+C to force quit)")
             while state.tasks and not self.force_exit:
                 await asyncio.sleep(TICK_INTERVAL)
+        if self.force_exit:
+            return  # on 3.12+ wait_closed() would wait for the connections we are leaving behind
         for server in self.servers:
             await server.wait_closed()
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from cyasgi.protocols.http_common import SHUTDOWN_GRACE
+from cyasgi._compat import HAS_EAGER_TASKS
 from tests.utils import MockTransport, make_protocol, parse_responses
 
 pytestmark = pytest.mark.anyio
@@ -378,6 +379,18 @@ async def test_pipelined_requests_answered_in_order(twin):
     protocol.data_received(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in (1, 2, 3)))
     responses = await transport.responses(3)
     assert [r.body for r in responses] == [b"/1", b"/2", b"/3"]
+
+
+async def test_pipelined_responses_leave_in_one_write(twin):
+    protocol, transport = make_protocol(twin, body_app(b"x"))
+    protocol.data_received(SIMPLE_GET * 8)
+    responses = await transport.responses(8)
+    assert [r.body for r in responses] == [b"x"] * 8
+    if HAS_EAGER_TASKS:
+        # Apps that finish without waiting are answered inside one dispatch loop: one writev.
+        assert transport.calls == ["writelines"]
+    else:
+        assert len(transport.calls) == 8  # each app runs in its own task step
 
 
 async def test_pipelined_request_waits_and_reading_pauses(twin):
@@ -864,6 +877,41 @@ async def test_write_pause_makes_send_wait(twin):
     assert sent == ["a", "b"]
 
 
+async def test_a_fast_streaming_app_stops_at_the_write_batch_limit(twin):
+    """An app that streams without ever waiting is held back once a batch reaches the transport
+    and the transport signals back-pressure: memory stays bounded by one batch."""
+    from cyasgi.protocols.http_common import WRITE_BATCH_LIMIT
+
+    chunk = b"x" * 65536
+    sent = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(64):  # 4 MiB
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent.append(len(chunk))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    protocol, transport = make_protocol(twin, app)
+    real_writelines = transport.writelines
+
+    def writelines_with_backpressure(chunks):
+        real_writelines(chunks)
+        protocol.pause_writing()  # a transport past its high-water mark says so at once
+
+    transport.writelines = writelines_with_backpressure
+    protocol.data_received(SIMPLE_GET)
+    await transport.wait_for(lambda: len(transport.buffer) > 0)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert sum(sent) < 64 * len(chunk), "the app was not paused"
+    assert len(transport.buffer) <= WRITE_BATCH_LIMIT + 2 * len(chunk)
+    transport.writelines = real_writelines
+    protocol.resume_writing()
+    [response] = await transport.responses(1)
+    assert len(response.body) == 64 * len(chunk)
+
+
 async def test_drain_wakes_on_disconnect(twin):
     outcome = []
 
@@ -1125,3 +1173,50 @@ async def test_access_log_line(twin, caplog):
         await transport.responses(1)
     [record] = [r for r in caplog.records if r.name == "uvicorn.access"]
     assert record.args == ("127.0.0.1:54321", "GET", "/a%20b?x=1", "1.1", 201)
+
+
+# send() as asyncio and anyio see it ---------------------------------------------------------------
+
+
+async def test_send_result_works_with_asyncio_and_anyio_helpers(twin):
+    import anyio
+
+    results = []
+
+    async def app(scope, receive, send):
+        assert asyncio.iscoroutinefunction(send)
+        # Frameworks hand send()'s result to these helpers; each must run it.
+        await asyncio.create_task(send({"type": "http.response.start", "status": 200, "headers": []}))
+        await asyncio.ensure_future(send({"type": "http.response.body", "body": b"a", "more_body": True}))
+        await asyncio.wait_for(send({"type": "http.response.body", "body": b"b", "more_body": True}), 5)
+        async with anyio.create_task_group() as group:
+            group.start_soon(send, {"type": "http.response.body", "body": b"c", "more_body": True})
+        results.append(await send({"type": "http.response.body", "body": b"", "more_body": False}))
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.body == b"abc"
+    assert results == [None]
+
+
+async def test_send_errors_reach_the_awaiting_app(twin):
+    errors = []
+
+    async def app(scope, receive, send):
+        try:
+            await send({"type": "http.response.body", "body": b"early"})
+        except RuntimeError as exc:
+            errors.append(type(exc).__name__)
+        task = asyncio.ensure_future(send({"type": "http.response.start", "status": 99}))
+        try:
+            await task
+        except RuntimeError:
+            errors.append("task")
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.status == 200
+    assert errors == ["RuntimeError", "task"]

@@ -268,6 +268,7 @@ class MockTransport:
     ) -> None:
         self.extra = {"sockname": sockname, "peername": peername, "sslcontext": object() if ssl else None}
         self.buffer = bytearray()
+        self.calls: list[str] = []  # "write" or "writelines", one entry per call
         self.closed = False
         self.aborted = False
         self.read_paused = False
@@ -280,12 +281,17 @@ class MockTransport:
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
         assert isinstance(data, (bytes, bytearray, memoryview)), type(data)
+        self.calls.append("write")
         self.buffer += data
         self.written.set()
 
     def writelines(self, chunks: Any) -> None:
+        assert not self.closed, "write after close"
+        self.calls.append("writelines")
         for chunk in chunks:
-            self.write(chunk)
+            assert isinstance(chunk, (bytes, bytearray, memoryview)), type(chunk)
+            self.buffer += chunk
+        self.written.set()
 
     def close(self) -> None:
         self.closed = True

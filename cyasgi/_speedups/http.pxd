@@ -46,6 +46,7 @@ cdef class RequestCycle:
 
     cdef _init(self, HttpProtocol protocol, dict scope, object app, bint keep_alive, bint expect_100_continue)
     cpdef wake(self)
+    cdef _send(self, object message)
     cdef _start_response(self, object status, object headers)
     cdef _send_body(self, object body, bint more_body)
     cdef bint _can_replace_response(self)
@@ -82,6 +83,7 @@ cdef class RequestParser:
         bint upgrade
 
     cpdef bint has_partial_message(self)
+    cdef feed(self, bytes chunk)
     cdef _feed(self, bytes data, Py_ssize_t prefix)
     cdef Py_ssize_t _find_line_end(self, const unsigned char *base, Py_ssize_t size, Py_ssize_t pos,
                                    Py_ssize_t limit, str what) except -2
@@ -98,6 +100,7 @@ cdef class HttpProtocol:
     cdef:
         readonly object config
         readonly object app
+        readonly object trusted_hosts           # TrustedHosts for X-Forwarded-*; None: proxy headers off
         readonly object loop
         readonly object logger
         readonly object access_logger
@@ -128,8 +131,12 @@ cdef class HttpProtocol:
         public double deadline              # time.monotonic() when an idle connection is closed; 0: none
         readonly bint draining              # after shutdown(): no response keeps the connection open
         object _context                     # contextvars.Context requests are copied from
+        dict _task_kwargs                   # asyncio.Task keyword arguments, reused for every request
+        bint _proxy_trusted                 # the peer may set X-Forwarded-* (decided per connection)
         object _transport_write             # transport.write, bound once
         object _transport_is_closing        # transport.is_closing, bound once
+        list _write_batch                   # writes of the running dispatch loop, sent at its end; else None
+        Py_ssize_t _write_batch_size
         bint _reading_stopped
         bint _eof
         bytes _pending_error
@@ -150,6 +157,10 @@ cdef class HttpProtocol:
     cdef _on_body(self, bytes body)
     cdef _on_message_complete(self)
     cdef _dispatch(self)
+    cdef _write(self, object data)
+    cdef _writelines(self, tuple parts)
+    cdef _flush(self)
+    cdef _close(self)
     cdef _run(self, RequestCycle cycle)
     cdef _on_response_complete(self, RequestCycle cycle)
     cdef _on_response_aborted(self, RequestCycle cycle)

@@ -8,22 +8,26 @@ of status lines, and the head of a response assembled in one bytearray.
 """
 
 import asyncio
+import inspect
 import contextvars
 import logging
 import sys
 from collections import deque
 
 cimport cython
+from cpython.object cimport PyObject_Call
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcmp, memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from cyasgi.logging import TRACE_LOG_LEVEL
+from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
 from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
     HIGH_WATER_LIMIT,
+    WRITE_BATCH_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
     ClientDisconnected,
@@ -56,6 +60,7 @@ cdef object PARSER_UPGRADES_ = PARSER_UPGRADES
 
 cdef Py_ssize_t HIGH_WATER = HIGH_WATER_LIMIT
 cdef Py_ssize_t COALESCE = COALESCE_LIMIT
+cdef Py_ssize_t COALESCE_MAX = WRITE_BATCH_LIMIT
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 cdef bytes CRLF = b"\r\n"
@@ -181,6 +186,18 @@ cdef inline double monotonic():
     return now.tv_sec + now.tv_nsec * 1e-9
 
 
+cdef inline bint has_proxy_headers(list headers):
+    """X-Forwarded-For or X-Forwarded-Proto among the request headers (names are lower-case)."""
+    cdef bytes name
+    cdef Py_ssize_t size
+    for name_value in headers:
+        name = <bytes> (<tuple> name_value)[0]
+        size = PyBytes_GET_SIZE(name)
+        if (size == 15 and name == b"x-forwarded-for") or (size == 17 and name == b"x-forwarded-proto"):
+            return True
+    return False
+
+
 cdef bint caused_by_disconnect(object exc):
     cdef int seen = 0
     while exc is not None and seen < 16:
@@ -191,13 +208,68 @@ cdef bint caused_by_disconnect(object exc):
     return False
 
 
-cdef object start_task(object loop, object coro, object context):
-    """Run ``coro`` as a Task in a copy of ``context``: eagerly where Python allows it."""
+cdef object start_task(object loop, object coro, object context, dict task_kwargs):
+    """Run ``coro`` as a Task in a copy of ``context``: eagerly where Python allows it.
+
+    ``task_kwargs`` is the connection's {"loop", "eager_start", "context"} dict, reused: the
+    Task's initialiser reads it and keeps no reference to it.
+    """
     if HAS_EAGER_TASKS:
-        return aio_Task(coro, loop=loop, context=context.copy(), eager_start=True)
+        task_kwargs["context"] = context.copy()
+        return PyObject_Call(aio_Task, (coro,), task_kwargs)
     if HAS_TASK_CONTEXT:
         return loop.create_task(coro, context=context.copy())
     return context.run(loop.create_task, coro)
+
+
+cdef class ReadyAwaitable:
+    """An awaitable that never suspends, speaking the coroutine protocol (__await__, send, throw,
+    close) so asyncio.iscoroutine() accepts it and a Task can run it. Subclasses say how it ends."""
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def throw(self, typ, val=None, tb=None):
+        if val is None:
+            raise typ
+        raise val
+
+    def close(self):
+        pass
+
+
+@cython.final
+cdef class Completed(ReadyAwaitable):
+    """What send() returns when it had nothing to wait for: done at once, with None. One shared instance."""
+
+    def __next__(self):
+        raise StopIteration
+
+    def send(self, value):
+        raise StopIteration
+
+
+cdef Completed COMPLETED = Completed()
+
+
+@cython.final
+cdef class Failed(ReadyAwaitable):
+    """What send() returns when the message was refused: awaiting it raises the error, so the
+    app sees it where it awaits, as with a coroutine."""
+
+    cdef object error
+
+    def __init__(self, error):
+        self.error = error
+
+    def __next__(self):
+        raise self.error
+
+    def send(self, value):
+        raise self.error
 
 
 @cython.final
@@ -323,7 +395,7 @@ cdef class RequestCycle:
         if self.waiting_for_100_continue:
             self.waiting_for_100_continue = False
             if not self.response_started and not self.transport.is_closing():
-                self.transport.write(CONTINUE)
+                self.protocol._write(CONTINUE)
         while True:
             if self.disconnected or self.response_complete:
                 return {"type": "http.disconnect"}
@@ -344,10 +416,23 @@ cdef class RequestCycle:
             self._end_delivered = True
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
-    async def send(self, message):
-        cdef dict m = message if type(message) is dict else dict(message)
+    def send(self, message):
+        # The common case waits for nothing: do the work now and return an awaitable that is
+        # already done, instead of a coroutine object per message.
         if self.flow.write_paused and not self.disconnected:
-            await self.flow.drain()
+            return self._send_after_drain(message)
+        try:
+            self._send(message)
+        except BaseException as error:
+            return Failed(error)
+        return COMPLETED
+
+    async def _send_after_drain(self, message):
+        await self.flow.drain()
+        self._send(message)
+
+    cdef _send(self, message):
+        cdef dict m = message if type(message) is dict else dict(message)
         if self.disconnected:
             raise ClientDisconnected
         message_type = m["type"]
@@ -539,13 +624,13 @@ cdef class RequestCycle:
             if p != PyBytes_AS_STRING(out) + total:  # the size arithmetic above is wrong: fail loudly
                 raise SystemError(f"response buffer mis-sized: {p - PyBytes_AS_STRING(out)} != {total}")
             if inline_body or not size:
-                self.protocol._transport_write(out)
+                self.protocol._write(out)
             elif self._chunked:
-                self.transport.writelines((out, body, CRLF + LAST_CHUNK if not more_body else CRLF))
+                self.protocol._writelines((out, body, CRLF + LAST_CHUNK if not more_body else CRLF))
             else:
-                self.transport.writelines((out, body))
+                self.protocol._writelines((out, body))
         elif size:
-            self.transport.write(body)
+            self.protocol._write(body)
 
         if not more_body:
             if self._bytes_sent < self._content_length and not self._bodyless:
@@ -573,7 +658,7 @@ cdef class RequestCycle:
         """The response cannot be completed: close the connection so the client sees it end."""
         if not self.response_complete:
             self.keep_alive = False
-            self.transport.close()
+            self.protocol._close()
             self.protocol._on_response_aborted(self)
 
 
@@ -582,7 +667,8 @@ cdef class HttpProtocol:
         if not config.loaded:
             config.load()
         self.config = config
-        self.app = config.loaded_app
+        self.app = config.http_app
+        self.trusted_hosts = config.proxy_trusted_hosts  # None: proxy headers off
         self.loop = _loop if _loop is not None else aio_get_running_loop()
         self.logger = logger
         self.access_logger = access_logger
@@ -616,8 +702,12 @@ cdef class HttpProtocol:
         self.deadline = 0.0
         self.draining = False
         self._context = None
+        self._task_kwargs = None
+        self._proxy_trusted = False
         self._transport_write = None
         self._transport_is_closing = None
+        self._write_batch = None
+        self._write_batch_size = 0
         self._reading_stopped = False
         self._eof = False
         self._pending_error = None
@@ -644,6 +734,10 @@ cdef class HttpProtocol:
         self.client = get_remote_addr(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
         self._context = cv_copy_context()
+        self._task_kwargs = {"loop": self.loop, "eager_start": True, "context": None}
+        self._proxy_trusted = self.trusted_hosts is not None and is_trusted_peer(
+            self.trusted_hosts, self.client, self.server
+        )
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", self._log_prefix())
 
@@ -681,7 +775,10 @@ cdef class HttpProtocol:
             return
         self.deadline = 0.0
         try:
-            self.parser.feed_data(data)
+            if self._native_parser is not None and type(data) is bytes:
+                self._native_parser.feed(<bytes> data)
+            else:
+                self.parser.feed_data(data)
         except RequestRejected as exc:
             self._reject(exc.status, exc.body, exc.log_message)
         except PARSER_ERRORS_ as exc:
@@ -803,6 +900,8 @@ cdef class HttpProtocol:
             "state": self.app_state.copy(),
             "extensions": {},
         }
+        if self._proxy_trusted and has_proxy_headers(headers):
+            apply_proxy_headers(scope, self.trusted_hosts)
 
         app = self.app
         if self._limit >= 0 and (len(self.connections) >= self._limit or len(self.tasks) >= self._limit):
@@ -842,6 +941,7 @@ cdef class HttpProtocol:
         if self._dispatching or self.transport is None or self._transport_is_closing():
             return
         self._dispatching = True
+        self._write_batch = []  # responses answered in this loop leave in one writev
         try:
             while self.active is None and self.pipeline:
                 cycle = self.pipeline.popleft()
@@ -849,6 +949,7 @@ cdef class HttpProtocol:
                 self._run(cycle)
         finally:
             self._dispatching = False
+            self._flush()
         if self._transport_is_closing():
             return
         if self.active is not None:
@@ -857,12 +958,12 @@ cdef class HttpProtocol:
             return
         if self._pending_error is not None:
             if self._pending_error:
-                self.transport.write(self._pending_error)
-            self.transport.close()
+                self._write(self._pending_error)
+            self._close()
         elif self._upgrade is not None:
             self._hand_over_upgrade()
         elif self._eof:
-            self.transport.close()
+            self._close()
         elif not self._parsing and not self._reading_stopped and (
             self._native_parser is None or not self._native_parser.has_partial_message()
         ):
@@ -872,7 +973,7 @@ cdef class HttpProtocol:
     cdef _run(self, RequestCycle cycle):
         coro = cycle.run_asgi()
         context = cv_Context() if self.reset_contextvars else self._context
-        task = start_task(self.loop, coro, context)
+        task = start_task(self.loop, coro, context, self._task_kwargs)
         if not task.done():
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -886,9 +987,42 @@ cdef class HttpProtocol:
             return
         if not cycle.keep_alive:
             self.pipeline.clear()
-            self.transport.close()
+            self._close()
             return
         self._dispatch()
+
+    cdef _write(self, object data):
+        """Write now, or into the batch of the dispatch loop running (flushed when it ends)."""
+        if self._write_batch is None:
+            self._transport_write(data)
+            return
+        self._write_batch.append(data)
+        self._write_batch_size += len(data)
+        if self._write_batch_size >= COALESCE_MAX:
+            self._flush()
+            self._write_batch = []
+
+    cdef _writelines(self, tuple parts):
+        """Large bodies: the head and the body as they are, without copying them together."""
+        if self._write_batch is None:
+            self.transport.writelines(parts)
+            return
+        for part in parts:
+            self._write(part)
+
+    cdef _flush(self):
+        cdef list batch = self._write_batch
+        self._write_batch = None
+        self._write_batch_size = 0
+        if batch:
+            if len(batch) == 1:
+                self._transport_write(batch[0])
+            else:
+                self.transport.writelines(batch)
+
+    cdef _close(self):
+        self._flush()
+        self.transport.close()
 
     cdef _on_response_aborted(self, RequestCycle cycle):
         if cycle is self.active:
@@ -943,7 +1077,7 @@ cdef class HttpProtocol:
         """Called by ``sweep_deadlines`` once ``deadline`` has passed."""
         self.deadline = 0.0
         if self.active is None and not self.pipeline and not self.transport.is_closing():
-            self.transport.close()
+            self._close()
 
     def shutdown(self):
         """Graceful shutdown: from now on every response closes its connection.
@@ -961,7 +1095,7 @@ cdef class HttpProtocol:
 
     def _close_if_idle(self):
         if self.active is None and not self._parsing and not self.transport.is_closing():
-            self.transport.close()
+            self._close()
 
     cdef str _log_prefix(self):
         return "%s:%d - " % self.client if self.client else ""
@@ -983,3 +1117,10 @@ def sweep_deadlines(connections, double now):
 
 
 include "http_parser.pxi"
+
+
+# send() is a coroutine function in every way that matters (it returns an awaitable that speaks the
+# coroutine protocol): say so to inspect and asyncio, as the pure twin's `async def send` does.
+if hasattr(inspect, "markcoroutinefunction"):
+    inspect.markcoroutinefunction(RequestCycle.send)
+RequestCycle.send._is_coroutine = getattr(asyncio.coroutines, "_is_coroutine", None)

@@ -166,7 +166,9 @@ cdef class RequestParser:
         return self.upgrade
 
     def feed_data(self, data):
-        cdef bytes chunk = data if type(data) is bytes else bytes(data)
+        self.feed(data if type(data) is bytes else bytes(data))
+
+    cdef feed(self, bytes chunk):
         cdef Py_ssize_t prefix = PyBytes_GET_SIZE(self.buffer)
         if self.state == STATE_FAILED:
             raise bad_request("data after a malformed request")

@@ -99,32 +99,38 @@ class ProxyHeadersMiddleware:
         self.trusted_hosts = TrustedHosts(trusted_hosts)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if scope["type"] in ("http", "websocket"):
-            client = scope.get("client")
-            if client:
-                peer = client[0]
-            else:
-                server = scope.get("server")
-                peer = server[0] if server and server[1] is None else None
-            if peer in self.trusted_hosts:
-                self._apply(scope)
+        if scope["type"] in ("http", "websocket") and is_trusted_peer(self.trusted_hosts, scope.get("client"), scope.get("server")):
+            apply_proxy_headers(scope, self.trusted_hosts)
         return await self.app(scope, receive, send)
 
-    def _apply(self, scope: dict[str, Any]) -> None:
-        proto = None
-        forwarded_for: list[str] = []
-        for name, value in scope["headers"]:
-            if name == b"x-forwarded-proto":
-                proto = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
-                forwarded_for.append(value.decode("latin-1"))
-        if proto is not None:
-            scheme = proto.split(",")[-1].strip().lower()
-            if scheme in _SCHEMES:
-                if scope["type"] == "websocket":
-                    scheme = scheme.replace("http", "ws")
-                scope["scheme"] = scheme
-        if forwarded_for:
-            client = self.trusted_hosts.client_from_forwarded_for(",".join(forwarded_for))
-            if client is not None:
-                scope["client"] = client
+
+def is_trusted_peer(trusted_hosts: TrustedHosts, client: Any, server: Any) -> bool:
+    """The peer may set proxy headers; over a UNIX socket the socket's path stands for the peer."""
+    if client:
+        return client[0] in trusted_hosts
+    return bool(server) and server[1] is None and server[0] in trusted_hosts
+
+
+def apply_proxy_headers(scope: dict[str, Any], trusted_hosts: TrustedHosts) -> None:
+    """Set ``scheme`` and ``client`` from X-Forwarded-Proto / X-Forwarded-For sent by a trusted peer.
+
+    The HTTP protocols call this directly (they decide trust once per connection); the
+    middleware above does the same for WebSocket scopes and for apps wrapped by hand.
+    """
+    proto = None
+    forwarded_for: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-proto":
+            proto = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            forwarded_for.append(value.decode("latin-1"))
+    if proto is not None:
+        scheme = proto.split(",")[-1].strip().lower()
+        if scheme in _SCHEMES:
+            if scope["type"] == "websocket":
+                scheme = scheme.replace("http", "ws")
+            scope["scheme"] = scheme
+    if forwarded_for:
+        client = trusted_hosts.client_from_forwarded_for(",".join(forwarded_for))
+        if client is not None:
+            scope["client"] = client

@@ -25,6 +25,13 @@ SHUTDOWN_GRACE = 0.5
 #: being copied into one bytes object with it.
 COALESCE_LIMIT = 16384
 
+#: What is written while one dispatch loop runs (pipelined responses answered together, or a
+#: response streamed without waiting) leaves in one writev: far fewer syscalls and wake-ups of the
+#: client (a 1 MiB response in 64 KiB chunks: about half the server CPU). The batch holds the app's
+#: own bytes (no copies); past this many bytes it is sent at once, so the transport's own flow
+#: control (pause_writing, drain) bounds memory as before.
+WRITE_BATCH_LIMIT = 1048576
+
 
 class ClientDisconnected(OSError):
     """Raised by ``send()`` once the client is gone (ASGI HTTP spec 2.4)."""

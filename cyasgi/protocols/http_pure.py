@@ -33,6 +33,7 @@ from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
     HIGH_WATER_LIMIT,
+    WRITE_BATCH_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
     ClientDisconnected,
@@ -46,6 +47,7 @@ from cyasgi.protocols.http_common import (
     split_target,
     warn_unsupported_upgrade,
 )
+from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
 from cyasgi.protocols.http_parser_pure import RequestParser
 from cyasgi.protocols.parsers import OWN_PARSER, PARSER_ERRORS, PARSER_UPGRADES, httptools, httptools_parser_factory
 from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
@@ -237,7 +239,7 @@ class RequestCycle:
         if self.waiting_for_100_continue:
             self.waiting_for_100_continue = False
             if not self.response_started and not self.transport.is_closing():
-                self.transport.write(_CONTINUE)
+                self.protocol._write(_CONTINUE)
         while True:
             if self.disconnected or self.response_complete:
                 return {"type": "http.disconnect"}
@@ -354,33 +356,34 @@ class RequestCycle:
     def _send_body(self, body: bytes, more_body: bool) -> None:
         size = len(body)
         head = b"" if self._head is None else self._finish_head(size, more_body)
-        if self._bodyless:
-            payload = b""
-        else:
+        parts = [head] if head else []
+        if not self._bodyless:
             if self._content_length != -1:
                 self._bytes_sent += size
                 if self._bytes_sent > self._content_length:
                     raise RuntimeError("Response content longer than Content-Length")
             if self._chunked:
-                # An empty chunk would end the body, so empty messages write nothing.
-                payload = b"%x\r\n%s\r\n" % (size, body) if size else b""
+                # An empty chunk would end the body, so empty messages write no chunk.
+                if size:
+                    parts += (b"%x\r\n" % size, body, b"\r\n")
                 if not more_body:
-                    payload += _LAST_CHUNK
+                    parts.append(_LAST_CHUNK)
+            elif size:
+                parts.append(body)
+        protocol = self.protocol
+        if len(parts) == 1:
+            protocol._write(parts[0])
+        elif parts:
+            if size >= COALESCE_LIMIT:
+                protocol._writelines(parts)  # a large body is not copied next to its framing
             else:
-                payload = body
-        if head and payload:
-            if len(payload) >= COALESCE_LIMIT:
-                self.transport.writelines((head, payload))
-            else:
-                self.transport.write(head + payload)
-        elif head or payload:
-            self.transport.write(head or payload)
+                protocol._write(b"".join(parts))
         if not more_body:
             if self._bytes_sent < self._content_length and not self._bodyless:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True
             self.wake()
-            self.protocol._on_response_complete(self)
+            protocol._on_response_complete(self)
 
     def _can_replace_response(self) -> bool:
         """Nothing of the response is on the wire yet (its head waits for the first body chunk)."""
@@ -401,7 +404,7 @@ class RequestCycle:
         """The response cannot be completed: close the connection so the client sees it end."""
         if not self.response_complete:
             self.keep_alive = False
-            self.transport.close()
+            self.protocol._close()
             self.protocol._on_response_aborted(self)
 
 
@@ -416,7 +419,8 @@ class HttpProtocol(asyncio.Protocol):
         if not config.loaded:
             config.load()
         self.config = config
-        self.app = config.loaded_app
+        self.app = config.http_app
+        self.trusted_hosts = config.proxy_trusted_hosts  # None: proxy headers off
         self.loop = _loop if _loop is not None else asyncio.get_running_loop()
         self.logger = logger
         self.access_logger = access_logger
@@ -453,6 +457,7 @@ class HttpProtocol(asyncio.Protocol):
         self.deadline = 0.0  # time.monotonic() at which an idle connection is closed; 0: none
         self.draining = False  # after shutdown(): no response keeps the connection open
         self._context: contextvars.Context | None = None
+        self._proxy_trusted = False  # the peer may set X-Forwarded-* (decided per connection)
         self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
         self._eof = False
         self._pending_error: bytes | None = None  # written once earlier responses are out
@@ -467,6 +472,8 @@ class HttpProtocol(asyncio.Protocol):
         self.active: RequestCycle | None = None
         self.pipeline: deque[RequestCycle] = deque()
         self._dispatching = False
+        self._write_batch: list[bytes] | None = None  # writes of the running dispatch loop
+        self._write_batch_size = 0
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
@@ -478,6 +485,9 @@ class HttpProtocol(asyncio.Protocol):
         self.client = get_remote_addr(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
         self._context = contextvars.copy_context()
+        self._proxy_trusted = self.trusted_hosts is not None and is_trusted_peer(
+            self.trusted_hosts, self.client, self.server
+        )
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", self._log_prefix())
 
@@ -621,6 +631,8 @@ class HttpProtocol(asyncio.Protocol):
             "state": self.app_state.copy(),
             "extensions": {},
         }
+        if self._proxy_trusted:
+            apply_proxy_headers(scope, self.trusted_hosts)
 
         app = self.app
         limit = self.limit_concurrency
@@ -659,6 +671,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._dispatching or self.transport is None or self.transport.is_closing():
             return
         self._dispatching = True
+        self._write_batch = []  # responses answered in this loop leave in one writev
         try:
             while self.active is None and self.pipeline:
                 cycle = self.pipeline.popleft()
@@ -666,6 +679,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._run(cycle)
         finally:
             self._dispatching = False
+            self._flush()
         if self.transport.is_closing():
             return
         if self.active is not None:
@@ -674,12 +688,12 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self._pending_error is not None:
             if self._pending_error:
-                self.transport.write(self._pending_error)
-            self.transport.close()
+                self._write(self._pending_error)
+            self._close()
         elif self._upgrade is not None:
             self._hand_over_upgrade()
         elif self._eof:
-            self.transport.close()
+            self._close()
         elif not self._parsing and not self._reading_stopped and (
             self._native_parser is None or not self._native_parser.has_partial_message()
         ):
@@ -703,9 +717,43 @@ class HttpProtocol(asyncio.Protocol):
             return
         if not cycle.keep_alive:
             self.pipeline.clear()
-            self.transport.close()
+            self._close()
             return
         self._dispatch()
+
+    def _write(self, data: bytes) -> None:
+        """Write now, or into the batch of the dispatch loop running (flushed when it ends)."""
+        batch = self._write_batch
+        if batch is None:
+            self.transport.write(data)
+            return
+        batch.append(data)
+        self._write_batch_size += len(data)
+        if self._write_batch_size >= WRITE_BATCH_LIMIT:
+            self._flush()
+            self._write_batch = []
+
+    def _writelines(self, parts: list[bytes]) -> None:
+        """Large bodies: the head and the body as they are, without copying them together."""
+        if self._write_batch is None:
+            self.transport.writelines(parts)
+            return
+        for part in parts:
+            self._write(part)
+
+    def _flush(self) -> None:
+        batch = self._write_batch
+        self._write_batch = None
+        self._write_batch_size = 0
+        if batch:
+            if len(batch) == 1:
+                self.transport.write(batch[0])
+            else:
+                self.transport.writelines(batch)
+
+    def _close(self) -> None:
+        self._flush()
+        self.transport.close()
 
     def _on_response_aborted(self, cycle: RequestCycle) -> None:
         if cycle is self.active:
@@ -761,7 +809,7 @@ class HttpProtocol(asyncio.Protocol):
         """Called by ``sweep_deadlines`` once ``deadline`` has passed."""
         self.deadline = 0.0
         if self.active is None and not self.pipeline and not self.transport.is_closing():
-            self.transport.close()
+            self._close()
 
     def shutdown(self) -> None:
         """Graceful shutdown: from now on every response closes its connection.
@@ -779,7 +827,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _close_if_idle(self) -> None:
         if self.active is None and not self._parsing and not self.transport.is_closing():
-            self.transport.close()
+            self._close()
 
     def _log_prefix(self) -> str:
         return "%s:%d - " % self.client if self.client else ""

@@ -19,7 +19,7 @@ Life of a connection (``_phase``):
 * ``RESPONSE``: the app answers with a plain HTTP response (``websocket.http.response``).
 * ``CLOSED``: nothing more is written; the transport is closing or gone.
 
-Timers are one ``deadline`` (loop time) that the server's tick checks; ``on_deadline`` sends the next
+Timers are one ``deadline`` (``time.monotonic()`` seconds, the clock ``sweep_deadlines`` uses) that the server's tick checks; ``on_deadline`` sends the next
 keepalive ping, fails a peer that did not answer one, or drops a peer that never finished closing.
 """
 
@@ -29,6 +29,7 @@ import asyncio
 import contextvars
 import logging
 import random
+import time
 from collections import deque
 from typing import Any
 from urllib.parse import quote, unquote
@@ -151,7 +152,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.scheme = "ws"
         self.scope: dict[str, Any] = {}
-        self.deadline = 0.0  # loop time of the next timer below; 0.0: none
+        self.deadline = 0.0  # time.monotonic() of the next timer below; 0.0: none
         self._phase = HANDSHAKE
         self._head = b""  # the request head, while it is incomplete
         self._pending: list[bytes] = []  # bytes after the head, held until the handshake is answered
@@ -179,7 +180,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
 
-        # Timers (loop time; 0.0: not armed). They feed ``deadline``.
+        # Timers (time.monotonic(); 0.0: not armed). They feed ``deadline``.
         self._ping_at = 0.0
         self._pong_due = 0.0
         self._close_due = 0.0
@@ -570,7 +571,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._opened = True
         self.logger.info("connection open")
         if self.ping_interval is not None:
-            self._ping_at = self.loop.time() + self.ping_interval
+            self._ping_at = time.monotonic() + self.ping_interval
             self._update_deadline()
         pending = self._pending
         self._pending = []
@@ -727,7 +728,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self.transport.write(self._engine_close(code, reason))
         # Read on whatever the queue holds: the peer's close frame must get through.
         self._unpause_queue()
-        self._close_due = self.loop.time() + self.close_timeout
+        self._close_due = time.monotonic() + self.close_timeout
         self._update_deadline()
 
     def _close_transport(self) -> None:
@@ -735,7 +736,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._ping_at = self._pong_due = 0.0
         if not self._lost:
             self.transport.close()
-            self._close_due = self.loop.time() + self.close_timeout
+            self._close_due = time.monotonic() + self.close_timeout
         self._update_deadline()
 
     def _drop(self) -> None:
@@ -771,7 +772,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
 
     def on_deadline(self) -> None:
         """Called by the server's tick once ``deadline`` has passed."""
-        now = self.loop.time()
+        now = time.monotonic()
         if self._close_due and now >= self._close_due:
             self._close_due = 0.0
             self._drop()

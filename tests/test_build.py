@@ -1,0 +1,61 @@
+"""Packaging: a machine without a C compiler still installs cyasgi (pure); CI can forbid that."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cyasgi._compat import IS_PYPY
+from tests.utils import ROOT
+
+pytestmark = pytest.mark.skipif(IS_PYPY, reason="PyPy never builds the compiled twin: nothing to fall back from")
+
+BUILD_TIMEOUT = 300
+
+
+def copy_sources(destination: Path) -> Path:
+    """The checkout without build products, venvs or caches (what a fresh clone would hold)."""
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv*", "build", "dist", "*.egg-info", "*.so", "*.c", "*.html", "__pycache__", ".pytest_cache", ".hypothesis"
+    )
+    target = destination / "src"
+    shutil.copytree(ROOT, target, ignore=ignore)
+    return target
+
+
+def build_wheel(source: Path, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    # No build isolation: the test venv already has Cython and setuptools, and no network is needed.
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
+        env={**os.environ, "CC": "/bin/false", **env},
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
+
+
+@pytest.mark.slow
+def test_without_a_compiler_the_wheel_is_pure_and_the_build_says_so(tmp_path):
+    source = copy_sources(tmp_path)
+    result = build_wheel(source, tmp_path / "wheels", CYASGI_REQUIRE_EXTENSIONS="")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the pure-Python twin will be used" in result.stdout + result.stderr
+    [wheel] = (tmp_path / "wheels").glob("cyasgi-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "cyasgi/protocols/http_pure.py" in names
+    assert "cyasgi/_speedups/http.pyx" in names
+    assert not [name for name in names if name.endswith((".so", ".c", ".pyd"))], names
+
+
+@pytest.mark.slow
+def test_require_extensions_turns_a_failed_compile_into_a_failed_build(tmp_path):
+    source = copy_sources(tmp_path)
+    result = build_wheel(source, tmp_path / "wheels", CYASGI_REQUIRE_EXTENSIONS="1")
+    assert result.returncode != 0
+    assert not list((tmp_path / "wheels").glob("cyasgi-*.whl"))
