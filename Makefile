@@ -10,7 +10,7 @@ PYPY ?= pypy3
 
 SPEEDUPS := $(wildcard cyasgi/_speedups/*.pyx cyasgi/_speedups/*.pxd cyasgi/_speedups/*.pxi)
 
-.PHONY: run test test-pure test-pypy pypy-installed bench bench-ws build annotate lint clean fuzz venv
+.PHONY: run test test-pure test-pypy pypy-installed bench bench-pypy bench-ws build annotate lint clean fuzz venv
 
 # Create the venv and install cyasgi (editable) with its test dependencies.
 $(VENV)/.installed: pyproject.toml setup.py requirements/test.txt
@@ -55,6 +55,13 @@ pypy-installed:
 # any python3 >= 3.9 runs it. BENCH_ARGS="--quick", "--servers cyasgi,uvicorn --workloads hello", ...
 bench:
 	$(PYTHON) perf/bench.py $(BENCH_ARGS)
+
+# cyasgi on PyPy beside uvicorn and hypercorn on PyPy and the compiled twin on CPython (docs/pypy.md);
+# the PyPy servers get 10 s of load first (the JIT's warm-up). BENCH_ARGS="--update-docs docs/pypy.md", ...
+PYPY_BENCH_SERVERS := cyasgi-pypy,uvicorn-pypy,uvicorn-h11-pypy,hypercorn-pypy,cyasgi,uvicorn
+bench-pypy: pypy-installed
+	$(PYTHON) perf/bench.py --servers $(PYPY_BENCH_SERVERS) --workloads hello,headers,echo-1k,stream-1m \
+	  --first-warmup 10 --baseline uvicorn-pypy --name pypy $(BENCH_ARGS)
 
 # WebSocket echo throughput and idle memory against uvicorn and granian (see docs/websockets.md).
 bench-ws: build

@@ -48,7 +48,8 @@ class Settings:
     output: Path = RESULTS
     name: str = "latest"
     note: str = ""
-    update_docs: bool = False
+    #: The markdown file whose results block gets the summary (``--update-docs [FILE]``), if any.
+    update_docs: Path | None = None
     baseline: str = BASELINE
     #: Seconds of load each server gets once, before its first round (a JIT's warm-up).
     first_warmup: int = 0
@@ -104,8 +105,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     )
     parser.add_argument(
         "--update-docs",
-        action="store_true",
-        help=f"also put the summary into {DOCS.relative_to(PERF.parent)}",
+        nargs="?",
+        type=Path,
+        const=DOCS,
+        default=None,
+        metavar="FILE",
+        help=f"also put the summary into FILE's results block ({DOCS.relative_to(PERF.parent)} if not named)",
     )
     args = parser.parse_args(argv)
     if args.list:
@@ -393,7 +398,7 @@ def run(settings: Settings) -> dict[str, Any]:
     return doc
 
 
-def write(doc: dict[str, Any], directory: Path, name: str, update_docs: bool = False) -> None:
+def write(doc: dict[str, Any], directory: Path, name: str, update_docs: Path | None = None) -> None:
     paths = report.write_outputs(doc, directory, name)
     png = directory / f"{name}.png"
     python = environment.venv_for(doc["meta"]["python_executable"])[0].python
@@ -403,13 +408,13 @@ def write(doc: dict[str, Any], directory: Path, name: str, update_docs: bool = F
         log(f"no chart: {(completed.stderr or completed.stdout).strip().splitlines()[-1:]}")
     else:
         paths["png"] = png
-    if update_docs:
-        image = os.path.relpath(png, DOCS.parent)
-        details = os.path.relpath(paths["md"], DOCS.parent)
+    if update_docs is not None:
+        image = os.path.relpath(png, update_docs.parent)
+        details = os.path.relpath(paths["md"], update_docs.parent)
         block = report.render_summary(doc, level=3, image=image)
         block += ["", f"Every metric for every workload and server: [{details}]({details})."]
-        DOCS.write_text(report.update_block(DOCS.read_text(), "\n".join(block) + "\n"))
-        paths["docs"] = DOCS
+        update_docs.write_text(report.update_block(update_docs.read_text(), "\n".join(block) + "\n"))
+        paths["docs"] = update_docs
     for path in paths.values():
         log(f"wrote {path}")
 

@@ -259,6 +259,18 @@ def test_pypy_rows_run_in_their_own_venv_and_ratios_can_be_to_another_baseline()
     assert "× uvicorn-pypy in the same run" in text and "| hello | 100 | 300 (3.00×) | 1 (0.01×) |" in text
 
 
+def test_bench_options_for_a_pypy_run() -> None:
+    from perf import bench
+
+    assert bench.parse_args([]).update_docs is None
+    assert bench.parse_args(["--update-docs"]).update_docs == bench.DOCS
+    settings = bench.parse_args(["--update-docs", "docs/pypy.md", "--first-warmup", "10", "--baseline", "uvicorn-pypy"])
+    assert settings.update_docs == Path("docs/pypy.md")
+    assert (settings.first_warmup, settings.baseline) == (10, "uvicorn-pypy")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--baseline", "no-such-server"])
+
+
 # the apps answer what the probes expect -----------------------------------------------------------
 
 
