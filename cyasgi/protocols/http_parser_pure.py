@@ -66,7 +66,7 @@ def _tokens(value: bytes) -> set[bytes]:
 
 def _content_length(value: bytes) -> int:
     """Digits only (OWS already stripped); -1 when invalid."""
-    if not value or len(value) > 18 or value.translate(None, b"0123456789"):
+    if len(value) > 18 or not value.isdigit():  # bytes.isdigit(): ASCII digits, at least one
         return -1
     return int(value)
 
