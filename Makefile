@@ -34,6 +34,13 @@ test: build
 	# The protocol contract again under the debug allocator: an overrun in the compiled twin aborts here.
 	PYTHONMALLOC=debug $(PY) -m pytest -q -p no:cacheprovider tests/test_http_protocol.py
 
+# A long fuzz run (tests/fuzz_http.py): coverage-guided with atheris when it installs, else hypothesis
+# with many examples. `make test` already runs a short, bounded one (tests/test_fuzz.py).
+FUZZ_SECONDS ?= 600
+fuzz: build
+	-$(PY) -m pip install -q atheris || echo "atheris did not install: hypothesis runs instead"
+	$(PY) tests/fuzz_http.py --seconds $(FUZZ_SECONDS)
+
 # The whole suite with the compiled twin forced off at import.
 test-pure: build
 	CYASGI_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_ARGS)

@@ -26,6 +26,14 @@ LifespanType = Literal["auto", "on", "off"]
 LoopFactoryType = Literal["none", "auto", "asyncio", "uvloop"]
 InterfaceType = Literal["auto", "asgi3", "asgi2", "wsgi"]
 
+#: Request limits (docs/reliability.md): the request line and header fields together (bytes, else
+#: 431), the number of header fields (else 431), and the seconds from connect or from the end of
+#: the previous response to the end of the next request head (else 408).
+DEFAULT_LIMIT_REQUEST_HEAD_SIZE = 65536
+DEFAULT_LIMIT_REQUEST_HEADERS = 100
+DEFAULT_TIMEOUT_HEADER_READ = 30.0
+MIN_LIMIT_REQUEST_HEAD_SIZE = 64
+
 #: Exit status when the server could not start (bad app, port in use, failed lifespan startup).
 STARTUP_FAILURE = 3
 
@@ -261,6 +269,11 @@ class Config:
         h11_max_incomplete_event_size: int | None = None,
         reset_contextvars: bool = False,
         reuse_port: bool = False,
+        limit_request_head_size: int = DEFAULT_LIMIT_REQUEST_HEAD_SIZE,
+        limit_request_headers: int = DEFAULT_LIMIT_REQUEST_HEADERS,
+        limit_request_body_size: int | None = None,
+        limit_keep_alive_requests: int | None = None,
+        timeout_header_read: float | None = DEFAULT_TIMEOUT_HEADER_READ,
     ):
         self.app = app
         self.host = host
@@ -312,6 +325,12 @@ class Config:
         self.h11_max_incomplete_event_size = h11_max_incomplete_event_size
         self.reset_contextvars = reset_contextvars
         self.reuse_port = reuse_port
+        self.limit_request_head_size = limit_request_head_size
+        self.limit_request_headers = limit_request_headers
+        self.limit_request_body_size = limit_request_body_size
+        self.limit_keep_alive_requests = limit_keep_alive_requests
+        self.timeout_header_read = timeout_header_read
+        self._check_limits()
 
         self.loaded = False
         self.configure_logging()
@@ -365,6 +384,22 @@ class Config:
         if self.reload and self.workers > 1:
             logger.warning("$WEB_CONCURRENCY is ignored when reloading is enabled: running one process.")
             self.workers = 1
+
+    def _check_limits(self) -> None:
+        """Refuse limits that cannot work; ``0`` / None switch the optional ones off."""
+        if self.limit_request_head_size < MIN_LIMIT_REQUEST_HEAD_SIZE:
+            raise ConfigError(
+                f"--limit-request-head-size must be at least {MIN_LIMIT_REQUEST_HEAD_SIZE} bytes, "
+                f"not {self.limit_request_head_size}."
+            )
+        if self.limit_request_headers < 1:
+            raise ConfigError(f"--limit-request-headers must be at least 1, not {self.limit_request_headers}.")
+        if self.limit_request_body_size is not None and self.limit_request_body_size < 0:
+            raise ConfigError(f"--limit-request-body-size cannot be negative ({self.limit_request_body_size}).")
+        if self.limit_keep_alive_requests is not None and self.limit_keep_alive_requests < 0:
+            raise ConfigError(f"--limit-keep-alive-requests cannot be negative ({self.limit_keep_alive_requests}).")
+        if self.timeout_header_read is not None and self.timeout_header_read < 0:
+            raise ConfigError(f"--timeout-header-read cannot be negative ({self.timeout_header_read}).")
 
     def _resolve_reload_settings(self, dirs: list[str], includes: list[str], excludes: list[str]) -> None:
         self.reload_includes, self.reload_dirs = resolve_reload_patterns(includes, dirs)

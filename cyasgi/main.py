@@ -15,6 +15,9 @@ import click
 
 import cyasgi
 from cyasgi.config import (
+    DEFAULT_LIMIT_REQUEST_HEAD_SIZE,
+    DEFAULT_LIMIT_REQUEST_HEADERS,
+    DEFAULT_TIMEOUT_HEADER_READ,
     HTTP_PROTOCOLS,
     INTERFACES,
     LIFESPAN,
@@ -338,6 +341,35 @@ def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> boo
     show_default=True,
 )
 @click.option(
+    "--limit-request-head-size",
+    type=int,
+    default=DEFAULT_LIMIT_REQUEST_HEAD_SIZE,
+    help="Maximum size in bytes of a request line and its header fields together; a larger request "
+    "head gets 431.",
+    show_default=True,
+)
+@click.option(
+    "--limit-request-headers",
+    type=int,
+    default=DEFAULT_LIMIT_REQUEST_HEADERS,
+    help="Maximum number of header fields in a request; more get 431.",
+    show_default=True,
+)
+@click.option(
+    "--limit-request-body-size",
+    type=int,
+    default=None,
+    help="Maximum size in bytes of a request body; a larger one gets 413 before the application reads "
+    "past the limit. Off by default.",
+)
+@click.option(
+    "--limit-keep-alive-requests",
+    type=int,
+    default=None,
+    help="Maximum number of requests served on one connection; the last response closes it. Off by "
+    "default.",
+)
+@click.option(
     "--timeout-keep-alive",
     type=int,
     default=5,
@@ -355,6 +387,14 @@ def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> boo
     type=int,
     default=5,
     help="Maximum number of seconds to wait for a worker to respond to a healthcheck.",
+    show_default=True,
+)
+@click.option(
+    "--timeout-header-read",
+    type=float,
+    default=DEFAULT_TIMEOUT_HEADER_READ,
+    help="Seconds a client has, from connecting or from the end of the previous response, to send a "
+    "complete request head; after that it gets 408 and the connection is closed. 0 turns it off.",
     show_default=True,
 )
 @click.option("--ssl-keyfile", type=str, default=None, help="SSL key file", show_default=True)
@@ -475,6 +515,11 @@ def main(
     app_dir: str,
     h11_max_incomplete_event_size: int | None,
     factory: bool,
+    limit_request_head_size: int,
+    limit_request_headers: int,
+    limit_request_body_size: int | None,
+    limit_keep_alive_requests: int | None,
+    timeout_header_read: float,
     reset_contextvars: bool = False,
 ) -> None:
     run(
@@ -529,6 +574,11 @@ def main(
         app_dir=app_dir,
         h11_max_incomplete_event_size=h11_max_incomplete_event_size,
         reset_contextvars=reset_contextvars,
+        limit_request_head_size=limit_request_head_size,
+        limit_request_headers=limit_request_headers,
+        limit_request_body_size=limit_request_body_size,
+        limit_keep_alive_requests=limit_keep_alive_requests,
+        timeout_header_read=timeout_header_read,
     )
 
 
@@ -589,6 +639,11 @@ def run(
     h11_max_incomplete_event_size: int | None = None,
     reset_contextvars: bool = False,
     reuse_port: bool = False,
+    limit_request_head_size: int = DEFAULT_LIMIT_REQUEST_HEAD_SIZE,
+    limit_request_headers: int = DEFAULT_LIMIT_REQUEST_HEADERS,
+    limit_request_body_size: int | None = None,
+    limit_keep_alive_requests: int | None = None,
+    timeout_header_read: float | None = DEFAULT_TIMEOUT_HEADER_READ,
 ) -> None:
     """Run ``app`` (an ASGI app or a ``"module:attr"`` string) with ``Config``'s settings, like ``uvicorn.run``."""
     if app_dir is not None:
@@ -650,6 +705,11 @@ def run(
             h11_max_incomplete_event_size=h11_max_incomplete_event_size,
             reset_contextvars=reset_contextvars,
             reuse_port=reuse_port,
+            limit_request_head_size=limit_request_head_size,
+            limit_request_headers=limit_request_headers,
+            limit_request_body_size=limit_request_body_size,
+            limit_keep_alive_requests=limit_keep_alive_requests,
+            timeout_header_read=timeout_header_read,
         )
     except (ConfigError, OSError) as exc:  # e.g. an unreadable --log-config
         logging.getLogger("uvicorn.error").error("%s", exc)

@@ -33,6 +33,19 @@ def twin(request: pytest.FixtureRequest) -> Any:
     return load_twin(request.param)
 
 
+#: Every twin with every request parser it can drive.
+TWIN_PARSERS = [(twin, parser) for twin in ("c", "py") for parser in ("cyasgi", "httptools", "h11")]
+
+
+@pytest.fixture(params=TWIN_PARSERS, ids=[f"{twin}-{parser}" for twin, parser in TWIN_PARSERS])
+def twin_parser(request: pytest.FixtureRequest) -> tuple[Any, str]:
+    """``(protocol module, parser name)``: each twin driving its own parser, httptools and h11."""
+    twin_name, parser = request.param
+    if parser == "httptools":
+        pytest.importorskip("httptools")
+    return load_twin(twin_name), parser
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -44,6 +44,24 @@ def squash(text: str) -> str:
     return " ".join(text.split())
 
 
+LIMIT_OPTIONS_HELP = """
+  --limit-request-head-size INTEGER Maximum size in bytes of a request line and its header fields
+    together; a larger request head gets 431. [default: 65536]
+  --limit-request-headers INTEGER Maximum number of header fields in a request; more get 431.
+    [default: 100]
+  --limit-request-body-size INTEGER Maximum size in bytes of a request body; a larger one gets 413
+    before the application reads past the limit. Off by default.
+  --limit-keep-alive-requests INTEGER Maximum number of requests served on one connection; the last
+    response closes it. Off by default.
+"""
+TIMEOUT_OPTIONS_HELP = """
+  --timeout-header-read FLOAT Seconds a client has, from connecting or from the end of the previous
+    response, to send a complete request head; after that it gets 408 and the connection is closed.
+    0 turns it off. [default: 30.0]
+"""
+NEW_OPTIONS = set(re.findall(r"--[a-z-]+", LIMIT_OPTIONS_HELP + TIMEOUT_OPTIONS_HELP))
+
+
 def test_help_is_uvicorns_help_without_http2_and_zig_values():
     reference = FROM_REFERENCE.read_text()
     # run_cli runs `python -m cyasgi`, which click names as such (uvicorn does the same).
@@ -57,6 +75,16 @@ def test_help_is_uvicorns_help_without_http2_and_zig_values():
         "Not valid with --reload. --reuse-port Give each worker its own listening socket with SO_REUSEPORT "
         "(Linux: the kernel spreads new connections evenly over the workers) instead of one socket shared "
         "by all. TCP only.",
+    )
+
+    # The request limits of docs/reliability.md, beside uvicorn's own limits and timeouts.
+    expected = squash(expected).replace(
+        "workers restarting simultaneously. [default: 0]",
+        "workers restarting simultaneously. [default: 0] " + squash(LIMIT_OPTIONS_HELP),
+    )
+    expected = expected.replace(
+        "worker to respond to a healthcheck. [default: 5]",
+        "worker to respond to a healthcheck. [default: 5] " + squash(TIMEOUT_OPTIONS_HELP),
     )
 
     result = run_cli_to_exit("--help")
@@ -146,7 +174,7 @@ def test_every_option_is_settable_by_env_var(captured_run, tmp_path):
     params = option_params()
     flags = {opt for param in params for opt in param.opts}
     in_reference = set(re.findall(r"^  (--[a-z0-9-]+)", FROM_REFERENCE.read_text(), re.MULTILINE))
-    assert flags == (in_reference - {"--http2", "--version", "--help"}) | {"--reuse-port"}
+    assert flags == (in_reference - {"--http2", "--version", "--help"}) | {"--reuse-port"} | NEW_OPTIONS
     for param in params:
         env_name = "CYASGI_" + param.name.upper()
         raw, expected = sample(param, tmp_path)

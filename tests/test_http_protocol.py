@@ -666,6 +666,15 @@ async def test_app_returning_a_value_is_logged(twin, caplog):
         [(b"bad:name", b"v")],
         [(b"", b"v")],
         [(b"x-lf", b"line\nbreak")],
+        [(b"x-cr", b"bad\r")],
+        [(b"x-crlf-name\r\nInjected", b"v")],
+        [(b"x-split", b"v\r\n\r\nHTTP/1.1 200 OK\r\nInjected: yes")],
+        [(b"x-tab-name\t", b"v")],
+        [(b"x-del", b"bad\x7f")],
+        [(b"x-esc", b"bad\x1b[31m")],
+        [(b"x-ok", b"fine"), (b"x-bad", b"second\x00")],
+        [(bytearray(b"x-bytearray"), bytearray(b"bad\nInjected: yes"))],
+        [(memoryview(b"x-memoryview"), memoryview(b"bad\r\nInjected: yes"))],
     ],
 )
 async def test_invalid_response_headers_are_never_written(twin, headers, caplog):
@@ -673,13 +682,62 @@ async def test_invalid_response_headers_are_never_written(twin, headers, caplog)
     with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
         protocol.data_received(SIMPLE_GET)
         [response] = await transport.responses(1)
+        await transport.wait_for(lambda: transport.closed)
     assert response.status == 500
+    assert response.header(b"connection") == b"close"
     assert b"Injected" not in transport.buffer
     assert b"bad" not in bytes(transport.buffer).lower().replace(b"bad request", b"")
+    assert b"x-ok" not in transport.buffer  # nothing of the refused head is written
     assert "Invalid HTTP header" in caplog.text
+    assert caplog.text.count("Exception in ASGI application") == 1
 
 
-@pytest.mark.parametrize("status", [99, 600, 1000, "200", None])
+@pytest.mark.parametrize(
+    "headers, what",
+    [
+        ([("x-str-name", b"v")], "header name must be bytes, not str"),
+        ([(b"x-str-value", "v")], "header value must be bytes, not str"),
+        ([(b"x-int", 0)], "header value must be bytes, not int"),  # bytes(0) would be an empty value
+        ([(b"x-int", 5)], "header value must be bytes, not int"),  # bytes(5) would be five NUL bytes
+        ([(b"x-none", None)], "header value must be bytes, not NoneType"),
+        ([(7, b"v")], "header name must be bytes, not int"),
+    ],
+)
+async def test_response_headers_that_are_not_bytes_are_refused(twin, headers, what, caplog):
+    protocol, transport = make_protocol(twin, body_app(b"body", headers=headers))
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        [response] = await transport.responses(1)
+    assert response.status == 500
+    assert b"x-" not in transport.buffer
+    assert what in caplog.text
+
+
+async def test_bytes_like_response_headers_and_bodies_are_written(twin):
+    async def app(scope, receive, send):
+        headers = [(bytearray(b"X-Array"), bytearray(b"one")), (memoryview(b"x-view"), memoryview(b"two"))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": bytearray(b"abc"), "more_body": True})
+        await send({"type": "http.response.body", "body": memoryview(b"def")})
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert response.header(b"x-array") == b"one" and response.header(b"x-view") == b"two"
+    assert response.body == b"abcdef"
+
+
+@pytest.mark.parametrize("body", ["text", 5, None, [b"a"]])
+async def test_a_body_that_is_not_bytes_is_refused(twin, body, caplog):
+    protocol, transport = make_protocol(twin, body_app(body))  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        [response] = await transport.responses(1)
+    assert response.status == 500
+    assert f"body must be bytes, not {type(body).__name__}" in caplog.text
+
+
+@pytest.mark.parametrize("status", [99, 600, 1000, -200, 0, "200", None, 200.0, True, b"200"])
 async def test_invalid_status_gives_500(twin, status):
     protocol, transport = make_protocol(twin, body_app(b"x", status=status))
     protocol.data_received(SIMPLE_GET)
@@ -737,6 +795,90 @@ async def test_second_start_and_message_after_completion_are_errors(twin):
         "Expected ASGI message 'http.response.body', but got 'http.response.start'.",
         "Unexpected ASGI message 'http.response.body' sent, after response already completed.",
     ]
+
+
+@pytest.mark.parametrize(
+    "stage, expected",
+    [
+        ("before start", "Expected ASGI message 'http.response.start', but got '{type}'."),
+        ("after start", "Expected ASGI message 'http.response.body', but got '{type}'."),
+        ("after completion", "Unexpected ASGI message '{type}' sent, after response already completed."),
+    ],
+)
+@pytest.mark.parametrize("message", [{"type": "http.response.trailers"}, {"type": "websocket.send"}, {}])
+async def test_unknown_or_missing_message_types_are_clear_errors(twin, stage, expected, message):
+    errors = []
+
+    async def app(scope, receive, send):
+        if stage != "before start":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        if stage == "after completion":
+            await send({"type": "http.response.body", "body": b"done"})
+        try:
+            await send(message)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        if stage != "after completion":
+            raise RuntimeError("the app gives up")
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    [response] = await transport.responses(1)
+    assert errors == [expected.format(type=message.get("type"))]
+    if stage == "after completion":
+        assert response.status == 200 and response.body == b"done" and not transport.closed
+    else:
+        assert response.status == 500  # nothing was on the wire yet: a clean 500, then close
+        await transport.wait_for(lambda: transport.closed)
+
+
+async def test_an_exception_after_the_response_is_logged_once_and_the_connection_stays_usable(twin, caplog):
+    async def app(scope, receive, send):
+        await body_app(b"done")(scope, receive, send)
+        raise ValueError("after the fact")
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        await transport.responses(1)
+        await transport.wait_for(lambda: "after the fact" in caplog.text)
+        protocol.data_received(SIMPLE_GET)
+        responses = await transport.responses(2)
+    assert [r.status for r in responses] == [200, 200]
+    assert caplog.text.count("Exception in ASGI application") == 2  # once per request
+    assert not transport.closed
+
+
+async def test_a_large_unread_body_is_discarded_and_the_connection_reused(twin):
+    """The app answers without reading a body far above the high-water mark: reading, paused
+    while the body piled up, resumes once the response is out, and the rest is skipped."""
+    gate = asyncio.Event()
+    calls = []
+
+    async def app(scope, receive, send):
+        calls.append(scope["path"])
+        if scope["path"] == "/upload":
+            await gate.wait()
+        await body_app(b"no thanks")(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    size = 1_000_000
+    protocol.data_received(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    sent = 0
+    while sent < 200_000:
+        protocol.data_received(b"x" * 50_000)
+        sent += 50_000
+    assert transport.read_paused  # the app is not reading: back-pressure
+    gate.set()
+    await transport.responses(1)
+    await transport.wait_for(lambda: not transport.read_paused)
+    while sent < size:
+        protocol.data_received(b"x" * 50_000)
+        sent += 50_000
+    protocol.data_received(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    responses = await transport.responses(2)
+    assert [r.status for r in responses] == [200, 200]
+    assert calls == ["/upload", "/next"]
 
 
 # Malformed requests ----------------------------------------------------------------------------
@@ -990,8 +1132,8 @@ async def test_eof_when_idle_closes(twin):
 
 
 async def test_keep_alive_deadline_is_armed_after_response_and_sweep_closes(twin):
-    protocol, transport = make_protocol(twin, body_app(), timeout_keep_alive=5)
-    assert protocol.deadline == 0.0
+    protocol, transport = make_protocol(twin, body_app(), timeout_keep_alive=5, timeout_header_read=0)
+    assert protocol.deadline == 0.0  # (with --timeout-header-read, connecting arms the head deadline)
     protocol.data_received(SIMPLE_GET)
     await transport.responses(1)
     await transport.wait_for(lambda: protocol.deadline != 0.0)
@@ -1019,13 +1161,27 @@ async def test_no_deadline_while_a_request_is_in_flight(twin):
     await transport.responses(1)
 
 
-async def test_deadline_cleared_by_new_data(twin):
-    protocol, transport = make_protocol(twin, body_app())
+async def test_deadline_cleared_by_new_data_without_a_head_timeout(twin):
+    protocol, transport = make_protocol(twin, body_app(), timeout_header_read=0)
     protocol.data_received(SIMPLE_GET)
     await transport.responses(1)
     await transport.wait_for(lambda: protocol.deadline != 0.0)
     protocol.data_received(b"GET / HTTP/1.1\r\n")  # a request has begun
     assert protocol.deadline == 0.0
+
+
+async def test_a_begun_head_keeps_the_head_deadline_not_the_keep_alive_one(twin):
+    protocol, transport = make_protocol(twin, body_app(), timeout_keep_alive=5, timeout_header_read=30)
+    protocol.data_received(SIMPLE_GET)
+    await transport.responses(1)
+    await transport.wait_for(lambda: protocol.deadline != 0.0)
+    idle_deadline = protocol.deadline
+    assert idle_deadline <= time.monotonic() + 5
+    protocol.data_received(b"GET / HTTP/1.1\r\n")  # a request has begun: 30 s from the response
+    assert idle_deadline + 20 < protocol.deadline <= idle_deadline + 25 + 0.5
+    head_deadline = protocol.deadline
+    protocol.data_received(b"Host: x\r\n")  # more bytes do not move it
+    assert protocol.deadline == head_deadline
 
 
 async def test_shutdown_closes_idle_connection_after_the_grace(twin):

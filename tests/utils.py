@@ -20,12 +20,15 @@ from typing import Any, Callable
 from cyasgi._compat import asyncio_run
 from cyasgi.config import Config
 from cyasgi.protocols.http_common import encode_headers_block
+from cyasgi.protocols.parsers import OWN_PARSER, H11Parser, httptools_parser_factory
 from cyasgi.server import Server, ServerState
 
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Upper bound for any single wait in the suite: long enough for a loaded 2-core machine.
 WAIT = 10.0
+#: For in-memory exchanges, which answer at once: a missing answer must not cost WAIT per case.
+QUICK = 2.0
 
 
 # A real server in a background thread -------------------------------------------------------
@@ -348,10 +351,25 @@ def make_state(server_header: bool = True) -> ServerState:
     return state
 
 
-def make_protocol(twin: Any, app: Any, transport: MockTransport | None = None, **kwargs: Any) -> tuple[Any, MockTransport]:
-    """A connected protocol of ``twin`` serving ``app`` over a MockTransport (call inside a loop)."""
+#: ``--http`` names of request parsers, and how a twin's protocol is told to drive one.
+PARSER_FACTORIES: dict[str, Callable[[Config], Any]] = {
+    "cyasgi": lambda config: OWN_PARSER,
+    "httptools": lambda config: httptools_parser_factory,
+    "h11": H11Parser.factory,
+}
+
+
+def make_protocol(
+    twin: Any, app: Any, transport: MockTransport | None = None, parser: str | None = None, **kwargs: Any
+) -> tuple[Any, MockTransport]:
+    """A connected protocol of ``twin`` serving ``app`` over a MockTransport (call inside a loop).
+
+    ``parser``: "cyasgi", "httptools" or "h11" to drive that parser; by default the twin's own choice.
+    """
     config = make_config(app, twin, **kwargs)
     config.load()
+    if parser is not None:
+        config.http_parser_factory = PARSER_FACTORIES[parser](config)
     state = make_state()
     protocol = twin.HttpProtocol(config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop())
     transport = transport or MockTransport()
@@ -492,6 +510,7 @@ class LogWatcher(logging.Handler):
         super().__init__(level=0)
         self.logger = logging.getLogger(logger_name)
         self.lines: list[str] = []
+        self.records: list[logging.LogRecord] = []
         self._changed = threading.Condition()
 
     def __enter__(self) -> LogWatcher:  # noqa: PYI034 (3.9 has no typing.Self)
@@ -508,7 +527,16 @@ class LogWatcher(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         with self._changed:
             self.lines.append(record.getMessage())
+            self.records.append(record)
             self._changed.notify_all()
+
+    def wait_for_count(self, needle: str, count: int, timeout: float = WAIT) -> list[str]:
+        """Block until ``count`` lines containing ``needle`` were logged; return them."""
+        with self._changed:
+            self._changed.wait_for(lambda: sum(needle in line for line in self.lines) >= count, timeout)
+            found = [line for line in self.lines if needle in line]
+        assert len(found) >= count, f"{count} x {needle!r} not logged; got {self.lines}"
+        return found
 
     def wait_for(self, needle: str, timeout: float = WAIT) -> str:
         with self._changed:

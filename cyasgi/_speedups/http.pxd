@@ -73,9 +73,11 @@ cdef class RequestParser:
         bytes buffer                # bytes of an incomplete head, chunk line or trailer section
         Py_ssize_t scanned          # how far the buffered head was already checked for its end
         Py_ssize_t remaining        # body or chunk bytes still to come
+        Py_ssize_t body_size        # chunk bytes of the current request announced so far
         Py_ssize_t trailer_size
         readonly Py_ssize_t max_head_size
         readonly Py_ssize_t max_headers
+        readonly Py_ssize_t max_body_size   # -1: no limit
         # the last request head, for httptools-style accessors
         str method
         str http_version
@@ -83,6 +85,7 @@ cdef class RequestParser:
         bint upgrade
 
     cpdef bint has_partial_message(self)
+    cpdef bint in_head(self)
     cdef feed(self, bytes chunk)
     cdef _feed(self, bytes data, Py_ssize_t prefix)
     cdef Py_ssize_t _find_line_end(self, const unsigned char *base, Py_ssize_t size, Py_ssize_t pos,
@@ -112,6 +115,12 @@ cdef class HttpProtocol:
         bytes _root_path_raw
         readonly object limit_concurrency
         Py_ssize_t _limit                   # limit_concurrency as a C int; -1: no limit
+        # request limits (docs/reliability.md); -1 / 0: off
+        Py_ssize_t _limit_head              # --limit-request-head-size
+        Py_ssize_t _limit_headers           # --limit-request-headers
+        Py_ssize_t _limit_body              # --limit-request-body-size
+        Py_ssize_t _limit_requests          # --limit-keep-alive-requests
+        double _timeout_head                # --timeout-header-read
         readonly double timeout_keep_alive
         readonly bint reset_contextvars
         readonly str asgi_version
@@ -129,6 +138,8 @@ cdef class HttpProtocol:
         readonly object client
         readonly str scheme
         public double deadline              # time.monotonic() when an idle connection is closed; 0: none
+        double _head_deadline               # when the next request head must be complete; 0: not running; -1: started, not read yet
+        Py_ssize_t _requests                # requests begun on this connection
         readonly bint draining              # after shutdown(): no response keeps the connection open
         object _context                     # contextvars.Context requests are copied from
         dict _task_kwargs                   # asyncio.Task keyword arguments, reused for every request
@@ -147,6 +158,13 @@ cdef class HttpProtocol:
         public list headers
         public bint expect_100_continue
         bint _parsing
+        # what httptools and h11 leave to us
+        bint _in_head                       # between on_message_begin and on_headers_complete
+        Py_ssize_t _head_size               # header fields as written ("n: v\r\n")
+        Py_ssize_t _trailer_size
+        Py_ssize_t _body_received
+        bint _progress                      # a callback ran during this data_received
+        Py_ssize_t _backlog                 # bytes fed since the parser last handed anything over
         public RequestCycle cycle
         public RequestCycle active
         readonly object pipeline
@@ -156,6 +174,7 @@ cdef class HttpProtocol:
                      bint upgrade, bint expect_100_continue)
     cdef _on_body(self, bytes body)
     cdef _on_message_complete(self)
+    cdef _bound_backlog(self, Py_ssize_t size)
     cdef _dispatch(self)
     cdef _write(self, object data)
     cdef _writelines(self, tuple parts)

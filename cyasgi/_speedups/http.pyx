@@ -26,17 +26,28 @@ from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
 from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
+    FRAMING_FIELDS,
     HIGH_WATER_LIMIT,
     WRITE_BATCH_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
     ClientDisconnected,
     RequestRejected,
+    as_bytes,
+    bad_request as _bad_request,
+    body_too_large,
+    check_request_head,
+    foreign_parse_error,
+    head_too_large,
+    is_valid_target,
     is_websocket_upgrade,
     request_head_bytes,
     service_unavailable,
     simple_response,
     split_target,
+    too_many_headers,
+    transfer_coding_rejection,
+    version_not_supported,
     warn_unsupported_upgrade,
 )
 from cyasgi.protocols.parsers import OWN_PARSER, PARSER_ERRORS, PARSER_UPGRADES, ParserUpgrade
@@ -435,7 +446,7 @@ cdef class RequestCycle:
         cdef dict m = message if type(message) is dict else dict(message)
         if self.disconnected:
             raise ClientDisconnected
-        message_type = m["type"]
+        message_type = m.get("type")
         if not self.response_started:
             if message_type != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")
@@ -472,8 +483,8 @@ cdef class RequestCycle:
         head_size = PyBytes_GET_SIZE(line) + PyBytes_GET_SIZE(block)
         for name_value in headers:
             raw_name_obj, value_obj = name_value
-            raw_name = raw_name_obj if type(raw_name_obj) is bytes else bytes(raw_name_obj)
-            value = value_obj if type(value_obj) is bytes else bytes(value_obj)
+            raw_name = raw_name_obj if type(raw_name_obj) is bytes else as_bytes(raw_name_obj, "header name")
+            value = value_obj if type(value_obj) is bytes else as_bytes(value_obj, "header value")
             # Validate the name as a token and lower-case it in one pass.
             data = <const unsigned char *> PyBytes_AS_STRING(raw_name)
             size = PyBytes_GET_SIZE(raw_name)
@@ -527,7 +538,7 @@ cdef class RequestCycle:
         )
 
     cdef _send_body(self, object body_obj, bint more_body):
-        cdef bytes body = body_obj if type(body_obj) is bytes else bytes(body_obj)
+        cdef bytes body = body_obj if type(body_obj) is bytes else as_bytes(body_obj, "body")
         cdef Py_ssize_t size = PyBytes_GET_SIZE(body)
         cdef list parts = self._head_parts
         cdef bytes framing = b""
@@ -673,9 +684,14 @@ cdef class HttpProtocol:
         self.logger = logger
         self.access_logger = access_logger
         self.access_log = access_logger.hasHandlers()
+        self._limit_head = config.limit_request_head_size
+        self._limit_headers = config.limit_request_headers
+        self._limit_body = -1 if config.limit_request_body_size is None else config.limit_request_body_size
+        self._limit_requests = config.limit_keep_alive_requests or 0
+        self._timeout_head = config.timeout_header_read or 0.0
         parser_factory = config.http_parser_factory
         if parser_factory is None or parser_factory is OWN_PARSER:
-            self._native_parser = RequestParser(self)
+            self._native_parser = RequestParser(self, self._limit_head, self._limit_headers, self._limit_body)
             self.parser = self._native_parser
         else:
             self._native_parser = None
@@ -700,6 +716,8 @@ cdef class HttpProtocol:
         self.client = None
         self.scheme = "http"
         self.deadline = 0.0
+        self._head_deadline = 0.0
+        self._requests = 0
         self.draining = False
         self._context = None
         self._task_kwargs = None
@@ -717,6 +735,12 @@ cdef class HttpProtocol:
         self.headers = []
         self.expect_100_continue = False
         self._parsing = False
+        self._in_head = False
+        self._head_size = 0
+        self._trailer_size = 0
+        self._body_received = 0
+        self._progress = False
+        self._backlog = 0
         self.cycle = None
         self.active = None
         self.pipeline = deque()
@@ -738,6 +762,8 @@ cdef class HttpProtocol:
         self._proxy_trusted = self.trusted_hosts is not None and is_trusted_peer(
             self.trusted_hosts, self.client, self.server
         )
+        if self._timeout_head:
+            self._head_deadline = self.deadline = monotonic() + self._timeout_head
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", self._log_prefix())
 
@@ -774,20 +800,26 @@ cdef class HttpProtocol:
         if self._reading_stopped:
             return
         self.deadline = 0.0
+        if self._head_deadline == 0.0 and self._timeout_head:
+            self._head_deadline = -1.0  # the first byte since the last response: the head clock runs
         try:
-            if self._native_parser is not None and type(data) is bytes:
-                self._native_parser.feed(<bytes> data)
+            if self._native_parser is not None:
+                if type(data) is bytes:
+                    self._native_parser.feed(<bytes> data)
+                else:
+                    self.parser.feed_data(data)
             else:
                 self.parser.feed_data(data)
+                if self._progress:
+                    self._progress = False
+                    self._backlog = 0
+                else:
+                    self._bound_backlog(len(data))
         except RequestRejected as exc:
             self._reject(exc.status, exc.body, exc.log_message)
         except PARSER_ERRORS_ as exc:
-            context = exc.__context__
-            if isinstance(context, RequestRejected):
-                self._reject(context.status, context.body, context.log_message)
-            else:
-                logger.debug("Invalid HTTP request: %s", exc)
-                self._reject(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
+            rejection = foreign_parse_error(exc, self.parser.get_http_version())
+            self._reject(rejection.status, rejection.body, rejection.log_message)
         except PARSER_UPGRADES_ as exc:
             self._on_upgrade(data[exc.args[0]:] if exc.args else b"")
         self._dispatch()
@@ -798,40 +830,60 @@ cdef class HttpProtocol:
     def resume_writing(self):
         self.flow.resume_writing()
 
-    # Parser callbacks ------------------------------------------------------------------------
+    # Parser callbacks (httptools and h11; the native parser calls the _on_* methods directly) --
 
     def on_message_begin(self):
         self._parsing = True
+        self._progress = True
+        self._in_head = True
+        self._head_size = 0
         self.url = b""
         self.headers = []
         self.expect_100_continue = False
 
     def on_url(self, bytes url):
+        self._progress = True
         if self.url:
             self.url += url
         else:
             self.url = url
+        if PyBytes_GET_SIZE(self.url) > self._limit_head:
+            raise head_too_large()
 
     def on_header(self, bytes name, bytes value):
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(value)
+        cdef const char *data = PyBytes_AS_STRING(value)
+        self._progress = True
+        if not self._in_head:
+            # A trailer field: bounded and checked like the native parsers', never a request header.
+            self._trailer_size += PyBytes_GET_SIZE(name) + size + 4
+            if self._trailer_size > self._limit_head or name.lower() in FRAMING_FIELDS:
+                raise _bad_request()
+            return
+        if len(self.headers) >= self._limit_headers:
+            raise too_many_headers()
         name = lower_name(name)
+        if size and (data[size - 1] == 32 or data[size - 1] == 9):
+            value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; it is not part of the value
         if PyBytes_GET_SIZE(name) == 6 and name == b"expect" and value.lower() == b"100-continue":
             self.expect_100_continue = True
+        self._head_size += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4
         self.headers.append((name, value))
 
     def on_headers_complete(self):
-        # httptools and h11 call back here; the native parser calls _on_request directly.
-        cdef Py_ssize_t hosts = 0
         parser = self.parser
+        self._in_head = False
+        self._trailer_size = 0
+        self._body_received = 0
+        method = parser.get_method()
+        # The request line and fields as written with single spaces, and the final CRLF.
+        if self._head_size + len(method) + PyBytes_GET_SIZE(self.url) + 14 > self._limit_head:
+            raise head_too_large()
         http_version = parser.get_http_version()
-        if http_version != "1.1" and http_version != "1.0":
-            raise RequestRejected(505, b"HTTP Version Not Supported", "Unsupported HTTP version.")
-        for name, _ in self.headers:
-            if name == b"host":
-                hosts += 1
-        if hosts > 1 or (hosts == 0 and http_version == "1.1"):
-            raise RequestRejected(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
+        method_name = method.decode("ascii")
+        check_request_head(method_name, self.url, http_version, self.headers, self._limit_body)
         self._on_request(
-            parser.get_method().decode("ascii"),
+            method_name,
             self.url,
             http_version,
             self.headers,
@@ -841,10 +893,23 @@ cdef class HttpProtocol:
         )
 
     def on_body(self, bytes body):
+        self._progress = True
+        if self._limit_body >= 0:
+            self._body_received += PyBytes_GET_SIZE(body)
+            if self._body_received > self._limit_body:
+                raise body_too_large()
         self._on_body(body)
 
     def on_message_complete(self):
+        self._progress = True
         self._on_message_complete()
+
+    cdef _bound_backlog(self, Py_ssize_t size):
+        """Bound what httptools / h11 buffer without handing anything over (a header growing
+        forever, a trailer): after ``--limit-request-head-size`` such bytes, 431 (or 400)."""
+        self._backlog += size
+        if self._backlog > self._limit_head:
+            raise head_too_large() if self._in_head else _bad_request()
 
     cdef _on_request(self, str method, bytes target, str http_version, list headers, bint keep_alive,
                      bint upgrade, bint expect_100_continue):
@@ -858,6 +923,10 @@ cdef class HttpProtocol:
         self._parsing = True
         if self.draining:
             keep_alive = False  # shutting down: this response closes the connection
+        if self._limit_requests:
+            self._requests += 1
+            if self._requests >= self._limit_requests:
+                keep_alive = False  # --limit-keep-alive-requests: the last one on this connection
         if upgrade:
             websocket = is_websocket_upgrade(headers)
             if websocket and self.ws_protocol_class is not None:
@@ -964,10 +1033,21 @@ cdef class HttpProtocol:
             self._hand_over_upgrade()
         elif self._eof:
             self._close()
-        elif not self._parsing and not self._reading_stopped and (
-            self._native_parser is None or not self._native_parser.has_partial_message()
-        ):
-            self.deadline = monotonic() + self.timeout_keep_alive
+        elif not self._reading_stopped:
+            if not self._parsing and (self._native_parser is None or not self._native_parser.has_partial_message()):
+                # Idle: closed after --timeout-keep-alive without a byte; bytes that are no request
+                # yet (empty lines) do not extend the head deadline.
+                now = monotonic()
+                self.deadline = now + self.timeout_keep_alive
+                if self._head_deadline != 0.0:
+                    if self._head_deadline < 0.0:
+                        self._head_deadline = now + self._timeout_head
+                    self.deadline = min(self.deadline, self._head_deadline)
+            elif self._timeout_head:
+                # Part of the next request is here: its head must be complete by the head deadline.
+                if self._head_deadline <= 0.0:
+                    self._head_deadline = monotonic() + self._timeout_head
+                self.deadline = self._head_deadline
             self.flow.resume_reading()
 
     cdef _run(self, RequestCycle cycle):
@@ -983,6 +1063,7 @@ cdef class HttpProtocol:
         if cycle is not self.active:
             return
         self.active = None
+        self._head_deadline = 0.0  # the next head's clock starts with its first byte
         if self._transport_is_closing():
             return
         if not cycle.keep_alive:
@@ -1074,9 +1155,13 @@ cdef class HttpProtocol:
         self._native_parser = None
 
     def on_deadline(self):
-        """Called by ``sweep_deadlines`` once ``deadline`` has passed."""
+        """Called by ``sweep_deadlines`` once ``deadline`` has passed: an idle connection closes; one
+        whose request head is still incomplete is answered 408 first."""
         self.deadline = 0.0
         if self.active is None and not self.pipeline and not self.transport.is_closing():
+            if self._native_parser.in_head() if self._native_parser is not None else self._in_head:
+                self.logger.debug("%sRequest head not complete in time: 408.", self._log_prefix())
+                self._write(simple_response(408, b"Request Timeout", self.server_state.default_headers_block))
             self._close()
 
     def shutdown(self):

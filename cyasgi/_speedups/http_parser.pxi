@@ -126,6 +126,116 @@ cdef inline object bad_request(str detail):
     return RequestRejected(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
 
 
+# reg-name characters of a Host (RFC 3986 unreserved and sub-delims); hex digits.
+cdef bint[256] IS_REG_NAME
+cdef bint[256] IS_HEX
+for _byte in range(256):
+    IS_REG_NAME[_byte] = (
+        (48 <= _byte <= 57) or (65 <= _byte <= 90) or (97 <= _byte <= 122) or _byte in b"-._~!$&'()*+,;="
+    )
+    IS_HEX[_byte] = (48 <= _byte <= 57) or (65 <= _byte <= 70) or (97 <= _byte <= 102)
+
+
+cdef bint valid_host(const unsigned char *s, Py_ssize_t n):
+    """``uri-host [":" port]`` (RFC 9110 7.2): the C twin of http_common.is_valid_host."""
+    cdef Py_ssize_t i = 0, start
+    if n and s[0] == 91:  # "[": IP-literal
+        i = 1
+        if i < n and (s[i] | 32) == 118:  # "v": IPvFuture
+            i += 1
+            start = i
+            while i < n and IS_HEX[s[i]]:
+                i += 1
+            if i == start or i >= n or s[i] != 46:
+                return False
+            i += 1
+            start = i
+            while i < n and (IS_REG_NAME[s[i]] or s[i] == 58):
+                i += 1
+        else:
+            start = i
+            while i < n and (IS_HEX[s[i]] or s[i] == 58 or s[i] == 46):
+                i += 1
+        if i == start or i >= n or s[i] != 93:
+            return False
+        i += 1
+    else:
+        while i < n:
+            if IS_REG_NAME[s[i]]:
+                i += 1
+            elif s[i] == 37 and i + 2 < n and IS_HEX[s[i + 1]] and IS_HEX[s[i + 2]]:
+                i += 3
+            else:
+                break
+    if i < n:
+        if s[i] != 58:
+            return False
+        i += 1
+        while i < n:
+            if not 48 <= s[i] <= 57:
+                return False
+            i += 1
+    return True
+
+
+cdef bint valid_chunk_extensions(const unsigned char *s, Py_ssize_t n):
+    """``*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`` (RFC 9112 7.1.1)."""
+    cdef Py_ssize_t i = 0, j, start
+    cdef unsigned char c
+    while i < n:
+        while i < n and (s[i] == 32 or s[i] == 9):
+            i += 1
+        if i >= n or s[i] != 59:  # ";"
+            return False
+        i += 1
+        while i < n and (s[i] == 32 or s[i] == 9):
+            i += 1
+        start = i
+        while i < n and IS_TCHAR[s[i]]:
+            i += 1
+        if i == start:
+            return False
+        j = i
+        while j < n and (s[j] == 32 or s[j] == 9):
+            j += 1
+        if j >= n or s[j] != 61:  # no "=": the next extension (or the end) follows
+            continue
+        i = j + 1
+        while i < n and (s[i] == 32 or s[i] == 9):
+            i += 1
+        if i < n and s[i] == 34:  # quoted-string
+            i += 1
+            while True:
+                if i >= n:
+                    return False
+                c = s[i]
+                if c == 34:
+                    i += 1
+                    break
+                if c == 92:  # quoted-pair
+                    if i + 1 >= n or not (s[i + 1] == 9 or 32 <= s[i + 1] <= 126 or s[i + 1] >= 128):
+                        return False
+                    i += 2
+                elif c == 9 or c == 32 or c == 33 or 35 <= c <= 91 or 93 <= c <= 126 or c >= 128:
+                    i += 1
+                else:
+                    return False
+        else:
+            start = i
+            while i < n and IS_TCHAR[s[i]]:
+                i += 1
+            if i == start:
+                return False
+    return True
+
+
+cdef object transfer_encoding_problem(const unsigned char *data, Py_ssize_t size):
+    """A Transfer-Encoding value other than ``chunked``: 501 when its final coding is chunked, else 400."""
+    if lower_equals(data, size, b"chunked"):
+        return None
+    return transfer_coding_rejection(PyBytes_FromStringAndSize(<const char *> data, size))
+
+
 @cython.final
 cdef class RequestParser:
     """Parses a stream of HTTP/1.1 requests; hands each to the protocol as it completes.
@@ -135,15 +245,18 @@ cdef class RequestParser:
     switches protocols (``offset``: where the new protocol's bytes start in ``data``).
     """
 
-    def __init__(self, HttpProtocol protocol, Py_ssize_t max_head_size=65536, Py_ssize_t max_headers=100):
+    def __init__(self, HttpProtocol protocol, Py_ssize_t max_head_size=65536, Py_ssize_t max_headers=100,
+                 Py_ssize_t max_body_size=-1):
         self.protocol = protocol
         self.state = STATE_HEAD
         self.buffer = b""
         self.scanned = 0
         self.remaining = 0
+        self.body_size = 0
         self.trailer_size = 0
         self.max_head_size = max_head_size
         self.max_headers = max_headers
+        self.max_body_size = max_body_size
         self.method = ""
         self.http_version = HTTP11
         self.keep_alive = True
@@ -152,6 +265,10 @@ cdef class RequestParser:
     cpdef bint has_partial_message(self):
         """Bytes of an unfinished request are held (a head, a body or trailers still to come)."""
         return self.state != STATE_HEAD or PyBytes_GET_SIZE(self.buffer) > 0
+
+    cpdef bint in_head(self):
+        """Bytes of an unfinished request head are held."""
+        return self.state == STATE_HEAD and PyBytes_GET_SIZE(self.buffer) > 0
 
     def get_method(self):
         return self.method.encode("ascii")
@@ -190,6 +307,11 @@ cdef class RequestParser:
         cdef HttpProtocol protocol = self.protocol
         while pos < size or self.state == STATE_UPGRADED:
             if self.state == STATE_HEAD:
+                # Empty lines before a request are skipped (RFC 9112 2.2); a head never starts with CR.
+                while size - pos >= 2 and base[pos] == 13 and base[pos + 1] == 10:
+                    pos += 2
+                if pos == size:
+                    return
                 end = self._find_head_end(base, size, pos, prefix)
                 if end < 0:
                     self.buffer = data[pos:] if pos else data
@@ -258,13 +380,10 @@ cdef class RequestParser:
                                    Py_ssize_t prefix) except -2:
         """Offset of the CRLFCRLF ending the head that starts at ``pos``, or -1 when incomplete.
 
-        Empty lines before a request are skipped (RFC 9112 2.2). A bare LF is refused as soon as
-        it is seen rather than after the head-size limit.
+        A bare LF is refused as soon as it is seen rather than after the head-size limit.
         """
         cdef Py_ssize_t i, start
         cdef const unsigned char *lf
-        while size - pos >= 2 and base[pos] == 13 and base[pos + 1] == 10:
-            pos += 2
         start = max(pos, self.scanned - 3) if pos == 0 else pos
         i = start
         while True:
@@ -276,12 +395,12 @@ cdef class RequestParser:
                 raise bad_request("bare LF in the request head")
             if i - pos >= 3 and base[i - 2] == 10 and base[i - 3] == 13:
                 if i + 1 - pos > self.max_head_size:
-                    raise RequestRejected(431, b"Request Header Fields Too Large", "Request head too large.")
+                    raise head_too_large()
                 self.scanned = 0
                 return i - 3
             i += 1
         if size - pos > self.max_head_size:
-            raise RequestRejected(431, b"Request Header Fields Too Large", "Request head too large.")
+            raise head_too_large()
         self.scanned = size - pos
         return -1
 
@@ -294,7 +413,8 @@ cdef class RequestParser:
         cdef list headers = []
         cdef Py_ssize_t content_length = -1, host_count = 0
         cdef bint chunked = False, close = False, keep_alive_token = False, upgrade_token = False
-        cdef bint has_upgrade_header = False, expect_100 = False, has_transfer_encoding = False
+        cdef bint has_upgrade_header = False, expect_100 = False, has_transfer_encoding = False, connect
+        cdef object problem = None  # the first field whose meaning is wrong, raised once all are well-formed
         cdef HttpProtocol protocol = self.protocol
 
         # request-line = method SP request-target SP HTTP-version CRLF
@@ -314,11 +434,16 @@ cdef class RequestParser:
         if (line_end - i != 8 or memcmp(base + i, b"HTTP/", 5) != 0 or not 48 <= base[i + 5] <= 57
                 or base[i + 6] != 46 or not 48 <= base[i + 7] <= 57):
             raise bad_request("malformed HTTP version")
+        if base[i + 5] == 48:
+            raise bad_request("HTTP/0.x")  # no such version on the wire: HTTP/0.9 requests have none
         if base[i + 5] != 49 or (base[i + 7] != 49 and base[i + 7] != 48):
-            raise RequestRejected(505, b"HTTP Version Not Supported", "Unsupported HTTP version.")
+            raise version_not_supported()
         version = HTTP11 if base[i + 7] == 49 else HTTP10
         method = method_name(base + pos, sp1 - pos)
         target = PyBytes_FromStringAndSize(<const char *> base + sp1 + 1, sp2 - sp1 - 1)
+        connect = method == "CONNECT"
+        if (base[sp1 + 1] != 47 or connect) and not is_valid_target(method, target):
+            raise bad_request("request-target of the wrong form")
 
         # field-line = field-name ":" OWS field-value OWS CRLF
         i = line_end + 2
@@ -342,29 +467,32 @@ cdef class RequestParser:
                 raise bad_request("invalid character in a header value")
             count += 1
             if count > self.max_headers:
-                raise RequestRejected(431, b"Request Header Fields Too Large", "Too many request headers.")
+                raise too_many_headers()
             name = header_name(base + i, name_end - i)
             value = PyBytes_FromStringAndSize(<const char *> base + value_start, value_end - value_start)
             headers.append((name, value))
             size = value_end - value_start
-            if name is NAME_HOST:
+            if problem is not None:
+                pass
+            elif name is NAME_HOST:
                 host_count += 1
+                if not valid_host(base + value_start, size):
+                    problem = bad_request("invalid Host")
             elif name is NAME_CONTENT_LENGTH:
                 if content_length != -1:
-                    raise bad_request("duplicate Content-Length")
-                content_length = parse_content_length(value)
-                if content_length < 0:
-                    raise bad_request("invalid Content-Length")
+                    problem = bad_request("duplicate Content-Length")
+                else:
+                    content_length = parse_content_length(value)
+                    if content_length < 0:
+                        problem = bad_request("invalid Content-Length")
             elif name is NAME_TRANSFER_ENCODING:
-                if has_transfer_encoding or chunked:
+                if has_transfer_encoding:
                     # a second field: any coding after "chunked" leaves the framing unknown
-                    raise bad_request("Transfer-Encoding after chunked")
-                has_transfer_encoding = True
-                if not lower_equals(base + value_start, size, b"chunked"):
-                    if has_token(base + value_start, size, b"chunked", 7):
-                        raise RequestRejected(501, b"Not Implemented", "Unsupported transfer coding.")
-                    raise bad_request("final transfer coding is not chunked")
-                chunked = True
+                    problem = bad_request("Transfer-Encoding after chunked")
+                else:
+                    has_transfer_encoding = True
+                    problem = transfer_encoding_problem(base + value_start, size)
+                    chunked = problem is None
             elif name is NAME_CONNECTION:
                 if has_token(base + value_start, size, b"close", 5):
                     close = True
@@ -380,12 +508,20 @@ cdef class RequestParser:
             i = line_end + 2
 
         # Framing and host rules (RFC 9112 3.2, 6.1, 6.3).
+        if problem is not None:
+            raise problem
         if has_transfer_encoding and content_length != -1:
             raise bad_request("both Transfer-Encoding and Content-Length")
         if has_transfer_encoding and version is HTTP10:
             raise bad_request("Transfer-Encoding in an HTTP/1.0 request")
         if host_count > 1 or (host_count == 0 and version is HTTP11):
             raise bad_request("missing or duplicate Host")
+        if connect:
+            # RFC 9110 9.3.6: a CONNECT request has no content; what follows its head is the tunnel's.
+            content_length = -1
+            chunked = False
+        if 0 <= self.max_body_size < content_length:
+            raise body_too_large()
 
         self.method = method
         self.http_version = version
@@ -393,11 +529,12 @@ cdef class RequestParser:
             self.keep_alive = not close
         else:
             self.keep_alive = keep_alive_token and not close
-        self.upgrade = (upgrade_token and has_upgrade_header) or method == "CONNECT"
+        self.upgrade = (upgrade_token and has_upgrade_header) or connect
         protocol._on_request(method, target, version, headers, self.keep_alive, self.upgrade, expect_100)
 
         if chunked:
             self.state = STATE_CHUNK_SIZE
+            self.body_size = 0
         elif content_length > 0:
             self.state = STATE_BODY
             self.remaining = content_length
@@ -406,8 +543,8 @@ cdef class RequestParser:
         return end + 4
 
     cdef _parse_chunk_size(self, const unsigned char *line, Py_ssize_t size):
-        # chunk-size [ chunk-ext ]: 1*HEXDIG *( BWS ";" BWS name [ BWS "=" BWS value ] )
-        cdef Py_ssize_t i = 0, value = 0
+        # chunk-size [ chunk-ext ]: 1*HEXDIG, at most MAX_CHUNK_SIZE_DIGITS after leading zeros
+        cdef Py_ssize_t i = 0, value = 0, significant = 0
         cdef unsigned char c
         while i < size:
             c = line[i]
@@ -418,19 +555,21 @@ cdef class RequestParser:
             else:
                 break
             i += 1
-            if i > MAX_CHUNK_SIZE_DIGITS:
-                raise bad_request("chunk size too large")
+            if value:
+                significant += 1
+                if significant > MAX_CHUNK_SIZE_DIGITS:
+                    raise bad_request("chunk size too large")
         if i == 0:
             raise bad_request("invalid chunk size")
-        if i < size:
-            if line[i] != 59 and line[i] != 32 and line[i] != 9:
-                raise bad_request("invalid chunk size")
-            if not valid_value(line + i, size - i):
-                raise bad_request("invalid chunk extension")
+        if i < size and not valid_chunk_extensions(line + i, size - i):
+            raise bad_request("invalid chunk extension")
         if value == 0:
             self.state = STATE_TRAILERS
             self.trailer_size = 0
         else:
+            self.body_size += value
+            if 0 <= self.max_body_size < self.body_size:
+                raise body_too_large()
             self.state = STATE_CHUNK_DATA
             self.remaining = value
 
@@ -444,6 +583,8 @@ cdef class RequestParser:
             raise bad_request("malformed trailer field")
         if not valid_value(line + i + 1, size - i - 1):
             raise bad_request("invalid character in a trailer field")
+        if lower_equals(line, i, b"content-length") or lower_equals(line, i, b"transfer-encoding"):
+            raise bad_request("framing field in trailers")  # RFC 9110 6.5.1
 
     cdef _message_complete(self):
         self.state = STATE_UPGRADED if self.upgrade else STATE_HEAD

@@ -3,17 +3,20 @@
 Strict where laxness lets requests be smuggled or misread, and nowhere else:
 
 * lines end in CRLF (a bare LF or CR is refused); empty lines before a request are skipped;
-* request-line: ``token SP target SP HTTP/d.d``, one space each, the target visible ASCII only;
-  HTTP/1.0 and 1.1 are served, other versions get 505;
+* request-line: ``token SP target SP HTTP/d.d``, one space each, the target visible ASCII only and
+  of a form RFC 9112 3.2 allows for the method (authority-form only for CONNECT, ``*`` only for OPTIONS);
+  HTTP/1.0 and 1.1 are served, 1.2 to 9.9 get 505; 0.x (and an HTTP/0.9 line, without a version) 400;
 * header fields: a token name, a colon with no space before it, a value of visible characters,
   spaces and tabs (CTLs refused), no obsolete line folding;
 * framing (RFC 9112 6): one Content-Length made of digits; Transfer-Encoding only as the single
   coding ``chunked`` (another coding before it: 501; anything after it, or a second field: 400);
-  never both; none in HTTP/1.0; chunk sizes in hex with bounded extensions; trailers checked
-  like headers, then dropped;
-* Host: exactly one in HTTP/1.1, at most one in HTTP/1.0;
+  never both; none in HTTP/1.0; chunk sizes in hex, extensions per RFC 9112 7.1.1; trailers checked
+  like headers (no Content-Length or Transfer-Encoding among them), then dropped;
+* Host: exactly one in HTTP/1.1, at most one in HTTP/1.0, its value ``uri-host [":" port]``;
 * limits: the head (request line + fields) at most ``max_head_size`` bytes and
-  ``max_headers`` fields, else 431.
+  ``max_headers`` fields, else 431; the body at most ``max_body_size`` bytes (-1: no limit), else
+  413 before a byte past the limit is handed over (at the head for a Content-Length, at the
+  chunk-size line for a chunk).
 
 A malformed request raises RequestRejected (status and body to answer); the parser is then done.
 A request that switches protocols (``Upgrade`` named in ``Connection``, or CONNECT) raises
@@ -23,9 +26,21 @@ ParserUpgrade(offset) once complete: ``data[offset:]`` belongs to the new protoc
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
-from cyasgi.protocols.http_common import RequestRejected, outside_table
+from cyasgi.protocols.http_common import (
+    FRAMING_FIELDS,
+    RequestRejected,
+    outside_table,
+    body_too_large,
+    head_too_large,
+    is_valid_host,
+    is_valid_target,
+    too_many_headers,
+    transfer_coding_rejection,
+    version_not_supported,
+)
 from cyasgi.protocols.parsers import ParserUpgrade
 
 __all__ = ["RequestParser"]
@@ -44,15 +59,25 @@ _VALUE_CHARS = bytes([0x09]) + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x10
 _HEX = b"0123456789abcdefABCDEF"
 _OWS = b" \t"
 
-# translate() tables that change exactly the bytes outside these sets (see outside_table).
+# The head is split with bytes methods and checked with translate() tables that change exactly the
+# bytes outside a set (see outside_table): one pass in C each on CPython, and on PyPy several times
+# cheaper than regular expressions (perf/microbench.py).
 _OUTSIDE_TCHAR = outside_table(_TCHAR)
 _OUTSIDE_TARGET_CHARS = outside_table(_TARGET_CHARS)
 _OUTSIDE_FIELD_LINES = outside_table(_VALUE_CHARS + b"\r\n")  # field lines with their CRLFs, at once
+_VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
+# Only for a head already found bad: which field line fails decides between 431 and 400.
+_TCHAR_CLASS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_FIELD_LINES = re.compile(rb"(?:" + _TCHAR_CLASS + rb"+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
+# chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ), a value being a token or
+# a quoted-string (RFC 9112 7.1.1, RFC 9110 5.6.4).
+_CHUNK_EXTENSIONS = re.compile(
+    rb"(?:[ \t]*;[ \t]*" + _TCHAR_CLASS + rb"+(?:[ \t]*=[ \t]*(?:" + _TCHAR_CLASS
+    + rb'+|"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*"))?)*'
+)
 _SPECIAL_FIELDS = frozenset((b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect"))
 
 _KNOWN_METHODS = {m.encode("ascii"): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE")}
-_VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
-_TOO_LARGE = (431, b"Request Header Fields Too Large")
 
 
 def _bad_request(detail: str) -> RequestRejected:
@@ -74,15 +99,17 @@ def _content_length(value: bytes) -> int:
 class RequestParser:
     """Parses a stream of HTTP/1.1 requests; hands each to the protocol as it completes."""
 
-    def __init__(self, protocol: Any, max_head_size: int = 65536, max_headers: int = 100) -> None:
+    def __init__(self, protocol: Any, max_head_size: int = 65536, max_headers: int = 100, max_body_size: int = -1) -> None:
         self.protocol = protocol
         self.state = HEAD
         self.buffer = b""  # bytes of an incomplete head, chunk line or trailer section
         self.scanned = 0  # how far the buffered head was already checked for its end
         self.remaining = 0  # body or chunk bytes still to come
+        self.body_size = 0  # chunk bytes of the current request announced so far
         self.trailer_size = 0
         self.max_head_size = max_head_size
         self.max_headers = max_headers
+        self.max_body_size = max_body_size
         self.method = ""
         self.http_version = "1.1"
         self.keep_alive = True
@@ -91,6 +118,10 @@ class RequestParser:
     def has_partial_message(self) -> bool:
         """Bytes of an unfinished request are held (a head, a body or trailers still to come)."""
         return self.state != HEAD or bool(self.buffer)
+
+    def in_head(self) -> bool:
+        """Bytes of an unfinished request head are held."""
+        return self.state == HEAD and bool(self.buffer)
 
     # httptools-style accessors for the last request head
     def get_method(self) -> bytes:
@@ -128,6 +159,11 @@ class RequestParser:
         while pos < size or self.state == UPGRADED:
             state = self.state
             if state == HEAD:
+                # Empty lines before a request are skipped (RFC 9112 2.2); a head never starts with CR.
+                while size - pos >= 2 and data[pos] == 13 and data[pos + 1] == 10:
+                    pos += 2
+                if pos == size:
+                    return
                 end = self._find_head_end(data, pos)
                 if end < 0:
                     self.buffer = data[pos:]
@@ -194,12 +230,9 @@ class RequestParser:
     def _find_head_end(self, data: bytes, pos: int) -> int:
         """Offset of the CRLFCRLF ending the head that starts at ``pos``, or -1 when incomplete.
 
-        Empty lines before a request are skipped (RFC 9112 2.2). A bare LF is refused as soon as
-        it is seen rather than after the head-size limit.
+        A bare LF is refused as soon as it is seen rather than after the head-size limit.
         """
         size = len(data)
-        while size - pos >= 2 and data[pos] == 13 and data[pos + 1] == 10:
-            pos += 2
         start = max(pos, self.scanned - 3) if pos == 0 else pos
         end = data.find(b"\r\n\r\n", start)
         stop = size if end < 0 else end + 4
@@ -208,18 +241,24 @@ class RequestParser:
             raise _bad_request("bare LF in the request head")
         if end < 0:
             if size - pos > self.max_head_size:
-                raise RequestRejected(*_TOO_LARGE, "Request head too large.")
+                raise head_too_large()
             self.scanned = size - pos
             return -1
         if end + 4 - pos > self.max_head_size:
-            raise RequestRejected(*_TOO_LARGE, "Request head too large.")
+            raise head_too_large()
         self.scanned = 0
         return end
 
+    def _field_error(self, data: bytes, fields_start: int, end: int) -> RequestRejected:
+        """The rejection for field lines found bad: fields are checked in order, so too many valid
+        ones before the bad line is a 431, else a 400."""
+        valid_end = _FIELD_LINES.match(data, fields_start, end + 2).end()
+        if data.count(b"\r\n", fields_start, valid_end) > self.max_headers:
+            return too_many_headers()
+        return _bad_request("malformed header field")
+
     def _parse_head(self, data: bytes, pos: int, end: int) -> int:
         """Parse the head in ``data[pos:end]`` (end: its final CRLFCRLF); return the offset after it."""
-        # Split with bytes methods and checked with translate(): one pass each in C on CPython, and
-        # on PyPy several times cheaper than regular expressions (perf/microbench.py).
         head = data[pos:end]
         lines = head.split(b"\r\n")
         # request-line = method SP request-target SP HTTP-version
@@ -237,10 +276,13 @@ class RequestParser:
         version = _VERSIONS.get(version_raw)
         if version is None:
             # HTTP/d.d with other digits is understood, and refused
-            digits = version_raw[5:8:2]  # the major and minor digits
-            if len(version_raw) == 8 and version_raw[:5] == b"HTTP/" and version_raw[6] == 0x2E and digits.isdigit():
-                raise RequestRejected(505, b"HTTP Version Not Supported", "Unsupported HTTP version.")
+            if len(version_raw) == 8 and version_raw[:5] == b"HTTP/" and version_raw[6] == 0x2E and version_raw[5:8:2].isdigit():
+                if version_raw[5] == 0x30:
+                    raise _bad_request("HTTP/0.x")  # no such version on the wire: HTTP/0.9 requests have none
+                raise version_not_supported()
             raise _bad_request("malformed request line")
+        if (target[0] != 47 or method == "CONNECT") and not is_valid_target(method, target):
+            raise _bad_request("request-target of the wrong form")
 
         # field-line = field-name ":" OWS field-value OWS CRLF
         headers: list[tuple[bytes, bytes]] = []
@@ -249,21 +291,21 @@ class RequestParser:
             # was refused by _find_head_end); then each name is a token. (The request line, checked
             # above, passes this too.)
             if head.translate(_OUTSIDE_FIELD_LINES) != head or head.count(b"\r") != len(lines) - 1:
-                raise _bad_request("malformed header field")
+                raise self._field_error(data, pos + len(lines[0]) + 2, end)
             names: list[bytes] = []
             for index in range(1, len(lines)):
                 line = lines[index]
                 colon = line.find(b":")
                 if colon < 1:
-                    raise _bad_request("malformed header field")
+                    raise self._field_error(data, pos + len(lines[0]) + 2, end)
                 name = line[:colon]
                 names.append(name)
                 headers.append((name.lower(), line[colon + 1 :].strip(_OWS)))
             names_joined = b"".join(names)
             if names_joined.translate(_OUTSIDE_TCHAR) != names_joined:
-                raise _bad_request("malformed header field")
+                raise self._field_error(data, pos + len(lines[0]) + 2, end)
             if len(headers) > self.max_headers:
-                raise RequestRejected(*_TOO_LARGE, "Too many request headers.")
+                raise too_many_headers()
         content_length = -1
         hosts = 0
         chunked = has_transfer_encoding = False
@@ -274,6 +316,8 @@ class RequestParser:
                 continue
             if name == b"host":
                 hosts += 1
+                if not is_valid_host(value):
+                    raise _bad_request("invalid Host")
             elif name == b"content-length":
                 if content_length != -1:
                     raise _bad_request("duplicate Content-Length")
@@ -286,9 +330,7 @@ class RequestParser:
                     raise _bad_request("Transfer-Encoding after chunked")
                 has_transfer_encoding = True
                 if value.lower() != b"chunked":
-                    if b"chunked" in _tokens(value):
-                        raise RequestRejected(501, b"Not Implemented", "Unsupported transfer coding.")
-                    raise _bad_request("final transfer coding is not chunked")
+                    raise transfer_coding_rejection(value)
                 chunked = True
             elif name == b"connection":
                 connection |= _tokens(value)
@@ -304,6 +346,12 @@ class RequestParser:
             raise _bad_request("Transfer-Encoding in an HTTP/1.0 request")
         if hosts > 1 or (hosts == 0 and version == "1.1"):
             raise _bad_request("missing or duplicate Host")
+        if method == "CONNECT":
+            # RFC 9110 9.3.6: a CONNECT request has no content; what follows its head is the tunnel's.
+            content_length = -1
+            chunked = False
+        if 0 <= self.max_body_size < content_length:
+            raise body_too_large()
 
         self.method = method
         self.http_version = version
@@ -314,6 +362,7 @@ class RequestParser:
 
         if chunked:
             self.state = CHUNK_SIZE
+            self.body_size = 0
         elif content_length > 0:
             self.state = BODY
             self.remaining = content_length
@@ -322,25 +371,26 @@ class RequestParser:
         return end + 4
 
     def _parse_chunk_size(self, line: bytes) -> None:
-        # chunk-size [ chunk-ext ]: 1*HEXDIG *( BWS ";" BWS name [ BWS "=" BWS value ] )
-        digits = 0
+        # chunk-size [ chunk-ext ]: 1*HEXDIG, at most MAX_CHUNK_SIZE_DIGITS after leading zeros
+        digits = significant = 0
         while digits < len(line) and line[digits] in _HEX:
+            if significant or line[digits] != 48:
+                significant += 1
+                if significant > MAX_CHUNK_SIZE_DIGITS:
+                    raise _bad_request("chunk size too large")
             digits += 1
-            if digits > MAX_CHUNK_SIZE_DIGITS:
-                raise _bad_request("chunk size too large")
         if digits == 0:
             raise _bad_request("invalid chunk size")
-        extension = line[digits:]
-        if extension:
-            if extension[0] not in b"; \t":
-                raise _bad_request("invalid chunk size")
-            if extension.translate(None, _VALUE_CHARS):
-                raise _bad_request("invalid chunk extension")
+        if digits < len(line) and _CHUNK_EXTENSIONS.fullmatch(line, digits) is None:
+            raise _bad_request("invalid chunk extension")
         value = int(line[:digits], 16)
         if value == 0:
             self.state = TRAILERS
             self.trailer_size = 0
         else:
+            self.body_size += value
+            if 0 <= self.max_body_size < self.body_size:
+                raise body_too_large()
             self.state = CHUNK_DATA
             self.remaining = value
 
@@ -353,6 +403,8 @@ class RequestParser:
             raise _bad_request("malformed trailer field")
         if value.translate(None, _VALUE_CHARS):
             raise _bad_request("invalid character in a trailer field")
+        if name.lower() in FRAMING_FIELDS:
+            raise _bad_request("framing field in trailers")  # RFC 9110 6.5.1
 
     def _message_complete(self) -> None:
         self.state = UPGRADED if self.upgrade else HEAD

@@ -32,12 +32,19 @@ from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
+    FRAMING_FIELDS,
     HIGH_WATER_LIMIT,
     WRITE_BATCH_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
     ClientDisconnected,
     RequestRejected,
+    as_bytes,
+    bad_request,
+    body_too_large,
+    check_request_head,
+    foreign_parse_error,
+    head_too_large,
     is_valid_header_name,
     is_valid_header_value,
     is_websocket_upgrade,
@@ -45,6 +52,7 @@ from cyasgi.protocols.http_common import (
     service_unavailable,
     simple_response,
     split_target,
+    too_many_headers,
     warn_unsupported_upgrade,
 )
 from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
@@ -265,7 +273,7 @@ class RequestCycle:
             await self.flow.drain()
         if self.disconnected:
             raise ClientDisconnected
-        message_type = message["type"]
+        message_type = message.get("type")
         if not self.response_started:
             if message_type != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")
@@ -289,8 +297,11 @@ class RequestCycle:
         keep_alive = self.keep_alive
         connection_header = False
         for name, value in headers:
-            name = bytes(name).lower()
-            value = bytes(value)
+            if type(name) is not bytes:
+                name = as_bytes(name, "header name")
+            if type(value) is not bytes:
+                value = as_bytes(value, "header value")
+            name = name.lower()
             if not is_valid_header_name(name):
                 raise RuntimeError("Invalid HTTP header name.")
             if not is_valid_header_value(value):
@@ -354,6 +365,8 @@ class RequestCycle:
         return head + framing + b"\r\n"
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
+        if type(body) is not bytes:
+            body = as_bytes(body, "body")
         size = len(body)
         head = b"" if self._head is None else self._finish_head(size, more_body)
         parts = [head] if head else []
@@ -425,11 +438,19 @@ class HttpProtocol(asyncio.Protocol):
         self.logger = logger
         self.access_logger = access_logger
         self.access_log = access_logger.hasHandlers()
+        # Request limits (docs/reliability.md); -1 / 0: off.
+        self._limit_head = config.limit_request_head_size
+        self._limit_headers = config.limit_request_headers
+        self._limit_body = -1 if config.limit_request_body_size is None else config.limit_request_body_size
+        self._limit_requests = config.limit_keep_alive_requests or 0
+        self._timeout_head = config.timeout_header_read or 0.0
         parser_factory = config.http_parser_factory
         if parser_factory is None and _PREFER_HTTPTOOLS:
             parser_factory = httptools_parser_factory
         if parser_factory is None or parser_factory is OWN_PARSER:
-            self._native_parser: RequestParser | None = RequestParser(self)
+            self._native_parser: RequestParser | None = RequestParser(
+                self, self._limit_head, self._limit_headers, self._limit_body
+            )
             self.parser = self._native_parser
         else:
             self._native_parser = None
@@ -455,6 +476,11 @@ class HttpProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
         self.deadline = 0.0  # time.monotonic() at which an idle connection is closed; 0: none
+        # When the next request head must be complete: --timeout-header-read from connect, or from
+        # the first byte after a response; 0: not running (idle after a response, keep-alive
+        # applies); -1: started, resolved at the next reading of the clock.
+        self._head_deadline = 0.0
+        self._requests = 0  # requests begun on this connection (for --limit-keep-alive-requests)
         self.draining = False  # after shutdown(): no response keeps the connection open
         self._context: contextvars.Context | None = None
         self._proxy_trusted = False  # the peer may set X-Forwarded-* (decided per connection)
@@ -468,6 +494,13 @@ class HttpProtocol(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect_100_continue = False
         self._parsing = False
+        # What httptools and h11 leave to us: where the current message is, and sizes to bound.
+        self._in_head = False  # between on_message_begin and on_headers_complete
+        self._head_size = 0  # header fields of this head, as they would be written ("n: v\r\n")
+        self._trailer_size = 0
+        self._body_received = 0
+        self._progress = False  # a callback ran during this data_received
+        self._backlog = 0  # bytes fed since the parser last handed anything over
         self.cycle: RequestCycle | None = None
         self.active: RequestCycle | None = None
         self.pipeline: deque[RequestCycle] = deque()
@@ -488,6 +521,8 @@ class HttpProtocol(asyncio.Protocol):
         self._proxy_trusted = self.trusted_hosts is not None and is_trusted_peer(
             self.trusted_hosts, self.client, self.server
         )
+        if self._timeout_head:
+            self._head_deadline = self.deadline = time.monotonic() + self._timeout_head
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", self._log_prefix())
 
@@ -524,17 +559,21 @@ class HttpProtocol(asyncio.Protocol):
         if self._reading_stopped:
             return
         self.deadline = 0.0
+        if self._head_deadline == 0.0 and self._timeout_head:
+            self._head_deadline = -1.0  # the first byte since the last response: the head clock runs
         try:
             self.parser.feed_data(data)
+            if self._native_parser is None:
+                if self._progress:
+                    self._progress = False
+                    self._backlog = 0
+                else:
+                    self._bound_backlog(len(data))
         except RequestRejected as exc:
             self._reject(exc.status, exc.body, exc.log_message)
         except PARSER_ERRORS as exc:
-            context = exc.__context__
-            if isinstance(context, RequestRejected):
-                self._reject(context.status, context.body, context.log_message)
-            else:
-                logger.debug("Invalid HTTP request: %s", exc)
-                self._reject(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
+            rejection = foreign_parse_error(exc, self.parser.get_http_version())
+            self._reject(rejection.status, rejection.body, rejection.log_message)
         except PARSER_UPGRADES as exc:
             self._on_upgrade(data[exc.args[0] :] if exc.args else b"")
         self._dispatch()
@@ -545,34 +584,54 @@ class HttpProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.flow.resume_writing()
 
-    # Parser callbacks ------------------------------------------------------------------------
+    # Parser callbacks (httptools and h11; the native parser calls the _on_* methods directly) --
 
     def on_message_begin(self) -> None:
         self._parsing = True
+        self._progress = True
+        self._in_head = True
+        self._head_size = 0
         self.url = b""
         self.headers = []
         self.expect_100_continue = False
 
     def on_url(self, url: bytes) -> None:
+        self._progress = True
         self.url += url
+        if len(self.url) > self._limit_head:
+            raise head_too_large()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress = True
+        if not self._in_head:
+            # A trailer field: bounded and checked like the native parsers', never a request header.
+            self._trailer_size += len(name) + len(value) + 4
+            if self._trailer_size > self._limit_head or name.lower() in FRAMING_FIELDS:
+                raise bad_request()
+            return
+        if len(self.headers) >= self._limit_headers:
+            raise too_many_headers()
         name = name.lower()
+        value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; it is not part of the value
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_100_continue = True
+        self._head_size += len(name) + len(value) + 4
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        # httptools and h11 call back here; the native parser calls _on_request directly.
         parser = self.parser
+        self._in_head = False
+        self._trailer_size = 0
+        self._body_received = 0
+        method = parser.get_method()
+        # The request line and fields as written with single spaces, and the final CRLF.
+        if self._head_size + len(method) + len(self.url) + 14 > self._limit_head:
+            raise head_too_large()
         http_version = parser.get_http_version()
-        if http_version != "1.1" and http_version != "1.0":
-            raise RequestRejected(505, b"HTTP Version Not Supported", "Unsupported HTTP version.")
-        hosts = sum(1 for name, _ in self.headers if name == b"host")
-        if hosts > 1 or (hosts == 0 and http_version == "1.1"):
-            raise RequestRejected(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
+        method_name = method.decode("ascii")
+        check_request_head(method_name, self.url, http_version, self.headers, self._limit_body)
         self._on_request(
-            parser.get_method().decode("ascii"),
+            method_name,
             self.url,
             http_version,
             self.headers,
@@ -582,10 +641,23 @@ class HttpProtocol(asyncio.Protocol):
         )
 
     def on_body(self, body: bytes) -> None:
+        self._progress = True
+        if self._limit_body >= 0:
+            self._body_received += len(body)
+            if self._body_received > self._limit_body:
+                raise body_too_large()
         self._on_body(body)
 
     def on_message_complete(self) -> None:
+        self._progress = True
         self._on_message_complete()
+
+    def _bound_backlog(self, size: int) -> None:
+        """Bound what httptools / h11 buffer without handing anything over (a header growing
+        forever, a trailer): after ``--limit-request-head-size`` such bytes, 431 (or 400)."""
+        self._backlog += size
+        if self._backlog > self._limit_head:
+            raise head_too_large() if self._in_head else bad_request()
 
     def _on_request(
         self,
@@ -601,6 +673,10 @@ class HttpProtocol(asyncio.Protocol):
         self._parsing = True
         if self.draining:
             keep_alive = False  # shutting down: this response closes the connection
+        if self._limit_requests:
+            self._requests += 1
+            if self._requests >= self._limit_requests:
+                keep_alive = False  # --limit-keep-alive-requests: the last one on this connection
         if upgrade:
             websocket = is_websocket_upgrade(headers)
             if websocket and self.ws_protocol_class is not None:
@@ -694,10 +770,21 @@ class HttpProtocol(asyncio.Protocol):
             self._hand_over_upgrade()
         elif self._eof:
             self._close()
-        elif not self._parsing and not self._reading_stopped and (
-            self._native_parser is None or not self._native_parser.has_partial_message()
-        ):
-            self.deadline = time.monotonic() + self.timeout_keep_alive
+        elif not self._reading_stopped:
+            if not self._parsing and (self._native_parser is None or not self._native_parser.has_partial_message()):
+                # Idle: closed after --timeout-keep-alive without a byte; bytes that are no request
+                # yet (empty lines) do not extend the head deadline.
+                now = time.monotonic()
+                self.deadline = now + self.timeout_keep_alive
+                if self._head_deadline != 0.0:
+                    if self._head_deadline < 0.0:
+                        self._head_deadline = now + self._timeout_head
+                    self.deadline = min(self.deadline, self._head_deadline)
+            elif self._timeout_head:
+                # Part of the next request is here: its head must be complete by the head deadline.
+                if self._head_deadline <= 0.0:
+                    self._head_deadline = time.monotonic() + self._timeout_head
+                self.deadline = self._head_deadline
             self.flow.resume_reading()
 
     def _run(self, cycle: RequestCycle) -> None:
@@ -713,6 +800,7 @@ class HttpProtocol(asyncio.Protocol):
         if cycle is not self.active:
             return
         self.active = None
+        self._head_deadline = 0.0  # the next head's clock starts with its first byte
         if self.transport.is_closing():
             return
         if not cycle.keep_alive:
@@ -806,9 +894,15 @@ class HttpProtocol(asyncio.Protocol):
         self._native_parser = None
 
     def on_deadline(self) -> None:
-        """Called by ``sweep_deadlines`` once ``deadline`` has passed."""
+        """Called by ``sweep_deadlines`` once ``deadline`` has passed: an idle connection closes; one
+        whose request head is still incomplete is answered 408 first."""
         self.deadline = 0.0
         if self.active is None and not self.pipeline and not self.transport.is_closing():
+            if self._native_parser.in_head() if self._native_parser is not None else self._in_head:
+                self.logger.debug("%sRequest head not complete in time: 408.", self._log_prefix())
+                self._write(
+                    simple_response(408, b"Request Timeout", self.server_state.default_headers_block)
+                )
             self._close()
 
     def shutdown(self) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, Callable
 
+from cyasgi.protocols.http_common import head_too_large, is_valid_header_value
+
 try:
     import httptools
 except ImportError:  # pragma: no cover - PyPy builds without a compiler
@@ -79,11 +81,16 @@ class H11Parser:
         self._version = "1.1"
         self._keep_alive = True
         self._upgrade = False
+        self._begun = False  # on_message_begin was called for the request h11 is reading
         self._failed: Exception | None = None
 
     @classmethod
     def factory(cls, config: Any) -> Callable[[Any], H11Parser]:
+        # h11 buffers an incomplete head up to this size (431 beyond): --limit-request-head-size
+        # unless --h11-max-incomplete-event-size says otherwise.
         size = config.h11_max_incomplete_event_size
+        if size is None:
+            size = config.limit_request_head_size
 
         def make(protocol: Any) -> H11Parser:
             return cls(protocol, size)
@@ -114,8 +121,14 @@ class H11Parser:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 self._failed = exc
+                if exc.error_status_hint == 431:
+                    raise head_too_large() from None
                 raise ParserError(str(exc)) from None
             if event is h11.NEED_DATA:
+                if not self._begun and conn.their_state is h11.IDLE and conn.trailing_data[0]:
+                    # The first bytes of a head (h11 reports the request only once it is complete).
+                    self._begun = True
+                    protocol.on_message_begin()
                 return
             if event is h11.PAUSED:
                 if conn.their_state is h11.MIGHT_SWITCH_PROTOCOL or self._upgrade:
@@ -129,9 +142,15 @@ class H11Parser:
                 self._version = event.http_version.decode("ascii")
                 self._keep_alive = True
                 self._upgrade = False
-                protocol.on_message_begin()
+                if not self._begun:
+                    protocol.on_message_begin()
+                self._begun = False
                 protocol.on_url(event.target)
                 for name, value in event.headers.raw_items():
+                    if not is_valid_header_value(value):
+                        # h11 lets controls other than NUL, CR and LF through; the native parsers do not.
+                        self._failed = ParserError("invalid character in a header value")
+                        raise self._failed
                     lname = name.lower()
                     if lname == b"connection":
                         tokens = {token.strip().lower() for token in value.split(b",")}
@@ -147,9 +166,19 @@ class H11Parser:
                 if self._upgrade and not any(name.lower() == b"upgrade" for name, _ in event.headers.raw_items()):
                     self._upgrade = event.method == b"CONNECT"
                 protocol.on_headers_complete()
+                if event.method == b"CONNECT":
+                    # RFC 9110 9.3.6: no content, whatever Content-Length says; the tunnel starts here.
+                    protocol.on_message_complete()
+                    trailing, _closed = conn.trailing_data
+                    raise ParserUpgrade(max(len(data) - len(trailing), 0))
             elif isinstance(event, h11.Data):
                 protocol.on_body(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
+                for name, value in event.headers.raw_items():  # trailers: the protocol bounds them
+                    if not is_valid_header_value(value):
+                        self._failed = ParserError("invalid character in a trailer field")
+                        raise self._failed
+                    protocol.on_header(name, value)
                 protocol.on_message_complete()
                 if self._upgrade:
                     continue  # h11 now pauses; the PAUSED branch reports the upgrade

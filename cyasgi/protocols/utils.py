@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-
+from cyasgi.logging import escape_log_text
 from cyasgi.protocols.http_common import ClientDisconnected
 
 __all__ = [
@@ -41,10 +41,13 @@ def is_ssl(transport: Any) -> bool:
 
 
 def get_client_addr(scope: dict[str, Any]) -> str:
+    """``host:port`` for the access log. The host can come from X-Forwarded-For (attacker-controlled
+    through a trusted proxy): control characters are escaped, whatever formatter prints it."""
     client = scope.get("client")
     if not client:
         return ""
-    return "%s:%d" % tuple(client)
+    text = "%s:%d" % tuple(client)
+    return text if text.isascii() and text.isprintable() else escape_log_text(text)
 
 
 def get_path_with_query_string(scope: dict[str, Any]) -> str:
