@@ -221,7 +221,7 @@ class RequestCycle:
             self._abort()
             raise
         except BaseException as exc:
-            if self.disconnected and _caused_by_disconnect(exc):
+            if (self.disconnected or self.transport.is_closing()) and _caused_by_disconnect(exc):
                 logger.debug("Client disconnected while the application was sending the response.")
             else:
                 logger.error("Exception in ASGI application\n", exc_info=exc)
@@ -365,6 +365,10 @@ class RequestCycle:
         return head + framing + b"\r\n"
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
+        if more_body and self.transport.is_closing():
+            # The client is gone and connection_lost is not delivered yet; an app streaming in a
+            # loop that never waits would otherwise never see it (asyncio drops writes silently).
+            raise ClientDisconnected
         if type(body) is not bytes:
             body = as_bytes(body, "body")
         size = len(body)
