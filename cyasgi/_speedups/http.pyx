@@ -391,7 +391,7 @@ cdef class RequestCycle:
             self._abort()
             raise
         except BaseException as exc:
-            if self.disconnected and caused_by_disconnect(exc):
+            if (self.disconnected or self.transport.is_closing()) and caused_by_disconnect(exc):
                 logger.debug("Client disconnected while the application was sending the response.")
             else:
                 logger.error("Exception in ASGI application\n", exc_info=exc)
@@ -609,6 +609,10 @@ cdef class RequestCycle:
         cdef Py_ssize_t i, total, length_value = -1, length_digits = 0, chunk_digits = 0
         cdef bint http10, inline_body, last_chunk
 
+        if more_body and self.transport.is_closing():
+            # The client is gone and connection_lost is not delivered yet; an app streaming in a
+            # loop that never waits would otherwise never see it (asyncio drops writes silently).
+            raise ClientDisconnected
         if parts is not None:
             # The first body chunk decides the framing header.
             self._head_parts = None

@@ -75,7 +75,9 @@ access_logger = logging.getLogger("uvicorn.access")
 
 #: ``--http auto`` in this twin: httptools where it is a C extension (CPython), because there it
 #: costs fewer instructions per request than the pure parser (perf/microbench.py: 88k vs 113k on
-#: hello, 126k vs 202k with 12 headers); the pure parser elsewhere (PyPy, no httptools).
+#: hello, 126k vs 202k with 12 headers); the pure parser elsewhere. On PyPy it is the fastest by far
+#: (perf/microbench.py after the JIT's warm-up, ns per request: hello 7.2k vs httptools through
+#: cpyext 15.7k and h11 24.5k; 12 headers 10.4k vs 27.9k and 42.1k; docs/pypy.md).
 _PREFER_HTTPTOOLS = httptools is not None and not IS_PYPY
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -233,7 +235,7 @@ class RequestCycle:
             self._abort()
             raise
         except BaseException as exc:
-            if self.disconnected and _caused_by_disconnect(exc):
+            if (self.disconnected or self.transport.is_closing()) and _caused_by_disconnect(exc):
                 logger.debug("Client disconnected while the application was sending the response.")
             else:
                 logger.error("Exception in ASGI application\n", exc_info=exc)
@@ -415,6 +417,10 @@ class RequestCycle:
         return head + framing + b"\r\n"
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
+        if more_body and self.transport.is_closing():
+            # The client is gone and connection_lost is not delivered yet; an app streaming in a
+            # loop that never waits would otherwise never see it (asyncio drops writes silently).
+            raise ClientDisconnected
         if type(body) is not bytes:
             body = as_bytes(body, "body")
         size = len(body)
