@@ -6,10 +6,11 @@ PY := $(BIN)/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+PYPY ?= pypy3
 
 SPEEDUPS := $(wildcard cyasgi/_speedups/*.pyx cyasgi/_speedups/*.pxd cyasgi/_speedups/*.pxi)
 
-.PHONY: run test test-pure test-pypy bench bench-ws build annotate lint clean fuzz venv
+.PHONY: run test test-pure test-pypy pypy-installed bench bench-pypy bench-ws build annotate lint clean fuzz venv
 
 # Create the venv and install cyasgi (editable) with its test dependencies.
 $(VENV)/.installed: pyproject.toml setup.py requirements/test.txt
@@ -44,13 +45,30 @@ fuzz: build
 test-pure: build
 	CYASGI_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-test-pypy:
-	$(MAKE) test PYTHON=pypy3 VENV=.venv-pypy
+# The whole suite on PyPy, which always runs the pure twin, in its own venv (.venv-pypy). PyPy 3.9 comes
+# from Debian when it is missing: the interpreter, its venv module, and its headers (httptools builds
+# through cpyext). CYASGI_REQUIRE_EXTENSIONS means nothing on PyPy: no extension is built there.
+test-pypy: pypy-installed
+	CYASGI_REQUIRE_EXTENSIONS= $(MAKE) build PYTHON=$(PYPY) VENV=.venv-pypy
+	.venv-pypy/bin/python -m pytest $(PYTEST_ARGS)
+
+pypy-installed:
+	@$(PYPY) -c 'import ensurepip, os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null \
+	  || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pypy3 pypy3-venv pypy3-dev >/dev/null 2>&1 \
+	      || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pypy3 pypy3-venv pypy3-dev >/dev/null)) \
+	  || { echo "PyPy 3.9 could not be installed from Debian (apt-get install pypy3 pypy3-venv pypy3-dev)"; exit 1; }
 
 # The benchmark harness builds its own venv (perf/.venv-3.12: cyasgi from this checkout + the peers);
 # any python3 >= 3.9 runs it. BENCH_ARGS="--quick", "--servers cyasgi,uvicorn --workloads hello", ...
 bench:
 	$(PYTHON) perf/bench.py $(BENCH_ARGS)
+
+# cyasgi on PyPy beside uvicorn and hypercorn on PyPy and the compiled twin on CPython (docs/pypy.md);
+# the PyPy servers get 10 s of load first (the JIT's warm-up). BENCH_ARGS="--update-docs docs/pypy.md", ...
+PYPY_BENCH_SERVERS := cyasgi-pypy,uvicorn-pypy,uvicorn-h11-pypy,hypercorn-pypy,cyasgi,uvicorn
+bench-pypy: pypy-installed
+	$(PYTHON) perf/bench.py --servers $(PYPY_BENCH_SERVERS) --workloads hello,headers,echo-1k,stream-1m \
+	  --first-warmup 10 --baseline uvicorn-pypy --name pypy $(BENCH_ARGS)
 
 # WebSocket echo throughput and idle memory against uvicorn and granian (see docs/websockets.md).
 bench-ws: build

@@ -19,6 +19,7 @@ from cyasgi._compat import IS_PYPY
 from cyasgi.importer import ImportFromStringError, import_from_string
 from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.protocols.http_common import encode_health_path
+from cyasgi.protocols.parsers import missing_parser_package
 
 HTTPProtocolType = Literal["auto", "cyasgi", "h11", "httptools"]
 WSProtocolType = Literal["auto", "none", "websockets", "websockets-sansio", "wsproto"]
@@ -573,6 +574,9 @@ class Config:
         if isinstance(self.http, str):
             self.http_protocol_class = _import_setting("HTTP protocol", HTTP_PROTOCOLS.get(self.http, self.http))
             parser_path = HTTP_PARSERS.get(self.http)
+            missing = missing_parser_package(self.http)
+            if missing is not None:
+                raise ConfigError(f"--http {self.http} needs the {missing!r} package, which is not installed.")
             if parser_path is not None:
                 self.http_parser_factory = _import_setting("HTTP parser", parser_path)
                 if self.http == "h11":

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the ``perf`` package impo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from perf import environment, measure, report
-from perf.registry import APPS, PERF, SERVERS, WORKLOADS, Context, Server, Workload
+from perf.registry import APPS, BASELINE, CPYTHON, PERF, PYPY, SERVERS, WORKLOADS, Context, Server, Workload
 
 RESULTS = PERF / "results"
 RAW = RESULTS / "raw"
@@ -43,11 +43,16 @@ class Settings:
     server_cpu: int | None = 1
     client_cpu: int | None = 0
     python: str | None = None
+    pypy: str | None = None
     install: bool = True
     output: Path = RESULTS
     name: str = "latest"
     note: str = ""
-    update_docs: bool = False
+    #: The markdown file whose results block gets the summary (``--update-docs [FILE]``), if any.
+    update_docs: Path | None = None
+    baseline: str = BASELINE
+    #: Seconds of load each server gets once, before its first round (a JIT's warm-up).
+    first_warmup: int = 0
 
 
 def log(message: str) -> None:
@@ -76,6 +81,14 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument(
         "--python", default=None, help="interpreter for the venv (default: pyenv 3.12, else python3)"
     )
+    parser.add_argument(
+        "--pypy", default=None, help="interpreter for the PyPy servers' venv (default: pypy3 on the PATH)"
+    )
+    parser.add_argument(
+        "--first-warmup", type=int, default=0,
+        help="seconds of load for each server once, before its first round: a JIT's warm-up (0)",
+    )  # fmt: skip
+    parser.add_argument("--baseline", default=BASELINE, help=f"the server ratios are given to ({BASELINE})")
     parser.add_argument("--no-install", action="store_true", help="use the venv as it is, install nothing")
     parser.add_argument(
         "--server-cpu", default="1", help="core the servers are pinned to ('none': no pinning)"
@@ -92,8 +105,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     )
     parser.add_argument(
         "--update-docs",
-        action="store_true",
-        help=f"also put the summary into {DOCS.relative_to(PERF.parent)}",
+        nargs="?",
+        type=Path,
+        const=DOCS,
+        default=None,
+        metavar="FILE",
+        help=f"also put the summary into FILE's results block ({DOCS.relative_to(PERF.parent)} if not named)",
     )
     args = parser.parse_args(argv)
     if args.list:
@@ -112,8 +129,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         given if given is not None else default
         for given, default in zip((args.rounds, args.duration, args.warmup), quick)
     )
-    if rounds < 1 or duration < 1 or warmup < 0:
-        parser.error("--rounds and --duration must be at least 1, --warmup at least 0")
+    if rounds < 1 or duration < 1 or warmup < 0 or args.first_warmup < 0:
+        parser.error("--rounds and --duration must be at least 1, --warmup and --first-warmup at least 0")
+    if args.baseline not in SERVERS:
+        parser.error(f"--baseline {args.baseline}: no such server (see --list)")
 
     def cpu(value: str) -> int | None:
         return None if value.lower() == "none" else int(value)
@@ -128,11 +147,14 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         server_cpu=cpu(args.server_cpu),
         client_cpu=cpu(args.client_cpu),
         python=args.python,
+        pypy=args.pypy,
         install=not args.no_install,
         output=args.output_dir,
         name=args.name,
         note=args.note,
         update_docs=args.update_docs,
+        baseline=args.baseline,
+        first_warmup=args.first_warmup,
     )
 
 
@@ -163,23 +185,25 @@ def check_answer(process: measure.ServerProcess, workload: Workload) -> None:
         raise RuntimeError(f"wrong answer: status {status}, wanted 200 and {probe.expect}, got {body[:60]!r}")
 
 
-def measure_round(process: measure.ServerProcess, workload: Workload, settings: Settings) -> dict[str, Any]:
+def load(process: measure.ServerProcess, workload: Workload, settings: Settings, seconds: int) -> measure.WrkRun:
+    """wrk against the server for ``seconds``, as a round does."""
     url = f"http://{process.host}:{process.port}{workload.path}"
+    argv = measure.wrk_command(
+        url,
+        duration=seconds,
+        connections=settings.connections,
+        script=workload.script_path,
+        script_args=workload.script_args,
+        cpu=settings.client_cpu,
+    )
+    return measure.run_wrk(argv, seconds)
 
-    def wrk(seconds: int) -> list[str]:
-        return measure.wrk_command(
-            url,
-            duration=seconds,
-            connections=settings.connections,
-            script=workload.script_path,
-            script_args=workload.script_args,
-            cpu=settings.client_cpu,
-        )
 
+def measure_round(process: measure.ServerProcess, workload: Workload, settings: Settings) -> dict[str, Any]:
     if settings.warmup:
-        measure.run_wrk(wrk(settings.warmup), settings.warmup)
+        load(process, workload, settings, settings.warmup)
     cpu_before, started = process.cpu_seconds(), time.monotonic()
-    run = measure.run_wrk(wrk(settings.duration), settings.duration)
+    run = load(process, workload, settings, settings.duration)
     cpu_after, elapsed = process.cpu_seconds(), time.monotonic() - started
     result = run.result
     if not workload.latency:
@@ -211,7 +235,7 @@ def _fail(cell: dict[str, Any], process: measure.ServerProcess | None, error: st
 
 
 def run_workload(
-    ctx: Context, workload: Workload, servers: list[Server], settings: Settings
+    contexts: dict[str, Context], workload: Workload, servers: list[Server], settings: Settings
 ) -> list[dict[str, Any]]:
     cells: list[dict[str, Any]] = []
     running: list[tuple[dict[str, Any], measure.ServerProcess]] = []
@@ -225,7 +249,7 @@ def run_workload(
             }
             cells.append(cell)
             try:
-                process = start(ctx, server, workload, settings)
+                process = start(contexts[server.interpreter], server, workload, settings)
             except OSError as exc:
                 _fail(cell, None, f"could not start: {exc}")
                 continue
@@ -237,6 +261,13 @@ def run_workload(
                 cell["exit_code"] = process.stop()
                 continue
             running.append((cell, process))
+        if settings.first_warmup:
+            for cell, process in running:
+                log(f"{workload.name} first warm-up {cell['server']:12} {settings.first_warmup} s")
+                try:
+                    load(process, workload, settings, settings.first_warmup)
+                except Exception as exc:  # noqa: BLE001
+                    _fail(cell, process, str(exc))
         for index in range(settings.rounds):
             shift = index % max(1, len(running))
             for cell, process in running[shift:] + running[:shift]:
@@ -265,25 +296,34 @@ def run_workload(
 
 def estimate_seconds(settings: Settings, servers: list[Server]) -> float:
     cells = sum(1 for w in settings.workloads for s in servers if s.serves(WORKLOADS[w]))
-    return cells * (settings.rounds * (settings.warmup + settings.duration + 0.3) + 2.0)
+    return cells * (settings.rounds * (settings.warmup + settings.duration + 0.3) + settings.first_warmup + 2.0)
 
 
 def run(settings: Settings) -> dict[str, Any]:
     began, began_wall = time.monotonic(), datetime.datetime.now().astimezone()
-    python = environment.find_python(settings.python)
-    venv, info = environment.venv_for(python)
-    if settings.install:
-        venv.ensure(log)
-    elif not Path(venv.python).exists():
-        raise SystemExit(f"--no-install, but there is no venv at {venv.path}")
-    ctx = Context(venv.bin_dir)
+    # One venv per interpreter the selected servers run on; CPython's first (it also draws the chart).
+    wanted = {SERVERS[name].interpreter for name in settings.servers}
+    interpreters = [kind for kind in (CPYTHON, PYPY) if kind in wanted]
+    venvs: dict[str, environment.Venv] = {}
+    infos: dict[str, dict[str, str]] = {}
+    contexts: dict[str, Context] = {}
+    for kind in interpreters:
+        python = environment.find_pypy(settings.pypy) if kind == PYPY else environment.find_python(settings.python)
+        venv, info = environment.venv_for(python)
+        if settings.install:
+            venv.ensure(log)
+        elif not Path(venv.python).exists():
+            raise SystemExit(f"--no-install, but there is no venv at {venv.path}")
+        venvs[kind], infos[kind], contexts[kind] = venv, info, Context(venv.bin_dir)
+    main_kind = interpreters[0]
+    venv, info = venvs[main_kind], infos[main_kind]
 
     server_info: dict[str, dict[str, Any]] = {}
     runnable: list[Server] = []
     twins: dict[str, str] = {}
     for name in settings.servers:
         server = SERVERS[name]
-        availability = server.availability(ctx)
+        availability = server.availability(contexts[server.interpreter])
         server_info[name] = {
             "label": server.label,
             "status": availability.status,
@@ -297,23 +337,33 @@ def run(settings: Settings) -> dict[str, Any]:
             log(f"{server.label}: {availability.status} ({availability.detail.splitlines()[-1:] or ''})")
     log(
         f"{len(runnable)} server(s), {len(settings.workloads)} workload(s), {settings.rounds} round(s) of "
-        f"{settings.duration} s: about {estimate_seconds(settings, runnable) / 60:.0f} min on {info['implementation']} "
-        f"{info['version']}"
+        f"{settings.duration} s: about {estimate_seconds(settings, runnable) / 60:.0f} min on "
+        + ", ".join(f"{infos[kind]['implementation']} {infos[kind]['version']}" for kind in interpreters)
     )
 
     load_before = environment.load_average()
     cells: list[dict[str, Any]] = []
     for name in settings.workloads:
         workload = WORKLOADS[name]
-        cells += run_workload(ctx, workload, [s for s in runnable if s.serves(workload)], settings)
-    report.add_ratios(cells)
+        cells += run_workload(contexts, workload, [s for s in runnable if s.serves(workload)], settings)
+    report.add_ratios(cells, settings.baseline)
 
     doc = {
         "meta": {
             "date": began_wall.strftime("%Y-%m-%d %H:%M %Z"),
             "elapsed_s": round(time.monotonic() - began, 1),
             "python": f"{info['implementation']} {info['version']}",
-            "python_executable": python,
+            "python_executable": venv.base_python,
+            # Every interpreter of the run, when the servers ran on more than one.
+            "interpreters": {
+                kind: {
+                    "python": f"{infos[kind]['implementation']} {infos[kind]['version']}",
+                    "executable": venvs[kind].base_python,
+                    "servers": [s.name for s in runnable if s.interpreter == kind],
+                    "versions": venvs[kind].versions(),
+                }
+                for kind in interpreters
+            },
             "cpu_model": environment.cpu_model(),
             "cpus": os.cpu_count(),
             "kernel": platform.release(),
@@ -323,6 +373,8 @@ def run(settings: Settings) -> dict[str, Any]:
             "connections": settings.connections,
             "duration_s": settings.duration,
             "warmup_s": settings.warmup,
+            "first_warmup_s": settings.first_warmup,
+            "baseline": settings.baseline,
             "rounds": settings.rounds,
             "load_before": load_before,
             "load_after": environment.load_average(),
@@ -330,7 +382,11 @@ def run(settings: Settings) -> dict[str, Any]:
             "cyasgi_revision": environment.git_revision(),
             "twins": twins,
             "versions": venv.versions(),
-            "install_failures": venv.failures,
+            "install_failures": {
+                (name if kind == CPYTHON else f"{name} ({kind})"): failure
+                for kind in interpreters
+                for name, failure in venvs[kind].failures.items()
+            },
         },
         "servers": server_info,
         "workloads": {
@@ -342,7 +398,7 @@ def run(settings: Settings) -> dict[str, Any]:
     return doc
 
 
-def write(doc: dict[str, Any], directory: Path, name: str, update_docs: bool = False) -> None:
+def write(doc: dict[str, Any], directory: Path, name: str, update_docs: Path | None = None) -> None:
     paths = report.write_outputs(doc, directory, name)
     png = directory / f"{name}.png"
     python = environment.venv_for(doc["meta"]["python_executable"])[0].python
@@ -352,13 +408,13 @@ def write(doc: dict[str, Any], directory: Path, name: str, update_docs: bool = F
         log(f"no chart: {(completed.stderr or completed.stdout).strip().splitlines()[-1:]}")
     else:
         paths["png"] = png
-    if update_docs:
-        image = os.path.relpath(png, DOCS.parent)
-        details = os.path.relpath(paths["md"], DOCS.parent)
+    if update_docs is not None:
+        image = os.path.relpath(png, update_docs.parent)
+        details = os.path.relpath(paths["md"], update_docs.parent)
         block = report.render_summary(doc, level=3, image=image)
         block += ["", f"Every metric for every workload and server: [{details}]({details})."]
-        DOCS.write_text(report.update_block(DOCS.read_text(), "\n".join(block) + "\n"))
-        paths["docs"] = DOCS
+        update_docs.write_text(report.update_block(update_docs.read_text(), "\n".join(block) + "\n"))
+        paths["docs"] = update_docs
     for path in paths.values():
         log(f"wrote {path}")
 

@@ -25,6 +25,8 @@ from perf.registry import PERF
 
 ROOT = PERF.parent
 REQUIREMENTS = PERF / "requirements.txt"
+#: The peers that install on PyPy (no uvloop, granian or matplotlib there).
+REQUIREMENTS_PYPY = PERF / "requirements-pypy.txt"
 PREFERRED = (3, 12)
 #: What a build of cyasgi needs from the checkout.
 SOURCE_FILES = ("setup.py", "pyproject.toml", "README.md", "LICENSE")
@@ -59,6 +61,14 @@ def find_python(requested: str | None = None) -> str:
     return shutil.which("python3") or sys.executable
 
 
+def find_pypy(requested: str | None = None) -> str:
+    """``requested`` if given, else ``pypy3`` on the PATH (``make test-pypy`` installs Debian's)."""
+    found = shutil.which(requested or "pypy3")
+    if found is None:
+        raise SystemExit(f"{requested or 'pypy3'}: no such interpreter (Debian: apt-get install pypy3 pypy3-venv pypy3-dev)")
+    return found
+
+
 def describe_python(python: str) -> dict[str, str]:
     script = (
         "import json, platform, sys;"
@@ -90,6 +100,7 @@ class Venv:
     base_python: str
     path: Path
     log_path: Path
+    requirements: Path = REQUIREMENTS
     failures: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -124,11 +135,11 @@ class Venv:
         self._install_cyasgi(log, root)
 
     def _install_requirements(self, log: Log) -> None:
-        wanted = fingerprint([REQUIREMENTS], PERF)
+        wanted = fingerprint([self.requirements], PERF)
         marker = self._marker("requirements")
         if marker.exists() and marker.read_text() == wanted:
             return
-        lines = [line.strip() for line in REQUIREMENTS.read_text().splitlines()]
+        lines = [line.strip() for line in self.requirements.read_text().splitlines()]
         for requirement in (line for line in lines if line and not line.startswith("#")):
             log(f"installing {requirement}")
             completed = self._pip("install", "-q", requirement)
@@ -181,7 +192,8 @@ class Venv:
 def venv_for(python: str) -> tuple[Venv, dict[str, str]]:
     info = describe_python(python)
     path = PERF / f".venv-{info['tag']}"
-    return Venv(python, path, PERF / "results" / "raw" / f"install-{info['tag']}.log"), info
+    requirements = REQUIREMENTS_PYPY if info["implementation"] == "PyPy" else REQUIREMENTS
+    return Venv(python, path, PERF / "results" / "raw" / f"install-{info['tag']}.log", requirements), info
 
 
 # the machine ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ real event loop, and reports nanoseconds per request (noisy on a shared machine)
     python perf/microbench.py                      # both twins, every workload, ns/request
     python perf/microbench.py --callgrind          # instructions/request via valgrind
     python perf/microbench.py --twin c --workload headers12 --requests 20000
+    pypy3 perf/microbench.py --twin py --http h11  # the pure twin driving h11 (PyPy: asyncio, JIT warm-up)
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cyasgi.config import Config  # noqa: E402
+from cyasgi._compat import IS_PYPY  # noqa: E402
+from cyasgi.config import HTTP_PARSERS, Config  # noqa: E402
 from cyasgi.protocols.http_common import encode_headers_block  # noqa: E402
 from cyasgi.server import ServerState  # noqa: E402
 
@@ -100,9 +102,16 @@ class NullTransport:
         pass
 
 
-def make_protocol(twin: str, app: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> tuple[Any, NullTransport]:
+#: Requests before the clock starts: caches, freelists, the eager-task path; on PyPy, the JIT's traces.
+WARMUP = 50_000 if IS_PYPY else 200
+
+
+def make_protocol(
+    twin: str, app: Callable[..., Any], loop: asyncio.AbstractEventLoop, http: str = "auto"
+) -> tuple[Any, NullTransport]:
     module = importlib.import_module(TWINS[twin])
-    config = Config(app, http=module.HttpProtocol, log_config=None, access_log=False, lifespan="off")
+    # The --http name picks the parser; the protocol class is the twin's whatever the name says.
+    config = Config(app, http=http, log_config=None, access_log=False, lifespan="off")
     config.load()
     state = ServerState()
     state.default_headers = [(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT"), (b"server", b"cyasgi")]
@@ -113,13 +122,12 @@ def make_protocol(twin: str, app: Callable[..., Any], loop: asyncio.AbstractEven
     return protocol, transport
 
 
-async def run(twin: str, workload: str, requests: int) -> float:
+async def run(twin: str, workload: str, requests: int, http: str = "auto", warmup: int = WARMUP) -> float:
     data, per_feed = WORKLOADS[workload]
     app = echo_app if workload.startswith("echo") else hello_app
-    protocol, transport = make_protocol(twin, app, asyncio.get_running_loop())
+    protocol, transport = make_protocol(twin, app, asyncio.get_running_loop(), http)
     feeds = max(requests // per_feed, 1)
-    # warm-up: caches, freelists, the eager-task path
-    for _ in range(200):
+    for _ in range(max(warmup // per_feed, 1)):
         protocol.data_received(data)
         await asyncio.sleep(0)
     transport.written = 0
@@ -138,7 +146,9 @@ def main() -> None:
     parser.add_argument("--twin", choices=["c", "py", "both"], default="both")
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
     parser.add_argument("--requests", type=int, default=200_000)
-    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="asyncio" if IS_PYPY else "uvloop")
+    parser.add_argument("--http", choices=list(HTTP_PARSERS), default="auto", help="the request parser (auto)")
+    parser.add_argument("--warmup", type=int, default=WARMUP, help=f"requests before timing ({WARMUP} here)")
     parser.add_argument("--callgrind", action="store_true", help="count instructions per request with valgrind")
     args = parser.parse_args()
     twins = ["c", "py"] if args.twin == "both" else [args.twin]
@@ -147,7 +157,8 @@ def main() -> None:
     if args.callgrind:
         for workload in workloads:
             for twin in twins:
-                print(f"{workload:12} {twin:3} {callgrind_instructions(twin, workload, args.loop):>10,.0f} instructions/request")
+                count = callgrind_instructions(twin, workload, args.loop, args.http)
+                print(f"{workload:12} {twin:3} {count:>10,.0f} instructions/request")
         return
 
     loop_factory = asyncio.new_event_loop
@@ -159,13 +170,13 @@ def main() -> None:
         for twin in twins:
             loop = loop_factory()
             try:
-                ns = loop.run_until_complete(run(twin, workload, args.requests))
+                ns = loop.run_until_complete(run(twin, workload, args.requests, args.http, args.warmup))
             finally:
                 loop.close()
             print(f"{workload:12} {twin:3} {ns:8.0f} ns/request")
 
 
-def callgrind_instructions(twin: str, workload: str, loop: str) -> float:
+def callgrind_instructions(twin: str, workload: str, loop: str, http: str = "auto") -> float:
     """Instructions per request: the difference of two runs (N and 2N requests) cancels start-up."""
     counts = []
     for requests in (5_000, 10_000):
@@ -186,6 +197,8 @@ def callgrind_instructions(twin: str, workload: str, loop: str) -> float:
                     str(requests),
                     "--loop",
                     loop,
+                    "--http",
+                    http,
                 ],
                 check=True,
                 capture_output=True,

@@ -66,9 +66,11 @@ def plot(doc: dict[str, Any], out: Path) -> None:
     for index in range(len(workloads), rows * columns):
         axes[index // columns][index % columns].axis("off")
     meta = doc["meta"]
+    interpreters = meta.get("interpreters", {})
+    pythons = " + ".join(i["python"] for i in interpreters.values()) if len(interpreters) > 1 else meta["python"]
     fig.suptitle(
         f"Requests/s, median of {meta['rounds']} round(s) of {meta['duration_s']:g} s: server on 1 core, "
-        f"wrk -t1 -c{meta['connections']} on the other\n{meta['python']} · {meta['cpu_model']} · {meta['date']}",
+        f"wrk -t1 -c{meta['connections']} on the other\n{pythons} · {meta['cpu_model']} · {meta['date']}",
         fontsize=10,
     )
     fig.tight_layout()

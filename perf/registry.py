@@ -21,9 +21,13 @@ PERF = Path(__file__).resolve().parent
 APPS = PERF / "apps"
 LUA = PERF / "lua"
 
-#: Ratios in the report are to these two rows of the same run.
+#: Ratios in the report are to these two rows of the same run (``--baseline`` picks another first one).
 BASELINE = "uvicorn"
 CEILING = "raw-uvloop"
+
+#: The interpreters a server can run on; each gets a venv of its own (perf/environment.py).
+CPYTHON = "cpython"
+PYPY = "pypy"
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,8 @@ class Server:
     workloads: frozenset[str] | None = None
     #: Asked once per run, in the venv: may this server run, and what exactly runs (e.g. which twin)?
     check: Callable[[Context, Server], Availability] | None = None
+    #: CPYTHON or PYPY: which venv (and so which interpreter) runs it.
+    interpreter: str = CPYTHON
 
     def serves(self, workload: Workload) -> bool:
         return self.workloads is None or workload.name in self.workloads
@@ -182,10 +188,17 @@ def _granian(ctx: Context, app: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _hypercorn(ctx: Context, app: str, port: int) -> list[str]:
-    # No --access-logfile: hypercorn logs no access lines without one.
-    return [ctx.tool("hypercorn"), app, "--bind", f"{ctx.host}:{port}", "--worker-class", "uvloop", "--workers", "1",
-            "--log-level", "warning"]  # fmt: skip
+def _hypercorn_with(worker_class: str) -> Callable[[Context, str, int], list[str]]:
+    def command(ctx: Context, app: str, port: int) -> list[str]:
+        # No --access-logfile: hypercorn logs no access lines without one.
+        return [ctx.tool("hypercorn"), app, "--bind", f"{ctx.host}:{port}", "--worker-class", worker_class,
+                "--workers", "1", "--log-level", "warning"]  # fmt: skip
+
+    return command
+
+
+_hypercorn = _hypercorn_with("uvloop")
+_hypercorn_asyncio = _hypercorn_with("asyncio")
 
 
 def _raw_uvloop(ctx: Context, app: str, port: int) -> list[str]:
@@ -215,6 +228,24 @@ register_server(Server(
 ))  # fmt: skip
 register_server(Server(
     "hypercorn", "hypercorn (h11, uvloop)", _hypercorn, check=importable("hypercorn", "uvloop"),
+))  # fmt: skip
+# On PyPy (asyncio: uvloop does not run there), beside the rows above in the same run.
+register_server(Server(
+    "cyasgi-pypy", "cyasgi on PyPy (pure twin, asyncio)", _uvicorn_style("cyasgi", "--loop", "auto"),
+    check=cyasgi_twin("pure"), interpreter=PYPY,
+))  # fmt: skip
+register_server(Server(
+    "uvicorn-pypy", "uvicorn on PyPy (httptools, asyncio)",
+    _uvicorn_style("uvicorn", "--loop", "asyncio", "--http", "httptools"), check=importable("uvicorn", "httptools"),
+    interpreter=PYPY,
+))  # fmt: skip
+register_server(Server(
+    "uvicorn-h11-pypy", "uvicorn on PyPy (h11, asyncio)", _uvicorn_style("uvicorn", "--loop", "asyncio", "--http", "h11"),
+    check=importable("uvicorn", "h11"), interpreter=PYPY,
+))  # fmt: skip
+register_server(Server(
+    "hypercorn-pypy", "hypercorn on PyPy (h11, asyncio)", _hypercorn_asyncio, check=importable("hypercorn"),
+    interpreter=PYPY,
 ))  # fmt: skip
 register_server(Server(
     CEILING, "raw uvloop protocol (ceiling)", _raw_uvloop,
@@ -274,6 +305,19 @@ register_workload(Workload(
 register_workload(Workload(
     "stream-1m", "1 MiB response streamed in 64 KiB chunks", "bench_app:app", "/stream",
     probe=Probe(check=lambda body: len(body) == STREAM_SIZE, expect=f"{STREAM_SIZE} bytes"),
+))  # fmt: skip
+def _file_probe(size: int) -> Probe:
+    content = bytes(range(256)) * (size // 256)  # perf/apps/bench_app.py: file_content()
+    return Probe(check=lambda body: body == content, expect=f"the {size}-byte file")
+
+
+register_workload(Workload(
+    "file-64k", "64 KiB file (http.response.pathsend where announced)", "bench_app:app", "/file-64k",
+    probe=_file_probe(64 * KIB),
+))  # fmt: skip
+register_workload(Workload(
+    "file-4m", "4 MiB file (http.response.pathsend where announced)", "bench_app:app", "/file-4m",
+    probe=_file_probe(4 * 1024 * KIB),
 ))  # fmt: skip
 register_workload(Workload(
     "fastapi-json", "FastAPI JSON endpoint (pydantic response model)", "fastapi_app:app", "/json",

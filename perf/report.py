@@ -33,12 +33,13 @@ def ratio(value: float | None, reference: float | None) -> float | None:
     return value / reference
 
 
-def add_ratios(cells: Sequence[dict[str, Any]]) -> None:
-    """``vs_baseline`` / ``vs_ceiling``: median req/s over uvicorn's and the raw ceiling's, same workload."""
+def add_ratios(cells: Sequence[dict[str, Any]], baseline: str = BASELINE) -> None:
+    """``vs_baseline`` / ``vs_ceiling``: median req/s over the baseline's (uvicorn unless told) and the raw
+    ceiling's, same workload."""
     by_key = {(cell["server"], cell["workload"]): cell for cell in cells}
     for cell in cells:
         rps = cell["median"]["rps"]
-        for key, reference in (("vs_baseline", BASELINE), ("vs_ceiling", CEILING)):
+        for key, reference in (("vs_baseline", baseline), ("vs_ceiling", CEILING)):
             other = by_key.get((reference, cell["workload"]))
             cell[key] = ratio(rps, other["median"]["rps"]) if other and other["status"] == "ok" else None
         ceiling = by_key.get((CEILING, cell["workload"]))
@@ -72,25 +73,27 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], right_from: int
     return lines
 
 
-def _cell_rps(cell: dict[str, Any] | None) -> str:
+def _cell_rps(cell: dict[str, Any] | None, baseline: str = BASELINE) -> str:
     if cell is None:
         return ""
     if cell["status"] != "ok":
         return cell["status"]
     text = _num(cell["median"]["rps"])
-    if cell.get("vs_baseline") is not None and cell["server"] != BASELINE:
+    if cell.get("vs_baseline") is not None and cell["server"] != baseline:
         text += f" ({_times(cell['vs_baseline'])})"
     return text
 
 
-def _cell_cpu(cell: dict[str, Any] | None, by_key: dict[tuple[str, str], dict[str, Any]]) -> str:
+def _cell_cpu(
+    cell: dict[str, Any] | None, by_key: dict[tuple[str, str], dict[str, Any]], baseline_name: str = BASELINE
+) -> str:
     if cell is None:
         return ""
     if cell["status"] != "ok":
         return cell["status"]
     text = _num(cell["median"]["cpu_us_per_req"], 1)
-    baseline = by_key.get((BASELINE, cell["workload"]))
-    if cell["server"] != BASELINE and baseline is not None and baseline["status"] == "ok":
+    baseline = by_key.get((baseline_name, cell["workload"]))
+    if cell["server"] != baseline_name and baseline is not None and baseline["status"] == "ok":
         text += f" ({_times(ratio(cell['median']['cpu_us_per_req'], baseline['median']['cpu_us_per_req']))})"
     return text
 
@@ -100,12 +103,22 @@ def render_summary(doc: dict[str, Any], level: int = 1, image: str | None = None
     meta, servers, workloads, cells = doc["meta"], doc["servers"], doc["workloads"], doc["results"]
     by_key = {(cell["server"], cell["workload"]): cell for cell in cells}
     ran = [name for name, server in servers.items() if server["status"] == "ok"]
+    baseline = meta.get("baseline", BASELINE)
+    baseline_label = servers[baseline]["label"] if baseline in servers else baseline
     title, section = "#" * level, "#" * (level + 1)
+    interpreters = meta.get("interpreters", {})
+    if len(interpreters) > 1:
+        python_lines = [
+            f"- **Python**: {i['python']} (`{i['executable']}`) for " + ", ".join(i["servers"])
+            for i in interpreters.values()
+        ]
+    else:
+        python_lines = [f"- **Python**: {meta['python']} (`{meta['python_executable']}`), for every server"]
     out = [
         f"{title} cyasgi benchmark, {meta['date']}",
         "",
         f"- **Date**: {meta['date']} (the run took {meta['elapsed_s'] / 60:.1f} min)",
-        f"- **Python**: {meta['python']} (`{meta['python_executable']}`), for every server",
+        *python_lines,
         (
             f"- **CPU**: {meta['cpu_model']}, {meta['cpus']} cores; each server pinned to core "
             f"{meta['server_cpu']}, wrk to core {meta['client_cpu']}; kernel {meta['kernel']}"
@@ -114,6 +127,7 @@ def render_summary(doc: dict[str, Any], level: int = 1, image: str | None = None
             f"- **Load**: `{meta['wrk']}`, `wrk -t1 -c{meta['connections']} -d{meta['duration_s']:g}s --latency` "
             f"after a {meta['warmup_s']:g} s warm-up, {meta['rounds']} round(s) interleaved across servers; "
             "medians of the rounds are shown"
+            + (f"; each server first got {meta['first_warmup_s']} s of load (JIT warm-up)" if meta.get("first_warmup_s") else "")
         ),
         f"- **Machine load** (1/5/15 min) before: {meta['load_before']}, after: {meta['load_after']}. "
         + (meta.get("note") or ""),
@@ -121,20 +135,25 @@ def render_summary(doc: dict[str, Any], level: int = 1, image: str | None = None
         + "; ".join(f"{k}: `{v}`" for k, v in meta["twins"].items()),
         "- **Versions**: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
     ]
+    out += [
+        f"- **Versions on {i['python']}**: " + ", ".join(f"{k} {v}" for k, v in i["versions"].items())
+        for kind, i in interpreters.items()
+        if len(interpreters) > 1 and kind != "cpython"
+    ]
     skipped = [server for server in servers.values() if server["status"] != "ok"]
     out += [f"- **Not run**: {server['label']}: {server['status']}" for server in skipped]
-    out += ["", f"{section} Requests per second (median; × uvicorn[standard] in the same run)", ""]
+    out += ["", f"{section} Requests per second (median; × {baseline_label} in the same run)", ""]
     header = ["workload", *(servers[name]["label"] for name in ran)]
-    rows = [[name, *(_cell_rps(by_key.get((server, name))) for server in ran)] for name in workloads]
+    rows = [[name, *(_cell_rps(by_key.get((server, name)), baseline) for server in ran)] for name in workloads]
     out += _table(header, rows)
     out += [
         "",
-        f"{section} Server CPU µs per request (median; × uvicorn[standard]: lower is better)",
+        f"{section} Server CPU µs per request (median; × {baseline_label}: lower is better)",
         "",
         "Less sensitive to other load on the machine than req/s: it counts only the CPU time the server got.",
         "",
     ]
-    rows = [[name, *(_cell_cpu(by_key.get((server, name)), by_key) for server in ran)] for name in workloads]
+    rows = [[name, *(_cell_cpu(by_key.get((server, name)), by_key, baseline) for server in ran)] for name in workloads]
     out += _table(header, rows)
     if image:
         out += ["", f"![median req/s by workload and server]({image})"]
@@ -149,7 +168,7 @@ def render_details(doc: dict[str, Any], level: int = 2) -> list[str]:
     section = "#" * level
     out = [f"{section} Per workload", ""]
     detail_header = [
-        "server", "req/s", "× uvicorn", "× ceiling", "p50 ms", "p99 ms", "CPU µs/req", "CPU µs × ceiling",
+        "server", "req/s", "× " + doc.get("meta", {}).get("baseline", BASELINE), "× ceiling", "p50 ms", "p99 ms", "CPU µs/req", "CPU µs × ceiling",
         "server CPU", "wrk CPU", "peak RSS MiB", "errors",
     ]  # fmt: skip
     for name, workload in workloads.items():

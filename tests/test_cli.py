@@ -358,6 +358,29 @@ def test_unusable_settings_exit_3(args, reason):
     assert "Warning" not in result.stdout  # e.g. no "coroutine was never awaited"
 
 
+@pytest.mark.skipif(platform.python_implementation() != "PyPy", reason="uvloop runs here: the refusal is PyPy's")
+def test_uvloop_is_refused_on_pypy_with_exit_3():
+    result = run_cli_to_exit("tests.apps:hello", "--port", "0", "--loop", "uvloop")
+    assert_startup_failure(result, "uvloop does not run on PyPy; use --loop asyncio (or auto).")
+    assert " running on " not in result.stdout
+
+
+def test_uvloop_refusal_is_decided_by_the_interpreter(monkeypatch, caplog):
+    """The same checks on any interpreter, with PyPy pretended: uvloop is refused with a clear error and
+    exit code 3, and ``--loop auto`` picks asyncio."""
+    from cyasgi import config as config_module
+    from cyasgi.loops import auto
+
+    monkeypatch.setattr(config_module, "IS_PYPY", True)
+    monkeypatch.setattr(auto, "IS_PYPY", True)
+    with pytest.raises(SystemExit) as exited:
+        Config("tests.apps:hello", loop="uvloop", log_config=None).get_loop_factory()
+    assert exited.value.code == 3
+    assert "uvloop does not run on PyPy; use --loop asyncio (or auto)." in caplog.text
+    factory = Config("tests.apps:hello", loop="auto", log_config=None).get_loop_factory()
+    assert factory is not None and "asyncio" in factory.__module__
+
+
 @pytest.mark.parametrize("suffix", [".json", ".yaml", ".ini"])
 def test_broken_log_config_exits_3(tmp_path, suffix):
     path = tmp_path / f"logging{suffix}"

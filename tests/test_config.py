@@ -448,6 +448,17 @@ def test_http2_is_refused():
         config.load()
 
 
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_a_parser_whose_package_is_missing_is_refused_at_start_up(monkeypatch, http):
+    """httptools is not a dependency on PyPy: --http httptools there without it is a clear error."""
+    from cyasgi.protocols import parsers
+
+    monkeypatch.setitem(parsers.PARSER_PACKAGES, http, "cyasgi_tests_no_such_package")
+    with pytest.raises(ConfigError, match=f"--http {http} needs the 'cyasgi_tests_no_such_package' package"):
+        make_config(apps.hello, http=http).load()
+    make_config(apps.hello, http="auto").load()  # auto never needs it
+
+
 def test_forwarded_allow_ips_default(monkeypatch):
     monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
     assert make_config(apps.hello).forwarded_allow_ips == "127.0.0.1,::1"

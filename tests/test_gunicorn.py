@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
+import re
 import ssl
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -21,22 +20,25 @@ from tests.supervision import (
     stop_during_request,
     wait_for_count,
 )
-from tests.utils import WAIT
+from tests.utils import WAIT, CliProcess
 
 pytest.importorskip("gunicorn")
 
 READY = "Application startup complete."
 
 
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    """A bound socket handed to gunicorn as fd://N: no port to guess, nothing to race for."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.set_inheritable(True)
-    yield sock
-    sock.close()
+#: gunicorn binds a free port itself and names it in its log: no port to guess, nothing to race for.
+#: (Not ``fd://N``: gunicorn reads an inherited socket as ``socket.fromfd(N, AF_UNIX, ...)``, and on
+#: PyPy that socket's getsockname() is garbage, so a TCP listener is taken for a unix one.)
+BIND = "127.0.0.1:0"
+
+
+def listening_url(cli: CliProcess, scheme: str = "http") -> str:
+    """The address gunicorn's arbiter says it is listening at."""
+    line = cli.wait_for_line("Listening at: ", SPAWN_WAIT)
+    match = re.search(r"Listening at: https?://(\S+)", line)
+    assert match, line
+    return f"{scheme}://{match.group(1)}"
 
 
 def gunicorn(tmp_path: Path, *args: str) -> tuple[list[str], dict[str, str]]:
@@ -45,13 +47,13 @@ def gunicorn(tmp_path: Path, *args: str) -> tuple[list[str], dict[str, str]]:
     return command, {"XDG_RUNTIME_DIR": str(tmp_path)}
 
 
-def test_cyasgi_worker_serves_recycles_and_stops_gracefully(tmp_path: Path, listener: socket.socket):
+def test_cyasgi_worker_serves_recycles_and_stops_gracefully(tmp_path: Path):
     command, env = gunicorn(
-        tmp_path, "-k", "cyasgi.workers.CyasgiWorker", "-w", "2", "--bind", f"fd://{listener.fileno()}",
+        tmp_path, "-k", "cyasgi.workers.CyasgiWorker", "-w", "2", "--bind", BIND,
         "--max-requests", "6", "--keep-alive", "3",
     )
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    with run_supervised(command, env=env, pass_fds=[listener.fileno()]) as cli:
+    with run_supervised(command, env=env) as cli:
+        url = listening_url(cli)
         wait_for_count(cli, READY, 2)
         statuses = [get(url).status_code for _ in range(30)]
         # --max-requests: the workers exit after their quota and gunicorn boots new ones.
@@ -66,13 +68,13 @@ def test_cyasgi_worker_serves_recycles_and_stops_gracefully(tmp_path: Path, list
     assert "Shutting down: Master" in cli.output
 
 
-def test_gunicorn_timeout_kills_a_blocked_worker_and_logs_its_stack(tmp_path: Path, listener: socket.socket):
+def test_gunicorn_timeout_kills_a_blocked_worker_and_logs_its_stack(tmp_path: Path):
     command, env = gunicorn(
-        tmp_path, "-k", "cyasgi.workers.CyasgiWorker", "-w", "1", "--bind", f"fd://{listener.fileno()}",
+        tmp_path, "-k", "cyasgi.workers.CyasgiWorker", "-w", "1", "--bind", BIND,
         "--timeout", "3",
     )
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    with run_supervised(command, env=env, pass_fds=[listener.fileno()]) as cli:
+    with run_supervised(command, env=env) as cli:
+        url = listening_url(cli)
         wait_for_count(cli, READY, 1)
         request = lambda: httpx.get(url + "/block", timeout=SPAWN_WAIT)  # noqa: E731
         blocker = threading.Thread(target=ignore_http_errors, args=(request,))
@@ -100,7 +102,7 @@ def test_h11_worker_runs_the_pure_stack_on_a_unix_socket(tmp_path: Path):
     assert "pure twin" in cli.output and " on asyncio" in cli.output
 
 
-def test_gunicorn_tls_settings_reach_the_worker(tmp_path: Path, listener: socket.socket):
+def test_gunicorn_tls_settings_reach_the_worker(tmp_path: Path):
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
@@ -108,13 +110,13 @@ def test_gunicorn_tls_settings_reach_the_worker(tmp_path: Path, listener: socket
     cert.cert_chain_pems[0].write_to_path(str(certfile))
     cert.private_key_pem.write_to_path(str(keyfile))
     command, env = gunicorn(
-        tmp_path, "-k", "cyasgi.workers.CyasgiWorker", "-w", "1", "--bind", f"fd://{listener.fileno()}",
+        tmp_path, "-k", "cyasgi.workers.CyasgiWorker", "-w", "1", "--bind", BIND,
         "--certfile", str(certfile), "--keyfile", str(keyfile),
     )
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    with run_supervised(command, env=env, pass_fds=[listener.fileno()]) as cli:
+    with run_supervised(command, env=env) as cli:
         wait_for_count(cli, READY, 1)
-        response = httpx.get(f"https://127.0.0.1:{listener.getsockname()[1]}/client", verify=context, timeout=WAIT)
+        response = httpx.get(listening_url(cli, "https") + "/client", verify=context, timeout=WAIT)
     assert response.status_code == 200
     assert response.text == "https 127.0.0.1"

@@ -457,7 +457,12 @@ async def test_scope_has_every_key(twin):
     assert scope["query_string"] == b"x=1&y=%20"
     assert scope["headers"] == [(b"host", b"example.org"), (b"x-mixed-case", b"Value")]
     assert scope["state"] == {}
-    assert scope["extensions"] == {}
+    assert scope["extensions"] == {
+        "http.response.pathsend": {},
+        "http.response.zerocopysend": {},
+        "http.response.trailers": {},
+        "http.response.early_hint": {},
+    }
 
 
 async def test_scheme_is_https_over_tls(twin):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from perf import measure, report
+from cyasgi._compat import IS_PYPY
+from perf import environment, measure, report
 from perf.apps import bench_app
-from perf.registry import BASELINE, CEILING, LUA, SERVERS, WORKLOADS, Context
+from perf.registry import BASELINE, CEILING, CPYTHON, LUA, PYPY, SERVERS, WORKLOADS, Context
 from perf.servers import raw_uvloop
 from tests.utils import WAIT, make_config, run_server
 
@@ -150,7 +152,8 @@ def test_readers_work_on_the_real_proc() -> None:
 def test_registry_is_complete() -> None:
     assert {BASELINE, CEILING, "cyasgi", "cyasgi-pure", "uvicorn-h11", "granian", "hypercorn"} <= set(SERVERS)
     assert list(WORKLOADS) == [
-        "hello", "headers", "pipelined", "new-connection", "echo-1k", "echo-64k", "stream-1m", "fastapi-json",
+        "hello", "headers", "pipelined", "new-connection", "echo-1k", "echo-64k", "stream-1m", "file-64k",
+        "file-4m", "fastapi-json",
     ]  # fmt: skip
     ceiling = SERVERS[CEILING]
     assert ceiling.workloads == {"hello", "headers", "pipelined", "new-connection"}
@@ -224,6 +227,51 @@ def test_markdown_shows_every_server_workload_and_the_header() -> None:
     assert "| hello | 10,000.0 | 4,000.0 (0.40×) | failed |" in summary
 
 
+def test_pypy_rows_run_in_their_own_venv_and_ratios_can_be_to_another_baseline() -> None:
+    pypy = [name for name, server in SERVERS.items() if server.interpreter == PYPY]
+    assert {"cyasgi-pypy", "uvicorn-pypy", "uvicorn-h11-pypy", "hypercorn-pypy"} <= set(pypy)
+    assert SERVERS["cyasgi"].interpreter == CPYTHON
+    ctx = Context(Path("/venv-pypy/bin"))
+    for name in pypy:
+        assert "uvloop" not in " ".join(SERVERS[name].command(ctx, "a:b", 1)), name  # uvloop does not run on PyPy
+    expected = "requirements-pypy.txt" if IS_PYPY else "requirements.txt"
+    assert environment.venv_for(sys.executable)[0].requirements.name == expected
+
+    cells = [cell("uvicorn-pypy", "hello", [100.0]), cell("cyasgi-pypy", "hello", [300.0]), cell(BASELINE, "hello", [1.0])]
+    report.add_ratios(cells, "uvicorn-pypy")
+    assert cells[1]["vs_baseline"] == pytest.approx(3.0)
+    meta = {
+        "date": "d", "elapsed_s": 60.0, "python": "CPython 3.12.1", "python_executable": "/py", "cpu_model": "c",
+        "cpus": 2, "server_cpu": 1, "client_cpu": 0, "kernel": "k", "wrk": "w", "connections": 64, "duration_s": 5,
+        "warmup_s": 1, "first_warmup_s": 20, "rounds": 3, "load_before": [], "load_after": [], "note": "",
+        "cyasgi_revision": "r", "twins": {}, "versions": {}, "baseline": "uvicorn-pypy",
+        "interpreters": {
+            "cpython": {"python": "CPython 3.12.1", "executable": "/py", "servers": [BASELINE], "versions": {}},
+            "pypy": {"python": "PyPy 3.9.16", "executable": "/pypy", "servers": ["uvicorn-pypy", "cyasgi-pypy"],
+                     "versions": {"uvicorn": "0.39.0"}},
+        },
+    }  # fmt: skip
+    servers = {name: {"label": name, "status": "ok"} for name in ("uvicorn-pypy", "cyasgi-pypy", BASELINE)}
+    doc = {"meta": meta, "servers": servers, "workloads": {"hello": {"description": "plain"}}, "results": cells}
+    text = report.render_markdown(doc)
+    assert "PyPy 3.9.16 (`/pypy`) for uvicorn-pypy, cyasgi-pypy" in text
+    assert "Versions on PyPy 3.9.16**: uvicorn 0.39.0" in text
+    assert "20 s of load (JIT warm-up)" in text
+    assert "× uvicorn-pypy in the same run" in text and "| hello | 100 | 300 (3.00×) | 1 (0.01×) |" in text
+
+
+def test_bench_options_for_a_pypy_run() -> None:
+    from perf import bench
+
+    assert bench.parse_args([]).update_docs is None
+    assert bench.parse_args(["--update-docs"]).update_docs == bench.DOCS
+    settings = bench.parse_args(["--update-docs", "docs/pypy.md", "--first-warmup", "10", "--baseline", "uvicorn-pypy"])
+    assert settings.update_docs == Path("docs/pypy.md")
+    assert (settings.first_warmup, settings.baseline) == (10, "uvicorn-pypy")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--baseline", "no-such-server"])
+
+
 # the apps answer what the probes expect -----------------------------------------------------------
 
 
@@ -237,6 +285,25 @@ def test_bench_app_answers_each_workload_probe(name: str) -> None:
         )
     assert status == 200
     assert probe.check(body), body[:80]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("extensions", [{}, {"http.response.pathsend": {}}], ids=["chunks", "pathsend"])
+async def test_bench_app_sends_files_by_pathsend_only_where_announced(extensions: dict[str, Any]) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/file-4m", "extensions": extensions}
+    await bench_app.app(scope, None, send)  # type: ignore[arg-type]
+    assert dict(sent[0]["headers"])[b"content-length"] == b"%d" % (4 * 1024 * 1024)
+    if extensions:
+        assert [m["type"] for m in sent[1:]] == ["http.response.pathsend"]
+    else:
+        bodies = [m["body"] for m in sent[1:]]
+        assert max(map(len, bodies)) == 64 * 1024 and not sent[-1]["more_body"]
+        assert b"".join(bodies) == bench_app.file_content(4 * 1024 * 1024)
 
 
 def test_fastapi_app_answers_its_probe() -> None:

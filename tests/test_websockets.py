@@ -85,7 +85,7 @@ def test_hand_off_from_each_parser(http: str) -> None:
     """Both request parsers (``--http httptools|h11``) hand the upgrade over, with the bytes that
     followed the request."""
     if http == "httptools":
-        pytest.importorskip("httptools")  # not on PyPy
+        pytest.importorskip("httptools", reason="httptools is not installed (optional on PyPy)")
     with run_server(make_config(echo_app, http=http)) as server, RawClient(server) as client:
         status, _ = client.handshake("/ws", then=frame(0x1, b"early"))
         assert status == 101
@@ -801,10 +801,6 @@ def test_cli_options(tmp_path: Any, args: list[str], env: dict[str, str], websoc
     from tests.utils import run_cli
 
     (tmp_path / "wsapp.py").write_text(CLI_APP)
-    try:
-        import httptools  # noqa: F401
-    except ImportError:  # PyPy: `--http auto` still means httptools there, so name the parser
-        args = [*args, "--http", "h11"]
     with run_cli("wsapp:app", "--app-dir", str(tmp_path), "--port", "0", *args, env=env) as cli:
         url = cli.wait_until_serving()
         port = int(url.rsplit(":", 1)[1])

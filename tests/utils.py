@@ -276,7 +276,24 @@ class MockTransport:
         self.aborted = False
         self.read_paused = False
         self.protocol: Any = None
-        self.written = asyncio.Event()
+        # Made on first use: on Python 3.9 an asyncio.Event binds to the current loop when created,
+        # and the parser-level tests make transports with no loop set.
+        self._written: asyncio.Event | None = None
+        self._has_written = False
+
+    @property
+    def written(self) -> asyncio.Event:
+        """Set by every write (and already set if something was written before it was asked for)."""
+        if self._written is None:
+            self._written = asyncio.Event()
+            if self._has_written:
+                self._written.set()
+        return self._written
+
+    def _wrote(self) -> None:
+        self._has_written = True
+        if self._written is not None:
+            self._written.set()
 
     def get_extra_info(self, key: str, default: Any = None) -> Any:
         return self.extra.get(key, default)
@@ -286,7 +303,7 @@ class MockTransport:
         assert isinstance(data, (bytes, bytearray, memoryview)), type(data)
         self.calls.append("write")
         self.buffer += data
-        self.written.set()
+        self._wrote()
 
     def writelines(self, chunks: Any) -> None:
         assert not self.closed, "write after close"
@@ -294,11 +311,11 @@ class MockTransport:
         for chunk in chunks:
             assert isinstance(chunk, (bytes, bytearray, memoryview)), type(chunk)
             self.buffer += chunk
-        self.written.set()
+        self._wrote()
 
     def close(self) -> None:
         self.closed = True
-        self.written.set()
+        self._wrote()
 
     def abort(self) -> None:
         self.aborted = True

@@ -44,12 +44,22 @@ cdef class RequestCycle:
         Py_ssize_t _content_length   # -1: the app gave none
         Py_ssize_t _bytes_sent       # body bytes written (framing excluded)
         double _started              # monotonic() when the head was parsed, with the access log on; else 0
+        int _trailers           # the app announced trailers: 1 written (chunked body), 2 dropped; 0 none
+        bint _awaiting_trailers # the body is complete, http.response.trailers comes next
+        bytes _trailer_lines    # trailer fields received so far (when written)
 
     cdef _init(self, HttpProtocol protocol, dict scope, object app, bint keep_alive, bint expect_100_continue)
     cpdef wake(self)
     cdef _send(self, object message)
-    cdef _start_response(self, object status, object headers)
+    cdef _send_extension(self, object message_type, dict message)
+    cdef _start_response(self, object status, object headers, object trailers)
+    cdef int _trailers_mode(self, int status) except -1
     cdef _send_body(self, object body, bint more_body)
+    cdef _end_body(self)
+    cdef _complete(self)
+    cdef bytes _file_head(self, Py_ssize_t size, bint more_body)
+    cdef _send_trailers(self, object headers, object more_trailers)
+    cdef _send_early_hint(self, object links)
     cdef bint _can_replace_response(self)
     cdef _send_500(self)
     cdef _abort(self)
@@ -183,6 +193,7 @@ cdef class HttpProtocol:
     cdef _write(self, object data)
     cdef _writelines(self, tuple parts)
     cdef _flush(self)
+    cdef _flush_writes(self)
     cdef _close(self)
     cdef _run(self, RequestCycle cycle)
     cdef _on_response_complete(self, RequestCycle cycle)

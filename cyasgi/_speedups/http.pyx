@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import contextvars
 import logging
+import os
 import sys
 from collections import deque
 
@@ -29,6 +30,7 @@ from cyasgi.protocols.http_common import (
     COALESCE_LIMIT,
     FRAMING_FIELDS,
     HIGH_WATER_LIMIT,
+    HTTP_EXTENSIONS,
     WRITE_BATCH_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
@@ -36,23 +38,29 @@ from cyasgi.protocols.http_common import (
     HealthCheck,
     RequestRejected,
     access_log_extra,
+    accepts_trailers,
     as_bytes,
     bad_request as _bad_request,
     body_too_large,
     check_request_head,
+    early_hint_head,
     foreign_parse_error,
     head_too_large,
     is_valid_target,
     is_websocket_upgrade,
+    open_path,
     request_head_bytes,
     service_unavailable,
     simple_response,
     split_target,
     tls_extension,
     too_many_headers,
+    trailer_block,
     transfer_coding_rejection,
+    transmit_file,
     version_not_supported,
     warn_unsupported_upgrade,
+    zerocopy_range,
 )
 from cyasgi.protocols.parsers import OWN_PARSER, PARSER_ERRORS, PARSER_UPGRADES, ParserUpgrade
 from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
@@ -83,6 +91,7 @@ cdef bytes CONTENT_LENGTH_PREFIX = b"content-length: "
 cdef bytes CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
 cdef bytes CLOSE_LINE = b"connection: close\r\n"
 cdef bytes KEEP_ALIVE_LINE = b"connection: keep-alive\r\n"
+cdef dict EXTENSIONS = HTTP_EXTENSIONS
 cdef const char *HEX_DIGITS = b"0123456789abcdef"
 
 # STATUS_LINES as a list indexed by status code (None below 100).
@@ -365,6 +374,9 @@ cdef class RequestCycle:
         self._content_length = -1
         self._bytes_sent = 0
         self._started = monotonic() if protocol.access_log else 0.0
+        self._trailers = 0
+        self._awaiting_trailers = False
+        self._trailer_lines = b""
 
     # Waking receive() ------------------------------------------------------------------------
 
@@ -384,7 +396,7 @@ cdef class RequestCycle:
             self._abort()
             raise
         except BaseException as exc:
-            if self.disconnected and caused_by_disconnect(exc):
+            if (self.disconnected or self.transport.is_closing()) and caused_by_disconnect(exc):
                 logger.debug("Client disconnected while the application was sending the response.")
             else:
                 logger.error("Exception in ASGI application\n", exc_info=exc)
@@ -440,35 +452,70 @@ cdef class RequestCycle:
         if self.flow.write_paused and not self.disconnected:
             return self._send_after_drain(message)
         try:
-            self._send(message)
+            pending = self._send(message)
         except BaseException as error:
             return Failed(error)
+        if pending is not None:
+            return pending  # a file: a coroutine that sends it
         return COMPLETED
 
     async def _send_after_drain(self, message):
         await self.flow.drain()
-        self._send(message)
+        pending = self._send(message)
+        if pending is not None:
+            await pending
 
     cdef _send(self, message):
+        """Handle one message; None, or a coroutine still to await (files)."""
         cdef dict m = message if type(message) is dict else dict(message)
         if self.disconnected:
             raise ClientDisconnected
         message_type = m.get("type")
         if not self.response_started:
             if message_type != "http.response.start":
+                if message_type == "http.response.early_hint":
+                    self._send_early_hint(m.get("links", ()))
+                    return None
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")
-            self._start_response(m.get("status"), m.get("headers", ()))
+            self._start_response(m.get("status"), m.get("headers", ()), m.get("trailers", False))
         elif not self.response_complete:
-            if message_type != "http.response.body":
-                raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message_type}'.")
-            self._send_body(m.get("body", b""), m.get("more_body", False))
+            if message_type == "http.response.body" and not self._awaiting_trailers:
+                self._send_body(m.get("body", b""), m.get("more_body", False))
+            else:
+                return self._send_extension(message_type, m)
         else:
             raise RuntimeError(f"Unexpected ASGI message '{message_type}' sent, after response already completed.")
+        return None
+
+    cdef _send_extension(self, object message_type, dict message):
+        """The response messages of the ASGI extensions, after the start (not the hot path)."""
+        if self._awaiting_trailers:
+            if message_type != "http.response.trailers":
+                raise RuntimeError(f"Expected ASGI message 'http.response.trailers', but got '{message_type}'.")
+            self._send_trailers(message.get("headers", ()), message.get("more_trailers", False))
+            return None
+        if message_type == "http.response.pathsend" or message_type == "http.response.zerocopysend":
+            return self._send_file_message(message_type, message)
+        raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message_type}'.")
+
+    async def _send_file_message(self, message_type, dict message):
+        if message_type == "http.response.pathsend":
+            fd, size = open_path(message.get("path"))
+            try:
+                await self._send_file(fd, 0, size, False)
+            finally:
+                os.close(fd)
+        else:
+            fd, offset, count, advance = zerocopy_range(message.get("file"), message.get("offset"), message.get("count"))
+            await self._send_file(fd, offset, count, message.get("more_body", False))
+            if advance:
+                os.lseek(fd, offset + count, os.SEEK_SET)
 
     # Response framing -------------------------------------------------------------------------
 
-    cdef _start_response(self, object status, object headers):
+    cdef _start_response(self, object status, object headers, object trailers):
         cdef int code
+        cdef int trailers_mode = 0
         cdef list parts
         cdef bytes raw_name, name, value, line, block
         cdef const unsigned char *data
@@ -482,6 +529,8 @@ cdef class RequestCycle:
         if type(status) is not int or not 100 <= status <= 599:
             raise RuntimeError(f"Invalid HTTP status code {status!r} in response.")
         code = status
+        if trailers:
+            trailers_mode = self._trailers_mode(code)
         line = <bytes> STATUS_LINE_TABLE[code]
         block = self.protocol.server_state.default_headers_block
         # [status line, default headers, name, value, name, value...]; ": " and CRLF are added
@@ -511,6 +560,8 @@ cdef class RequestCycle:
                 if length < 0 or (content_length != -1 and length != content_length):
                     raise RuntimeError("Invalid Content-Length header value in response.")
                 content_length = length
+                if trailers_mode == 1:
+                    continue  # the body is chunked to carry the trailers; the length is still checked
             elif size == 17 and name == b"transfer-encoding":
                 continue  # the server frames the body itself (ASGI: servers ignore it)
             elif size == 10 and name == b"connection":
@@ -526,10 +577,20 @@ cdef class RequestCycle:
         self._app_connection_header = connection_header
         self._status = code
         self._content_length = content_length
+        if trailers_mode:
+            self._trailers = trailers_mode
         if code == 204 or code == 304 or code < 200:
             self._bodyless = True
         self._head_parts = parts
         self._head_size = head_size
+
+    cdef int _trailers_mode(self, int status) except -1:
+        """For a start with ``trailers``: 1 when they can be written (an HTTP/1.1 response with a
+        body, to a request that said ``TE: trailers``), which makes the body chunked; else 2: the
+        response is framed as usual and the trailers are dropped."""
+        if self._bodyless or status == 204 or status == 304 or status < 200 or self.scope["http_version"] != "1.1":
+            return 2
+        return 1 if accepts_trailers(self.scope["headers"]) else 2
 
     cdef _log_access(self, bint aborted):
         """The access line, once the response is complete (or aborted): uvicorn's record, plus
@@ -554,14 +615,18 @@ cdef class RequestCycle:
         cdef bytes out
         cdef char *p
         cdef Py_ssize_t i, total, length_value = -1, length_digits = 0, chunk_digits = 0
-        cdef bint http10, inline_body
+        cdef bint http10, inline_body, last_chunk
 
+        if more_body and self.transport.is_closing():
+            # The client is gone and connection_lost is not delivered yet; an app streaming in a
+            # loop that never waits would otherwise never see it (asyncio drops writes silently).
+            raise ClientDisconnected
         if parts is not None:
             # The first body chunk decides the framing header.
             self._head_parts = None
             http10 = self.scope["http_version"] == "1.0"
-            if not self._bodyless and self._content_length == -1:
-                if not more_body:
+            if not self._bodyless and (self._content_length == -1 or self._trailers == 1):
+                if not more_body and self._trailers != 1:
                     length_value = size
                 elif http10:
                     self.keep_alive = False  # an HTTP/1.0 body of unknown length ends at close
@@ -584,6 +649,7 @@ cdef class RequestCycle:
                 raise RuntimeError("Response content longer than Content-Length")
 
         # One buffer: [head + framing + CRLF] + [chunk size line] + body (when small) + [chunk end].
+        last_chunk = self._chunked and not more_body and self._trailers != 1
         inline_body = size < COALESCE
         total = 0
         if parts is not None:
@@ -598,7 +664,7 @@ cdef class RequestCycle:
                 total += size + 2
         elif inline_body:
             total += size
-        if self._chunked and not more_body and (inline_body or not size):
+        if last_chunk and (inline_body or not size):
             total += 5
 
         if total:
@@ -638,33 +704,112 @@ cdef class RequestCycle:
                     p += 2
             elif inline_body:
                 p = put_bytes(p, body)
-            if self._chunked and not more_body and (inline_body or not size):
+            if last_chunk and (inline_body or not size):
                 p = put_bytes(p, LAST_CHUNK)
             if p != PyBytes_AS_STRING(out) + total:  # the size arithmetic above is wrong: fail loudly
                 raise SystemError(f"response buffer mis-sized: {p - PyBytes_AS_STRING(out)} != {total}")
             if inline_body or not size:
                 self.protocol._write(out)
             elif self._chunked:
-                self.protocol._writelines((out, body, CRLF + LAST_CHUNK if not more_body else CRLF))
+                self.protocol._writelines((out, body, CRLF + LAST_CHUNK if last_chunk else CRLF))
             else:
                 self.protocol._writelines((out, body))
         elif size:
             self.protocol._write(body)
 
         if not more_body:
-            if self._bytes_sent < self._content_length and not self._bodyless:
-                raise RuntimeError("Response content shorter than Content-Length")
-            self.response_complete = True
-            self.wake()
-            if self.protocol.access_log:
-                self._log_access(False)
-            self.protocol._on_response_complete(self)
+            self._end_body()
+
+    cdef _end_body(self):
+        if self._bytes_sent < self._content_length and not self._bodyless:
+            raise RuntimeError("Response content shorter than Content-Length")
+        if self._trailers:
+            self._awaiting_trailers = True
+            return
+        self._complete()
+
+    cdef _complete(self):
+        """The response is on the wire (its last body chunk, or its trailers)."""
+        self.response_complete = True
+        self.wake()
+        if self.protocol.access_log:
+            self._log_access(False)
+        self.protocol._on_response_complete(self)
+
+    async def _send_file(self, int fd, Py_ssize_t offset, Py_ssize_t count, bint more_body):
+        """A body chunk of ``count`` bytes of a file (pathsend, zerocopysend): framed as
+        ``_send_body`` frames one, its bytes sent by ``transmit_file`` once everything before them
+        is on the transport."""
+        cdef bytes head = b""
+        if self._head_parts is not None:
+            head = self._file_head(count, more_body)
+        if self._bodyless:
+            count = 0
+        else:
+            self._bytes_sent += count
+            if self._content_length != -1 and self._bytes_sent > self._content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+        if self._chunked and count:
+            head += b"%x\r\n" % count
+        if head:
+            self.protocol._write(head)
+        if count:
+            self.protocol._flush_writes()
+            await transmit_file(self, fd, offset, count)
+        tail = CRLF if self._chunked and count else b""
+        if self._chunked and not more_body and self._trailers != 1:
+            tail += LAST_CHUNK
+        if tail:
+            self.protocol._write(tail)
+        if not more_body:
+            self._end_body()
+
+    cdef bytes _file_head(self, Py_ssize_t size, bint more_body):
+        """The head, framed for a body chunk of ``size`` bytes that is not in memory."""
+        cdef list parts = self._head_parts
+        cdef list lines = [parts[0], parts[1]]
+        cdef Py_ssize_t i
+        self._head_parts = None
+        for i in range(2, len(parts), 2):
+            lines.append(b"%s: %s\r\n" % (parts[i], parts[i + 1]))
+        http10 = self.scope["http_version"] == "1.0"
+        if not self._bodyless and (self._content_length == -1 or self._trailers == 1):
+            if not more_body and self._trailers != 1:
+                lines.append(b"content-length: %d\r\n" % size)
+            elif http10:
+                self.keep_alive = False  # an HTTP/1.0 body of unknown length ends at close
+            else:
+                self._chunked = True
+                lines.append(CHUNKED_LINE)
+        if self._app_connection_header:
+            pass  # the app said what it wanted; never a second connection header
+        elif not self.keep_alive:
+            lines.append(CLOSE_LINE)
+        elif http10:
+            lines.append(KEEP_ALIVE_LINE)
+        lines.append(CRLF)
+        return b"".join(lines)
+
+    cdef _send_trailers(self, object headers, object more_trailers):
+        block = trailer_block(headers)  # checked even when dropped: the same app errors everywhere
+        if self._trailers == 1:
+            self._trailer_lines += block
+        if not more_trailers:
+            if self._trailers == 1:
+                self.protocol._write(b"0\r\n" + self._trailer_lines + CRLF)
+            self._complete()
+
+    cdef _send_early_hint(self, object links):
+        head = early_hint_head(links)  # checked even for HTTP/1.0, which never gets it
+        if head and self.scope["http_version"] == "1.1" and not self.transport.is_closing():
+            self.protocol._write(head)
 
     cdef bint _can_replace_response(self):
         """Nothing of the response is on the wire yet (its head waits for the first body chunk)."""
         return not self.disconnected and (not self.response_started or self._head_parts is not None)
 
     cdef _send_500(self):
+        self._trailers = 0  # replacing a response that announced trailers
         self._start_response(
             500,
             [
@@ -672,6 +817,7 @@ cdef class RequestCycle:
                 (b"content-length", b"21"),
                 (b"connection", b"close"),
             ],
+            False,
         )
         self._send_body(b"Internal Server Error", False)
 
@@ -984,7 +1130,7 @@ cdef class HttpProtocol:
             "query_string": query_string,
             "headers": headers,
             "state": self.app_state.copy(),
-            "extensions": {},
+            "extensions": EXTENSIONS.copy(),
         }
         if self._tls is not None:
             scope["extensions"]["tls"] = self._tls.copy()
@@ -1121,6 +1267,12 @@ cdef class HttpProtocol:
                 self._transport_write(batch[0])
             else:
                 self.transport.writelines(batch)
+
+    cdef _flush_writes(self):
+        """What the running dispatch loop batched goes on the transport now (a file must follow it)."""
+        if self._write_batch:
+            self._flush()
+            self._write_batch = []
 
     cdef _close(self):
         self._flush()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import time
 from collections import deque
 from typing import Any, Callable
@@ -35,6 +36,7 @@ from cyasgi.protocols.http_common import (
     COALESCE_LIMIT,
     FRAMING_FIELDS,
     HIGH_WATER_LIMIT,
+    HTTP_EXTENSIONS,
     WRITE_BATCH_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
@@ -42,22 +44,28 @@ from cyasgi.protocols.http_common import (
     HealthCheck,
     RequestRejected,
     access_log_extra,
+    accepts_trailers,
     as_bytes,
     bad_request,
     body_too_large,
     check_request_head,
+    early_hint_head,
     foreign_parse_error,
     head_too_large,
     is_valid_header_name,
     is_valid_header_value,
     is_websocket_upgrade,
+    open_path,
     request_head_bytes,
     service_unavailable,
     simple_response,
     split_target,
     tls_extension,
     too_many_headers,
+    trailer_block,
+    transmit_file,
     warn_unsupported_upgrade,
+    zerocopy_range,
 )
 from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
 from cyasgi.protocols.http_parser_pure import RequestParser
@@ -71,7 +79,9 @@ access_logger = logging.getLogger("uvicorn.access")
 
 #: ``--http auto`` in this twin: httptools where it is a C extension (CPython), because there it
 #: costs fewer instructions per request than the pure parser (perf/microbench.py: 88k vs 113k on
-#: hello, 126k vs 202k with 12 headers); the pure parser elsewhere (PyPy, no httptools).
+#: hello, 126k vs 202k with 12 headers); the pure parser elsewhere. On PyPy it is the fastest by far
+#: (perf/microbench.py after the JIT's warm-up, ns per request: hello 7.2k vs httptools through
+#: cpyext 15.7k and h11 24.5k; 12 headers 10.4k vs 27.9k and 42.1k; docs/pypy.md).
 _PREFER_HTTPTOOLS = httptools is not None and not IS_PYPY
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -171,6 +181,9 @@ class RequestCycle:
         "_content_length",
         "_bytes_sent",
         "_started",
+        "_trailers",
+        "_awaiting_trailers",
+        "_trailer_lines",
     )
 
     def __init__(
@@ -206,6 +219,9 @@ class RequestCycle:
         self._content_length = -1  # -1: the app gave no content-length
         self._bytes_sent = 0  # body bytes written (framing excluded)
         self._started = time.monotonic() if protocol.access_log else 0.0  # for the access line's duration
+        self._trailers = 0  # the app announced trailers: 1 written (chunked), 2 dropped; 0 none
+        self._awaiting_trailers = False  # the body is complete, http.response.trailers comes next
+        self._trailer_lines = b""
 
     # Waking receive() ------------------------------------------------------------------------
 
@@ -225,7 +241,7 @@ class RequestCycle:
             self._abort()
             raise
         except BaseException as exc:
-            if self.disconnected and _caused_by_disconnect(exc):
+            if (self.disconnected or self.transport.is_closing()) and _caused_by_disconnect(exc):
                 logger.debug("Client disconnected while the application was sending the response.")
             else:
                 logger.error("Exception in ASGI application\n", exc_info=exc)
@@ -282,22 +298,48 @@ class RequestCycle:
         message_type = message.get("type")
         if not self.response_started:
             if message_type != "http.response.start":
+                if message_type == "http.response.early_hint":
+                    self._send_early_hint(message.get("links", ()))
+                    return
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")
-            self._start_response(message.get("status"), message.get("headers", ()))
+            self._start_response(message.get("status"), message.get("headers", ()), message.get("trailers", False))
         elif not self.response_complete:
-            if message_type != "http.response.body":
-                raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message_type}'.")
-            self._send_body(message.get("body", b""), message.get("more_body", False))
+            if message_type == "http.response.body" and not self._awaiting_trailers:
+                self._send_body(message.get("body", b""), message.get("more_body", False))
+            else:
+                await self._send_extension(message_type, message)
         else:
             raise RuntimeError(f"Unexpected ASGI message '{message_type}' sent, after response already completed.")
 
+    async def _send_extension(self, message_type: Any, message: dict[str, Any]) -> None:
+        """The response messages of the ASGI extensions, after the start (not the hot path)."""
+        if self._awaiting_trailers:
+            if message_type != "http.response.trailers":
+                raise RuntimeError(f"Expected ASGI message 'http.response.trailers', but got '{message_type}'.")
+            self._send_trailers(message.get("headers", ()), message.get("more_trailers", False))
+        elif message_type == "http.response.pathsend":
+            fd, size = open_path(message.get("path"))
+            try:
+                await self._send_file(fd, 0, size, False)
+            finally:
+                os.close(fd)
+        elif message_type == "http.response.zerocopysend":
+            fd, offset, count, advance = zerocopy_range(message.get("file"), message.get("offset"), message.get("count"))
+            await self._send_file(fd, offset, count, message.get("more_body", False))
+            if advance:
+                os.lseek(fd, offset + count, os.SEEK_SET)
+        else:
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message_type}'.")
+
     # Response framing -------------------------------------------------------------------------
 
-    def _start_response(self, status: Any, headers: Any) -> None:
+    def _start_response(self, status: Any, headers: Any, trailers: Any = False) -> None:
         # Everything is checked before anything is recorded, so a bad start still gets a 500.
         if type(status) is not int or not 100 <= status <= 599:
             raise RuntimeError(f"Invalid HTTP status code {status!r} in response.")
         protocol = self.protocol
+        if trailers:
+            trailers = self._trailers_mode(status)
         lines = [STATUS_LINES[status], protocol.server_state.default_headers_block]
         content_length = -1
         keep_alive = self.keep_alive
@@ -320,6 +362,8 @@ class RequestCycle:
                 if length < 0 or (content_length != -1 and length != content_length):
                     raise RuntimeError("Invalid Content-Length header value in response.")
                 content_length = length
+                if trailers == 1:
+                    continue  # the body is chunked to carry the trailers; the length is still checked
             elif name == b"transfer-encoding":
                 continue  # the server frames the body itself (ASGI: servers ignore it)
             elif name == b"connection":
@@ -333,6 +377,8 @@ class RequestCycle:
         self._app_connection_header = connection_header
         self._status = status
         self._content_length = content_length
+        if trailers:
+            self._trailers = trailers
         if status in (204, 304) or status < 200:
             self._bodyless = True
         self._head = b"".join(lines)
@@ -351,6 +397,14 @@ class RequestCycle:
             extra=access_log_extra(scope, time.monotonic() - self._started, self._bytes_sent, aborted),
         )
 
+    def _trailers_mode(self, status: int) -> int:
+        """For a start with ``trailers``: 1 when they can be written (an HTTP/1.1 response with a
+        body, to a request that said ``TE: trailers``), which makes the body chunked; else 2: the
+        response is framed as usual and the trailers are dropped."""
+        if self._bodyless or status in (204, 304) or status < 200 or self.scope["http_version"] != "1.1":
+            return 2
+        return 1 if accepts_trailers(self.scope["headers"]) else 2
+
     def _finish_head(self, body_size: int, more_body: bool) -> bytes:
         """The head with the framing header the first body chunk decides, and the blank line."""
         head = self._head
@@ -358,8 +412,8 @@ class RequestCycle:
         framing = b""
         if self._bodyless:
             pass
-        elif self._content_length == -1:
-            if not more_body:
+        elif self._content_length == -1 or self._trailers == 1:
+            if not more_body and self._trailers != 1:
                 framing = b"content-length: %d\r\n" % body_size
             elif self.scope["http_version"] == "1.0":
                 self.keep_alive = False  # an HTTP/1.0 body of unknown length ends at close
@@ -375,6 +429,10 @@ class RequestCycle:
         return head + framing + b"\r\n"
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
+        if more_body and self.transport.is_closing():
+            # The client is gone and connection_lost is not delivered yet; an app streaming in a
+            # loop that never waits would otherwise never see it (asyncio drops writes silently).
+            raise ClientDisconnected
         if type(body) is not bytes:
             body = as_bytes(body, "body")
         size = len(body)
@@ -388,7 +446,7 @@ class RequestCycle:
                 # An empty chunk would end the body, so empty messages write no chunk.
                 if size:
                     parts += (b"%x\r\n" % size, body, b"\r\n")
-                if not more_body:
+                if not more_body and self._trailers != 1:
                     parts.append(_LAST_CHUNK)
             elif size:
                 parts.append(body)
@@ -403,17 +461,72 @@ class RequestCycle:
         if not more_body:
             if self._bytes_sent < self._content_length and not self._bodyless:
                 raise RuntimeError("Response content shorter than Content-Length")
-            self.response_complete = True
-            self.wake()
-            if protocol.access_log:
-                self._log_access(False)
-            protocol._on_response_complete(self)
+            if self._trailers:
+                self._awaiting_trailers = True
+                return
+            self._complete()
+
+    def _complete(self) -> None:
+        """The response is on the wire (its last body chunk, or its trailers)."""
+        self.response_complete = True
+        self.wake()
+        protocol = self.protocol
+        if protocol.access_log:
+            self._log_access(False)
+        protocol._on_response_complete(self)
+
+    async def _send_file(self, fd: int, offset: int, count: int, more_body: bool) -> None:
+        """A body chunk of ``count`` bytes of a file (pathsend, zerocopysend): framed as
+        ``_send_body`` frames one, its bytes sent by ``transmit_file`` once everything before them
+        is on the transport."""
+        head = b"" if self._head is None else self._finish_head(count, more_body)
+        if self._bodyless:
+            count = 0
+        else:
+            self._bytes_sent += count
+            if self._content_length != -1 and self._bytes_sent > self._content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+        protocol = self.protocol
+        if self._chunked and count:
+            head += b"%x\r\n" % count
+        if head:
+            protocol._write(head)
+        if count:
+            protocol._flush_writes()
+            await transmit_file(self, fd, offset, count)
+        tail = b"\r\n" if self._chunked and count else b""
+        if self._chunked and not more_body and self._trailers != 1:
+            tail += _LAST_CHUNK
+        if tail:
+            protocol._write(tail)
+        if not more_body:
+            if self._bytes_sent < self._content_length and not self._bodyless:
+                raise RuntimeError("Response content shorter than Content-Length")
+            if self._trailers:
+                self._awaiting_trailers = True
+                return
+            self._complete()
+
+    def _send_trailers(self, headers: Any, more_trailers: Any) -> None:
+        block = trailer_block(headers)  # checked even when dropped: the same app errors everywhere
+        if self._trailers == 1:
+            self._trailer_lines += block
+        if not more_trailers:
+            if self._trailers == 1:
+                self.protocol._write(b"0\r\n" + self._trailer_lines + b"\r\n")
+            self._complete()
+
+    def _send_early_hint(self, links: Any) -> None:
+        head = early_hint_head(links)  # checked even for HTTP/1.0, which never gets it
+        if head and self.scope["http_version"] == "1.1" and not self.transport.is_closing():
+            self.protocol._write(head)
 
     def _can_replace_response(self) -> bool:
         """Nothing of the response is on the wire yet (its head waits for the first body chunk)."""
         return not self.disconnected and (not self.response_started or self._head is not None)
 
     def _send_500(self) -> None:
+        self._trailers = 0  # replacing a response that announced trailers
         self._start_response(
             500,
             [
@@ -724,7 +837,7 @@ class HttpProtocol(asyncio.Protocol):
             "query_string": query_string,
             "headers": headers,
             "state": self.app_state.copy(),
-            "extensions": {},
+            "extensions": HTTP_EXTENSIONS.copy(),
         }
         if self._tls is not None:
             scope["extensions"]["tls"] = self._tls.copy()
@@ -861,6 +974,12 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.write(batch[0])
             else:
                 self.transport.writelines(batch)
+
+    def _flush_writes(self) -> None:
+        """What the running dispatch loop batched goes on the transport now (a file must follow it)."""
+        if self._write_batch:
+            self._flush()
+            self._write_batch = []
 
     def _close(self) -> None:
         self._flush()

@@ -11,6 +11,7 @@ when the request asks to switch protocols.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Callable
 
 from cyasgi.protocols.http_common import head_too_large, is_valid_header_value
@@ -35,6 +36,20 @@ if httptools is not None:
 else:  # pragma: no cover
     PARSER_ERRORS = (ParserError,)
     PARSER_UPGRADES = (ParserUpgrade,)
+
+
+#: The package each ``--http`` parser name needs; checked at start-up, so a missing one is a clear error
+#: there rather than a failure on every connection. (httptools is a dependency on CPython only: on PyPy
+#: the pure twin's own parser is faster, and httptools would need PyPy's headers and a C compiler.)
+PARSER_PACKAGES = {"httptools": "httptools", "h11": "h11"}
+
+
+def missing_parser_package(http: str) -> str | None:
+    """The package ``--http NAME`` needs when it is not installed, else None."""
+    package = PARSER_PACKAGES.get(http)
+    if package is None or importlib.util.find_spec(package) is not None:
+        return None
+    return package
 
 
 def httptools_parser_factory(protocol: Any) -> Any:
