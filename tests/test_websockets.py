@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import struct
 import threading
@@ -620,6 +621,31 @@ def test_malformed_frames(ws: str, data: bytes, code: int, caplog: pytest.LogCap
     assert recorder.messages[-1]["code"] == code
     assert not errors(caplog)
     assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("piece", [1000, 4096, 30_000])
+def test_an_oversize_frame_arriving_in_pieces_is_refused(ws: str, piece: int, caplog: pytest.LogCaptureFixture) -> None:
+    """The payload of a frame handed to the engine unfinished (too big) is never read as frame
+    headers, however the reads cut it (wsproto refused it only when one read held it whole)."""
+    recorder = Recorder()
+    config = make_config(
+        disconnect_recorder_app(recorder), ws=ws, ws_max_size=65536, ws_per_message_deflate=False
+    )
+    data = frame(0x2, bytes(range(256)) * 280)  # 71,680 bytes: over the limit
+    with run_server(config) as server:
+        with RawClient(server) as client:
+            assert client.handshake()[0] == 101
+            client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                for start in range(0, len(data), piece):
+                    client.send(data[start : start + piece])
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused from the first pieces: the server stopped reading
+            assert client.read_close()[0] == 1009
+        recorder.wait_done()
+    assert recorder.messages[-1]["type"] == "websocket.disconnect"
+    assert recorder.messages[-1]["code"] == 1009
+    assert not errors(caplog)
 
 
 def test_nothing_is_left_behind(ws: str) -> None:

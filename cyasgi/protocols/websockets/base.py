@@ -161,6 +161,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._pending_size = 0
         self._buffer = bytearray()  # the start of an incomplete frame
         self._need = 0  # bytes ``_buffer`` must reach before parsing is worth retrying
+        self._engine_rest = 0  # bytes of a frame handed to the engine unfinished, still to come
         self._fragmented = False  # a fragmented message is in progress (its frames go to the engine)
         self._plain_send = False  # no extension negotiated: data frames are encoded here
         self._lost = False  # connection_lost() has run
@@ -296,6 +297,19 @@ class WebSocketProtocolBase(asyncio.Protocol):
 
     def _frames_received(self, data: bytes) -> None:
         """Split ``data`` into frames: decode the plain data frames here, hand the rest to the engine."""
+        rest = self._engine_rest
+        if rest:
+            # The rest of a frame the engine was given unfinished: its payload is the engine's too
+            # (never read as frame headers here).
+            if len(data) <= rest:
+                self._engine_rest = rest - len(data)
+                self._engine_feed(data)
+                return
+            self._engine_rest = 0
+            self._engine_feed(data[:rest])
+            if self._phase != OPEN and self._phase != CLOSING:
+                return
+            data = data[rest:]
         size = len(data)
         pos = 0
         engine_from = -1  # start of a run of frames for the engine
@@ -322,7 +336,9 @@ class WebSocketProtocolBase(asyncio.Protocol):
             end = start + length
             if end > size:
                 if length > max_size or not masked:
-                    # The engine refuses it from the header alone: no reason to wait for the payload.
+                    # The engine refuses it from the header alone (wsproto from its first bytes
+                    # past the limit): no reason to wait for the payload, which follows it there.
+                    self._engine_rest = end - size
                     self._engine_feed(data[pos if engine_from < 0 else engine_from :])
                     return
                 self._need = end - pos
