@@ -9,7 +9,6 @@ import socket
 import struct
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,9 +16,8 @@ import pytest
 
 from cyasgi._compat import IS_PYPY
 from cyasgi.protocols.http_common import ClientDisconnected
-from tests.test_tls import client_context, tls_config  # noqa: F401 (fixtures below)
-from tests.test_tls import ca, pki  # noqa: F401
-from tests.utils import WAIT, connect, make_config, recv_responses, run_server
+from tests.test_tls import ca, client_context, pki, tls_config  # noqa: F401 (fixtures below)  # noqa: F401
+from tests.utils import WAIT, connect, make_config, recv_responses, recv_until_closed, run_server
 
 
 def uvloop_usable() -> bool:
@@ -62,6 +60,32 @@ def sendfile_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+@pytest.fixture
+def copied(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the bytes the read-and-write way read (os.pread): none where sendfile(2) works."""
+    reads: list[int] = []
+    real = os.pread
+
+    def counting(fd: int, size: int, offset: int) -> bytes:
+        data = real(fd, size, offset)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "pread", counting)
+    return reads
+
+
+def assert_sent_by_sendfile(twin: Any, sendfile_calls: list[int], copied: list[int], total: int) -> None:
+    """No byte of the files went through Python. The pure twin sends them all with os.sendfile; the
+    compiled twin calls sendfile(2) itself and uses os.sendfile only for what is left when the
+    socket fills up."""
+    assert copied == []
+    if twin.__name__.endswith("_pure"):
+        assert sum(sendfile_calls) == total
+    else:
+        assert sum(sendfile_calls) <= total
+
+
 def file_app(files: dict[str, tuple[str, bytes]], seen: list[Any] | None = None) -> Any:
     """/64k and /4m by pathsend; /small a plain body; /chunked a body then the file."""
 
@@ -73,7 +97,13 @@ def file_app(files: dict[str, tuple[str, bytes]], seen: list[Any] | None = None)
             return
         chunked = name.startswith("chunked-")
         path, _ = files[name.removeprefix("chunked-")]
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-test")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/x-test")],
+            }
+        )
         if chunked:
             await send({"type": "http.response.body", "body": b"<", "more_body": True})
         try:
@@ -87,7 +117,7 @@ def file_app(files: dict[str, tuple[str, bytes]], seen: list[Any] | None = None)
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_pathsend_uses_sendfile_on_plain_tcp(twin, files, loop, sendfile_calls):
+def test_pathsend_uses_sendfile_on_plain_tcp(twin, files, loop, sendfile_calls, copied):
     with run_server(make_config(file_app(files), twin, loop=loop)) as server:
         with httpx.Client(timeout=WAIT) as client:
             for name in ("64k", "4m", "chunked-4m", "64k"):
@@ -101,7 +131,7 @@ def test_pathsend_uses_sendfile_on_plain_tcp(twin, files, loop, sendfile_calls):
                     assert response.headers["content-length"] == str(len(data))
                     assert response.content == data
             assert client.head(f"{server.url}/4m").content == b""
-    assert sum(sendfile_calls) == 2 * len(files["64k"][1]) + 2 * len(files["4m"][1])
+    assert_sent_by_sendfile(twin, sendfile_calls, copied, 2 * len(files["64k"][1]) + 2 * len(files["4m"][1]))
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -110,20 +140,70 @@ def test_pipelined_requests_behind_a_file_are_answered_after_it(twin, files, loo
     with run_server(make_config(file_app(files), twin, loop=loop)) as server:
         sock = connect(server)
         with sock:
-            sock.sendall(request % b"4m" + request % b"small" + request % b"chunked-64k" + request % b"64k")
-            responses = recv_responses(sock, 4)
-    assert [r.body for r in responses] == [files["4m"][1], b"small", b"<" + files["64k"][1], files["64k"][1]]
+            names = [b"4m", b"small", b"64k", b"small", b"chunked-64k", b"64k", b"64k"]
+            sock.sendall(b"".join(request % name for name in names))
+            responses = recv_responses(sock, len(names))
+    expected = {
+        b"small": b"small",
+        b"64k": files["64k"][1],
+        b"4m": files["4m"][1],
+        b"chunked-64k": b"<" + files["64k"][1],
+    }
+    assert [r.body for r in responses] == [expected[name] for name in names]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_an_empty_file_is_an_empty_body_and_the_connection_goes_on(twin, tmp_path, loop):
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": str(empty)})
+
+    with run_server(make_config(app, twin, loop=loop)) as server, connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" * 2)
+        responses = recv_responses(sock, 2)
+    assert [(r.header(b"content-length"), r.body) for r in responses] == [(b"0", b""), (b"0", b"")]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_pathsend_against_the_apps_content_length_on_a_socket(twin, files, loop, caplog):
+    """Where the compiled twin sends a file without a coroutine, the app's content-length is still
+    kept: equal, the file goes; longer than the file or shorter, the app gets the error."""
+    path, data = files["64k"]
+
+    async def app(scope, receive, send):
+        length = scope["query_string"]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]})
+        await send({"type": "http.response.pathsend", "path": path})
+
+    request = b"GET /?%d HTTP/1.1\r\nHost: a\r\n\r\n"
+    with run_server(make_config(app, twin, loop=loop)) as server:
+        with connect(server) as sock:
+            sock.sendall(request % len(data) + request % len(data))
+            responses = recv_responses(sock, 2)
+            assert [r.body for r in responses] == [data, data]
+        with connect(server) as sock:
+            sock.sendall(request % 10)
+            answer = recv_until_closed(sock)
+            assert data[:10] not in answer
+        with connect(server) as sock:
+            sock.sendall(request % (len(data) + 1))
+            answer = recv_until_closed(sock)
+            assert answer.endswith(data)  # the file went out, then the connection closed: short
+    assert "Response content longer than Content-Length" in caplog.text
+    assert "Response content shorter than Content-Length" in caplog.text
 
 
 def test_tls_falls_back_to_read_and_write(twin, files, ca, pki, sendfile_calls):  # noqa: F811
     config = tls_config(twin, pki)
     config.app = file_app(files)
-    with run_server(config) as server:
-        with httpx.Client(timeout=WAIT, verify=client_context(ca)) as client:
-            for name in ("64k", "4m", "chunked-4m"):
-                response = client.get(f"{server.url}/{name}")
-                data = files[name.removeprefix("chunked-")][1]
-                assert response.content == (b"<" + data if name.startswith("chunked-") else data)
+    with run_server(config) as server, httpx.Client(timeout=WAIT, verify=client_context(ca)) as client:
+        for name in ("64k", "4m", "chunked-4m"):
+            response = client.get(f"{server.url}/{name}")
+            data = files[name.removeprefix("chunked-")][1]
+            assert response.content == (b"<" + data if name.startswith("chunked-") else data)
     assert sendfile_calls == []
 
 
@@ -137,7 +217,12 @@ def wait_until(predicate: Any, timeout: float = WAIT) -> None:
 
 @pytest.mark.parametrize("loop", LOOPS + ["tls"])
 def test_a_client_leaving_mid_file_gets_client_disconnected_and_nothing_leaks(
-    twin, loop, tmp_path, ca, pki, caplog  # noqa: F811
+    twin,
+    loop,
+    tmp_path,
+    ca,
+    pki,
+    caplog,  # noqa: F811
 ):
     big = tmp_path / "big.bin"
     with open(big, "wb") as file:
@@ -201,7 +286,7 @@ def starlette_app(files: dict[str, tuple[str, bytes]], messages: list[str]) -> A
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_starlette_file_response_uses_pathsend(twin, files, loop, sendfile_calls):
+def test_starlette_file_response_uses_pathsend(twin, files, loop, sendfile_calls, copied):
     pytest.importorskip("starlette")
     messages: list[str] = []
     with run_server(make_config(starlette_app(files, messages), twin, loop=loop)) as server:
@@ -217,4 +302,4 @@ def test_starlette_file_response_uses_pathsend(twin, files, loop, sendfile_calls
             ranged = client.get(f"{server.url}/files/4m", headers={"range": "bytes=10-19"})
             assert ranged.status_code == 206 and ranged.content == files["4m"][1][10:20]
     assert messages.count("http.response.pathsend") == 2
-    assert sum(sendfile_calls) == len(files["64k"][1]) + len(files["4m"][1])
+    assert_sent_by_sendfile(twin, sendfile_calls, copied, len(files["64k"][1]) + len(files["4m"][1]))

@@ -58,6 +58,7 @@ cdef class RequestCycle:
     cdef _end_body(self)
     cdef _complete(self)
     cdef bytes _file_head(self, Py_ssize_t size, bint more_body)
+    cdef object _send_path_now(self, object path)
     cdef _send_trailers(self, object headers, object more_trailers)
     cdef _send_early_hint(self, object links)
     cdef bint _can_replace_response(self)
@@ -160,6 +161,8 @@ cdef class HttpProtocol:
         dict _tls                           # the ASGI tls extension of a TLS connection; None: plain
         object _transport_write             # transport.write, bound once
         object _transport_is_closing        # transport.is_closing, bound once
+        int _file_way                       # sendfile(2) straight to the socket: 0 not known yet, 1 yes, -1 no
+        int _file_socket                    # the socket's descriptor when _file_way is 1
         list _write_batch                   # writes of the running dispatch loop, sent at its end; else None
         Py_ssize_t _write_batch_size
         bint _reading_stopped
@@ -193,6 +196,7 @@ cdef class HttpProtocol:
     cdef _write(self, object data)
     cdef _writelines(self, tuple parts)
     cdef _flush(self)
+    cdef int _sendfile_socket(self)
     cdef _flush_writes(self)
     cdef _close(self)
     cdef _run(self, RequestCycle cycle)
