@@ -134,6 +134,32 @@ def test_pathsend_uses_sendfile_on_plain_tcp(twin, files, loop, sendfile_calls, 
     assert_sent_by_sendfile(twin, sendfile_calls, copied, 2 * len(files["64k"][1]) + 2 * len(files["4m"][1]))
 
 
+def test_when_asyncio_refuses_sendfile_the_file_is_copied(twin, tmp_path, monkeypatch, copied):
+    """asyncio's loop.sendfile raises SendfileNotAvailableError, with nothing sent, whenever its
+    first os.sendfile fails (a client that reset the connection, among other reasons)."""
+    import asyncio
+
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as file:
+        file.truncate(64 * 1024 * 1024)  # sparse; more than a socket buffer, so the compiled twin gets there too
+
+    async def refusing(self, transport, file, offset=0, count=None, *, fallback=True):
+        raise asyncio.SendfileNotAvailableError("os.sendfile call failed")
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "sendfile", refusing)
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": str(big)})
+
+    with run_server(make_config(app, twin, loop="asyncio")) as server, httpx.Client(timeout=WAIT) as client:
+        for _ in range(2):
+            response = client.get(server.url)
+            assert response.status_code == 200
+            assert len(response.content) == 64 * 1024 * 1024 and not response.content.strip(b"\0")
+    assert copied
+
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_pipelined_requests_behind_a_file_are_answered_after_it(twin, files, loop):
     request = b"GET /%s HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -207,6 +233,22 @@ def test_tls_falls_back_to_read_and_write(twin, files, ca, pki, sendfile_calls):
     assert sendfile_calls == []
 
 
+def open_descriptors() -> list[str]:
+    """What this process's descriptors point at. Not a count: libuv opens a pipe pair for signals
+    the first time a uvloop server runs in a process, and keeps it."""
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass  # the listing's own descriptor, closed by now
+    return targets
+
+
+def open_sockets() -> set[str]:
+    return {target for target in open_descriptors() if target.startswith("socket:")}
+
+
 def wait_until(predicate: Any, timeout: float = WAIT) -> None:
     """Bounded wait for state with no event to wait on (the server's own bookkeeping)."""
     deadline = time.monotonic() + timeout
@@ -245,7 +287,7 @@ def test_a_client_leaving_mid_file_gets_client_disconnected_and_nothing_leaks(
         config.app = app
     else:
         config = make_config(app, twin, loop=loop)
-    fds = len(os.listdir("/proc/self/fd"))
+    sockets = open_sockets()
     with run_server(config) as server:
         raw = connect(server)
         sock = client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1") if loop == "tls" else raw
@@ -258,7 +300,8 @@ def test_a_client_leaving_mid_file_gets_client_disconnected_and_nothing_leaks(
         assert done.wait(WAIT), "the app's send did not end"
         wait_until(lambda: not server.server_state.connections and not server.server_state.tasks)
         assert [type(exc) for exc in outcome] == [ClientDisconnected]
-    assert len(os.listdir("/proc/self/fd")) <= fds
+    assert str(big) not in open_descriptors()  # the file is closed
+    assert open_sockets() <= sockets  # and the connection
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING", "CRITICAL")]
 
 

@@ -660,7 +660,13 @@ async def transmit_file(cycle: Any, fd: int, offset: int, count: int) -> None:
             raise ClientDisconnected
         way = sendfile_way(cycle.protocol.loop, transport)
         if way == _LOOP_SENDFILE:
-            offset += await cycle.protocol.loop.sendfile(transport, _Descriptor(fd), offset, count, fallback=False)
+            try:
+                offset += await cycle.protocol.loop.sendfile(transport, _Descriptor(fd), offset, count, fallback=False)
+            except asyncio.SendfileNotAvailableError:
+                # asyncio says this, with nothing sent, whenever its first os.sendfile fails: a
+                # client that reset the connection among other reasons. The copying way sends
+                # the rest, or meets the real error.
+                offset = await _copy_file(cycle, fd, offset, end)
         elif way == _DIRECT_SENDFILE:
             offset = await _sendfile_direct(cycle, fd, offset, end)
         else:
