@@ -141,7 +141,7 @@ def test_when_asyncio_refuses_sendfile_the_file_is_copied(twin, tmp_path, monkey
 
     big = tmp_path / "big.bin"
     with open(big, "wb") as file:
-        file.truncate(64 * 1024 * 1024)  # sparse; more than a socket buffer, so the compiled twin gets there too
+        file.truncate(64 * 1024 * 1024)  # sparse; fills the socket, so the compiled twin gets here too
 
     async def refusing(self, transport, file, offset=0, count=None, *, fallback=True):
         raise asyncio.SendfileNotAvailableError("os.sendfile call failed")
@@ -259,12 +259,7 @@ def wait_until(predicate: Any, timeout: float = WAIT) -> None:
 
 @pytest.mark.parametrize("loop", LOOPS + ["tls"])
 def test_a_client_leaving_mid_file_gets_client_disconnected_and_nothing_leaks(
-    twin,
-    loop,
-    tmp_path,
-    ca,
-    pki,
-    caplog,  # noqa: F811
+    twin, loop, tmp_path, ca, pki, caplog  # noqa: F811 (fixtures)
 ):
     big = tmp_path / "big.bin"
     with open(big, "wb") as file:
