@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import logging
 import time
 from typing import Any
@@ -463,6 +464,31 @@ async def test_scope_has_every_key(twin):
         "http.response.trailers": {},
         "http.response.early_hint": {},
     }
+
+
+async def test_every_request_gets_a_scope_of_its_own(twin):
+    """What an app does to its scope (its nested dicts included) never reaches the next request
+    on the connection."""
+    scopes = []
+
+    async def app(scope, receive, send):
+        scopes.append(copy.deepcopy(scope))  # as the app got it
+        scope["asgi"]["version"] = "changed"
+        scope["extensions"]["changed"] = {}
+        scope["state"]["changed"] = True
+        scope["server"] = scope["client"] = None
+        scope["added"] = True
+        await body_app()(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET + b"GET /second?q HTTP/1.1\r\nHost: example.org\r\n\r\n")
+    await transport.responses(2)
+    first, second = scopes
+    assert list(second) == list(first)  # the same keys in the same order, and nothing added
+    assert second["asgi"] == {"version": "3.0", "spec_version": "2.5"}
+    assert "changed" not in second["extensions"] and second["state"] == {}
+    assert second["server"] == ("127.0.0.1", 8000) and second["client"] == ("127.0.0.1", 54321)
+    assert (second["path"], second["query_string"]) == ("/second", b"q")
 
 
 async def test_scheme_is_https_over_tls(twin):

@@ -156,9 +156,10 @@ cdef class HttpProtocol:
         Py_ssize_t _requests                # requests begun on this connection
         readonly bint draining              # after shutdown(): no response keeps the connection open
         object _context                     # contextvars.Context requests are copied from
-        dict _task_kwargs                   # asyncio.Task keyword arguments, reused for every request
         bint _proxy_trusted                 # the peer may set X-Forwarded-* (decided per connection)
         dict _tls                           # the ASGI tls extension of a TLS connection; None: plain
+        dict _task_kwargs                   # asyncio.Task keyword arguments, reused for every request
+        dict _scope_template                # the scope's keys, with the values shared by the connection's requests
         object _transport_write             # transport.write, bound once
         object _transport_is_closing        # transport.is_closing, bound once
         int _file_way                       # sendfile(2) straight to the socket: 0 not known yet, 1 yes, -1 no
@@ -189,6 +190,7 @@ cdef class HttpProtocol:
 
     cdef _on_request(self, str method, bytes target, str http_version, list headers, bint keep_alive,
                      bint upgrade, bint expect_100_continue)
+    cdef dict _new_scope_template(self)
     cdef _on_body(self, bytes body)
     cdef _on_message_complete(self)
     cdef _bound_backlog(self, Py_ssize_t size)
