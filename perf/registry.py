@@ -329,6 +329,10 @@ register_workload(Workload(
     "starlette_files_app:app", "/file-64k", probe=_file_probe(64 * KIB),
 ))  # fmt: skip
 register_workload(Workload(
+    "starlette-file-4m", "4 MiB file by Starlette's FileResponse (pathsend where announced, else thread reads)",
+    "starlette_files_app:app", "/file-4m", probe=_file_probe(4 * 1024 * KIB),
+))  # fmt: skip
+register_workload(Workload(
     "fastapi-json", "FastAPI JSON endpoint (pydantic response model)", "fastapi_app:app", "/json",
     probe=Probe(check=_is_listing, expect="the JSON listing"),
 ))  # fmt: skip
