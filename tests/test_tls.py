@@ -162,14 +162,19 @@ def test_ssl_context_factory_wraps_the_default(twin, ca, pki):
     assert passed_config is config and config.ssl is context
 
 
-def test_ssl_context_factory_without_files(twin, ca, pki):
-    paths = pki["paths"]
+def factory_without_files(paths: dict[str, str]) -> Any:
+    """An ssl_context_factory that builds its own context, never calling the default one."""
 
     def factory(config: Config, default_factory: Any) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(paths["cert.pem"], paths["key.pem"])
         return context
 
+    return factory
+
+
+def test_ssl_context_factory_without_files(twin, ca, pki):
+    factory = factory_without_files(pki["paths"])
     config = make_config(apps.echo, twin, ssl_context_factory=factory)
     assert config.is_ssl
     with run_server(config) as server:
@@ -261,13 +266,7 @@ def test_tls_extension_without_a_client_certificate_on_tls_1_2(twin, ca, pki):
 
 
 def test_tls_extension_server_cert_without_a_certfile(twin, ca, pki):
-    paths = pki["paths"]
-
-    def factory(config: Config, default_factory: Any) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(paths["cert.pem"], paths["key.pem"])
-        return context
-
+    factory = factory_without_files(pki["paths"])
     with run_server(make_config(report_tls, twin, ssl_context_factory=factory)) as server:
         [info], _cipher, _version = get_over_tls(server.port, client_context(ca))
     assert info["server_cert"] is None  # the context came from code: no file to read it from

@@ -459,12 +459,15 @@ class RequestCycle:
             else:
                 protocol._write(b"".join(parts))
         if not more_body:
-            if self._bytes_sent < self._content_length and not self._bodyless:
-                raise RuntimeError("Response content shorter than Content-Length")
-            if self._trailers:
-                self._awaiting_trailers = True
-                return
-            self._complete()
+            self._end_body()
+
+    def _end_body(self) -> None:
+        if self._bytes_sent < self._content_length and not self._bodyless:
+            raise RuntimeError("Response content shorter than Content-Length")
+        if self._trailers:
+            self._awaiting_trailers = True
+            return
+        self._complete()
 
     def _complete(self) -> None:
         """The response is on the wire (its last body chunk, or its trailers)."""
@@ -500,12 +503,7 @@ class RequestCycle:
         if tail:
             protocol._write(tail)
         if not more_body:
-            if self._bytes_sent < self._content_length and not self._bodyless:
-                raise RuntimeError("Response content shorter than Content-Length")
-            if self._trailers:
-                self._awaiting_trailers = True
-                return
-            self._complete()
+            self._end_body()
 
     def _send_trailers(self, headers: Any, more_trailers: Any) -> None:
         block = trailer_block(headers)  # checked even when dropped: the same app errors everywhere
