@@ -48,6 +48,9 @@ class ServerState:
         self.default_headers_block = b""
         #: Set as soon as shutdown begins (before the --shutdown-delay): --health-path answers 503.
         self.shutting_down = False
+        #: Connections whose response started in this loop iteration: at its end, a head still
+        #: held for the first body chunk is written (one callback per iteration for all of them).
+        self.pending_heads: list[Any] = []
 
 
 class Server:

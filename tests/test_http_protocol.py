@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cyasgi.protocols.http_common import SHUTDOWN_GRACE
+from cyasgi.protocols.http_common import FOREIGN_FEED_STEP, PIPELINE_HEAD_LIMIT, PIPELINE_LIMIT, SHUTDOWN_GRACE
 from cyasgi._compat import HAS_EAGER_TASKS
 from tests.utils import MockTransport, make_protocol, parse_responses
 
@@ -159,7 +159,7 @@ async def test_unknown_status_gets_empty_reason(twin):
     assert bytes(transport.buffer).startswith(b"HTTP/1.1 599 \r\n")
 
 
-async def test_content_length_longer_than_declared_closes_connection(twin, caplog):
+async def test_content_length_longer_than_declared_before_anything_is_written_gives_500(twin, caplog):
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"abc"})
@@ -168,7 +168,24 @@ async def test_content_length_longer_than_declared_closes_connection(twin, caplo
     with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
         protocol.data_received(SIMPLE_GET)
         await transport.wait_for(lambda: transport.closed)
-    assert b"abc" not in bytes(transport.buffer)
+    [response] = parse_responses(bytes(transport.buffer))
+    assert response.status == 500
+    assert response.header(b"connection") == b"close"
+    assert "Response content longer than Content-Length" in caplog.text
+
+
+async def test_content_length_longer_than_declared_mid_body_closes_connection(twin, caplog):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        await send({"type": "http.response.body", "body": b"cde"})
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        protocol.data_received(SIMPLE_GET)
+        await transport.wait_for(lambda: transport.closed)
+    data = bytes(transport.buffer)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\nab")  # cut short: never cde
     assert "Response content longer than Content-Length" in caplog.text
 
 
@@ -1157,6 +1174,231 @@ async def test_client_half_close_still_gets_the_response(twin):
 async def test_eof_when_idle_closes(twin):
     protocol, transport = make_protocol(twin, body_app())
     assert not protocol.eof_received()
+
+
+async def loop_iterations_until(predicate: Any, limit: int) -> int:
+    """How many turns of the loop pass before ``predicate()`` holds (fails past ``limit``)."""
+    for turns in range(limit + 1):
+        if predicate():
+            return turns
+        await asyncio.sleep(0)
+    raise AssertionError(f"not within {limit} loop iterations")
+
+
+async def test_eof_after_the_request_ends_a_waiting_receive_at_once(twin, caplog):
+    """A long-poll (or Starlette's is_disconnected(), Django's disconnect detection) waits in
+    receive() after the whole request: the client closing its end is http.disconnect, delivered
+    within a loop iteration; the app then stops and the connection closes without an error."""
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(await receive())
+        seen.append(await receive())
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.DEBUG):
+        protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        await loop_iterations_until(lambda: len(seen) == 1, 5)
+        await asyncio.sleep(0)
+        assert len(seen) == 1  # waiting: nothing came yet
+        protocol.eof_received()
+        await loop_iterations_until(lambda: len(seen) == 2, 1)
+        await transport.wait_for(lambda: transport.closed)
+    assert seen == [{"type": "http.request", "body": b"hi", "more_body": False}, {"type": "http.disconnect"}]
+    assert transport.buffer == b""
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_after_eof_a_response_is_still_written(twin):
+    """A client that only half-closed still gets what the app sends after http.disconnect."""
+
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "http.request"
+        assert (await receive())["type"] == "http.disconnect"
+        await body_app(b"still here")(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(SIMPLE_GET)
+    assert protocol.eof_received() is True
+    [response] = await transport.responses(1)
+    assert response.body == b"still here"
+    await transport.wait_for(lambda: transport.closed)
+
+
+async def test_eof_reaches_a_pipelined_request_once_it_runs(twin):
+    """Requests queued behind the one answering when the client closed its end run in turn; each
+    gets its request, then http.disconnect from a second receive()."""
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append((scope["path"], (await receive())["type"], (await receive())["type"]))
+        await body_app(scope["path"].encode())(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert protocol.eof_received() is True
+    responses = await transport.responses(2)
+    assert [r.body for r in responses] == [b"/a", b"/b"]
+    assert seen == [("/a", "http.request", "http.disconnect"), ("/b", "http.request", "http.disconnect")]
+    await transport.wait_for(lambda: transport.closed)
+
+
+async def test_an_app_that_returns_after_receiving_no_disconnect_is_still_an_error(twin, caplog):
+    """Returning without a response stays an app error (500) when the client has not closed."""
+
+    async def app(scope, receive, send):
+        await receive()
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.ERROR):
+        protocol.data_received(SIMPLE_GET)
+        [response] = await transport.responses(1)
+    assert response.status == 500
+    assert "ASGI callable returned without starting response." in caplog.text
+
+
+# Response heads without a body yet -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "headers", "framing", "body_on_wire"),
+    [
+        (SIMPLE_GET, [], b"transfer-encoding: chunked\r\n", b"5\r\nfirst\r\n0\r\n\r\n"),
+        (SIMPLE_GET, [(b"content-length", b"5")], b"content-length: 5\r\n", b"first"),
+        (b"GET / HTTP/1.0\r\n\r\n", [], b"connection: close\r\n", b"first"),
+        (b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", [], b"", b""),
+    ],
+    ids=["chunked", "content-length", "http10", "head"],
+)
+async def test_a_head_without_a_body_message_goes_out_after_one_loop_iteration(
+    twin, request_bytes, headers, framing, body_on_wire
+):
+    """Server-sent events before their first event, a slow computation after the start: the
+    client gets the status and headers at once, framed for the body still to come."""
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-app", b"1"), *headers]})
+        await release.wait()
+        await send({"type": "http.response.body", "body": b"first"})
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(request_bytes)
+    await loop_iterations_until(lambda: transport.buffer.endswith(b"\r\n\r\n"), 3)
+    head = transport.take()
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert head.endswith(b"x-app: 1\r\n" + framing + b"\r\n")
+    release.set()
+    if body_on_wire:
+        await transport.wait_for(lambda: transport.buffer == body_on_wire)
+    await loop_iterations_until(lambda: protocol.active is None, 5)
+    assert transport.buffer == body_on_wire
+
+
+async def test_a_body_that_follows_the_start_at_once_leaves_with_the_head_in_one_write(twin):
+    protocol, transport = make_protocol(twin, body_app(b"abc"))
+    protocol.data_received(SIMPLE_GET)
+    await transport.responses(1)
+    for _ in range(3):
+        await asyncio.sleep(0)  # the head check at the end of the iteration writes nothing more
+    assert transport.calls == ["write"]
+    assert parse_responses(bytes(transport.buffer))[0].header(b"content-length") == b"3"
+
+
+async def test_an_app_failing_after_its_head_went_out_closes_the_connection(twin, caplog):
+    """Once the head is on the wire no 500 can replace it: the response is cut off (the chunked
+    body never ends, so the client sees it incomplete)."""
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await release.wait()
+        raise ValueError("boom")
+
+    protocol, transport = make_protocol(twin, app)
+    with caplog.at_level(logging.ERROR):
+        protocol.data_received(SIMPLE_GET)
+        await transport.wait_for(lambda: transport.buffer.endswith(b"\r\n\r\n"))
+        release.set()
+        await transport.wait_for(lambda: transport.closed)
+    data = bytes(transport.buffer)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"transfer-encoding: chunked\r\n\r\n")
+    assert caplog.text.count("Exception in ASGI application") == 1
+
+
+# A pipelining client that sends far ahead ------------------------------------------------------
+
+
+def numbered_gets(count: int, extra_headers: bytes = b"") -> bytes:
+    return b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n%s\r\n" % (i, extra_headers) for i in range(count))
+
+
+async def test_requests_past_a_full_pipeline_are_held_unparsed_until_there_is_room(twin_parser):
+    """A client pipelining far ahead of its answers: only PIPELINE_LIMIT requests are parsed ahead
+    (httptools and h11 are fed a step at a time, so they may go one step further); the rest is held
+    as bytes and reading paused, and every request is answered, in order, as the earlier ones are."""
+    twin, parser = twin_parser
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await release.wait()
+        await body_app(scope["path"].encode())(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app, parser=parser)
+    protocol.data_received(numbered_gets(1000))
+    step_allowance = 0 if parser == "cyasgi" else FOREIGN_FEED_STEP // len(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert PIPELINE_LIMIT - 1 <= len(protocol.pipeline) <= PIPELINE_LIMIT + step_allowance
+    assert transport.read_paused
+    release.set()
+    responses = await transport.responses(1000)
+    assert [r.body for r in responses] == [b"/%d" % i for i in range(1000)]
+    assert not transport.read_paused and not transport.closed
+
+
+async def test_large_pipelined_heads_are_held_by_their_size(twin):
+    """Heads are counted by size too: 8 KiB heads stop the parsing after PIPELINE_HEAD_LIMIT bytes."""
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await release.wait()
+        await body_app(b"ok")(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app, parser="cyasgi")
+    protocol.data_received(numbered_gets(40, b"x-filler: " + b"f" * 8192 + b"\r\n"))
+    assert len(protocol.pipeline) <= PIPELINE_HEAD_LIMIT // 8192
+    release.set()
+    assert len(await transport.responses(40)) == 40
+
+
+async def test_held_requests_are_answered_after_the_client_half_closes(twin):
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await release.wait()
+        await body_app(scope["path"].encode())(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app)
+    protocol.data_received(numbered_gets(100) + b"POST /partial HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nabc")
+    assert protocol.eof_received() is True
+    release.set()
+    responses = await transport.responses(100)
+    assert [r.body for r in responses] == [b"/%d" % i for i in range(100)]
+    await transport.wait_for(lambda: transport.closed)  # the partial request is abandoned, then closed
+    assert len(parse_responses(bytes(transport.buffer))) == 100
+
+
+async def test_an_upgrade_behind_a_held_pipeline_keeps_its_trailing_bytes(twin):
+    RecordingUpgradeProtocol.instances.clear()
+    protocol, transport = make_protocol(twin, body_app(b"x"), ws=RecordingUpgradeProtocol)
+    protocol.data_received(
+        numbered_gets(40) + b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x85FRAME"
+    )
+    await transport.responses(40)
+    await transport.wait_for(lambda: bool(RecordingUpgradeProtocol.instances))
+    [upgraded] = RecordingUpgradeProtocol.instances
+    assert upgraded.received.startswith(b"GET /ws HTTP/1.1\r\n")
+    assert upgraded.received.endswith(b"\r\n\r\n\x81\x85FRAME")
 
 
 # Timeouts and shutdown -------------------------------------------------------------------------

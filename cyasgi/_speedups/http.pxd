@@ -29,6 +29,7 @@ cdef class RequestCycle:
         public Py_ssize_t body_size
         public bint more_body
         bint _end_delivered
+        bint _disconnect_delivered  # receive() said http.disconnect: the client closed its end
         object _waiter          # future receive() waits on; None when nobody waits
         # response
         public bint disconnected
@@ -54,6 +55,7 @@ cdef class RequestCycle:
     cdef _send_extension(self, object message_type, dict message)
     cdef _start_response(self, object status, object headers, object trailers)
     cdef int _trailers_mode(self, int status) except -1
+    cdef _flush_head(self)
     cdef _send_body(self, object body, bint more_body)
     cdef _end_body(self)
     cdef _complete(self)
@@ -98,8 +100,9 @@ cdef class RequestParser:
 
     cpdef bint has_partial_message(self)
     cpdef bint in_head(self)
-    cdef feed(self, bytes chunk)
-    cdef _feed(self, bytes data, Py_ssize_t prefix)
+    cdef object _start(self, bytes chunk, bint hold)
+    cdef object feed(self, bytes chunk)
+    cdef object _feed(self, bytes data, Py_ssize_t prefix, bint hold)
     cdef Py_ssize_t _find_line_end(self, const unsigned char *base, Py_ssize_t size, Py_ssize_t pos,
                                    Py_ssize_t limit, str what) except -2
     cdef Py_ssize_t _find_head_end(self, const unsigned char *base, Py_ssize_t size, Py_ssize_t pos,
@@ -170,6 +173,10 @@ cdef class HttpProtocol:
         bint _eof
         bytes _pending_error
         bytes _upgrade
+        bytes _held                         # read past a full pipeline, parsed once there is room; None: nothing
+        Py_ssize_t _queued_head_bytes       # head bytes of the requests parsed since the pipeline was empty
+        list _pending_heads                 # connections to check for a held head at the end of this loop iteration (the server's)
+        bint _head_check_due                # this connection is in _pending_heads
 
         # requests: being parsed, answering, waiting
         public bytes url
@@ -188,6 +195,13 @@ cdef class HttpProtocol:
         readonly object pipeline
         bint _dispatching
 
+    cdef _parse(self, object data)
+    cdef _feed_foreign(self, bytes data)
+    cdef _abandon(self, RequestCycle cycle)
+    cdef _read_for_eof(self)
+    cdef bint _pipeline_full(self)
+    cdef _check_head_soon(self)
+    cdef _flush_head(self)
     cdef _on_request(self, str method, bytes target, str http_version, list headers, bint keep_alive,
                      bint upgrade, bint expect_100_continue)
     cdef dict _new_scope_template(self)

@@ -34,9 +34,12 @@ from cyasgi.protocols.http_common import (
     ACCESS_LOG_MESSAGE,
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
+    FOREIGN_FEED_STEP,
     FRAMING_FIELDS,
     HIGH_WATER_LIMIT,
     HTTP_EXTENSIONS,
+    PIPELINE_HEAD_LIMIT,
+    PIPELINE_LIMIT,
     WRITE_BATCH_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
@@ -115,6 +118,9 @@ cdef object PARSER_ERRORS_ = PARSER_ERRORS
 cdef object PARSER_UPGRADES_ = PARSER_UPGRADES
 
 cdef Py_ssize_t HIGH_WATER = HIGH_WATER_LIMIT
+cdef Py_ssize_t PIPELINE_DEPTH = PIPELINE_LIMIT
+cdef Py_ssize_t PIPELINE_HEAD_BYTES = PIPELINE_HEAD_LIMIT
+cdef Py_ssize_t FEED_STEP = FOREIGN_FEED_STEP
 cdef Py_ssize_t COALESCE = COALESCE_LIMIT
 cdef Py_ssize_t COALESCE_MAX = WRITE_BATCH_LIMIT
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -265,6 +271,15 @@ cdef inline bint has_proxy_headers(list headers):
     return False
 
 
+def flush_heads(list connections):
+    """Called once per loop iteration in which responses started: writes the heads still held."""
+    cdef list waiting = connections[:]
+    cdef HttpProtocol connection
+    del connections[:]
+    for connection in waiting:
+        connection._flush_head()
+
+
 cdef bint caused_by_disconnect(object exc):
     cdef int seen = 0
     while exc is not None and seen < 16:
@@ -403,6 +418,7 @@ cdef class RequestCycle:
         self.body_size = 0
         self.more_body = True
         self._end_delivered = False
+        self._disconnect_delivered = False
         self._waiter = None
         self.disconnected = False
         self.response_started = False
@@ -451,17 +467,20 @@ cdef class RequestCycle:
             if result is not None:
                 logger.error("ASGI callable should return None, but returned '%s'.", result)
                 self._abort()
-            elif not self.response_started and not self.disconnected:
+            elif self.disconnected:
+                if not self.response_complete and self.response_started and self.protocol.access_log:
+                    self._log_access(True)  # the client left mid-response and the app returned quietly
+            elif self._disconnect_delivered:
+                self._abort()  # told the client closed its end, the app stopped: nothing is owed
+            elif not self.response_started:
                 logger.error("ASGI callable returned without starting response.")
                 self._send_500()
-            elif self._head_parts is not None and not self.disconnected:
+            elif self._head_parts is not None:
                 logger.error("ASGI callable returned without completing response.")
                 self._send_500()
-            elif not self.response_complete and not self.disconnected:
+            elif not self.response_complete:
                 logger.error("ASGI callable returned without completing response.")
                 self._abort()
-            elif not self.response_complete and self.response_started and self.protocol.access_log:
-                self._log_access(True)  # the client left mid-response and the app returned quietly
 
     async def receive(self):
         cdef list chunks
@@ -476,6 +495,13 @@ cdef class RequestCycle:
                 break
             if self.more_body:
                 self.flow.resume_reading()
+            elif self.protocol._eof:
+                # The whole request is in and the client has closed its end: it is gone, or waits
+                # half-closed for the answer (which is still written). Either way nothing more comes.
+                self._disconnect_delivered = True
+                return {"type": "http.disconnect"}
+            else:
+                self.protocol._read_for_eof()
             self._waiter = self.protocol.loop.create_future()
             await self._waiter
         chunks = self.body
@@ -702,6 +728,8 @@ cdef class RequestCycle:
             self._bodyless = True
         self._head_parts = parts
         self._head_size = head_size
+        if not self.protocol._head_check_due and not self.protocol._dispatching:
+            self.protocol._check_head_soon()  # (an app started eagerly by _dispatch is checked by _run)
 
     cdef int _trailers_mode(self, int status) except -1:
         """For a start with ``trailers``: 1 when they can be written (an HTTP/1.1 response with a
@@ -725,6 +753,13 @@ cdef class RequestCycle:
             extra=access_log_extra(scope, monotonic() - self._started, self._bytes_sent, aborted),
         )
 
+    cdef _flush_head(self):
+        """No body message followed the start within a loop iteration (an event stream before its
+        first event, a slow computation): the head goes out now, framed for a body still to come,
+        so the client is not left without a status."""
+        if self._head_parts is not None and not self.disconnected and not self.transport.is_closing():
+            self.protocol._write(self._file_head(0, True))
+
     cdef _send_body(self, object body_obj, bint more_body):
         cdef bytes body = body_obj if type(body_obj) is bytes else as_bytes(body_obj, "body")
         cdef Py_ssize_t size = PyBytes_GET_SIZE(body)
@@ -740,6 +775,9 @@ cdef class RequestCycle:
             # The client is gone and connection_lost is not delivered yet; an app streaming in a
             # loop that never waits would otherwise never see it (asyncio drops writes silently).
             raise ClientDisconnected
+        if 0 <= self._content_length < self._bytes_sent + size and not self._bodyless:
+            # Refused before anything is written: a head still held can become a 500.
+            raise RuntimeError("Response content longer than Content-Length")
         if parts is not None:
             # The first body chunk decides the framing header.
             self._head_parts = None
@@ -764,8 +802,6 @@ cdef class RequestCycle:
             size = 0
         else:
             self._bytes_sent += size
-            if self._content_length != -1 and self._bytes_sent > self._content_length:
-                raise RuntimeError("Response content longer than Content-Length")
 
         # One buffer: [head + framing + CRLF] + [chunk size line] + body (when small) + [chunk end].
         last_chunk = self._chunked and not more_body and self._trailers != 1
@@ -860,14 +896,14 @@ cdef class RequestCycle:
         ``_send_body`` frames one, its bytes sent by ``transmit_file`` once everything before them
         is on the transport."""
         cdef bytes head = b""
+        if 0 <= self._content_length < self._bytes_sent + count and not self._bodyless:
+            raise RuntimeError("Response content longer than Content-Length")
         if self._head_parts is not None:
             head = self._file_head(count, more_body)
         if self._bodyless:
             count = 0
         else:
             self._bytes_sent += count
-            if self._content_length != -1 and self._bytes_sent > self._content_length:
-                raise RuntimeError("Response content longer than Content-Length")
         if self._chunked and count:
             head += b"%x\r\n" % count
         if head:
@@ -988,6 +1024,9 @@ cdef class HttpProtocol:
         self.server_state = server_state
         self.connections = server_state.connections
         self.tasks = server_state.tasks
+        pending_heads = getattr(server_state, "pending_heads", None)
+        self._pending_heads = [] if pending_heads is None else pending_heads
+        self._head_check_due = False
 
         self.transport = None
         self.flow = None
@@ -1010,6 +1049,8 @@ cdef class HttpProtocol:
         self._eof = False
         self._pending_error = None
         self._upgrade = None
+        self._held = None
+        self._queued_head_bytes = 0
 
         self.url = b""
         self.headers = []
@@ -1068,35 +1109,40 @@ cdef class HttpProtocol:
         self._native_parser = None
 
     def eof_received(self):
-        # A client that half-closes after its request still gets the response(s).
+        # The client closed its end. An app waiting in receive() after the whole request learns it
+        # at once (http.disconnect); responses are still written, so a client that only half-closed
+        # after its requests gets them all.
         self._eof = True
         if self.cycle is not None and self.cycle.more_body:
-            self.cycle.disconnected = True
-            self.cycle.wake()
-            return None
-        if (self.active is not None or self.pipeline) and self.scheme == "http":
-            return True  # (TLS transports cannot stay half-open)
-        return None
+            self._abandon(self.cycle)
+        elif self.active is not None:
+            self.active.wake()
+        if self.transport.is_closing() or self.scheme != "http":
+            return None  # (TLS transports cannot stay half-open)
+        return True if self.active is not None or self.pipeline or self._held is not None else None
 
     def data_received(self, data):
         if self._reading_stopped:
             return
+        if self._held is not None:
+            self._held += data  # read before reading paused: it goes after what is held already
+            return
         self.deadline = 0.0
         if self._head_deadline == 0.0 and self._timeout_head:
             self._head_deadline = -1.0  # the first byte since the last response: the head clock runs
+        self._parse(data)
+        self._dispatch()
+
+    cdef _parse(self, object data):
+        """Hand ``data`` to the parser; what comes after a full pipeline is held, unparsed."""
+        cdef RequestCycle cycle
+        if type(data) is not bytes:
+            data = bytes(data)
         try:
             if self._native_parser is not None:
-                if type(data) is bytes:
-                    self._native_parser.feed(<bytes> data)
-                else:
-                    self.parser.feed_data(data)
+                self._held = self._native_parser.feed(<bytes> data)
             else:
-                self.parser.feed_data(data)
-                if self._progress:
-                    self._progress = False
-                    self._backlog = 0
-                else:
-                    self._bound_backlog(len(data))
+                self._feed_foreign(<bytes> data)
         except RequestRejected as exc:
             self._reject(exc.status, exc.body, exc.log_message)
         except PARSER_ERRORS_ as exc:
@@ -1104,7 +1150,59 @@ cdef class HttpProtocol:
             self._reject(rejection.status, rejection.body, rejection.log_message)
         except PARSER_UPGRADES_ as exc:
             self._on_upgrade(data[exc.args[0]:] if exc.args else b"")
-        self._dispatch()
+        cycle = self.cycle
+        if self._eof and cycle is not None and cycle.more_body:
+            self._abandon(cycle)  # held bytes parsed after the client closed its end
+
+    cdef _abandon(self, RequestCycle cycle):
+        """The client closed its end inside this request's body, which can never complete: the
+        request is dropped, and the requests before it are still answered."""
+        cycle.disconnected = True
+        cycle.wake()
+        self.cycle = None
+        if cycle is self.active:
+            self._close()  # its app is told; nothing before it is left to answer
+        elif cycle in self.pipeline:
+            self.pipeline.remove(cycle)
+
+    cdef _feed_foreign(self, bytes data):
+        """httptools and h11 parse all they are given: feed them a step at a time, so they stop at
+        a full pipeline as the native parsers do."""
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+        cdef Py_ssize_t pos = 0, step = FEED_STEP, queued
+        cdef bytes chunk
+        while pos < size:
+            if self._pipeline_full():
+                self._held = data[pos:]
+                return
+            chunk = data if pos == 0 and size <= step else data[pos:pos + step]
+            queued = len(self.pipeline)
+            try:
+                self.parser.feed_data(chunk)
+            except PARSER_UPGRADES_ as exc:
+                raise ParserUpgrade(pos + exc.args[0] if exc.args else size) from None
+            if self._progress:
+                self._progress = False
+                self._backlog = 0
+            else:
+                self._bound_backlog(PyBytes_GET_SIZE(chunk))
+            pos += PyBytes_GET_SIZE(chunk)
+            step = FEED_STEP if len(self.pipeline) != queued else step * 2
+
+    cdef _read_for_eof(self):
+        """The app waits in receive() after its whole request (a long-poll): read on even with
+        requests queued behind it, so the client closing its end is seen. What arrives is parsed
+        or held as usual, and reading pauses again after it; held bytes are not let grow."""
+        if not self._reading_stopped and (self._held is None or PyBytes_GET_SIZE(self._held) < PIPELINE_HEAD_BYTES):
+            self.flow.resume_reading()
+
+    cdef bint _pipeline_full(self):
+        """Enough parsed requests wait for their turn: parse no further until they are answered."""
+        cdef Py_ssize_t waiting = len(self.pipeline)
+        if not waiting:
+            self._queued_head_bytes = 0
+            return False
+        return waiting >= PIPELINE_DEPTH or self._queued_head_bytes >= PIPELINE_HEAD_BYTES
 
     def pause_writing(self):
         self.flow.pause_writing()
@@ -1159,8 +1257,10 @@ cdef class HttpProtocol:
         self._body_received = 0
         method = parser.get_method()
         # The request line and fields as written with single spaces, and the final CRLF.
-        if self._head_size + len(method) + PyBytes_GET_SIZE(self.url) + 14 > self._limit_head:
+        head_size = self._head_size + len(method) + PyBytes_GET_SIZE(self.url) + 14
+        if head_size > self._limit_head:
             raise head_too_large()
+        self._queued_head_bytes += head_size
         http_version = parser.get_http_version()
         method_name = method.decode("ascii")
         check_request_head(method_name, self.url, http_version, self.headers, self._limit_body)
@@ -1315,10 +1415,16 @@ cdef class HttpProtocol:
         self._dispatching = True
         self._write_batch = []  # responses answered in this loop leave in one writev
         try:
-            while self.active is None and self.pipeline:
-                cycle = self.pipeline.popleft()
-                self.active = cycle
-                self._run(cycle)
+            while True:
+                while self.active is None and self.pipeline:
+                    cycle = self.pipeline.popleft()
+                    self.active = cycle
+                    self._run(cycle)
+                if self._held is None or self.pipeline or self._reading_stopped:
+                    break
+                held = self._held  # the pipeline has room again: parse what was held back
+                self._held = None
+                self._parse(held)
         finally:
             self._dispatching = False
             self._flush()
@@ -1360,6 +1466,8 @@ cdef class HttpProtocol:
         if not task.done():
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+            if cycle._head_parts is not None and not self._head_check_due:
+                self._check_head_soon()  # it started its response, then waited
 
     cdef _on_response_complete(self, RequestCycle cycle):
         self.server_state.total_requests += 1
@@ -1374,6 +1482,20 @@ cdef class HttpProtocol:
             self._close()
             return
         self._dispatch()
+
+    cdef _check_head_soon(self):
+        """A response started and holds its head for the first body chunk: at the end of this loop
+        iteration, write the head if no body has come by then."""
+        cdef list pending = self._pending_heads
+        if not pending:
+            self.loop.call_soon(flush_heads, pending)
+        pending.append(self)
+        self._head_check_due = True
+
+    cdef _flush_head(self):
+        self._head_check_due = False
+        if self.active is not None:
+            self.active._flush_head()
 
     cdef _write(self, object data):
         """Write now, or into the batch of the dispatch loop running (flushed when it ends)."""
@@ -1494,6 +1616,7 @@ cdef class HttpProtocol:
         """
         self.draining = True
         self.pipeline.clear()
+        self._held = None
         if self.active is not None:
             self.active.keep_alive = False
         elif not self._parsing:

@@ -283,24 +283,30 @@ cdef class RequestParser:
         return self.upgrade
 
     def feed_data(self, data):
-        self.feed(data if type(data) is bytes else bytes(data))
+        """Parse all of ``data`` (httptools' interface)."""
+        self._start(data if type(data) is bytes else bytes(data), False)
 
-    cdef feed(self, bytes chunk):
+    cdef object feed(self, bytes chunk):
+        """Parse ``chunk`` for the protocol: no further head is parsed while its pipeline is full,
+        and the bytes from there are returned (None once everything was parsed)."""
+        return self._start(chunk, True)
+
+    cdef object _start(self, bytes chunk, bint hold):
         cdef Py_ssize_t prefix = PyBytes_GET_SIZE(self.buffer)
         if self.state == STATE_FAILED:
             raise bad_request("data after a malformed request")
         if self.state == STATE_UPGRADED:
-            return
+            return None
         if prefix:
             chunk = self.buffer + chunk
             self.buffer = b""
         try:
-            self._feed(chunk, prefix)
+            return self._feed(chunk, prefix, hold)
         except RequestRejected:
             self.state = STATE_FAILED
             raise
 
-    cdef _feed(self, bytes data, Py_ssize_t prefix):
+    cdef object _feed(self, bytes data, Py_ssize_t prefix, bint hold):
         cdef const unsigned char *base = <const unsigned char *> PyBytes_AS_STRING(data)
         cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
         cdef Py_ssize_t pos = 0, take, end
@@ -311,11 +317,13 @@ cdef class RequestParser:
                 while size - pos >= 2 and base[pos] == 13 and base[pos + 1] == 10:
                     pos += 2
                 if pos == size:
-                    return
+                    return None
+                if hold and protocol._pipeline_full():
+                    return data[pos:] if pos else data
                 end = self._find_head_end(base, size, pos, prefix)
                 if end < 0:
                     self.buffer = data[pos:] if pos else data
-                    return
+                    return None
                 pos = self._parse_head(data, base, pos, end)
             elif self.state == STATE_BODY or self.state == STATE_CHUNK_DATA:
                 take = min(self.remaining, size - pos)
@@ -332,7 +340,7 @@ cdef class RequestParser:
                     if base[pos] != 13:
                         raise bad_request("chunk data not followed by CRLF")
                     self.buffer = data[pos:]
-                    return
+                    return None
                 if base[pos] != 13 or base[pos + 1] != 10:
                     raise bad_request("chunk data not followed by CRLF")
                 pos += 2
@@ -341,14 +349,14 @@ cdef class RequestParser:
                 end = self._find_line_end(base, size, pos, MAX_CHUNK_LINE, "chunk-size line")
                 if end < 0:
                     self.buffer = data[pos:]
-                    return
+                    return None
                 self._parse_chunk_size(base + pos, end - pos)
                 pos = end + 2
             elif self.state == STATE_TRAILERS:
                 end = self._find_line_end(base, size, pos, self.max_head_size - self.trailer_size, "trailer section")
                 if end < 0:
                     self.buffer = data[pos:]
-                    return
+                    return None
                 if end == pos:  # the empty line: the message is complete
                     pos += 2
                     self._message_complete()
@@ -359,6 +367,7 @@ cdef class RequestParser:
             if self.state == STATE_UPGRADED:
                 # The bytes after the upgrade request belong to the new protocol.
                 raise ParserUpgrade(max(pos - prefix, 0))
+        return None
 
     cdef Py_ssize_t _find_line_end(self, const unsigned char *base, Py_ssize_t size, Py_ssize_t pos,
                                    Py_ssize_t limit, str what) except -2:
@@ -530,6 +539,7 @@ cdef class RequestParser:
         else:
             self.keep_alive = keep_alive_token and not close
         self.upgrade = (upgrade_token and has_upgrade_header) or connect
+        protocol._queued_head_bytes += end + 4 - pos
         protocol._on_request(method, target, version, headers, self.keep_alive, self.upgrade, expect_100)
 
         if chunked:

@@ -40,6 +40,18 @@ COALESCE_LIMIT = 16384
 WRITE_BATCH_LIMIT = 1048576
 
 
+#: Pipelining: once this many requests wait behind the one being answered, or their heads add up
+#: to PIPELINE_HEAD_LIMIT bytes, the rest of what was read is held unparsed (and reading paused)
+#: until they are answered, so a client that pipelines without reading its responses costs a
+#: bounded amount of memory rather than a request object per 30 bytes it sends.
+PIPELINE_LIMIT = 16
+PIPELINE_HEAD_LIMIT = 65536
+
+#: httptools and h11 parse all they are given: the protocol feeds them this much at a time, so a
+#: full pipeline stops them too (larger steps through a body, which queues nothing).
+FOREIGN_FEED_STEP = 4096
+
+
 #: The ASGI extensions both twins implement, announced in every HTTP scope. Each request gets a copy
 #: of this dict (the empty parameter dicts inside are shared: nothing writes to them).
 HTTP_EXTENSIONS: dict[str, dict[str, Any]] = {

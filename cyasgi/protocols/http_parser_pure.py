@@ -137,22 +137,31 @@ class RequestParser:
         return self.upgrade
 
     def feed_data(self, data: bytes) -> None:
+        """Parse all of ``data`` (httptools' interface)."""
+        self._start(data, False)
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Parse ``data`` for the protocol: no further head is parsed while its pipeline is full,
+        and the bytes from there are returned (None once everything was parsed)."""
+        return self._start(data, True)
+
+    def _start(self, data: bytes, hold: bool) -> bytes | None:
         if self.state == FAILED:
             raise _bad_request("data after a malformed request")
         if self.state == UPGRADED:
-            return
+            return None
         data = bytes(data)
         prefix = len(self.buffer)
         if prefix:
             data = self.buffer + data
             self.buffer = b""
         try:
-            self._feed(data, prefix)
+            return self._feed(data, prefix, hold)
         except RequestRejected:
             self.state = FAILED
             raise
 
-    def _feed(self, data: bytes, prefix: int) -> None:
+    def _feed(self, data: bytes, prefix: int, hold: bool) -> bytes | None:
         size = len(data)
         pos = 0
         protocol = self.protocol
@@ -163,11 +172,13 @@ class RequestParser:
                 while size - pos >= 2 and data[pos] == 13 and data[pos + 1] == 10:
                     pos += 2
                 if pos == size:
-                    return
+                    return None
+                if hold and protocol._pipeline_full():
+                    return data[pos:] if pos else data
                 end = self._find_head_end(data, pos)
                 if end < 0:
                     self.buffer = data[pos:]
-                    return
+                    return None
                 pos = self._parse_head(data, pos, end)
             elif state == BODY or state == CHUNK_DATA:
                 take = min(self.remaining, size - pos)
@@ -184,7 +195,7 @@ class RequestParser:
                     if data[pos] != 13:
                         raise _bad_request("chunk data not followed by CRLF")
                     self.buffer = data[pos:]
-                    return
+                    return None
                 if data[pos : pos + 2] != b"\r\n":
                     raise _bad_request("chunk data not followed by CRLF")
                 pos += 2
@@ -193,14 +204,14 @@ class RequestParser:
                 end = self._find_line_end(data, pos, MAX_CHUNK_LINE, "chunk-size line")
                 if end < 0:
                     self.buffer = data[pos:]
-                    return
+                    return None
                 self._parse_chunk_size(data[pos:end])
                 pos = end + 2
             elif state == TRAILERS:
                 end = self._find_line_end(data, pos, self.max_head_size - self.trailer_size, "trailer section")
                 if end < 0:
                     self.buffer = data[pos:]
-                    return
+                    return None
                 if end == pos:  # the empty line: the message is complete
                     pos += 2
                     self._message_complete()
@@ -211,6 +222,7 @@ class RequestParser:
             if self.state == UPGRADED:
                 # The bytes after the upgrade request belong to the new protocol.
                 raise ParserUpgrade(max(pos - prefix, 0))
+        return None
 
     @staticmethod
     def _find_line_end(data: bytes, pos: int, limit: int, what: str) -> int:
@@ -358,6 +370,7 @@ class RequestParser:
         close = b"close" in connection
         self.keep_alive = not close if version == "1.1" else (b"keep-alive" in connection and not close)
         self.upgrade = (b"upgrade" in connection and has_upgrade_header) or method == "CONNECT"
+        self.protocol._queued_head_bytes += end + 4 - pos
         self.protocol._on_request(method, target, version, headers, self.keep_alive, self.upgrade, expect_100)
 
         if chunked:

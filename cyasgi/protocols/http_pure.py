@@ -34,9 +34,12 @@ from cyasgi.protocols.http_common import (
     ACCESS_LOG_MESSAGE,
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
+    FOREIGN_FEED_STEP,
     FRAMING_FIELDS,
     HIGH_WATER_LIMIT,
     HTTP_EXTENSIONS,
+    PIPELINE_HEAD_LIMIT,
+    PIPELINE_LIMIT,
     WRITE_BATCH_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
@@ -69,7 +72,14 @@ from cyasgi.protocols.http_common import (
 )
 from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
 from cyasgi.protocols.http_parser_pure import RequestParser
-from cyasgi.protocols.parsers import OWN_PARSER, PARSER_ERRORS, PARSER_UPGRADES, httptools, httptools_parser_factory
+from cyasgi.protocols.parsers import (
+    OWN_PARSER,
+    PARSER_ERRORS,
+    PARSER_UPGRADES,
+    ParserUpgrade,
+    httptools,
+    httptools_parser_factory,
+)
 from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
 
 __all__ = ["FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
@@ -96,6 +106,14 @@ else:
 
     def _start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
         return loop.create_task(coro)
+
+
+def _flush_heads(connections: list[HttpProtocol]) -> None:
+    """Called once per loop iteration in which responses started: writes the heads still held."""
+    waiting = connections[:]
+    connections.clear()
+    for connection in waiting:
+        connection._flush_head()
 
 
 def _caused_by_disconnect(exc: BaseException | None) -> bool:
@@ -172,6 +190,7 @@ class RequestCycle:
         "response_started",
         "response_complete",
         "_end_delivered",
+        "_disconnect_delivered",
         "_waiter",
         "_bodyless",
         "_head",
@@ -206,6 +225,7 @@ class RequestCycle:
         self.body_size = 0
         self.more_body = True
         self._end_delivered = False
+        self._disconnect_delivered = False  # receive() said http.disconnect: the client closed its end
         self._waiter: asyncio.Future[None] | None = None
         # Connection and response state.
         self.disconnected = False
@@ -253,17 +273,20 @@ class RequestCycle:
             if result is not None:
                 logger.error("ASGI callable should return None, but returned '%s'.", result)
                 self._abort()
-            elif not self.response_started and not self.disconnected:
+            elif self.disconnected:
+                if not self.response_complete and self.response_started and self.protocol.access_log:
+                    self._log_access(True)  # the client left mid-response and the app returned quietly
+            elif self._disconnect_delivered:
+                self._abort()  # told the client closed its end, the app stopped: nothing is owed
+            elif not self.response_started:
                 logger.error("ASGI callable returned without starting response.")
                 self._send_500()
-            elif self._head is not None and not self.disconnected:
+            elif self._head is not None:
                 logger.error("ASGI callable returned without completing response.")
                 self._send_500()
-            elif not self.response_complete and not self.disconnected:
+            elif not self.response_complete:
                 logger.error("ASGI callable returned without completing response.")
                 self._abort()
-            elif not self.response_complete and self.response_started and self.protocol.access_log:
-                self._log_access(True)  # the client left mid-response and the app returned quietly
 
     async def receive(self) -> dict[str, Any]:
         if self.waiting_for_100_continue:
@@ -277,6 +300,13 @@ class RequestCycle:
                 break
             if self.more_body:
                 self.flow.resume_reading()
+            elif self.protocol._eof:
+                # The whole request is in and the client has closed its end: it is gone, or waits
+                # half-closed for the answer (which is still written). Either way nothing more comes.
+                self._disconnect_delivered = True
+                return {"type": "http.disconnect"}
+            else:
+                self.protocol._read_for_eof()
             self._waiter = self.protocol.loop.create_future()
             await self._waiter
         chunks = self.body
@@ -382,6 +412,8 @@ class RequestCycle:
         if status in (204, 304) or status < 200:
             self._bodyless = True
         self._head = b"".join(lines)
+        if not protocol._head_check_due and not protocol._dispatching:
+            protocol._check_head_soon()  # (an app started eagerly by _dispatch is checked by _run)
 
     def _log_access(self, aborted: bool) -> None:
         """The access line, once the response is complete (or aborted): uvicorn's record, plus
@@ -428,6 +460,13 @@ class RequestCycle:
             framing += b"connection: keep-alive\r\n"
         return head + framing + b"\r\n"
 
+    def _flush_head(self) -> None:
+        """No body message followed the start within a loop iteration (an event stream before its
+        first event, a slow computation): the head goes out now, framed for a body still to come,
+        so the client is not left without a status."""
+        if self._head is not None and not self.disconnected and not self.transport.is_closing():
+            self.protocol._write(self._finish_head(0, True))
+
     def _send_body(self, body: bytes, more_body: bool) -> None:
         if more_body and self.transport.is_closing():
             # The client is gone and connection_lost is not delivered yet; an app streaming in a
@@ -436,12 +475,13 @@ class RequestCycle:
         if type(body) is not bytes:
             body = as_bytes(body, "body")
         size = len(body)
+        if 0 <= self._content_length < self._bytes_sent + size and not self._bodyless:
+            # Refused before anything is written: a head still held can become a 500.
+            raise RuntimeError("Response content longer than Content-Length")
         head = b"" if self._head is None else self._finish_head(size, more_body)
         parts = [head] if head else []
         if not self._bodyless:
             self._bytes_sent += size
-            if self._content_length != -1 and self._bytes_sent > self._content_length:
-                raise RuntimeError("Response content longer than Content-Length")
             if self._chunked:
                 # An empty chunk would end the body, so empty messages write no chunk.
                 if size:
@@ -482,13 +522,13 @@ class RequestCycle:
         """A body chunk of ``count`` bytes of a file (pathsend, zerocopysend): framed as
         ``_send_body`` frames one, its bytes sent by ``transmit_file`` once everything before them
         is on the transport."""
+        if 0 <= self._content_length < self._bytes_sent + count and not self._bodyless:
+            raise RuntimeError("Response content longer than Content-Length")
         head = b"" if self._head is None else self._finish_head(count, more_body)
         if self._bodyless:
             count = 0
         else:
             self._bytes_sent += count
-            if self._content_length != -1 and self._bytes_sent > self._content_length:
-                raise RuntimeError("Response content longer than Content-Length")
         protocol = self.protocol
         if self._chunked and count:
             head += b"%x\r\n" % count
@@ -595,6 +635,11 @@ class HttpProtocol(asyncio.Protocol):
         self.server_state = server_state
         self.connections = server_state.connections
         self.tasks = server_state.tasks
+        # Connections whose response started in this loop iteration, checked at its end for a head
+        # still held (one callback per iteration for all of the server's connections).
+        pending_heads = getattr(server_state, "pending_heads", None)
+        self._pending_heads: list[HttpProtocol] = [] if pending_heads is None else pending_heads
+        self._head_check_due = False  # this connection is in that list
 
         # Connection state.
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
@@ -616,6 +661,8 @@ class HttpProtocol(asyncio.Protocol):
         self._eof = False
         self._pending_error: bytes | None = None  # written once earlier responses are out
         self._upgrade: bytes | None = None  # request head + trailing bytes for the WebSocket protocol
+        self._held: bytes | None = None  # read past a full pipeline, parsed once there is room
+        self._queued_head_bytes = 0  # head bytes of the requests parsed since the pipeline was empty
 
         # Requests: the one being parsed, the one answering, the ones waiting in order.
         self.url = b""
@@ -674,31 +721,37 @@ class HttpProtocol(asyncio.Protocol):
         self._native_parser = None
 
     def eof_received(self) -> bool | None:
-        # A client that half-closes after its request still gets the response(s).
+        # The client closed its end. An app waiting in receive() after the whole request learns it
+        # at once (http.disconnect); responses are still written, so a client that only half-closed
+        # after its requests gets them all.
         self._eof = True
         if self.cycle is not None and self.cycle.more_body:
-            # The body can never complete: that request is abandoned.
-            self.cycle.disconnected = True
-            self.cycle.wake()
-            return None
-        if (self.active is not None or self.pipeline) and self.scheme == "http":
-            return True  # (TLS transports cannot stay half-open)
-        return None
+            self._abandon(self.cycle)
+        elif self.active is not None:
+            self.active.wake()
+        if self.transport.is_closing() or self.scheme != "http":
+            return None  # (TLS transports cannot stay half-open)
+        return True if self.active is not None or self.pipeline or self._held is not None else None
 
     def data_received(self, data: bytes) -> None:
         if self._reading_stopped:
             return
+        if self._held is not None:
+            self._held += data  # read before reading paused: it goes after what is held already
+            return
         self.deadline = 0.0
         if self._head_deadline == 0.0 and self._timeout_head:
             self._head_deadline = -1.0  # the first byte since the last response: the head clock runs
+        self._parse(data)
+        self._dispatch()
+
+    def _parse(self, data: bytes) -> None:
+        """Hand ``data`` to the parser; what comes after a full pipeline is held, unparsed."""
         try:
-            self.parser.feed_data(data)
-            if self._native_parser is None:
-                if self._progress:
-                    self._progress = False
-                    self._backlog = 0
-                else:
-                    self._bound_backlog(len(data))
+            if self._native_parser is not None:
+                self._held = self._native_parser.feed(data)
+            else:
+                self._feed_foreign(data)
         except RequestRejected as exc:
             self._reject(exc.status, exc.body, exc.log_message)
         except PARSER_ERRORS as exc:
@@ -706,7 +759,58 @@ class HttpProtocol(asyncio.Protocol):
             self._reject(rejection.status, rejection.body, rejection.log_message)
         except PARSER_UPGRADES as exc:
             self._on_upgrade(data[exc.args[0] :] if exc.args else b"")
-        self._dispatch()
+        cycle = self.cycle
+        if self._eof and cycle is not None and cycle.more_body:
+            self._abandon(cycle)  # held bytes parsed after the client closed its end
+
+    def _abandon(self, cycle: RequestCycle) -> None:
+        """The client closed its end inside this request's body, which can never complete: the
+        request is dropped, and the requests before it are still answered."""
+        cycle.disconnected = True
+        cycle.wake()
+        self.cycle = None
+        if cycle is self.active:
+            self._close()  # its app is told; nothing before it is left to answer
+        elif cycle in self.pipeline:
+            self.pipeline.remove(cycle)
+
+    def _feed_foreign(self, data: bytes) -> None:
+        """httptools and h11 parse all they are given: feed them a step at a time, so they stop at
+        a full pipeline as the native parsers do."""
+        size = len(data)
+        pos = 0
+        step = FOREIGN_FEED_STEP
+        while pos < size:
+            if self._pipeline_full():
+                self._held = data[pos:]
+                return
+            chunk = data if pos == 0 and size <= step else data[pos : pos + step]
+            queued = len(self.pipeline)
+            try:
+                self.parser.feed_data(chunk)
+            except PARSER_UPGRADES as exc:
+                raise ParserUpgrade(pos + exc.args[0] if exc.args else size) from None
+            if self._progress:
+                self._progress = False
+                self._backlog = 0
+            else:
+                self._bound_backlog(len(chunk))
+            pos += len(chunk)
+            step = FOREIGN_FEED_STEP if len(self.pipeline) != queued else step * 2
+
+    def _read_for_eof(self) -> None:
+        """The app waits in receive() after its whole request (a long-poll): read on even with
+        requests queued behind it, so the client closing its end is seen. What arrives is parsed
+        or held as usual, and reading pauses again after it; held bytes are not let grow."""
+        if not self._reading_stopped and (self._held is None or len(self._held) < PIPELINE_HEAD_LIMIT):
+            self.flow.resume_reading()
+
+    def _pipeline_full(self) -> bool:
+        """Enough parsed requests wait for their turn: parse no further until they are answered."""
+        if not self.pipeline:
+            self._queued_head_bytes = 0
+            return False
+        return len(self.pipeline) >= PIPELINE_LIMIT or self._queued_head_bytes >= PIPELINE_HEAD_LIMIT
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
@@ -755,8 +859,10 @@ class HttpProtocol(asyncio.Protocol):
         self._body_received = 0
         method = parser.get_method()
         # The request line and fields as written with single spaces, and the final CRLF.
-        if self._head_size + len(method) + len(self.url) + 14 > self._limit_head:
+        head_size = self._head_size + len(method) + len(self.url) + 14
+        if head_size > self._limit_head:
             raise head_too_large()
+        self._queued_head_bytes += head_size
         http_version = parser.get_http_version()
         method_name = method.decode("ascii")
         check_request_head(method_name, self.url, http_version, self.headers, self._limit_body)
@@ -883,10 +989,16 @@ class HttpProtocol(asyncio.Protocol):
         self._dispatching = True
         self._write_batch = []  # responses answered in this loop leave in one writev
         try:
-            while self.active is None and self.pipeline:
-                cycle = self.pipeline.popleft()
-                self.active = cycle
-                self._run(cycle)
+            while True:
+                while self.active is None and self.pipeline:
+                    cycle = self.pipeline.popleft()
+                    self.active = cycle
+                    self._run(cycle)
+                if self._held is None or self.pipeline or self._reading_stopped:
+                    break
+                held = self._held  # the pipeline has room again: parse what was held back
+                self._held = None
+                self._parse(held)
         finally:
             self._dispatching = False
             self._flush()
@@ -928,6 +1040,8 @@ class HttpProtocol(asyncio.Protocol):
         if not task.done():
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+            if cycle._head is not None and not self._head_check_due:
+                self._check_head_soon()  # it started its response, then waited
 
     def _on_response_complete(self, cycle: RequestCycle) -> None:
         self.server_state.total_requests += 1
@@ -942,6 +1056,20 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
             return
         self._dispatch()
+
+    def _check_head_soon(self) -> None:
+        """A response started and holds its head for the first body chunk: at the end of this loop
+        iteration, write the head if no body has come by then."""
+        pending = self._pending_heads
+        if not pending:
+            self.loop.call_soon(_flush_heads, pending)
+        pending.append(self)
+        self._head_check_due = True
+
+    def _flush_head(self) -> None:
+        self._head_check_due = False
+        if self.active is not None:
+            self.active._flush_head()
 
     def _write(self, data: bytes) -> None:
         """Write now, or into the batch of the dispatch loop running (flushed when it ends)."""
@@ -1054,6 +1182,7 @@ class HttpProtocol(asyncio.Protocol):
         """
         self.draining = True
         self.pipeline.clear()
+        self._held = None
         if self.active is not None:
             self.active.keep_alive = False
         elif not self._parsing:
