@@ -92,6 +92,18 @@ async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send_text(send, b"fast")
 
 
+async def long_poll(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A long-poll: reads the request, then waits in ``receive()`` for news that never comes, until
+    the client goes; logs "long poll waiting" and then "long poll saw the client leave"."""
+    if scope["type"] == "lifespan":
+        return await lifespan(scope, receive, send)
+    while (await receive()).get("more_body"):
+        pass
+    log.info("test app: long poll waiting")
+    message = await receive()
+    log.info("test app: long poll saw the client leave (%s)", message["type"])
+
+
 async def startup_fails(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Reports ``lifespan.startup.failed`` with a message."""
     if scope["type"] == "lifespan":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import select
 import socket
 import ssl
 import struct
@@ -18,7 +19,8 @@ import pytest
 import trustme
 
 from cyasgi.protocols.http_common import WRITE_BATCH_LIMIT
-from tests.utils import WAIT, connect, make_config, parse_responses, recv_until_closed, run_server
+from tests.conftest import load_twin
+from tests.utils import WAIT, connect, make_config, parse_responses, recv_until_closed, run_cli, run_server
 from tests.ws_utils import wait_until
 
 
@@ -184,6 +186,79 @@ def test_a_client_that_never_reads_holds_a_bounded_buffer(twin):
         reset(sock)
         assert events.ended.wait(WAIT)  # the waiting send() wakes up and raises
         assert events.sent < 16 << 20
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def pipeline_until_blocked(socks: list[socket.socket], request: bytes, limit: int = 32 << 20) -> int:
+    """Send pipelined requests on every socket, never reading, until none has taken a byte for
+    half a second (its kernel buffers and the server's are full) or ``limit`` bytes each."""
+    batch = request * (65536 // len(request))
+    sent = dict.fromkeys(socks, 0)
+    for sock in socks:
+        sock.setblocking(False)
+    while True:
+        writable = [sock for sock in socks if sent[sock] < limit]
+        if not writable:
+            break
+        _, ready, _ = select.select([], writable, [], 0.5)
+        if not ready:
+            break
+        for sock in ready:
+            try:
+                sent[sock] += sock.send(batch)
+            except BlockingIOError:
+                pass
+    return min(sent.values())
+
+
+#: What one client that pipelines without reading may cost the server, whatever it sends.
+PIPELINING_CLIENT_MEMORY_BOUND_KIB = 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the server's RSS from /proc")
+@pytest.mark.parametrize(
+    ("twin_name", "http"), [("c", "auto"), ("py", "auto"), ("py", "cyasgi"), ("c", "h11")], ids=lambda v: v
+)
+def test_clients_that_pipeline_without_reading_cost_bounded_memory(twin_name, http):
+    """Small pipelined requests, never a response read: the server parses only a pipeline's worth
+    ahead and holds the rest of a read as bytes, so its memory does not grow with what is sent
+    (it grew by about 9 MiB per such client when every request of each read became a request object)."""
+    if twin_name == "c":
+        load_twin("c")
+    env = {"CYASGI_NO_EXTENSIONS": "1"} if twin_name == "py" else {"CYASGI_NO_EXTENSIONS": ""}
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    clients = 8
+    with run_cli("tests.apps:hello", "--port", "0", "--http", http, "--no-access-log", env=env) as proc:
+        url = proc.wait_until_serving()
+        port = int(url.rsplit(":", 1)[1])
+        warm = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        pipeline_until_blocked([warm], request, limit=4 << 20)  # every code path once, before measuring
+        warm.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as probe:
+            probe.sendall(request)
+            assert probe.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        before = rss_kib(proc.proc.pid)
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(clients)]
+        for sock in socks:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        each = pipeline_until_blocked(socks, request)
+        after = rss_kib(proc.proc.pid)
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as probe:  # still serving others
+            probe.sendall(request)
+            assert probe.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        for sock in socks:
+            reset(sock)
+    per_client = (after - before) / clients
+    print(f"{each} bytes sent by each client; RSS {before} -> {after} KiB: {per_client:.0f} KiB per client")
+    assert each > 1 << 20  # far more than the server lets itself parse ahead
+    assert per_client < PIPELINING_CLIENT_MEMORY_BOUND_KIB
 
 
 # TLS ----------------------------------------------------------------------------------------------

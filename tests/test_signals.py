@@ -65,6 +65,36 @@ def test_graceful_shutdown_on_signal(tmp_path, sig, exit_code):
     assert "Traceback" not in output
 
 
+def test_sigint_after_a_long_poll_client_left_exits_at_once():
+    """A long-poll whose client has gone is over: shutdown does not wait for it."""
+    with run_cli("tests.apps:long_poll", "--port", "0", "--lifespan", "on") as proc:
+        url = proc.wait_until_serving()
+        sock = request(url, "/poll")
+        proc.wait_for_line("test app: long poll waiting")
+        sock.close()
+        proc.wait_for_line("test app: long poll saw the client leave (http.disconnect)")
+        proc.proc.send_signal(signal.SIGINT)
+        code = proc.wait()
+    assert code == 0
+    assert "Waiting for connections to close" not in proc.output
+    assert "Finished server process" in proc.output
+
+
+def test_a_long_poll_client_leaving_during_shutdown_lets_it_finish():
+    """Shutdown waits for the in-flight long-poll; once its client goes, the server exits."""
+    with run_cli("tests.apps:long_poll", "--port", "0", "--lifespan", "on") as proc:
+        url = proc.wait_until_serving()
+        sock = request(url, "/poll")
+        proc.wait_for_line("test app: long poll waiting")
+        proc.proc.send_signal(signal.SIGINT)
+        proc.wait_for_line("Waiting for connections to close. (CTRL+C to force quit)")
+        sock.close()
+        code = proc.wait()
+    assert code == 0
+    assert "test app: long poll saw the client leave (http.disconnect)" in proc.output
+    assert "Application shutdown complete." in proc.output
+
+
 def test_second_sigint_forces_exit():
     with run_cli("tests.apps:slow", "--port", "0", "--lifespan", "on") as proc:
         url = proc.wait_until_serving()

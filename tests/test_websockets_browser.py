@@ -6,21 +6,14 @@ the server instead of scraping the browser's output.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.utils import WAIT, make_config, run_server
+from tests.browser import BROWSER_WAIT, browsing, find_chromium
+from tests.utils import make_config, run_server
 from tests.ws_utils import echo_app
-
-#: Starting a browser on a loaded 2-core machine is slow: a wider bound than other waits.
-BROWSER_WAIT = WAIT * 6
 
 PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>cyasgi ws</title></head><body>
@@ -39,29 +32,6 @@ ws.onmessage = (event) => {
 ws.onerror = () => report("websocket error");
 </script></body></html>
 """
-
-
-def find_chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        try:
-            subprocess.run(
-                ["apt-get", "install", "-y", "-q", "chromium"],
-                env=env,
-                capture_output=True,
-                timeout=900,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            pass
-        path = shutil.which("chromium")
-        if path:
-            return path
-    pytest.skip("chromium is not installed and `apt-get install -y chromium` could not install it")
 
 
 @pytest.fixture
@@ -100,49 +70,15 @@ def browser_app(results: list[str], done: threading.Event, scopes: list[dict[str
     return app
 
 
-def start_browser(chromium: str, url: str, profile: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            url,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-@pytest.fixture
-def profile_dir() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="cyasgi-chromium-") as path:
-        yield path
-
-
 @pytest.mark.parametrize("ws", ["websockets-sansio", "wsproto"])
-def test_chromium_echo(chromium: str, profile_dir: str, ws: str) -> None:
+def test_chromium_echo(chromium: str, ws: str) -> None:
     results: list[str] = []
     scopes: list[dict[str, Any]] = []
     done = threading.Event()
     with run_server(make_config(browser_app(results, done, scopes), ws=ws)) as server:
         origin = f"http://127.0.0.1:{server.port}"
-        browser = start_browser(chromium, origin + "/", profile_dir)
-        try:
+        with browsing(chromium, origin + "/"):
             assert done.wait(BROWSER_WAIT), "the page never reported back"
-        finally:
-            browser.terminate()
-            try:
-                browser.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                browser.kill()
-                browser.wait(WAIT)
     first, big, extensions = results[0].split("|")
     assert first == "hello from chromium"
     assert big == "big ok"

@@ -111,14 +111,10 @@ async def test_aiohttp_client(ws: str) -> None:
 
 
 def channels_app() -> Any:
-    """A Django Channels consumer, the way a Django project serves one (settings configured here)."""
-    from django.conf import settings
+    """A Django Channels consumer, the way a Django project serves one."""
+    from tests import django_views
 
-    if not settings.configured:
-        settings.configure(INSTALLED_APPS=["channels"], SECRET_KEY="test", USE_TZ=True)
-        import django
-
-        django.setup()
+    django_views.configure()
     from channels.generic.websocket import AsyncWebsocketConsumer
 
     class Shout(AsyncWebsocketConsumer):
