@@ -600,11 +600,7 @@ class Config:
 
         self.lifespan_class = import_from_string(LIFESPAN[self.lifespan])
 
-        try:
-            self.loaded_app = import_from_string(self.app)
-        except ImportFromStringError as exc:
-            logger.error("Error loading ASGI app. %s" % exc)
-            sys.exit(STARTUP_FAILURE)
+        self.loaded_app = self.load_app()
 
         try:
             produced = self.loaded_app()
@@ -655,10 +651,10 @@ class Config:
 
         self.loaded = True
 
-    def load_app(self) -> None:
-        """Import the app early (before the server starts) so a bad import string fails fast."""
+    def load_app(self) -> Any:
+        """Import the app and return it (before the server starts, so a bad import string fails fast)."""
         try:
-            import_from_string(self.app)
+            return import_from_string(self.app)
         except ImportFromStringError as exc:
             logger.error("Error loading ASGI app. %s" % exc)
             sys.exit(STARTUP_FAILURE)
