@@ -195,7 +195,7 @@ def test_max_requests_ends_the_process():
         assert httpx.get(url, timeout=WAIT).text == "hello"
         code = proc.wait()
     assert code == 0
-    assert "Maximum request limit of 1 exceeded. Terminating process." in proc.output
+    assert "INFO:     Maximum request limit of 1 exceeded. Terminating process." in proc.output  # uvicorn's level
 
 
 def test_no_signal_handlers_left_behind_in_a_thread():
