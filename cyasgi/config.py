@@ -181,7 +181,9 @@ def create_ssl_context(
     cert_reqs: int,
     ca_certs: str | os.PathLike[str] | None,
     ciphers: str | None,
+    alpn_protocols: list[str] | None = None,
 ) -> ssl.SSLContext:
+    """The context the ``ssl_*`` settings describe; uvicorn's signature, for factories that call it."""
     ctx = ssl.SSLContext(ssl_version)
     get_password = (lambda: password) if password else None
     ctx.load_cert_chain(certfile, keyfile, get_password)
@@ -190,6 +192,8 @@ def create_ssl_context(
         ctx.load_verify_locations(ca_certs)
     if ciphers:
         ctx.set_ciphers(ciphers)
+    if alpn_protocols:
+        ctx.set_alpn_protocols(alpn_protocols)
     return ctx
 
 
@@ -200,15 +204,15 @@ def is_dir(path: Path) -> bool:
         return False
 
 
-def resolve_reload_patterns(patterns: list[str], directories: list[str]) -> tuple[list[str], list[Path]]:
+def resolve_reload_patterns(patterns_list: list[str], directories_list: list[str]) -> tuple[list[str], list[Path]]:
     """Split reload patterns into glob patterns and directories to watch.
 
     A pattern that names a directory (or globs to directories under the working directory) is
     also watched as a directory. Directories nested inside another listed directory are dropped:
-    watching the outer one covers them.
+    watching the outer one covers them. (The parameter names are uvicorn's.)
     """
-    found: set[Path] = {Path(directory).resolve() for directory in directories}
-    for pattern in patterns:
+    found: set[Path] = {Path(directory).resolve() for directory in directories_list}
+    for pattern in patterns_list:
         if pattern == ".*":  # would match every dot-directory under the tree: keep it a pattern only
             continue
         candidate = Path(pattern)
@@ -221,7 +225,7 @@ def resolve_reload_patterns(patterns: list[str], directories: list[str]) -> tupl
             pass
     existing = {directory for directory in found if is_dir(directory)}
     top_level = sorted(d for d in existing if not any(parent in existing for parent in d.parents))
-    return list(dict.fromkeys(patterns)), top_level
+    return list(dict.fromkeys(patterns_list)), top_level
 
 
 def _as_list(value: list[str] | str | None) -> list[str]:

@@ -599,3 +599,13 @@ def test_config_errors_of_other_types_pickle_as_themselves():
     assert type(copy) is type(error)
     assert isinstance(copy, RuntimeError) and isinstance(copy, ConfigError)
     assert str(copy) == "no certificate"
+
+
+def test_resolve_reload_patterns_takes_uvicorns_keywords(tmp_path, monkeypatch):
+    from cyasgi.config import resolve_reload_patterns
+
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path)
+    patterns, directories = resolve_reload_patterns(patterns_list=["*.py", "src"], directories_list=[])
+    assert patterns == ["*.py", "src"]
+    assert directories == [(tmp_path / "src").resolve()]

@@ -200,6 +200,40 @@ def test_ssl_context_factory_errors(twin):
     assert isinstance(returned.value, ConfigError) and isinstance(called.value, ConfigError)
 
 
+def test_create_ssl_context_takes_uvicorns_keywords_and_alpn(ca, pki):
+    """An ssl_context_factory written for uvicorn may build its context with create_ssl_context."""
+    from cyasgi.config import create_ssl_context
+
+    paths = pki["paths"]
+    server_context = create_ssl_context(
+        certfile=paths["cert.pem"],
+        keyfile=paths["key.pem"],
+        password=None,
+        ssl_version=ssl.PROTOCOL_TLS_SERVER,
+        cert_reqs=ssl.CERT_NONE,
+        ca_certs=None,
+        ciphers=None,
+        alpn_protocols=["http/1.1"],
+    )
+    client_context_ = client_context(ca)
+    client_context_.set_alpn_protocols(["h2", "http/1.1"])
+    # A handshake in memory: each side's outgoing bytes are the other's incoming ones.
+    client_in, client_out, server_in, server_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_context_.wrap_bio(client_in, client_out, server_hostname="localhost")
+    server = server_context.wrap_bio(server_in, server_out, server_side=True)
+    for _ in range(10):  # TLS 1.3 needs two round trips; a bound, not a wait
+        for side in (client, server):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+        server_in.write(client_out.read())
+        client_in.write(server_out.read())
+        if client.selected_alpn_protocol() and server.selected_alpn_protocol():
+            break
+    assert server.selected_alpn_protocol() == client.selected_alpn_protocol() == "http/1.1"
+
+
 def test_pki_files_exist(pki):
     assert all(Path(path).stat().st_size > 0 for path in pki["paths"].values())
 
