@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import copy
 import inspect
 import json
@@ -168,7 +169,8 @@ def kind_of(exc: BaseException) -> type[BaseException]:
     for cls in type(exc).__mro__:
         if cls is ImportFromStringError:
             return cls
-        if cls.__module__ == "builtins" and not (issubclass(cls, UnicodeError) and cls is not UnicodeError):
+        is_builtin = getattr(builtins, cls.__name__, None) is cls  # not __module__: robust on PyPy too
+        if is_builtin and not (issubclass(cls, UnicodeError) and cls is not UnicodeError):
             return cls
     return ValueError
 
