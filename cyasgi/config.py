@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import copy
 import inspect
 import json
@@ -126,7 +127,52 @@ logger = logging.getLogger("uvicorn.error")
 
 
 class ConfigError(ValueError):
-    """A setting that cannot work; the message says which and why."""
+    """A setting that cannot work; the message says which and why.
+
+    Where uvicorn raises another built-in type for the same mistake (a ``TypeError`` from a
+    ``ssl_context_factory`` that returns no context, a ``KeyError`` for an unknown log level, the
+    ``OSError`` of a missing file...), the error raised is a subclass of both (``config_error``),
+    so ``except`` clauses written for uvicorn keep catching it.
+    """
+
+    #: The other exception type this error is an instance of (see ``config_error``).
+    kind: type[BaseException] = ValueError
+
+    def __str__(self) -> str:
+        # The message alone, also for the kinds whose own str() would quote it (KeyError).
+        return BaseException.__str__(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The classes config_error() builds are not module attributes: pickle by how to rebuild them.
+        return config_error, (str(self), self.kind)
+
+
+#: ConfigError subclasses that are also another exception type, built once per type.
+_CONFIG_ERROR_KINDS: dict[type[BaseException], type[ConfigError]] = {ValueError: ConfigError}
+
+
+def config_error(message: str, kind: type[BaseException] = ValueError) -> ConfigError:
+    """A ConfigError with ``message`` that is also an instance of ``kind`` (``ConfigRuntimeError``...)."""
+    error_class = _CONFIG_ERROR_KINDS.get(kind)
+    if error_class is None and issubclass(ConfigError, kind):  # Exception, ValueError: nothing to add
+        error_class = ConfigError
+    if error_class is None:
+        error_class = type(f"Config{kind.__name__}", (ConfigError, kind), {"__module__": __name__, "kind": kind})
+        _CONFIG_ERROR_KINDS[kind] = error_class
+    return error_class(message)
+
+
+def kind_of(exc: BaseException) -> type[BaseException]:
+    """The type a ConfigError wrapping ``exc`` should share with it: its nearest built-in exception
+    type that a message alone can build (``ssl.SSLError`` -> ``OSError``; ``UnicodeEncodeError``,
+    which needs five arguments, -> ``UnicodeError``), or ``ImportFromStringError``."""
+    for cls in type(exc).__mro__:
+        if cls is ImportFromStringError:
+            return cls
+        is_builtin = getattr(builtins, cls.__name__, None) is cls  # not __module__: robust on PyPy too
+        if is_builtin and not (issubclass(cls, UnicodeError) and cls is not UnicodeError):
+            return cls
+    return ValueError
 
 
 def create_ssl_context(
@@ -137,7 +183,9 @@ def create_ssl_context(
     cert_reqs: int,
     ca_certs: str | os.PathLike[str] | None,
     ciphers: str | None,
+    alpn_protocols: list[str] | None = None,
 ) -> ssl.SSLContext:
+    """The context the ``ssl_*`` settings describe; uvicorn's signature, for factories that call it."""
     ctx = ssl.SSLContext(ssl_version)
     get_password = (lambda: password) if password else None
     ctx.load_cert_chain(certfile, keyfile, get_password)
@@ -146,6 +194,8 @@ def create_ssl_context(
         ctx.load_verify_locations(ca_certs)
     if ciphers:
         ctx.set_ciphers(ciphers)
+    if alpn_protocols:
+        ctx.set_alpn_protocols(alpn_protocols)
     return ctx
 
 
@@ -156,15 +206,15 @@ def is_dir(path: Path) -> bool:
         return False
 
 
-def resolve_reload_patterns(patterns: list[str], directories: list[str]) -> tuple[list[str], list[Path]]:
+def resolve_reload_patterns(patterns_list: list[str], directories_list: list[str]) -> tuple[list[str], list[Path]]:
     """Split reload patterns into glob patterns and directories to watch.
 
     A pattern that names a directory (or globs to directories under the working directory) is
     also watched as a directory. Directories nested inside another listed directory are dropped:
-    watching the outer one covers them.
+    watching the outer one covers them. (The parameter names are uvicorn's.)
     """
-    found: set[Path] = {Path(directory).resolve() for directory in directories}
-    for pattern in patterns:
+    found: set[Path] = {Path(directory).resolve() for directory in directories_list}
+    for pattern in patterns_list:
         if pattern == ".*":  # would match every dot-directory under the tree: keep it a pattern only
             continue
         candidate = Path(pattern)
@@ -177,7 +227,7 @@ def resolve_reload_patterns(patterns: list[str], directories: list[str]) -> tupl
             pass
     existing = {directory for directory in found if is_dir(directory)}
     top_level = sorted(d for d in existing if not any(parent in existing for parent in d.parents))
-    return list(dict.fromkeys(patterns)), top_level
+    return list(dict.fromkeys(patterns_list)), top_level
 
 
 def _as_list(value: list[str] | str | None) -> list[str]:
@@ -473,12 +523,15 @@ class Config:
             raise
         except Exception as exc:  # noqa: BLE001 (a broken file or dict, whatever the error: say which)
             source = self.log_config if isinstance(self.log_config, (str, os.PathLike)) else type(self.log_config).__name__
-            raise ConfigError(f"Could not load the logging configuration {os.fspath(source)!r}: {exc}") from None
+            message = f"Could not load the logging configuration {os.fspath(source)!r}: {exc}"
+            raise config_error(message, kind_of(exc)) from None
 
         if self.log_level is not None:
             if isinstance(self.log_level, str):
                 if self.log_level.lower() not in LOG_LEVELS:
-                    raise ConfigError(f"Unknown log level {self.log_level!r}; use one of {', '.join(LOG_LEVELS)}.")
+                    # A KeyError too: uvicorn's lookup in its table of levels raises one.
+                    message = f"Unknown log level {self.log_level!r}; use one of {', '.join(LOG_LEVELS)}."
+                    raise config_error(message, KeyError)
                 log_level = LOG_LEVELS[self.log_level.lower()]
             else:
                 log_level = self.log_level
@@ -536,7 +589,13 @@ class Config:
 
             def default_ssl_context_factory() -> ssl.SSLContext:
                 if not self.ssl_certfile:
-                    raise ConfigError("The default SSL context needs ssl_certfile (and usually ssl_keyfile).")
+                    # A RuntimeError, as in uvicorn: the factory's own code called this too early.
+                    raise config_error(
+                        "The default SSL context factory requires `ssl_certfile` (and usually `ssl_keyfile`): "
+                        "pass them to Config, or build the SSLContext in ssl_context_factory without calling "
+                        "the default factory.",
+                        RuntimeError,
+                    )
                 try:
                     return create_ssl_context(
                         keyfile=self.ssl_keyfile,
@@ -549,12 +608,14 @@ class Config:
                     )
                 except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
                     files = ", ".join(str(path) for path in (self.ssl_certfile, self.ssl_keyfile, self.ssl_ca_certs) if path)
-                    raise ConfigError(f"Could not set up TLS from {files}: {exc}") from None
+                    raise config_error(f"Could not set up TLS from {files}: {exc}", kind_of(exc)) from None
 
             if self.ssl_context_factory is not None:
                 context = self.ssl_context_factory(self, default_ssl_context_factory)
                 if not isinstance(context, ssl.SSLContext):
-                    raise ConfigError(f"ssl_context_factory must return an ssl.SSLContext, not {type(context).__name__}.")
+                    raise config_error(
+                        f"`ssl_context_factory` must return an `ssl.SSLContext`, got {type(context).__name__}.", TypeError
+                    )
                 self.ssl: ssl.SSLContext | None = context
             else:
                 self.ssl = default_ssl_context_factory()
@@ -575,8 +636,9 @@ class Config:
             self.http_protocol_class = _import_setting("HTTP protocol", HTTP_PROTOCOLS.get(self.http, self.http))
             parser_path = HTTP_PARSERS.get(self.http)
             missing = missing_parser_package(self.http)
-            if missing is not None:
-                raise ConfigError(f"--http {self.http} needs the {missing!r} package, which is not installed.")
+            if missing is not None:  # uvicorn's import of the protocol fails with this type
+                message = f"--http {self.http} needs the {missing!r} package, which is not installed."
+                raise config_error(message, ModuleNotFoundError)
             if parser_path is not None:
                 self.http_parser_factory = _import_setting("HTTP parser", parser_path)
                 if self.http == "h11":
@@ -593,18 +655,15 @@ class Config:
                     self.ws_protocol_class = import_from_string(ws_protocol_class)
                 except (ImportError, ImportFromStringError) as exc:
                     if self.ws != "auto":
-                        raise ConfigError(f"Error loading WebSocket protocol {self.ws!r}. {exc}") from None
+                        message = f"Error loading WebSocket protocol {self.ws!r}. {exc}"
+                        raise config_error(message, kind_of(exc)) from None
                     self.ws_protocol_class = None
         else:
             self.ws_protocol_class = self.ws
 
         self.lifespan_class = import_from_string(LIFESPAN[self.lifespan])
 
-        try:
-            self.loaded_app = import_from_string(self.app)
-        except ImportFromStringError as exc:
-            logger.error("Error loading ASGI app. %s" % exc)
-            sys.exit(STARTUP_FAILURE)
+        self.loaded_app = self.load_app()
 
         try:
             produced = self.loaded_app()
@@ -655,10 +714,10 @@ class Config:
 
         self.loaded = True
 
-    def load_app(self) -> None:
-        """Import the app early (before the server starts) so a bad import string fails fast."""
+    def load_app(self) -> Any:
+        """Import the app and return it (before the server starts, so a bad import string fails fast)."""
         try:
-            import_from_string(self.app)
+            return import_from_string(self.app)
         except ImportFromStringError as exc:
             logger.error("Error loading ASGI app. %s" % exc)
             sys.exit(STARTUP_FAILURE)
@@ -747,7 +806,7 @@ def _import_setting(what: str, import_str: str) -> Any:
     try:
         return import_from_string(import_str)
     except (ImportError, ImportFromStringError) as exc:
-        raise ConfigError(f"Error loading {what} {import_str!r}. {exc}") from None
+        raise config_error(f"Error loading {what} {import_str!r}. {exc}", kind_of(exc)) from None
 
 
 def _bold(text: str) -> str:
@@ -762,8 +821,11 @@ def encode_default_headers(headers: list[tuple[str, str]], server_header: bool) 
 
     encoded: list[tuple[bytes, bytes]] = []
     for name, value in headers:
-        raw_name = name.lower().encode("latin-1")
-        raw_value = value.encode("latin-1")
+        try:
+            raw_name = name.lower().encode("latin-1")
+            raw_value = value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ConfigError(f"Default header {name!r} is not latin-1 text.") from None
         if not is_valid_header_name(raw_name):
             raise ConfigError(f"Invalid default header name {name!r}.")
         if not is_valid_header_value(raw_value):

@@ -8,6 +8,7 @@ import platform
 import ssl
 import stat
 import sys
+import warnings
 from configparser import RawConfigParser
 from typing import IO, Any, Awaitable, Callable
 
@@ -615,6 +616,7 @@ def main(
 def run(
     app: Any,
     *,
+    app_dir: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     uds: str | None = None,
@@ -623,32 +625,33 @@ def run(
     http: type[Any] | HTTPProtocolType | str = "auto",
     http2: bool = False,
     ws: type[Any] | WSProtocolType | str = "auto",
-    ws_max_size: int = 16777216,
+    ws_max_size: int = 16 * 1024 * 1024,
     ws_max_queue: int = 32,
     ws_ping_interval: float | None = 20.0,
     ws_ping_timeout: float | None = 20.0,
     ws_per_message_deflate: bool = True,
     lifespan: LifespanType = "auto",
+    env_file: str | os.PathLike[str] | None = None,
+    log_config: dict[str, Any] | str | os.PathLike[str] | RawConfigParser | IO[Any] | None = LOGGING_CONFIG,
+    log_level: str | int | None = None,
+    access_log: bool = True,
+    use_colors: bool | None = None,
     interface: InterfaceType = "auto",
     reload: bool = False,
     reload_dirs: list[str] | str | None = None,
+    reload_delay: float = 0.25,
     reload_includes: list[str] | str | None = None,
     reload_excludes: list[str] | str | None = None,
-    reload_delay: float = 0.25,
     workers: int | None = None,
-    env_file: str | os.PathLike[str] | None = None,
-    log_config: dict[str, Any] | str | RawConfigParser | IO[Any] | None = LOGGING_CONFIG,
-    log_level: str | int | None = None,
-    access_log: bool = True,
     proxy_headers: bool = True,
     server_header: bool = True,
     date_header: bool = True,
     forwarded_allow_ips: list[str] | str | None = None,
     root_path: str = "",
     limit_concurrency: int | None = None,
-    backlog: int = 2048,
     limit_max_requests: int | None = None,
     limit_max_requests_jitter: int = 0,
+    backlog: int = 2048,
     timeout_keep_alive: int = 5,
     timeout_notify: int = 30,
     timeout_graceful_shutdown: int | None = None,
@@ -663,8 +666,6 @@ def run(
     ssl_ciphers: str | None = None,
     ssl_context_factory: Callable[[Config, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None = None,
     headers: list[tuple[str, str]] | None = None,
-    use_colors: bool | None = None,
-    app_dir: str | None = None,
     factory: bool = False,
     h11_max_incomplete_event_size: int | None = None,
     reset_contextvars: bool = False,
@@ -678,7 +679,10 @@ def run(
     health_path: str | None = None,
     shutdown_delay: float = 0,
 ) -> None:
-    """Run ``app`` (an ASGI app or a ``"module:attr"`` string) with ``Config``'s settings, like ``uvicorn.run``."""
+    """Run ``app`` (an ASGI app or a ``"module:attr"`` string) with ``Config``'s settings, like ``uvicorn.run``.
+
+    The keywords are exactly ``Config``'s, in its order, plus ``app_dir`` (put first on ``sys.path``).
+    """
     if app_dir is not None:
         sys.path.insert(0, app_dir)
 
@@ -699,26 +703,27 @@ def run(
             ws_ping_timeout=ws_ping_timeout,
             ws_per_message_deflate=ws_per_message_deflate,
             lifespan=lifespan,
-            interface=interface,
-            reload=reload,
-            reload_dirs=reload_dirs,
-            reload_includes=reload_includes,
-            reload_excludes=reload_excludes,
-            reload_delay=reload_delay,
-            workers=workers,
             env_file=env_file,
             log_config=log_config,
             log_level=log_level,
             access_log=access_log,
+            use_colors=use_colors,
+            interface=interface,
+            reload=reload,
+            reload_dirs=reload_dirs,
+            reload_delay=reload_delay,
+            reload_includes=reload_includes,
+            reload_excludes=reload_excludes,
+            workers=workers,
             proxy_headers=proxy_headers,
             server_header=server_header,
             date_header=date_header,
             forwarded_allow_ips=forwarded_allow_ips,
             root_path=root_path,
             limit_concurrency=limit_concurrency,
-            backlog=backlog,
             limit_max_requests=limit_max_requests,
             limit_max_requests_jitter=limit_max_requests_jitter,
+            backlog=backlog,
             timeout_keep_alive=timeout_keep_alive,
             timeout_notify=timeout_notify,
             timeout_graceful_shutdown=timeout_graceful_shutdown,
@@ -733,7 +738,6 @@ def run(
             ssl_ciphers=ssl_ciphers,
             ssl_context_factory=ssl_context_factory,
             headers=headers,
-            use_colors=use_colors,
             factory=factory,
             h11_max_incomplete_event_size=h11_max_incomplete_event_size,
             reset_contextvars=reset_contextvars,
@@ -784,6 +788,20 @@ def run(
 
     if not server.started and not config.should_reload and config.workers == 1:
         sys.exit(STARTUP_FAILURE)
+
+
+def __getattr__(name: str) -> Any:
+    # uvicorn.main still hands out ServerState (deprecated there): old imports of it keep working.
+    if name == "ServerState":
+        warnings.warn(
+            "cyasgi.main.ServerState is deprecated, use cyasgi.server.ServerState instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from cyasgi.server import ServerState
+
+        return ServerState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -264,7 +264,7 @@ class Server:
 
         max_requests = self.limit_max_requests
         if max_requests is not None and self.server_state.total_requests >= max_requests:
-            logger.warning("Maximum request limit of %d exceeded. Terminating process.", max_requests)
+            logger.info("Maximum request limit of %d exceeded. Terminating process.", max_requests)
             return True
         return False
 

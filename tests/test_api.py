@@ -7,6 +7,7 @@ import importlib
 import inspect
 import logging
 import socket
+import ssl
 import sys
 import threading
 from typing import Any
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 import cyasgi
-from cyasgi.config import Config
+from cyasgi.config import LOGGING_CONFIG, Config
 from cyasgi.server import Server, ServerState
 from tests import apps
 from tests.utils import WAIT, LogWatcher, make_config, wait_started
@@ -49,15 +50,75 @@ def test_public_names():
     assert inspect.iscoroutinefunction(cyasgi.serve)
 
 
-def test_run_takes_configs_parameters_plus_app_dir():
+#: uvicorn 0.54's ``Config.__init__`` parameters in order, with their defaults (EMPTY: required).
+#: cyasgi's Config starts with exactly these, so positional calls written for uvicorn keep working.
+EMPTY = inspect.Parameter.empty
+UVICORN_CONFIG_PARAMETERS: list[tuple[str, Any]] = [
+    ("app", EMPTY), ("host", "127.0.0.1"), ("port", 8000), ("uds", None), ("fd", None), ("loop", "auto"),
+    ("http", "auto"), ("http2", False), ("ws", "auto"), ("ws_max_size", 16777216), ("ws_max_queue", 32),
+    ("ws_ping_interval", 20.0), ("ws_ping_timeout", 20.0), ("ws_per_message_deflate", True), ("lifespan", "auto"),
+    ("env_file", None), ("log_config", LOGGING_CONFIG), ("log_level", None), ("access_log", True),
+    ("use_colors", None), ("interface", "auto"), ("reload", False), ("reload_dirs", None), ("reload_delay", 0.25),
+    ("reload_includes", None), ("reload_excludes", None), ("workers", None), ("proxy_headers", True),
+    ("server_header", True), ("date_header", True), ("forwarded_allow_ips", None), ("root_path", ""),
+    ("limit_concurrency", None), ("limit_max_requests", None), ("limit_max_requests_jitter", 0), ("backlog", 2048),
+    ("timeout_keep_alive", 5), ("timeout_notify", 30), ("timeout_graceful_shutdown", None),
+    ("timeout_worker_healthcheck", 5), ("callback_notify", None), ("ssl_keyfile", None), ("ssl_certfile", None),
+    ("ssl_keyfile_password", None), ("ssl_version", ssl.PROTOCOL_TLS_SERVER), ("ssl_cert_reqs", ssl.CERT_NONE),
+    ("ssl_ca_certs", None), ("ssl_ciphers", None), ("ssl_context_factory", None), ("headers", None),
+    ("factory", False), ("h11_max_incomplete_event_size", None), ("reset_contextvars", False),
+]  # fmt: skip
+#: cyasgi's own settings, after uvicorn's (docs/api.md lists them): pass them by keyword.
+CYASGI_EXTRA_PARAMETERS = [
+    "reuse_port", "limit_request_head_size", "limit_request_headers", "limit_request_body_size",
+    "limit_keep_alive_requests", "timeout_header_read", "access_log_format", "health_path", "shutdown_delay",
+]  # fmt: skip
+#: uvicorn.run takes Config's parameters but these two (a process manager's, set on Config).
+UVICORN_RUN_LACKS = {"timeout_notify", "callback_notify"}
+
+
+def config_parameters() -> list[inspect.Parameter]:
+    return list(inspect.signature(Config.__init__).parameters.values())[1:]  # without self
+
+
+def test_config_parameters_are_uvicorns_then_cyasgis():
+    params = config_parameters()
+    assert [(p.name, p.default) for p in params[: len(UVICORN_CONFIG_PARAMETERS)]] == UVICORN_CONFIG_PARAMETERS
+    assert [p.name for p in params[len(UVICORN_CONFIG_PARAMETERS) :]] == CYASGI_EXTRA_PARAMETERS
+    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+    assert params[UVICORN_CONFIG_PARAMETERS.index(("log_config", LOGGING_CONFIG))].default is LOGGING_CONFIG
+
+
+def test_run_takes_exactly_configs_parameters_in_order_plus_app_dir():
+    run_params = dict(inspect.signature(cyasgi.run).parameters)
+    app_dir = run_params.pop("app_dir")
+    assert (app_dir.default, app_dir.kind) == (None, inspect.Parameter.KEYWORD_ONLY)
+    as_run = [(p.name, p.default, p.annotation) for p in run_params.values()]
+    assert as_run == [(p.name, p.default, p.annotation) for p in config_parameters()]
+    assert run_params["app"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert {p.kind for name, p in run_params.items() if name != "app"} == {inspect.Parameter.KEYWORD_ONLY}
+
+
+def test_run_accepts_every_keyword_of_uvicorns_run():
+    """uvicorn.run: Config's parameters but the notify pair, plus app_dir; app positional, the rest keywords."""
     run_params = inspect.signature(cyasgi.run).parameters
-    config_params = dict(inspect.signature(Config.__init__).parameters)
-    config_params.pop("self")
-    assert set(run_params) == set(config_params) | {"app_dir"}
-    for name, param in config_params.items():
-        if name != "app":
-            assert run_params[name].default == param.default, name
-            assert run_params[name].kind is inspect.Parameter.KEYWORD_ONLY
+    uvicorn_run = [(name, default) for name, default in UVICORN_CONFIG_PARAMETERS if name not in UVICORN_RUN_LACKS]
+    for name, default in [*uvicorn_run, ("app_dir", None)]:
+        assert run_params[name].default == default, name
+        expected_kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if name == "app" else inspect.Parameter.KEYWORD_ONLY
+        assert run_params[name].kind is expected_kind, name
+
+
+def test_config_load_app_returns_the_app():
+    assert Config("tests.apps:hello", log_config=None).load_app() is apps.hello
+
+
+def test_main_module_still_hands_out_server_state_with_a_warning():
+    main_module = importlib.import_module("cyasgi.main")
+    with pytest.warns(DeprecationWarning, match="use cyasgi.server.ServerState instead"):
+        assert main_module.ServerState is ServerState
+    with pytest.raises(AttributeError):
+        main_module.NoSuchName  # noqa: B018 (the attribute access is the test)
 
 
 # run() and Server.run() from a thread (no signal handlers there) ----------------------------------

@@ -537,3 +537,75 @@ def test_web_concurrency_values(monkeypatch, value, workers):
             make_config(apps.hello)
     else:
         assert make_config(apps.hello).workers == workers
+
+
+# Error types: uvicorn's, so that `except` clauses written for it still catch ------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "kind", "message"),
+    [
+        ({"log_level": "verbose"}, KeyError, "Unknown log level 'verbose'; use one of critical, "),
+        ({"log_config": "/nonexistent/logging.json"}, FileNotFoundError, "/nonexistent/logging.json"),
+        ({"env_file": "/nonexistent/.env"}, ValueError, "does not exist"),
+    ],
+)
+def test_config_errors_are_uvicorns_types(settings, kind, message):
+    with pytest.raises(kind) as info:
+        Config(apps.hello, **settings)
+    assert isinstance(info.value, ConfigError)
+    assert str(info.value).startswith(message) or message in str(info.value)  # no KeyError quotes around it
+
+
+def test_broken_log_config_keeps_the_builtin_type_of_the_error(tmp_path):
+    path = tmp_path / "logging.json"
+    path.write_text("{[ not json")
+    with pytest.raises(ValueError, match="Could not load the logging configuration") as info:  # JSONDecodeError's
+        Config(apps.hello, log_config=str(path))
+    assert isinstance(info.value, ConfigError)
+
+
+@pytest.mark.parametrize(
+    ("settings", "kind"),
+    [
+        ({"http2": True}, ValueError),
+        ({"http": "tests.no_such_module:Protocol"}, ImportFromStringError),
+        ({"ws": "tests.apps:no_such_protocol"}, ImportFromStringError),
+        ({"headers": [("x-snowman", "\u2603")]}, ValueError),
+    ],
+)
+def test_load_errors_are_uvicorns_types(settings, kind):
+    with pytest.raises(kind) as info:
+        make_config(apps.hello, **settings).load()
+    assert isinstance(info.value, ConfigError)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_parser_package_is_a_module_not_found_error(monkeypatch):
+    from cyasgi.protocols import parsers
+
+    monkeypatch.setitem(parsers.PARSER_PACKAGES, "httptools", "cyasgi_tests_no_such_package")
+    with pytest.raises(ModuleNotFoundError, match="needs the 'cyasgi_tests_no_such_package' package"):
+        make_config(apps.hello, http="httptools").load()
+
+
+def test_config_errors_of_other_types_pickle_as_themselves():
+    import pickle
+
+    from cyasgi.config import config_error
+
+    error = config_error("no certificate", RuntimeError)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert isinstance(copy, RuntimeError) and isinstance(copy, ConfigError)
+    assert str(copy) == "no certificate"
+
+
+def test_resolve_reload_patterns_takes_uvicorns_keywords(tmp_path, monkeypatch):
+    from cyasgi.config import resolve_reload_patterns
+
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path)
+    patterns, directories = resolve_reload_patterns(patterns_list=["*.py", "src"], directories_list=[])
+    assert patterns == ["*.py", "src"]
+    assert directories == [(tmp_path / "src").resolve()]

@@ -314,6 +314,7 @@ def test_limit_concurrency_answers_503_and_closes(twin, caplog):
 
 @pytest.mark.parametrize(("limit", "jitter", "drawn"), [(3, 0, 3), (2, 3, 5)])
 def test_limit_max_requests_with_jitter(twin, monkeypatch, caplog, limit, jitter, drawn):
+    caplog.set_level(logging.INFO)  # the limit is logged at INFO, as uvicorn does
     monkeypatch.setattr(cyasgi.server.random, "randint", lambda low, high: high)
     config = make_config(apps.hello, twin, limit_max_requests=limit, limit_max_requests_jitter=jitter)
     with run_server(config) as server:

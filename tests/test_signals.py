@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,12 +10,22 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.utils import WAIT, ResponseReader, parse_responses, recv_until_closed, run_cli
+from tests.utils import (
+    ROOT,
+    WAIT,
+    CliProcess,
+    ResponseReader,
+    cli_env,
+    parse_responses,
+    recv_until_closed,
+    run_cli,
+)
 
 
 def request(url: str, path: str) -> socket.socket:
@@ -215,7 +226,7 @@ def test_max_requests_ends_the_process():
         assert httpx.get(url, timeout=WAIT).text == "hello"
         code = proc.wait()
     assert code == 0
-    assert "Maximum request limit of 1 exceeded. Terminating process." in proc.output
+    assert "INFO:     Maximum request limit of 1 exceeded. Terminating process." in proc.output  # uvicorn's level
 
 
 def test_no_signal_handlers_left_behind_in_a_thread():
@@ -252,3 +263,55 @@ def test_uds_path_of_a_regular_file_is_left_alone(tmp_path):
     assert code == 3
     assert f"Address {str(path)!r} is already in use" in proc.output
     assert path.read_text() == "precious"
+
+
+# A program embedding cyasgi with handlers of its own --------------------------------------------
+
+
+@contextlib.contextmanager
+def run_embedding_program(mode: str) -> Iterator[CliProcess]:
+    """Run tests/embedding_program.py (``run``, ``serve`` or ``handle-exit``); stop and reap it afterwards."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.embedding_program", mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=cli_env(None),
+        cwd=ROOT,
+    )
+    program = CliProcess(proc)
+    try:
+        yield program
+    finally:
+        program.stop()
+
+
+def assert_own_handler_ran_after_shutdown(output: str, sig: signal.Signals) -> None:
+    """The server shut down gracefully, then the program's handler ran once, then serving returned
+    with the program's handlers back in place."""
+    finished = output.index("Finished server process")
+    handled = output.index(f"own handler ran: {sig.name}")
+    returned = output.index("serving returned; own handlers installed: True")
+    assert finished < handled < returned, output
+    assert output.count("own handler ran:") == 1, output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("mode", ["run", "serve"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_real_signal_reaches_the_programs_own_handler_after_shutdown(mode, sig):
+    with run_embedding_program(mode) as program:
+        url = program.wait_until_serving()
+        assert httpx.get(url, timeout=WAIT).text == "ok"
+        program.proc.send_signal(sig)
+        code = program.wait()
+    assert code == 0, program.output  # the handler printed: neither KeyboardInterrupt nor death by signal
+    assert_own_handler_ran_after_shutdown(program.output, sig)
+
+
+def test_handle_exit_called_by_the_program_is_raised_again_after_shutdown():
+    with run_embedding_program("handle-exit") as program:
+        url = program.wait_until_serving()
+        assert httpx.get(url + "/stop", timeout=WAIT).text == "ok"  # the app calls handle_exit(SIGTERM)
+        code = program.wait()
+    assert code == 0, program.output
+    assert_own_handler_ran_after_shutdown(program.output, signal.SIGTERM)

@@ -90,19 +90,21 @@ def test_keyfile_password_and_combined_file(twin, ca, pki, variant):
         assert httpx.get(server.url, verify=client_context(ca), timeout=WAIT).status_code == 200
 
 
+# ``kind``: the built-in type uvicorn lets out for the same mistake (ssl.SSLError is an OSError);
+# cyasgi's one-line ConfigError is an instance of it too.
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("overrides", "message", "kind"),
     [
-        ({"ssl_keyfile": "key-encrypted.pem", "ssl_keyfile_password": "wrong"}, "Could not set up TLS from "),
-        ({"ssl_keyfile": "key-encrypted.pem"}, "Could not set up TLS from "),
-        ({"ssl_certfile": "/nonexistent/cert.pem"}, "Could not set up TLS from /nonexistent/cert.pem"),
-        ({"ssl_ca_certs": "/nonexistent/ca.pem"}, "/nonexistent/ca.pem"),
-        ({"ssl_ciphers": "NO-SUCH-CIPHER"}, "Could not set up TLS from "),
-        ({"ssl_version": 99}, "Could not set up TLS from "),
-        ({"ssl_certfile": None}, "--ssl-keyfile needs --ssl-certfile"),
+        ({"ssl_keyfile": "key-encrypted.pem", "ssl_keyfile_password": "wrong"}, "Could not set up TLS from ", OSError),
+        ({"ssl_keyfile": "key-encrypted.pem"}, "Could not set up TLS from ", OSError),
+        ({"ssl_certfile": "/nonexistent/cert.pem"}, "Could not set up TLS from /nonexistent/cert.pem", FileNotFoundError),
+        ({"ssl_ca_certs": "/nonexistent/ca.pem"}, "/nonexistent/ca.pem", FileNotFoundError),
+        ({"ssl_ciphers": "NO-SUCH-CIPHER"}, "Could not set up TLS from ", OSError),
+        ({"ssl_version": 99}, "Could not set up TLS from ", ValueError),
+        ({"ssl_certfile": None}, "--ssl-keyfile needs --ssl-certfile", ValueError),
     ],
 )
-def test_bad_tls_settings_are_config_errors(twin, pki, overrides, message):
+def test_bad_tls_settings_are_config_errors(twin, pki, overrides, message, kind):
     paths = pki["paths"]
     overrides = {key: paths.get(value, value) if isinstance(value, str) else value for key, value in overrides.items()}
     if overrides.get("ssl_keyfile") == paths["key-encrypted.pem"] and "ssl_keyfile_password" not in overrides:
@@ -112,6 +114,7 @@ def test_bad_tls_settings_are_config_errors(twin, pki, overrides, message):
         config.load()
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+    assert isinstance(info.value, kind)
 
 
 def test_ssl_version_reaches_the_context(twin, pki):
@@ -188,10 +191,47 @@ def test_ssl_context_factory_errors(twin):
     def uses_default_without_cert(config: Config, default_factory: Any) -> Any:
         return default_factory()
 
-    with pytest.raises(ConfigError, match="must return an ssl.SSLContext, not NoneType"):
+    # uvicorn's types and meaning: a TypeError for what the factory returned, a RuntimeError for
+    # calling the default factory without the file it needs.
+    with pytest.raises(TypeError, match="must return an `ssl.SSLContext`, got NoneType") as returned:
         make_config(apps.echo, twin, ssl_context_factory=returns_nothing).load()
-    with pytest.raises(ConfigError, match="needs ssl_certfile"):
+    with pytest.raises(RuntimeError, match="requires `ssl_certfile`") as called:
         make_config(apps.echo, twin, ssl_context_factory=uses_default_without_cert).load()
+    assert isinstance(returned.value, ConfigError) and isinstance(called.value, ConfigError)
+
+
+def test_create_ssl_context_takes_uvicorns_keywords_and_alpn(ca, pki):
+    """An ssl_context_factory written for uvicorn may build its context with create_ssl_context."""
+    from cyasgi.config import create_ssl_context
+
+    paths = pki["paths"]
+    server_context = create_ssl_context(
+        certfile=paths["cert.pem"],
+        keyfile=paths["key.pem"],
+        password=None,
+        ssl_version=ssl.PROTOCOL_TLS_SERVER,
+        cert_reqs=ssl.CERT_NONE,
+        ca_certs=None,
+        ciphers=None,
+        alpn_protocols=["http/1.1"],
+    )
+    client_context_ = client_context(ca)
+    client_context_.set_alpn_protocols(["h2", "http/1.1"])
+    # A handshake in memory: each side's outgoing bytes are the other's incoming ones.
+    client_in, client_out, server_in, server_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_context_.wrap_bio(client_in, client_out, server_hostname="localhost")
+    server = server_context.wrap_bio(server_in, server_out, server_side=True)
+    for _ in range(10):  # TLS 1.3 needs two round trips; a bound, not a wait
+        for side in (client, server):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+        server_in.write(client_out.read())
+        client_in.write(server_out.read())
+        if client.selected_alpn_protocol() and server.selected_alpn_protocol():
+            break
+    assert server.selected_alpn_protocol() == client.selected_alpn_protocol() == "http/1.1"
 
 
 def test_pki_files_exist(pki):
