@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 import struct
+import sys
 import threading
 import zlib
 from typing import Any
@@ -21,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cyasgi.config import Config
 from cyasgi.protocols.http_common import ASGI_SPEC_VERSION
+from tests.conftest import TWIN_MODULES
 from tests.utils import WAIT, make_config, run_server
 from tests.ws_utils import (
     RawClient,
@@ -431,6 +434,125 @@ def test_max_size_applies_after_decompression(ws: str) -> None:
         assert b"permessage-deflate" in head
         client.send(frame(0x2, bomb[:-4], rsv=4))
         assert client.read_close()[0] == 1009
+
+
+# Fragmented messages --------------------------------------------------------------------------------------
+
+
+def deflate_stream(payload: bytes) -> bytes:
+    """``payload`` as one permessage-deflate message (the final empty block's marker stripped)."""
+    compressor = zlib.compressobj(wbits=-15)
+    stream = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert stream.endswith(b"\x00\x00\xff\xff")
+    return stream[:-4]
+
+
+DEFLATE_OFFER = b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+def test_a_close_inside_a_fragmented_message_is_clean(ws: str, deflate: bool) -> None:
+    """Autobahn 7.1.5: the first fragment, a close (1000), then the rest. The close is answered with
+    1000 (not 1002 "incomplete fragmented message") and nothing after it is processed."""
+    recorder = Recorder()
+    config = make_config(disconnect_recorder_app(recorder), ws=ws, ws_per_message_deflate=deflate)
+    text = "fragmented " * 10
+    stream = deflate_stream(text.encode()) if deflate else text.encode()
+    with run_server(config) as server:
+        with RawClient(server) as client:
+            status, head = client.handshake(extra=DEFLATE_OFFER if deflate else b"")
+            assert status == 101
+            assert (b"permessage-deflate" in head) is deflate
+            client.send(frame(0x1, stream[:20], fin=False, rsv=4 if deflate else 0))
+            client.send(close_frame(1000) + frame(0x0, stream[20:]))
+            assert client.read_close() == (1000, "")
+            assert client.read_until_eof() == b""
+        recorder.wait_done()
+    assert recorder.messages == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+def test_control_frames_between_fragments(ws: str, deflate: bool) -> None:
+    """A ping and a pong between the fragments of a message: the ping is answered at once, the
+    message arrives whole (text split inside a character, too)."""
+    recorder = Recorder()
+    config = make_config(disconnect_recorder_app(recorder), ws=ws, ws_per_message_deflate=deflate)
+    text = "ünïcödé " * 50
+    stream = deflate_stream(text.encode()) if deflate else text.encode()
+    cut = 1  # plain: inside the two bytes of "ü"
+    with run_server(config) as server:
+        with RawClient(server) as client:
+            assert client.handshake(extra=DEFLATE_OFFER if deflate else b"")[0] == 101
+            client.send(frame(0x1, stream[:cut], fin=False, rsv=4 if deflate else 0) + frame(0x9, b"mid"))
+            assert client.read_frame() == (True, 0xA, b"mid")
+            client.send(frame(0xA, b"unsolicited") + frame(0x0, stream[cut:-7], fin=False))
+            client.send(frame(0x0, stream[-7:]) + close_frame(1000))
+            assert client.read_close() == (1000, "")
+        recorder.wait_done()
+    assert recorder.messages == [
+        {"type": "websocket.receive", "text": text},
+        {"type": "websocket.disconnect", "code": 1000, "reason": ""},
+    ]
+
+
+def test_invalid_utf8_fails_at_the_fragment_that_has_it(ws: str) -> None:
+    """Autobahn 6.4.1: the fragment with the invalid sequence closes 1007 before the message ends."""
+    recorder = Recorder()
+    config = make_config(disconnect_recorder_app(recorder), ws=ws)
+    with run_server(config) as server:
+        with RawClient(server) as client:
+            assert client.handshake()[0] == 101
+            client.send(frame(0x1, "κόσμε".encode(), fin=False))
+            client.send(frame(0x0, b"\xf4\x90\x80\x80", fin=False))  # above U+10FFFF; the end never comes
+            assert client.read_close()[0] == 1007
+        recorder.wait_done()
+    assert [m["type"] for m in recorder.messages] == ["websocket.disconnect"]
+    assert recorder.messages[0]["code"] == 1007
+
+
+#: A message in many tiny fragments: the server must not pay per fragment while it assembles it.
+FRAGMENTS = 30_000
+FRAGMENT_SIZE = 16
+#: What assembling may cost beyond the payload: a bytearray's growth margin (1/8) and a constant.
+ASSEMBLY_MARGIN = 0.25
+ASSEMBLY_CONSTANT = 256 * 1024
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+def test_fragment_assembly_memory_is_bounded(twin: Any, ws: str, deflate: bool) -> None:
+    """30,000 fragments of 16 bytes: the server's memory grows by about the payload while it holds
+    the unfinished message (it used to keep one bytes object per fragment: ~3.5x the payload)."""
+    tracemalloc = pytest.importorskip("tracemalloc")
+    if sys.implementation.name != "cpython":
+        pytest.skip("tracemalloc traces allocations on CPython only")
+    if deflate and twin.__name__ != TWIN_MODULES["py"]:
+        pytest.skip("the compressed path does not depend on the HTTP twin: run once")
+    payload = os.urandom(FRAGMENTS * FRAGMENT_SIZE)  # incompressible: compressed, it is as large
+    stream = deflate_stream(payload) if deflate else payload
+    pieces = [stream[i : i + FRAGMENT_SIZE] for i in range(0, len(stream), FRAGMENT_SIZE)]
+    body = frame(0x2, pieces[0], fin=False, rsv=4 if deflate else 0)
+    body += b"".join([frame(0x0, piece, fin=False) for piece in pieces[1:-1]])
+    recorder = Recorder()
+    config = make_config(
+        disconnect_recorder_app(recorder), twin, ws=ws, ws_per_message_deflate=deflate, ws_ping_interval=0
+    )
+    with run_server(config) as server:
+        with RawClient(server) as client:
+            assert client.handshake(extra=DEFLATE_OFFER if deflate else b"")[0] == 101
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                client.send(body)
+                client.send(frame(0x9, b"sync"))  # its pong says every fragment before it was read
+                assert client.read_frame() == (True, 0xA, b"sync")
+                grown = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            client.send(frame(0x0, pieces[-1]) + close_frame(1000))
+            assert client.read_close() == (1000, "")
+        recorder.wait_done()
+    assert recorder.messages[0] == {"type": "websocket.receive", "bytes": payload}
+    assert grown < len(payload) * (1 + ASSEMBLY_MARGIN) + ASSEMBLY_CONSTANT, (grown, len(payload))
 
 
 def test_max_queue_pauses_reading_and_loses_nothing(ws: str) -> None:

@@ -26,6 +26,7 @@ keepalive ping, fails a peer that did not answer one, or drops a peer that never
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextvars
 import logging
 import random
@@ -46,7 +47,14 @@ from cyasgi.protocols.http_common import (
     tls_extension,
 )
 from cyasgi.protocols.utils import get_local_addr, get_remote_addr, is_ssl
-from cyasgi.protocols.websockets.frames import OP_BINARY, OP_CONT, OP_TEXT, apply_mask, data_frame_header
+from cyasgi.protocols.websockets.frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_TEXT,
+    apply_mask,
+    data_frame_header,
+)
 
 __all__ = ["CLOSE_TIMEOUT", "WebSocketProtocolBase"]
 
@@ -69,6 +77,7 @@ WRITE_HARD_LIMIT = 1 << 20
 _DISCONNECT = "websocket.disconnect"
 _RECEIVE = "websocket.receive"
 _LAST_CHUNK = b"0\r\n\r\n"
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 # Printable ASCII left alone in logged query strings; anything else is %-escaped.
 _LOG_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"\\')
 
@@ -162,7 +171,11 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._buffer = bytearray()  # the start of an incomplete frame
         self._need = 0  # bytes ``_buffer`` must reach before parsing is worth retrying
         self._engine_rest = 0  # bytes of a frame handed to the engine unfinished, still to come
-        self._fragmented = False  # a fragmented message is in progress (its frames go to the engine)
+        self._fragmented = False  # a fragmented message the engine assembles is in progress
+        # A fragmented message assembled here (uncompressed): its payload so far, and for text the
+        # decoder that checks each fragment as it arrives (invalid UTF-8 fails at once, 1007).
+        self._assembly: bytearray | None = None
+        self._assembly_utf8: Any = None
         self._plain_send = False  # no extension negotiated: data frames are encoded here
         self._lost = False  # connection_lost() has run
         self._opened = False  # the 101 went out (for the "connection closed" line)
@@ -231,6 +244,10 @@ class WebSocketProtocolBase(asyncio.Protocol):
     def _engine_ping(self, payload: bytes) -> bytes:
         raise NotImplementedError
 
+    def _engine_drop_message(self) -> None:
+        """A close frame interrupts a fragmented message the engine was assembling (it comes next in
+        ``_engine_feed``): forget the message, so the close is answered as a clean one."""
+
     # asyncio.Protocol ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
@@ -258,6 +275,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._release_drain_waiters()
         self._pending = []
         self._buffer = bytearray()
+        self._drop_assembly()
         if self._opened:
             self.logger.info("connection closed")
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
@@ -334,6 +352,23 @@ class WebSocketProtocolBase(asyncio.Protocol):
             if masked:
                 start += 4
             end = start + length
+            opcode = first & 0x0F
+            assembly = self._assembly
+            if assembly is not None and opcode < OP_CLOSE:
+                # Inside a message assembled here only a continuation may come (control frames go
+                # to the engine, which knows of no message in progress); refused from the header.
+                code = 0
+                if opcode != OP_CONT:
+                    code, reason = 1002, "expected a continuation frame"
+                elif masked and not first & 0x70 and len(assembly) + length > max_size:
+                    code, reason = 1009, "message too big"
+                if code:
+                    if engine_from >= 0:
+                        self._engine_feed(data[engine_from:pos])
+                        if self._phase != OPEN and self._phase != CLOSING:
+                            return
+                    self._engine_fail(code, reason)
+                    return
             if end > size:
                 if length > max_size or not masked:
                     # The engine refuses it from the header alone (wsproto from its first bytes
@@ -343,13 +378,17 @@ class WebSocketProtocolBase(asyncio.Protocol):
                     return
                 self._need = end - pos
                 break
-            opcode = first & 0x0F
             if (
-                first & 0xF0 == 0x80
-                and masked
-                and (opcode == OP_TEXT or opcode == OP_BINARY)
-                and length <= max_size
-                and not self._fragmented
+                masked
+                and not first & 0x70
+                and (
+                    (
+                        (opcode == OP_TEXT or opcode == OP_BINARY)
+                        and length <= max_size
+                        and not self._fragmented
+                    )
+                    or (opcode == OP_CONT and assembly is not None)
+                )
             ):
                 if engine_from >= 0:
                     self._engine_feed(data[engine_from:pos])
@@ -357,11 +396,14 @@ class WebSocketProtocolBase(asyncio.Protocol):
                     if self._phase != OPEN and self._phase != CLOSING:
                         return
                 payload = apply_mask(data[start:end], data[start - 4 : start])
-                if opcode == OP_TEXT:
-                    if not self._text_received(payload):
-                        return
-                else:
-                    self._message({"type": _RECEIVE, "bytes": payload})
+                if first & 0x80 and opcode != OP_CONT:
+                    if opcode == OP_TEXT:
+                        if not self._text_received(payload):
+                            return
+                    else:
+                        self._message({"type": _RECEIVE, "bytes": payload})
+                elif not self._fragment_received(opcode, first & 0x80, payload):
+                    return
                 if self._paused_for_queue:
                     # The queue is full: the rest of this read waits, unparsed, for the app.
                     pos = end
@@ -371,6 +413,16 @@ class WebSocketProtocolBase(asyncio.Protocol):
                     self._fragmented = not first & 0x80
                 elif opcode == OP_CONT and first & 0x80:
                     self._fragmented = False
+                elif opcode == OP_CLOSE and self._fragmented:
+                    # A close frame may interrupt a fragmented message (RFC 6455, 5.4 and 5.5.1):
+                    # the engine forgets the message, so the close is a clean one.
+                    if engine_from >= 0:
+                        self._engine_feed(data[engine_from:pos])
+                        engine_from = -1
+                        if self._phase != OPEN and self._phase != CLOSING:
+                            return
+                    self._fragmented = False
+                    self._engine_drop_message()
                 if engine_from < 0:
                     engine_from = pos
             pos = end
@@ -378,6 +430,34 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self._engine_feed(data[engine_from:pos])
         if pos < size and (self._phase == OPEN or self._phase == CLOSING):
             self._buffer = bytearray(data[pos:])
+
+    def _fragment_received(self, opcode: int, fin: int, payload: bytes) -> bool:
+        """A fragment of an uncompressed message, which is assembled here: in one bytearray, so its
+        memory is its size whatever the fragmenting. False once the connection failed."""
+        assembly = self._assembly
+        if assembly is None:  # the first fragment (its size was checked against --ws-max-size)
+            assembly = self._assembly = bytearray(payload)
+            self._assembly_utf8 = _utf8_decoder() if opcode == OP_TEXT else None
+        else:
+            assembly += payload
+        decoder = self._assembly_utf8
+        if decoder is not None:
+            try:
+                decoder.decode(payload)  # fail fast; the output is not needed
+            except UnicodeDecodeError as exc:
+                self._engine_fail(1007, f"invalid UTF-8 ({exc.reason})")
+                return False
+        if not fin:
+            return True
+        self._drop_assembly()
+        if decoder is not None:
+            return self._text_received(assembly)  # the whole message (an unfinished last character)
+        self._message({"type": _RECEIVE, "bytes": bytes(assembly)})
+        return True
+
+    def _drop_assembly(self) -> None:
+        self._assembly = None
+        self._assembly_utf8 = None
 
     # The opening handshake ------------------------------------------------------------------------
 
@@ -688,7 +768,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self._paused_for_queue = True
             self._update_reading()
 
-    def _text_received(self, payload: bytes) -> bool:
+    def _text_received(self, payload: bytes | bytearray) -> bool:
         """A complete text message; False when it is not UTF-8 (the connection then fails, 1007)."""
         try:
             text = payload.decode("utf-8")
@@ -725,6 +805,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         """The peer's close frame arrived; the engine has written its echo if one was due."""
         self._queue_disconnect(code, reason)
         self._phase = CLOSED
+        self._drop_assembly()  # an unfinished message is dropped with the connection
         self._close_transport()  # the server closes the TCP connection first (RFC 6455, 7.1.1)
 
     def _fail_received(self, code: int, reason: str) -> None:
@@ -733,6 +814,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self.logger.debug("%sWebSocket protocol error (%d): %r", self._prefix(), code, reason[:200])
         self._queue_disconnect(code, reason)
         self._phase = CLOSED
+        self._drop_assembly()
         self._close_transport()
 
     # Closing ----------------------------------------------------------------------------------------------
