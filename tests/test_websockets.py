@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cyasgi.config import Config
+from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.protocols.http_common import ASGI_SPEC_VERSION
 from tests.conftest import TWIN_MODULES
 from tests.utils import WAIT, make_config, run_server
@@ -864,6 +865,30 @@ async def test_log_lines(ws: str, caplog: pytest.LogCaptureFixture) -> None:
     assert accepted[0].startswith("127.0.0.1:")
     assert accepted[0].endswith(' - "WebSocket /chat%20room?user=a%22b" [accepted]')
     assert lines.index("connection open") < lines.index("connection closed")
+
+
+def test_trace_lines(twin: Any, ws: str, caplog: pytest.LogCaptureFixture) -> None:
+    """--log-level trace: uvicorn's lifecycle lines on uvicorn.error, in its order, for this client."""
+    caplog.set_level(TRACE_LOG_LEVEL)
+    with run_server(make_config(echo_app, twin, ws=ws, log_level="trace")) as server:
+        with RawClient(server) as client:
+            host, port = client.sock.getsockname()[:2]
+            label = f"{host}:{port}"
+            assert client.handshake()[0] == 101
+            client.send(close_frame(1000))
+            assert client.read_close() == (1000, "")
+        wait_until(
+            lambda: f"{label} - WebSocket connection lost" in [r.getMessage() for r in caplog.records],
+            message="the connection-lost line",
+        )
+    trace = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error" and r.levelno == TRACE_LOG_LEVEL]
+    mine = [line for line in trace if line.startswith(f"{label} - ")]
+    assert mine == [
+        f"{label} - HTTP connection made",
+        f"{label} - Upgrading to WebSocket",
+        f"{label} - WebSocket connection made",
+        f"{label} - WebSocket connection lost",
+    ]
 
 
 def test_ws_none_serves_the_upgrade_as_http(caplog: pytest.LogCaptureFixture) -> None:

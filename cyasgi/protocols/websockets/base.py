@@ -259,7 +259,11 @@ class WebSocketProtocolBase(asyncio.Protocol):
         if self.scheme == "wss":
             self._tls = tls_extension(transport, getattr(self.config, "ssl_server_cert", None))
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
-            self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", self._prefix())
+            # The HTTP protocol calls this as it hands the connection over (the request head comes
+            # next): uvicorn's two lines, in its order, without a log call in the HTTP twins.
+            prefix = self._prefix()
+            self.logger.log(TRACE_LOG_LEVEL, "%sUpgrading to WebSocket", prefix)
+            self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", prefix)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
