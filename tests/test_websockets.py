@@ -881,8 +881,8 @@ def test_trace_lines(twin: Any, ws: str, caplog: pytest.LogCaptureFixture) -> No
             lambda: f"{label} - WebSocket connection lost" in [r.getMessage() for r in caplog.records],
             message="the connection-lost line",
         )
-    trace = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error" and r.levelno == TRACE_LOG_LEVEL]
-    mine = [line for line in trace if line.startswith(f"{label} - ")]
+    trace = [r for r in caplog.records if r.name == "uvicorn.error" and r.levelno == TRACE_LOG_LEVEL]
+    mine = [r.getMessage() for r in trace if r.getMessage().startswith(f"{label} - ")]
     assert mine == [
         f"{label} - HTTP connection made",
         f"{label} - Upgrading to WebSocket",
