@@ -14,6 +14,7 @@ import ssl
 import struct
 import sys
 import threading
+import time
 import zlib
 from typing import Any
 
@@ -322,6 +323,46 @@ def test_denial_response_with_content_length(ws: str) -> None:
         assert b"content-length: 9" in head.lower()
         assert b"connection: close" in head.lower()
         assert client.read_until_eof() == b"not here!"
+
+
+#: How long the app below waits for the test before it sends its body anyway.
+APP_WAIT = 1.0
+
+
+@pytest.mark.parametrize("length", [None, 11], ids=["chunked", "content-length"])
+def test_denial_head_is_not_held_while_the_app_waits(ws: str, length: int | None) -> None:
+    """An app that sends the response head and then waits before the body: the client gets the
+    head at once (it used to get nothing until the body), and the body follows as the head framed it
+    (chunked when the app gave no length, since the head went out before the length was known)."""
+    head_seen = threading.Event()
+    waited: list[bool] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        headers = [] if length is None else [(b"content-length", str(length).encode())]
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
+        loop = asyncio.get_running_loop()
+        waited.append(await loop.run_in_executor(None, head_seen.wait, APP_WAIT))
+        await send({"type": "websocket.http.response.body", "body": b"not ", "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b"allowed"})
+
+    with run_server(make_config(app, ws=ws)) as server, RawClient(server) as client:
+        started = time.monotonic()
+        status, head = client.handshake()
+        elapsed = time.monotonic() - started
+        head_seen.set()
+        body = client.read_until_eof()
+    assert status == 401
+    assert waited == [True], "the head came only once the app stopped waiting"
+    assert elapsed < APP_WAIT
+    lower = head.lower()
+    assert b"connection: close" in lower
+    if length is None:
+        assert b"transfer-encoding: chunked" in lower and b"content-length" not in lower
+        assert body == b"4\r\nnot \r\n7\r\nallowed\r\n0\r\n\r\n"
+    else:
+        assert b"content-length: 11" in lower and b"transfer-encoding" not in lower
+        assert body == b"not allowed"
 
 
 def test_returning_without_accepting_is_500(ws: str, caplog: pytest.LogCaptureFixture) -> None:

@@ -224,6 +224,34 @@ async def test_fragments_and_control_frames_in_any_reads(protocol_class: Any, re
     assert transport.closed
 
 
+@pytest.mark.parametrize("status", [403, 204])
+async def test_a_denial_sent_at_once_is_one_write(protocol_class: Any, status: int) -> None:
+    """The head waits for the body that follows it at once: one write, a computed content-length
+    (none for a status without a body), and the deferred flush of the head finds nothing to do."""
+    done = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": status, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"no"})
+        done.set()
+
+    _protocol, transport = open_protocol(protocol_class, app)
+    await done.wait()
+    loop = asyncio.get_running_loop()
+    later = loop.create_future()
+    loop.call_soon(later.set_result, None)  # runs after every callback scheduled before it
+    await later
+    assert transport.calls == ["write"]
+    head, _, body = bytes(transport.buffer).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status)
+    if status == 204:
+        assert b"content-length" not in head and b"transfer-encoding" not in head and body == b""
+    else:
+        assert b"content-length: 2\r\n" in head and body == b"no"
+    assert transport.closed
+
+
 async def test_a_full_queue_holds_the_rest_of_a_read_unparsed(protocol_class: Any) -> None:
     """1,000 tiny messages and a close in one read: the queue stops at --ws-max-queue, the rest
     waits as bytes, and everything arrives in order once the app reads."""

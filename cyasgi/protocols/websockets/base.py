@@ -205,7 +205,8 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._shutdown_timer: asyncio.TimerHandle | None = None
 
         # Denial response (websocket.http.response.*).
-        self._response_head: bytes | None = None
+        self._response_head: bytes | None = None  # not written yet (no framing header, no blank line)
+        self._response_bodyless = False  # 1xx, 204, 304: no body, no framing header
         self._response_chunked = False
         self._response_length = -1
         self._response_sent = 0
@@ -719,22 +720,37 @@ class WebSocketProtocolBase(asyncio.Protocol):
             lines.append(b"content-type: text/plain; charset=utf-8\r\n")
         self._response_head = b"".join(lines)
         self._response_length = length
+        self._response_bodyless = status in (204, 304) or status < 200
         self._phase = RESPONSE
         self.logger.info('%s - "WebSocket %s" %d', client_label(self.client), log_target(self.scope), status)
+        # The head goes out with the first body part, in one write; an app that waits before that
+        # part still gets its head to the client at the loop's next turn, not only once it sends.
+        self.loop.call_soon(self._flush_response_head)
+
+    def _finish_response_head(self, body_size: int, more_body: bool) -> bytes:
+        """The head with the framing the first body part decides, and the blank line."""
+        head = self._response_head
+        self._response_head = None
+        if self._response_length == -1 and not self._response_bodyless:
+            if more_body:
+                self._response_chunked = True
+                head += b"transfer-encoding: chunked\r\n"
+            else:
+                head += b"content-length: %d\r\n" % body_size
+        return head + b"connection: close\r\n\r\n"  # type: ignore[operator]
+
+    def _flush_response_head(self) -> None:
+        if self._response_head is not None and self._phase == RESPONSE and not self._lost:
+            # No body part yet, so its length is unknown: chunked, unless the app gave a length.
+            self.transport.write(self._finish_response_head(0, True))
 
     def _response_body(self, body: bytes, more_body: bool) -> None:
-        head = self._response_head
         out = []
-        if head is not None:
-            self._response_head = None
-            if self._response_length == -1:
-                if more_body:
-                    self._response_chunked = True
-                    head += b"transfer-encoding: chunked\r\n"
-                else:
-                    head += b"content-length: %d\r\n" % len(body)
-            out.append(head + b"connection: close\r\n\r\n")
-        if self._response_chunked:
+        if self._response_head is not None:
+            out.append(self._finish_response_head(len(body), more_body))
+        if self._response_bodyless:
+            pass  # a body for a status that has none is dropped, as on the HTTP path
+        elif self._response_chunked:
             if body:
                 out.append(b"%x\r\n%s\r\n" % (len(body), body))
             if not more_body:
@@ -750,7 +766,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self._phase = CLOSED
             self._closed_by_app = True
             self._queue_disconnect(1006, "")
-            if self._response_sent < self._response_length:
+            if self._response_sent < self._response_length and not self._response_bodyless:
                 self.transport.abort()
                 raise RuntimeError("Response content shorter than Content-Length")
             self._close_transport()
