@@ -22,6 +22,8 @@ _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
+#: The largest control-frame payload (RFC 6455, 5.5).
+MAX_CONTROL_PAYLOAD = 125
 
 # The library logs "connection open/closed" at INFO on the logger it is given; cyasgi writes its own
 # lines (on uvicorn.error), so the library gets a quiet logger that still lets its errors through.
@@ -45,7 +47,11 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
                     compress_settings={"memLevel": 5},
                 )
             ]
-        self._conn = ServerProtocol(extensions=extensions, max_size=self.max_size, logger=_engine_logger)
+        # The library counts a control frame between fragments against the message's remaining
+        # size: given room for the largest one, it leaves the exact --ws-max-size to the checks below.
+        self._conn = ServerProtocol(
+            extensions=extensions, max_size=self.max_size + MAX_CONTROL_PAYLOAD, logger=_engine_logger
+        )
         self._accept_header = b""
         self._extensions_header = b""
         # The compressed fragmented message being received (the base assembles uncompressed ones),
@@ -103,6 +109,9 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
         for frame in conn.events_received():
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY:
+                if len(frame.data) > self.max_size:
+                    self._engine_fail(1009, "message too big")
+                    return
                 if frame.fin:
                     if opcode is _TEXT:
                         if not self._text_received(frame.data):
@@ -123,6 +132,9 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
                 if parts is None:  # pragma: no cover - the library refuses a continuation without a start
                     continue
                 parts += frame.data
+                if len(parts) > self.max_size:
+                    self._engine_fail(1009, "message too big")
+                    return
                 if frame.fin:
                     self._parts = None
                     if self._parts_text:
