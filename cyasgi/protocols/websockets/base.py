@@ -70,6 +70,8 @@ SHUTDOWN_CLOSE_TIMEOUT = 3.0
 MAX_HEAD_SIZE = 65536
 #: Bytes held unparsed while the app decides on the handshake; above this the transport pauses.
 PENDING_LIMIT = 65536
+#: Payload size from which a frame is unmasked from a memoryview instead of a copied slice.
+LARGE_PAYLOAD = 65536
 #: Write-buffer size above which the connection stops reading: only automatic replies (pongs, close
 #: echoes) grow the buffer while the app is paused, and a peer that pings without reading is cut off.
 WRITE_HARD_LIMIT = 1 << 20
@@ -307,7 +309,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
                 buffer += data
                 if len(buffer) < self._need:
                     return
-                data = bytes(buffer)
+                data = buffer  # parsed where it is: no copy of what may be one large frame
                 self._buffer = bytearray()
             self._frames_received(data)
             if self._write_paused and not self._paused_for_writes:
@@ -318,7 +320,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self._hold(data)
         # RESPONSE / CLOSED: the client has nothing more to say that we would read.
 
-    def _frames_received(self, data: bytes) -> None:
+    def _frames_received(self, data: bytes | bytearray) -> None:
         """Split ``data`` into frames: decode the plain data frames here, hand the rest to the engine."""
         rest = self._engine_rest
         if rest:
@@ -400,7 +402,10 @@ class WebSocketProtocolBase(asyncio.Protocol):
                     engine_from = -1
                     if self._phase != OPEN and self._phase != CLOSING:
                         return
-                payload = apply_mask(data[start:end], data[start - 4 : start])
+                if length < LARGE_PAYLOAD:
+                    payload = apply_mask(data[start:end], data[start - 4 : start])
+                else:  # unmasked from a view: a large payload is not copied first
+                    payload = apply_mask(memoryview(data)[start:end], data[start - 4 : start])
                 if first & 0x80 and opcode != OP_CONT:
                     if opcode == OP_TEXT:
                         if not self._text_received(payload):
@@ -440,24 +445,26 @@ class WebSocketProtocolBase(asyncio.Protocol):
         """A fragment of an uncompressed message, which is assembled here: in one bytearray, so its
         memory is its size whatever the fragmenting. False once the connection failed."""
         assembly = self._assembly
-        if assembly is None:  # the first fragment (its size was checked against --ws-max-size)
+        decoder = self._assembly_utf8
+        if assembly is None:  # the first fragment (never the last: that is a plain message)
             assembly = self._assembly = bytearray(payload)
-            self._assembly_utf8 = _utf8_decoder() if opcode == OP_TEXT else None
+            decoder = self._assembly_utf8 = _utf8_decoder() if opcode == OP_TEXT else None
+        elif fin:
+            self._drop_assembly()
+            if decoder is not None:
+                assembly += payload
+                return self._text_received(assembly)  # all of it, an unfinished last character too
+            # Joined straight into the message: the bytearray does not grow (and copy) first.
+            self._message({"type": _RECEIVE, "bytes": b"".join((assembly, payload))})
+            return True
         else:
             assembly += payload
-        decoder = self._assembly_utf8
         if decoder is not None:
             try:
-                decoder.decode(payload)  # fail fast; the output is not needed
+                decoder.decode(payload)  # invalid UTF-8 fails at its fragment; the text is not kept
             except UnicodeDecodeError as exc:
                 self._engine_fail(1007, f"invalid UTF-8 ({exc.reason})")
                 return False
-        if not fin:
-            return True
-        self._drop_assembly()
-        if decoder is not None:
-            return self._text_received(assembly)  # the whole message (an unfinished last character)
-        self._message({"type": _RECEIVE, "bytes": bytes(assembly)})
         return True
 
     def _drop_assembly(self) -> None:
@@ -952,7 +959,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._paused_for_queue = False
         self._update_reading()
         if self._buffer and not self._need and (self._phase == OPEN or self._phase == CLOSING):
-            data = bytes(self._buffer)
+            data = self._buffer
             self._buffer = bytearray()
             self._frames_received(data)
 
