@@ -339,6 +339,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         pos = 0
         engine_from = -1  # start of a run of frames for the engine
         max_size = self.max_size
+        assembly = self._assembly  # changes in this loop only through _fragment_received
         self._need = 0
         while size - pos >= 2:
             first = data[pos]
@@ -360,7 +361,6 @@ class WebSocketProtocolBase(asyncio.Protocol):
                 start += 4
             end = start + length
             opcode = first & 0x0F
-            assembly = self._assembly
             if assembly is not None and opcode < OP_CLOSE:
                 # Inside a message assembled here only a continuation may come (control frames go
                 # to the engine, which knows of no message in progress); refused from the header.
@@ -406,14 +406,16 @@ class WebSocketProtocolBase(asyncio.Protocol):
                     payload = apply_mask(data[start:end], data[start - 4 : start])
                 else:  # unmasked from a view: a large payload is not copied first
                     payload = apply_mask(memoryview(data)[start:end], data[start - 4 : start])
-                if first & 0x80 and opcode != OP_CONT:
+                if assembly is None and first & 0x80:  # a whole message
                     if opcode == OP_TEXT:
                         if not self._text_received(payload):
                             return
                     else:
                         self._message({"type": _RECEIVE, "bytes": payload})
-                elif not self._fragment_received(opcode, first & 0x80, payload):
-                    return
+                else:
+                    if not self._fragment_received(opcode, first & 0x80, payload):
+                        return
+                    assembly = self._assembly
                 if self._paused_for_queue:
                     # The queue is full: the rest of this read waits, unparsed, for the app.
                     pos = end
