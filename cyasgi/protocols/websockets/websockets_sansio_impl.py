@@ -162,7 +162,7 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
     def _engine_drop_message(self) -> None:
         # The library answers a close frame inside a fragmented message with 1002 ("incomplete
         # fragmented message"); RFC 6455 lets control frames come between fragments. Its count of
-        # the message's size says a message is in progress: clear it (``cur_size`` before 14.0).
+        # the message's size says a message is in progress: clear it (``cur_size`` before websockets 16).
         conn = self._conn
         for name in ("current_size", "cur_size"):
             if getattr(conn, name, None) is not None:
