@@ -10,7 +10,7 @@ PYPY ?= pypy3
 
 SPEEDUPS := $(wildcard cyasgi/_speedups/*.pyx cyasgi/_speedups/*.pxd cyasgi/_speedups/*.pxi)
 
-.PHONY: run test test-pure test-pypy pypy-installed bench bench-pypy bench-ws build annotate lint clean fuzz venv
+.PHONY: run test test-pure test-pypy test-autobahn pypy-installed bench bench-pypy bench-ws build annotate lint clean fuzz venv
 
 # Create the venv and install cyasgi (editable) with its test dependencies.
 $(VENV)/.installed: pyproject.toml setup.py requirements/test.txt
@@ -33,6 +33,12 @@ test: build
 	$(PY) -m pytest $(PYTEST_ARGS)
 	# The protocol contract again under the debug allocator: an overrun in the compiled twin aborts here.
 	PYTHONMALLOC=debug $(PY) -m pytest -q -p no:cacheprovider tests/test_http_protocol.py
+
+# The Autobahn TestSuite's fuzzing-client cases 1-7 and 10 against a real server for every --ws
+# (tests/autobahn.py, run by kosoku); a summary per implementation, non-zero on any FAILED case.
+# AUTOBAHN_ARGS="--ws wsproto --case '7.*' --verbose", ...
+test-autobahn: build
+	$(PY) tests/autobahn.py $(AUTOBAHN_ARGS)
 
 # A long fuzz run (tests/fuzz_http.py): coverage-guided with atheris when it installs, else hypothesis
 # with many examples. `make test` already runs a short, bounded one (tests/test_fuzz.py).

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 import struct
+import sys
 import threading
+import time
 import zlib
 from typing import Any
 
@@ -20,7 +23,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cyasgi.config import Config
+from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.protocols.http_common import ASGI_SPEC_VERSION
+from tests.conftest import load_twin
 from tests.utils import WAIT, make_config, run_server
 from tests.ws_utils import (
     RawClient,
@@ -320,6 +325,46 @@ def test_denial_response_with_content_length(ws: str) -> None:
         assert client.read_until_eof() == b"not here!"
 
 
+#: How long the app below waits for the test before it sends its body anyway.
+APP_WAIT = 1.0
+
+
+@pytest.mark.parametrize("length", [None, 11], ids=["chunked", "content-length"])
+def test_denial_head_is_not_held_while_the_app_waits(ws: str, length: int | None) -> None:
+    """An app that sends the response head and then waits before the body: the client gets the
+    head at once (it used to get nothing until the body), and the body follows as the head framed it
+    (chunked when the app gave no length, since the head went out before the length was known)."""
+    head_seen = threading.Event()
+    waited: list[bool] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        headers = [] if length is None else [(b"content-length", str(length).encode())]
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
+        loop = asyncio.get_running_loop()
+        waited.append(await loop.run_in_executor(None, head_seen.wait, APP_WAIT))
+        await send({"type": "websocket.http.response.body", "body": b"not ", "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b"allowed"})
+
+    with run_server(make_config(app, ws=ws)) as server, RawClient(server) as client:
+        started = time.monotonic()
+        status, head = client.handshake()
+        elapsed = time.monotonic() - started
+        head_seen.set()
+        body = client.read_until_eof()
+    assert status == 401
+    assert waited == [True], "the head came only once the app stopped waiting"
+    assert elapsed < APP_WAIT
+    lower = head.lower()
+    assert b"connection: close" in lower
+    if length is None:
+        assert b"transfer-encoding: chunked" in lower and b"content-length" not in lower
+        assert body == b"4\r\nnot \r\n7\r\nallowed\r\n0\r\n\r\n"
+    else:
+        assert b"content-length: 11" in lower and b"transfer-encoding" not in lower
+        assert body == b"not allowed"
+
+
 def test_returning_without_accepting_is_500(ws: str, caplog: pytest.LogCaptureFixture) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
@@ -431,6 +476,190 @@ def test_max_size_applies_after_decompression(ws: str) -> None:
         assert b"permessage-deflate" in head
         client.send(frame(0x2, bomb[:-4], rsv=4))
         assert client.read_close()[0] == 1009
+
+
+# Fragmented messages --------------------------------------------------------------------------------------
+
+
+def deflate_stream(payload: bytes) -> bytes:
+    """``payload`` as one permessage-deflate message (the final empty block's marker stripped)."""
+    compressor = zlib.compressobj(wbits=-15)
+    stream = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert stream.endswith(b"\x00\x00\xff\xff")
+    return stream[:-4]
+
+
+DEFLATE_OFFER = b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+def test_a_close_inside_a_fragmented_message_is_clean(ws: str, deflate: bool) -> None:
+    """Autobahn 7.1.5: the first fragment, a close (1000), then the rest. The close is answered with
+    1000 (not 1002 "incomplete fragmented message") and nothing after it is processed."""
+    recorder = Recorder()
+    config = make_config(disconnect_recorder_app(recorder), ws=ws, ws_per_message_deflate=deflate)
+    text = "fragmented " * 10
+    stream = deflate_stream(text.encode()) if deflate else text.encode()
+    with run_server(config) as server:
+        with RawClient(server) as client:
+            status, head = client.handshake(extra=DEFLATE_OFFER if deflate else b"")
+            assert status == 101
+            assert (b"permessage-deflate" in head) is deflate
+            client.send(frame(0x1, stream[:20], fin=False, rsv=4 if deflate else 0))
+            client.send(close_frame(1000) + frame(0x0, stream[20:]))
+            assert client.read_close() == (1000, "")
+            assert client.read_until_eof() == b""
+        recorder.wait_done()
+    assert recorder.messages == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+def test_control_frames_between_fragments(ws: str, deflate: bool) -> None:
+    """A ping and a pong between the fragments of a message: the ping is answered at once, the
+    message arrives whole (text split inside a character, too)."""
+    recorder = Recorder()
+    config = make_config(disconnect_recorder_app(recorder), ws=ws, ws_per_message_deflate=deflate)
+    text = "ünïcödé " * 50
+    stream = deflate_stream(text.encode()) if deflate else text.encode()
+    cut = 1  # plain: inside the two bytes of "ü"
+    with run_server(config) as server:
+        with RawClient(server) as client:
+            assert client.handshake(extra=DEFLATE_OFFER if deflate else b"")[0] == 101
+            client.send(frame(0x1, stream[:cut], fin=False, rsv=4 if deflate else 0) + frame(0x9, b"mid"))
+            assert client.read_frame() == (True, 0xA, b"mid")
+            client.send(frame(0xA, b"unsolicited") + frame(0x0, stream[cut:-7], fin=False))
+            client.send(frame(0x0, stream[-7:]) + close_frame(1000))
+            assert client.read_close() == (1000, "")
+        recorder.wait_done()
+    assert recorder.messages == [
+        {"type": "websocket.receive", "text": text},
+        {"type": "websocket.disconnect", "code": 1000, "reason": ""},
+    ]
+
+
+def test_invalid_utf8_fails_at_the_fragment_that_has_it(ws: str) -> None:
+    """Autobahn 6.4.1: the fragment with the invalid sequence closes 1007 before the message ends."""
+    recorder = Recorder()
+    config = make_config(disconnect_recorder_app(recorder), ws=ws)
+    with run_server(config) as server:
+        with RawClient(server) as client:
+            assert client.handshake()[0] == 101
+            client.send(frame(0x1, "κόσμε".encode(), fin=False))
+            client.send(frame(0x0, b"\xf4\x90\x80\x80", fin=False))  # above U+10FFFF; the end never comes
+            assert client.read_close()[0] == 1007
+        recorder.wait_done()
+    assert [m["type"] for m in recorder.messages] == ["websocket.disconnect"]
+    assert recorder.messages[0]["code"] == 1007
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+def test_a_ping_inside_a_message_of_the_largest_size(ws: str, deflate: bool) -> None:
+    """A message of exactly --ws-max-size with a ping before its last fragment: the ping does not
+    count against the message (the websockets library counted it: 1009)."""
+    recorder = Recorder()
+    limit = 4096
+    config = make_config(
+        disconnect_recorder_app(recorder), ws=ws, ws_max_size=limit, ws_per_message_deflate=deflate
+    )
+    payload = os.urandom(limit)
+    stream = deflate_stream(payload) if deflate else payload
+    with run_server(config) as server:
+        with RawClient(server) as client:
+            assert client.handshake(extra=DEFLATE_OFFER if deflate else b"")[0] == 101
+            client.send(frame(0x2, stream[:-1], fin=False, rsv=4 if deflate else 0) + frame(0x9, b"ping"))
+            assert client.read_frame() == (True, 0xA, b"ping")
+            client.send(frame(0x0, stream[-1:]) + close_frame(1000))
+            assert client.read_close() == (1000, "")
+        recorder.wait_done()
+    assert recorder.messages[0] == {"type": "websocket.receive", "bytes": payload}
+
+
+#: A message in many tiny fragments: the server must not pay per fragment while it assembles it.
+FRAGMENTS = 30_000
+FRAGMENT_SIZE = 16
+#: What assembling may cost beyond the payload: a bytearray's growth margin (1/8) and a constant.
+ASSEMBLY_MARGIN = 0.25
+ASSEMBLY_CONSTANT = 256 * 1024
+
+
+# Plain under both HTTP twins (the pure one is what PyPy runs); compressed once: only the hand-over
+# depends on the twin.
+@pytest.mark.parametrize(
+    ("twin_name", "deflate"), [("c", False), ("py", False), ("py", True)], ids=["c", "py", "py-deflate"]
+)
+def test_fragment_assembly_memory_is_bounded(twin_name: str, ws: str, deflate: bool) -> None:
+    """30,000 fragments of 16 bytes: the server's memory grows by about the payload while it holds
+    the unfinished message (it used to keep one bytes object per fragment: ~3.5x the payload)."""
+    tracemalloc = pytest.importorskip("tracemalloc")
+    if sys.implementation.name != "cpython":
+        pytest.skip("tracemalloc traces allocations on CPython only")
+    twin = load_twin(twin_name)
+    payload = os.urandom(FRAGMENTS * FRAGMENT_SIZE)  # incompressible: compressed, it is as large
+    stream = deflate_stream(payload) if deflate else payload
+    pieces = [stream[i : i + FRAGMENT_SIZE] for i in range(0, len(stream), FRAGMENT_SIZE)]
+    body = frame(0x2, pieces[0], fin=False, rsv=4 if deflate else 0)
+    body += b"".join([frame(0x0, piece, fin=False) for piece in pieces[1:-1]])
+    recorder = Recorder()
+    config = make_config(
+        disconnect_recorder_app(recorder), twin, ws=ws, ws_per_message_deflate=deflate, ws_ping_interval=0
+    )
+    with run_server(config) as server:
+        with RawClient(server) as client:
+            assert client.handshake(extra=DEFLATE_OFFER if deflate else b"")[0] == 101
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                client.send(body + frame(0x9, b"read"))
+                assert client.read_frame() == (True, 0xA, b"read")  # every fragment was read...
+                # ...but the engine may write that pong before it has gone through the frames of the
+                # same read: a ping in a later read is parsed only once that one is done.
+                client.send(frame(0x9, b"parsed"))
+                assert client.read_frame() == (True, 0xA, b"parsed")
+                grown = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            client.send(frame(0x0, pieces[-1]) + close_frame(1000))
+            assert client.read_close() == (1000, "")
+        recorder.wait_done()
+    assert recorder.messages[0] == {"type": "websocket.receive", "bytes": payload}
+    assert grown < len(payload) * (1 + ASSEMBLY_MARGIN) + ASSEMBLY_CONSTANT, (grown, len(payload))
+
+
+#: A large message, whole or in two fragments; what receiving it may cost at its peak, counting the
+#: message itself: the message, the last frame as read and its unmasked payload, the fragments
+#: before it (and a bytearray's margin).
+LARGE_MESSAGE = 4 * 1024 * 1024
+LARGE_PEAK_FACTOR = 3.0
+
+
+@pytest.mark.parametrize("fragments", [1, 2])
+def test_large_message_peak_memory(ws: str, fragments: int) -> None:
+    """A 4 MiB message in one frame or two: the server's peak stays under 3x the message (it copied
+    the frame twice before unmasking it, and grew the assembly before joining it: 4x and 3.5x)."""
+    tracemalloc = pytest.importorskip("tracemalloc")
+    if sys.implementation.name != "cpython":
+        pytest.skip("tracemalloc traces allocations on CPython only")
+    payload = os.urandom(LARGE_MESSAGE)
+    half = LARGE_MESSAGE // fragments
+    body = b"".join(
+        frame(0x2 if i == 0 else 0x0, payload[i * half : (i + 1) * half], fin=i == fragments - 1)
+        for i in range(fragments)
+    )
+    recorder = Recorder()
+    config = make_config(disconnect_recorder_app(recorder), ws=ws, ws_per_message_deflate=False)
+    with run_server(config) as server, RawClient(server) as client:
+        assert client.handshake()[0] == 101
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            client.send(body + close_frame(1000))
+            assert client.read_close() == (1000, "")
+            recorder.wait_done()
+            peak = tracemalloc.get_traced_memory()[1] - before
+        finally:
+            tracemalloc.stop()
+    assert recorder.messages[0] == {"type": "websocket.receive", "bytes": payload}
+    assert peak < LARGE_MESSAGE * LARGE_PEAK_FACTOR, (peak, LARGE_MESSAGE)
 
 
 def test_max_queue_pauses_reading_and_loses_nothing(ws: str) -> None:
@@ -742,6 +971,30 @@ async def test_log_lines(ws: str, caplog: pytest.LogCaptureFixture) -> None:
     assert accepted[0].startswith("127.0.0.1:")
     assert accepted[0].endswith(' - "WebSocket /chat%20room?user=a%22b" [accepted]')
     assert lines.index("connection open") < lines.index("connection closed")
+
+
+def test_trace_lines(twin: Any, ws: str, caplog: pytest.LogCaptureFixture) -> None:
+    """--log-level trace: uvicorn's lifecycle lines on uvicorn.error, in its order, for this client."""
+    caplog.set_level(TRACE_LOG_LEVEL)
+    with run_server(make_config(echo_app, twin, ws=ws, log_level="trace")) as server:
+        with RawClient(server) as client:
+            host, port = client.sock.getsockname()[:2]
+            label = f"{host}:{port}"
+            assert client.handshake()[0] == 101
+            client.send(close_frame(1000))
+            assert client.read_close() == (1000, "")
+        wait_until(
+            lambda: f"{label} - WebSocket connection lost" in [r.getMessage() for r in caplog.records],
+            message="the connection-lost line",
+        )
+    trace = [r for r in caplog.records if r.name == "uvicorn.error" and r.levelno == TRACE_LOG_LEVEL]
+    mine = [r.getMessage() for r in trace if r.getMessage().startswith(f"{label} - ")]
+    assert mine == [
+        f"{label} - HTTP connection made",
+        f"{label} - Upgrading to WebSocket",
+        f"{label} - WebSocket connection made",
+        f"{label} - WebSocket connection lost",
+    ]
 
 
 def test_ws_none_serves_the_upgrade_as_http(caplog: pytest.LogCaptureFixture) -> None:

@@ -183,6 +183,75 @@ async def test_close_frame_split_across_reads(protocol_class: Any) -> None:
     assert transport.buffer.endswith(close_frame_bytes(4321, "split"))  # the echo
 
 
+@pytest.mark.parametrize("read_size", [1, 3, 7, 1000])
+async def test_fragments_and_control_frames_in_any_reads(protocol_class: Any, read_size: int) -> None:
+    """Fragments cut inside characters, a ping and a pong between them, then a second message and a
+    close, fed in reads of any size: two whole messages, one pong, a clean close."""
+    received: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] == "websocket.disconnect":
+                return
+
+    protocol, transport = open_protocol(protocol_class, app, ws_per_message_deflate=False)
+    await transport.wait_for(lambda: b" 101 " in transport.buffer)
+    text = "€uro ünïcödé".encode()
+    data = (
+        frame(0x1, text[:1], fin=False)
+        + frame(0x9, b"between")
+        + frame(0x0, text[1:6], fin=False)
+        + frame(0xA, b"unsolicited")
+        + frame(0x0, text[6:])
+        + frame(0x2, b"a", fin=False)
+        + frame(0x0, b"", fin=False)
+        + frame(0x0, b"b" * 300)
+        + close_frame(1000, "done")
+    )
+    for i in range(0, len(data), read_size):
+        protocol.data_received(data[i : i + read_size])
+    await eventually(lambda: len(received) == 3)
+    assert received == [
+        {"type": "websocket.receive", "text": text.decode()},
+        {"type": "websocket.receive", "bytes": b"a" + b"b" * 300},
+        {"type": "websocket.disconnect", "code": 1000, "reason": "done"},
+    ]
+    assert transport.buffer.count(b"\x8a\x07between") == 1  # the pong, once
+    assert transport.closed
+
+
+@pytest.mark.parametrize("status", [403, 204])
+async def test_a_denial_sent_at_once_is_one_write(protocol_class: Any, status: int) -> None:
+    """The head waits for the body that follows it at once: one write, a computed content-length
+    (none for a status without a body), and the deferred flush of the head finds nothing to do."""
+    done = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": status, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"no"})
+        done.set()
+
+    _protocol, transport = open_protocol(protocol_class, app)
+    await done.wait()
+    loop = asyncio.get_running_loop()
+    later = loop.create_future()
+    loop.call_soon(later.set_result, None)  # runs after every callback scheduled before it
+    await later
+    assert transport.calls == ["write"]
+    head, _, body = bytes(transport.buffer).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status)
+    if status == 204:
+        assert b"content-length" not in head and b"transfer-encoding" not in head and body == b""
+    else:
+        assert b"content-length: 2\r\n" in head and body == b"no"
+    assert transport.closed
+
+
 async def test_a_full_queue_holds_the_rest_of_a_read_unparsed(protocol_class: Any) -> None:
     """1,000 tiny messages and a close in one read: the queue stops at --ws-max-queue, the rest
     waits as bytes, and everything arrives in order once the app reads."""

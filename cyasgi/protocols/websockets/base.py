@@ -26,6 +26,7 @@ keepalive ping, fails a peer that did not answer one, or drops a peer that never
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextvars
 import logging
 import random
@@ -46,7 +47,14 @@ from cyasgi.protocols.http_common import (
     tls_extension,
 )
 from cyasgi.protocols.utils import get_local_addr, get_remote_addr, is_ssl
-from cyasgi.protocols.websockets.frames import OP_BINARY, OP_CONT, OP_TEXT, apply_mask, data_frame_header
+from cyasgi.protocols.websockets.frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_TEXT,
+    apply_mask,
+    data_frame_header,
+)
 
 __all__ = ["CLOSE_TIMEOUT", "WebSocketProtocolBase"]
 
@@ -62,6 +70,8 @@ SHUTDOWN_CLOSE_TIMEOUT = 3.0
 MAX_HEAD_SIZE = 65536
 #: Bytes held unparsed while the app decides on the handshake; above this the transport pauses.
 PENDING_LIMIT = 65536
+#: Payload size from which a frame is unmasked from a memoryview instead of a copied slice.
+LARGE_PAYLOAD = 65536
 #: Write-buffer size above which the connection stops reading: only automatic replies (pongs, close
 #: echoes) grow the buffer while the app is paused, and a peer that pings without reading is cut off.
 WRITE_HARD_LIMIT = 1 << 20
@@ -69,6 +79,7 @@ WRITE_HARD_LIMIT = 1 << 20
 _DISCONNECT = "websocket.disconnect"
 _RECEIVE = "websocket.receive"
 _LAST_CHUNK = b"0\r\n\r\n"
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 # Printable ASCII left alone in logged query strings; anything else is %-escaped.
 _LOG_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"\\')
 
@@ -162,7 +173,11 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._buffer = bytearray()  # the start of an incomplete frame
         self._need = 0  # bytes ``_buffer`` must reach before parsing is worth retrying
         self._engine_rest = 0  # bytes of a frame handed to the engine unfinished, still to come
-        self._fragmented = False  # a fragmented message is in progress (its frames go to the engine)
+        self._fragmented = False  # a fragmented message the engine assembles is in progress
+        # A fragmented message assembled here (uncompressed): its payload so far, and for text the
+        # decoder that checks each fragment as it arrives (invalid UTF-8 fails at once, 1007).
+        self._assembly: bytearray | None = None
+        self._assembly_utf8: Any = None
         self._plain_send = False  # no extension negotiated: data frames are encoded here
         self._lost = False  # connection_lost() has run
         self._opened = False  # the 101 went out (for the "connection closed" line)
@@ -192,7 +207,8 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._shutdown_timer: asyncio.TimerHandle | None = None
 
         # Denial response (websocket.http.response.*).
-        self._response_head: bytes | None = None
+        self._response_head: bytes | None = None  # not written yet (no framing header, no blank line)
+        self._response_bodyless = False  # 1xx, 204, 304: no body, no framing header
         self._response_chunked = False
         self._response_length = -1
         self._response_sent = 0
@@ -231,6 +247,10 @@ class WebSocketProtocolBase(asyncio.Protocol):
     def _engine_ping(self, payload: bytes) -> bytes:
         raise NotImplementedError
 
+    def _engine_drop_message(self) -> None:
+        """A close frame interrupts a fragmented message the engine was assembling (it comes next in
+        ``_engine_feed``): forget the message, so the close is answered as a clean one."""
+
     # asyncio.Protocol ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
@@ -242,7 +262,11 @@ class WebSocketProtocolBase(asyncio.Protocol):
         if self.scheme == "wss":
             self._tls = tls_extension(transport, getattr(self.config, "ssl_server_cert", None))
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
-            self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", self._prefix())
+            # The HTTP protocol calls this as it hands the connection over (the request head comes
+            # next): uvicorn's two lines, in its order, without a log call in the HTTP twins.
+            prefix = self._prefix()
+            self.logger.log(TRACE_LOG_LEVEL, "%sUpgrading to WebSocket", prefix)
+            self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", prefix)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
@@ -258,6 +282,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._release_drain_waiters()
         self._pending = []
         self._buffer = bytearray()
+        self._drop_assembly()
         if self._opened:
             self.logger.info("connection closed")
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
@@ -284,7 +309,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
                 buffer += data
                 if len(buffer) < self._need:
                     return
-                data = bytes(buffer)
+                data = buffer  # parsed where it is: no copy of what may be one large frame
                 self._buffer = bytearray()
             self._frames_received(data)
             if self._write_paused and not self._paused_for_writes:
@@ -295,7 +320,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self._hold(data)
         # RESPONSE / CLOSED: the client has nothing more to say that we would read.
 
-    def _frames_received(self, data: bytes) -> None:
+    def _frames_received(self, data: bytes | bytearray) -> None:
         """Split ``data`` into frames: decode the plain data frames here, hand the rest to the engine."""
         rest = self._engine_rest
         if rest:
@@ -314,6 +339,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         pos = 0
         engine_from = -1  # start of a run of frames for the engine
         max_size = self.max_size
+        assembly = self._assembly  # changes in this loop only through _fragment_received
         self._need = 0
         while size - pos >= 2:
             first = data[pos]
@@ -334,6 +360,22 @@ class WebSocketProtocolBase(asyncio.Protocol):
             if masked:
                 start += 4
             end = start + length
+            opcode = first & 0x0F
+            if assembly is not None and opcode < OP_CLOSE:
+                # Inside a message assembled here only a continuation may come (control frames go
+                # to the engine, which knows of no message in progress); refused from the header.
+                code = 0
+                if opcode != OP_CONT:
+                    code, reason = 1002, "expected a continuation frame"
+                elif masked and not first & 0x70 and len(assembly) + length > max_size:
+                    code, reason = 1009, "message too big"
+                if code:
+                    if engine_from >= 0:
+                        self._engine_feed(data[engine_from:pos])
+                        if self._phase != OPEN and self._phase != CLOSING:
+                            return
+                    self._engine_fail(code, reason)
+                    return
             if end > size:
                 if length > max_size or not masked:
                     # The engine refuses it from the header alone (wsproto from its first bytes
@@ -343,25 +385,37 @@ class WebSocketProtocolBase(asyncio.Protocol):
                     return
                 self._need = end - pos
                 break
-            opcode = first & 0x0F
             if (
-                first & 0xF0 == 0x80
-                and masked
-                and (opcode == OP_TEXT or opcode == OP_BINARY)
-                and length <= max_size
-                and not self._fragmented
+                masked
+                and not first & 0x70
+                and (
+                    (
+                        (opcode == OP_TEXT or opcode == OP_BINARY)
+                        and length <= max_size
+                        and not self._fragmented
+                    )
+                    or (opcode == OP_CONT and assembly is not None)
+                )
             ):
                 if engine_from >= 0:
                     self._engine_feed(data[engine_from:pos])
                     engine_from = -1
                     if self._phase != OPEN and self._phase != CLOSING:
                         return
-                payload = apply_mask(data[start:end], data[start - 4 : start])
-                if opcode == OP_TEXT:
-                    if not self._text_received(payload):
-                        return
+                if length < LARGE_PAYLOAD:
+                    payload = apply_mask(data[start:end], data[start - 4 : start])
+                else:  # unmasked from a view: a large payload is not copied first
+                    payload = apply_mask(memoryview(data)[start:end], data[start - 4 : start])
+                if assembly is None and first & 0x80:  # a whole message
+                    if opcode == OP_TEXT:
+                        if not self._text_received(payload):
+                            return
+                    else:
+                        self._message({"type": _RECEIVE, "bytes": payload})
                 else:
-                    self._message({"type": _RECEIVE, "bytes": payload})
+                    if not self._fragment_received(opcode, first & 0x80, payload):
+                        return
+                    assembly = self._assembly
                 if self._paused_for_queue:
                     # The queue is full: the rest of this read waits, unparsed, for the app.
                     pos = end
@@ -371,6 +425,16 @@ class WebSocketProtocolBase(asyncio.Protocol):
                     self._fragmented = not first & 0x80
                 elif opcode == OP_CONT and first & 0x80:
                     self._fragmented = False
+                elif opcode == OP_CLOSE and self._fragmented:
+                    # A close frame may interrupt a fragmented message (RFC 6455, 5.4 and 5.5.1):
+                    # the engine forgets the message, so the close is a clean one.
+                    if engine_from >= 0:
+                        self._engine_feed(data[engine_from:pos])
+                        engine_from = -1
+                        if self._phase != OPEN and self._phase != CLOSING:
+                            return
+                    self._fragmented = False
+                    self._engine_drop_message()
                 if engine_from < 0:
                     engine_from = pos
             pos = end
@@ -378,6 +442,36 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self._engine_feed(data[engine_from:pos])
         if pos < size and (self._phase == OPEN or self._phase == CLOSING):
             self._buffer = bytearray(data[pos:])
+
+    def _fragment_received(self, opcode: int, fin: int, payload: bytes) -> bool:
+        """A fragment of an uncompressed message, which is assembled here: in one bytearray, so its
+        memory is its size whatever the fragmenting. False once the connection failed."""
+        assembly = self._assembly
+        decoder = self._assembly_utf8
+        if assembly is None:  # the first fragment (never the last: that is a plain message)
+            assembly = self._assembly = bytearray(payload)
+            decoder = self._assembly_utf8 = _utf8_decoder() if opcode == OP_TEXT else None
+        elif fin:
+            self._drop_assembly()
+            if decoder is not None:
+                assembly += payload
+                return self._text_received(assembly)  # all of it, an unfinished last character too
+            # Joined straight into the message: the bytearray does not grow (and copy) first.
+            self._message({"type": _RECEIVE, "bytes": b"".join((assembly, payload))})
+            return True
+        else:
+            assembly += payload
+        if decoder is not None:
+            try:
+                decoder.decode(payload)  # invalid UTF-8 fails at its fragment; the text is not kept
+            except UnicodeDecodeError as exc:
+                self._engine_fail(1007, f"invalid UTF-8 ({exc.reason})")
+                return False
+        return True
+
+    def _drop_assembly(self) -> None:
+        self._assembly = None
+        self._assembly_utf8 = None
 
     # The opening handshake ------------------------------------------------------------------------
 
@@ -635,22 +729,37 @@ class WebSocketProtocolBase(asyncio.Protocol):
             lines.append(b"content-type: text/plain; charset=utf-8\r\n")
         self._response_head = b"".join(lines)
         self._response_length = length
+        self._response_bodyless = status in (204, 304) or status < 200
         self._phase = RESPONSE
         self.logger.info('%s - "WebSocket %s" %d', client_label(self.client), log_target(self.scope), status)
+        # The head goes out with the first body part, in one write; an app that waits before that
+        # part still gets its head to the client at the loop's next turn, not only once it sends.
+        self.loop.call_soon(self._flush_response_head)
+
+    def _finish_response_head(self, body_size: int, more_body: bool) -> bytes:
+        """The head with the framing the first body part decides, and the blank line."""
+        head = self._response_head
+        self._response_head = None
+        if self._response_length == -1 and not self._response_bodyless:
+            if more_body:
+                self._response_chunked = True
+                head += b"transfer-encoding: chunked\r\n"
+            else:
+                head += b"content-length: %d\r\n" % body_size
+        return head + b"connection: close\r\n\r\n"  # type: ignore[operator]
+
+    def _flush_response_head(self) -> None:
+        if self._response_head is not None and self._phase == RESPONSE and not self._lost:
+            # No body part yet, so its length is unknown: chunked, unless the app gave a length.
+            self.transport.write(self._finish_response_head(0, True))
 
     def _response_body(self, body: bytes, more_body: bool) -> None:
-        head = self._response_head
         out = []
-        if head is not None:
-            self._response_head = None
-            if self._response_length == -1:
-                if more_body:
-                    self._response_chunked = True
-                    head += b"transfer-encoding: chunked\r\n"
-                else:
-                    head += b"content-length: %d\r\n" % len(body)
-            out.append(head + b"connection: close\r\n\r\n")
-        if self._response_chunked:
+        if self._response_head is not None:
+            out.append(self._finish_response_head(len(body), more_body))
+        if self._response_bodyless:
+            pass  # a body for a status that has none is dropped, as on the HTTP path
+        elif self._response_chunked:
             if body:
                 out.append(b"%x\r\n%s\r\n" % (len(body), body))
             if not more_body:
@@ -666,7 +775,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self._phase = CLOSED
             self._closed_by_app = True
             self._queue_disconnect(1006, "")
-            if self._response_sent < self._response_length:
+            if self._response_sent < self._response_length and not self._response_bodyless:
                 self.transport.abort()
                 raise RuntimeError("Response content shorter than Content-Length")
             self._close_transport()
@@ -688,7 +797,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self._paused_for_queue = True
             self._update_reading()
 
-    def _text_received(self, payload: bytes) -> bool:
+    def _text_received(self, payload: bytes | bytearray) -> bool:
         """A complete text message; False when it is not UTF-8 (the connection then fails, 1007)."""
         try:
             text = payload.decode("utf-8")
@@ -725,6 +834,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         """The peer's close frame arrived; the engine has written its echo if one was due."""
         self._queue_disconnect(code, reason)
         self._phase = CLOSED
+        self._drop_assembly()  # an unfinished message is dropped with the connection
         self._close_transport()  # the server closes the TCP connection first (RFC 6455, 7.1.1)
 
     def _fail_received(self, code: int, reason: str) -> None:
@@ -733,6 +843,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self.logger.debug("%sWebSocket protocol error (%d): %r", self._prefix(), code, reason[:200])
         self._queue_disconnect(code, reason)
         self._phase = CLOSED
+        self._drop_assembly()
         self._close_transport()
 
     # Closing ----------------------------------------------------------------------------------------------
@@ -850,7 +961,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._paused_for_queue = False
         self._update_reading()
         if self._buffer and not self._need and (self._phase == OPEN or self._phase == CLOSING):
-            data = bytes(self._buffer)
+            data = self._buffer
             self._buffer = bytearray()
             self._frames_received(data)
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["OP_BINARY", "OP_CONT", "OP_TEXT", "apply_mask", "data_frame_header"]
+__all__ = ["OP_BINARY", "OP_CLOSE", "OP_CONT", "OP_TEXT", "apply_mask", "data_frame_header"]
 
 OP_CONT = 0x0
 OP_TEXT = 0x1
 OP_BINARY = 0x2
+OP_CLOSE = 0x8  # the first control opcode
 
 try:  # the websockets package ships a C implementation
     from websockets.speedups import apply_mask

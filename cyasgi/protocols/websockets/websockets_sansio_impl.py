@@ -22,6 +22,8 @@ _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
+#: The largest control-frame payload (RFC 6455, 5.5).
+MAX_CONTROL_PAYLOAD = 125
 
 # The library logs "connection open/closed" at INFO on the logger it is given; cyasgi writes its own
 # lines (on uvicorn.error), so the library gets a quiet logger that still lets its errors through.
@@ -45,10 +47,16 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
                     compress_settings={"memLevel": 5},
                 )
             ]
-        self._conn = ServerProtocol(extensions=extensions, max_size=self.max_size, logger=_engine_logger)
+        # The library counts a control frame between fragments against the message's remaining
+        # size: given room for the largest one, it leaves the exact --ws-max-size to the checks below.
+        self._conn = ServerProtocol(
+            extensions=extensions, max_size=self.max_size + MAX_CONTROL_PAYLOAD, logger=_engine_logger
+        )
         self._accept_header = b""
         self._extensions_header = b""
-        self._parts: list[bytes] = []  # fragments of the message being received
+        # The compressed fragmented message being received (the base assembles uncompressed ones),
+        # joined as its fragments arrive.
+        self._parts: bytearray | None = None
         self._parts_text = False
 
     def _engine_handshake(self, head: bytes) -> bytes | None:
@@ -101,6 +109,9 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
         for frame in conn.events_received():
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY:
+                if len(frame.data) > self.max_size:
+                    self._engine_fail(1009, "message too big")
+                    return
                 if frame.fin:
                     if opcode is _TEXT:
                         if not self._text_received(frame.data):
@@ -114,18 +125,23 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
                             }
                         )
                 else:
-                    self._parts = [frame.data]
+                    self._parts = bytearray(frame.data)
                     self._parts_text = opcode is _TEXT
             elif opcode is _CONT:
-                self._parts.append(frame.data)
+                parts = self._parts
+                if parts is None:  # pragma: no cover - the library refuses a continuation without a start
+                    continue
+                parts += frame.data
+                if len(parts) > self.max_size:
+                    self._engine_fail(1009, "message too big")
+                    return
                 if frame.fin:
-                    payload = b"".join(self._parts)
-                    self._parts = []
+                    self._parts = None
                     if self._parts_text:
-                        if not self._text_received(payload):
+                        if not self._text_received(parts):
                             return
                     else:
-                        self._message({"type": "websocket.receive", "bytes": payload})
+                        self._message({"type": "websocket.receive", "bytes": bytes(parts)})
             elif opcode is _PONG:
                 self._pong(bytes(frame.data))
             elif opcode is _CLOSE:
@@ -143,7 +159,18 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
             else:
                 self._fail_received(1006, str(conn.parser_exc))
 
+    def _engine_drop_message(self) -> None:
+        # The library answers a close frame inside a fragmented message with 1002 ("incomplete
+        # fragmented message"); RFC 6455 lets control frames come between fragments. Its count of
+        # the message's size says a message is in progress: clear it (``cur_size`` before websockets 16).
+        conn = self._conn
+        for name in ("current_size", "cur_size"):
+            if getattr(conn, name, None) is not None:
+                setattr(conn, name, None)
+        self._parts = None
+
     def _engine_fail(self, code: int, reason: str) -> None:
+        self._parts = None
         conn = self._conn
         conn.fail(code, reason)
         out = b"".join(conn.data_to_send())

@@ -20,6 +20,7 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, RsvBits
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from cyasgi.protocols.http_common import simple_response
@@ -34,14 +35,36 @@ _REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
 _CLOSED = ConnectionState.CLOSED
 
 
+class _PerMessageDeflate(PerMessageDeflate):
+    """wsproto's permessage-deflate, except that control frames pass it by. wsproto's own ends the
+    inflation of a compressed message at any complete final frame, a ping between the message's
+    fragments included: the fragments after it then reach the app still compressed."""
+
+    _control = False  # the frame being received is a control frame
+
+    def frame_inbound_header(self, proto: Any, opcode: Any, rsv: Any, payload_length: int) -> Any:
+        self._control = opcode.iscontrol()
+        if not self._control:
+            return super().frame_inbound_header(proto, opcode, rsv, payload_length)
+        return CloseReason.PROTOCOL_ERROR if rsv.rsv1 else RsvBits(False, False, False)
+
+    def frame_inbound_payload_data(self, proto: Any, data: bytes) -> Any:
+        return data if self._control else super().frame_inbound_payload_data(proto, data)
+
+    def frame_inbound_complete(self, proto: Any, fin: bool) -> Any:
+        return None if self._control else super().frame_inbound_complete(proto, fin)
+
+
 class WSProtocol(WebSocketProtocolBase):
     engine_name = "wsproto"
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._conn = WSConnection(ConnectionType.SERVER)
-        self._parts: list[Any] = []  # pieces of the message being received (str or bytes)
-        self._size = 0  # its size so far, in bytes
+        # The compressed message being received in pieces (the base assembles uncompressed fragmented
+        # ones), joined as UTF-8 bytes as the pieces arrive: its memory is its size.
+        self._parts: bytearray | None = None
+        self._parts_text = False
 
     def _engine_handshake(self, head: bytes) -> bytes | None:
         conn = self._conn
@@ -57,7 +80,7 @@ class WSProtocol(WebSocketProtocolBase):
         return None
 
     def _engine_accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
-        extensions = [PerMessageDeflate()] if self.per_message_deflate else []
+        extensions = [_PerMessageDeflate()] if self.per_message_deflate else []
         response = self._conn.send(
             AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers)
         )
@@ -102,34 +125,44 @@ class WSProtocol(WebSocketProtocolBase):
 
     def _piece(self, event: Any) -> bool:
         data = event.data
-        size = len(data)
-        if type(data) is str and (self._size + 4 * size) > self.max_size:
-            size = len(data.encode("utf-8"))  # exact only when the character count is not enough
-        self._size += size
-        if self._size > self.max_size:
-            self._engine_fail(1009, "message too big")
-            return False
-        if event.message_finished:
-            parts = self._parts
-            if parts:
-                parts.append(data)
-                data = "".join(parts) if type(data) is str else b"".join(parts)
-                self._parts = []
-            self._size = 0
-            if type(data) is str:
+        text = type(data) is str
+        parts = self._parts
+        if parts is None and event.message_finished:  # the whole message in one piece
+            size = len(data)
+            if text and 4 * size > self.max_size:
+                size = len(data.encode("utf-8"))  # exact only when the character count is not enough
+            if size > self.max_size:
+                self._engine_fail(1009, "message too big")
+                return False
+            if text:
                 self._message({"type": "websocket.receive", "text": data})
             else:
                 self._message({"type": "websocket.receive", "bytes": bytes(data)})
-        else:
-            self._parts.append(data)
+            return True
+        if parts is None:
+            parts = self._parts = bytearray()
+            self._parts_text = text
+        parts += data.encode("utf-8") if text else data
+        if len(parts) > self.max_size:
+            self._engine_fail(1009, "message too big")
+            return False
+        if event.message_finished:
+            self._parts = None
+            if self._parts_text:
+                self._message({"type": "websocket.receive", "text": parts.decode("utf-8")})
+            else:
+                self._message({"type": "websocket.receive", "bytes": bytes(parts)})
         return True
+
+    def _engine_drop_message(self) -> None:
+        self._parts = None  # wsproto itself takes a close frame between fragments as it should
 
     def _engine_fail(self, code: int, reason: str) -> None:
         try:
             self.transport.write(self._conn.send(CloseConnection(code=code, reason=reason)))
         except LocalProtocolError:
             pass
-        self._parts = []
+        self._parts = None
         self._fail_received(code, reason)
 
     def _engine_text(self, text: str) -> bytes:
