@@ -1355,6 +1355,27 @@ async def test_requests_past_a_full_pipeline_are_held_unparsed_until_there_is_ro
     assert not transport.read_paused and not transport.closed
 
 
+async def test_bytes_read_while_requests_are_held_go_after_them_and_pause_reading(twin):
+    """Reading resumes while bytes are held (an app waiting in receive() watches for EOF): what
+    arrives is kept after the held bytes, unparsed, and reading pauses again at once."""
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await release.wait()
+        await body_app(scope["path"].encode())(scope, receive, send)
+
+    protocol, transport = make_protocol(twin, app, parser="cyasgi")
+    protocol.data_received(numbered_gets(100))
+    queued = len(protocol.pipeline)
+    protocol.flow.resume_reading()
+    protocol.data_received(b"GET /100 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.read_paused
+    assert len(protocol.pipeline) == queued
+    release.set()
+    responses = await transport.responses(101)
+    assert [r.body for r in responses] == [b"/%d" % i for i in range(101)]
+
+
 async def test_large_pipelined_heads_are_held_by_their_size(twin):
     """Heads are counted by size too: 8 KiB heads stop the parsing after PIPELINE_HEAD_LIMIT bytes."""
     release = asyncio.Event()

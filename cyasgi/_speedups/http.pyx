@@ -1125,7 +1125,10 @@ cdef class HttpProtocol:
         if self._reading_stopped:
             return
         if self._held is not None:
-            self._held += data  # read before reading paused: it goes after what is held already
+            # Read while earlier bytes wait for room (reading resumed to watch for EOF, or a
+            # transport's buffered data): kept after them, and reading pauses again.
+            self._held += data
+            self.flow.pause_reading()
             return
         self.deadline = 0.0
         if self._head_deadline == 0.0 and self._timeout_head:
