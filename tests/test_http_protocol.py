@@ -1355,9 +1355,10 @@ async def test_requests_past_a_full_pipeline_are_held_unparsed_until_there_is_ro
     assert not transport.read_paused and not transport.closed
 
 
-async def test_bytes_read_while_requests_are_held_go_after_them_and_pause_reading(twin):
+async def test_bytes_read_while_requests_are_held_go_after_them_up_to_a_bound(twin):
     """Reading resumes while bytes are held (an app waiting in receive() watches for EOF): what
-    arrives is kept after the held bytes, unparsed, and reading pauses again at once."""
+    arrives is kept after the held bytes, unparsed, and reading pauses once they reach
+    PIPELINE_HEAD_LIMIT."""
     release = asyncio.Event()
 
     async def app(scope, receive, send):
@@ -1369,11 +1370,30 @@ async def test_bytes_read_while_requests_are_held_go_after_them_and_pause_readin
     queued = len(protocol.pipeline)
     protocol.flow.resume_reading()
     protocol.data_received(b"GET /100 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert not transport.read_paused
+    assert len(protocol.pipeline) == queued
+    filler = b"x-filler: " + b"f" * 1024 + b"\r\n"
+    more = b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n%s\r\n" % (i, filler) for i in range(101, 170))
+    protocol.data_received(more)
     assert transport.read_paused
     assert len(protocol.pipeline) == queued
     release.set()
-    responses = await transport.responses(101)
-    assert [r.body for r in responses] == [b"/%d" % i for i in range(101)]
+    responses = await transport.responses(170)
+    assert [r.body for r in responses] == [b"/%d" % i for i in range(170)]
+
+
+async def test_held_requests_wait_while_the_client_reads_nothing_then_go_on(twin_parser):
+    """While the transport's buffer is full (the client reads nothing) no more answers are made;
+    once it drains, parsing of what was held resumes and every request is answered."""
+    twin, parser = twin_parser
+    protocol, transport = make_protocol(twin, body_app(b"ok"), parser=parser)
+    protocol.pause_writing()
+    protocol.data_received(numbered_gets(200))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(parse_responses(bytes(transport.buffer))) <= PIPELINE_LIMIT + 1
+    protocol.resume_writing()
+    assert len(await transport.responses(200)) == 200
 
 
 async def test_large_pipelined_heads_are_held_by_their_size(twin):

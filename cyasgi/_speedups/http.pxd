@@ -50,6 +50,7 @@ cdef class RequestCycle:
         bytes _trailer_lines    # trailer fields received so far (when written)
 
     cdef _init(self, HttpProtocol protocol, dict scope, object app, bint keep_alive, bint expect_100_continue)
+    cdef bint _waits_after_request(self)
     cpdef wake(self)
     cdef _send(self, object message)
     cdef _send_extension(self, object message_type, dict message)
@@ -198,7 +199,7 @@ cdef class HttpProtocol:
     cdef _parse(self, object data)
     cdef _feed_foreign(self, bytes data)
     cdef _abandon(self, RequestCycle cycle)
-    cdef _read_for_eof(self)
+    cdef bint _read_for_eof(self)
     cdef bint _pipeline_full(self)
     cdef _check_head_soon(self)
     cdef _flush_head(self)

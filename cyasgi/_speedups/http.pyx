@@ -439,6 +439,10 @@ cdef class RequestCycle:
 
     # Waking receive() ------------------------------------------------------------------------
 
+    cdef bint _waits_after_request(self):
+        """Its app waits in receive() with the whole request delivered."""
+        return self._waiter is not None and self._end_delivered
+
     cpdef wake(self):
         waiter = self._waiter
         if waiter is not None:
@@ -1126,9 +1130,10 @@ cdef class HttpProtocol:
             return
         if self._held is not None:
             # Read while earlier bytes wait for room (reading resumed to watch for EOF, or a
-            # transport's buffered data): kept after them, and reading pauses again.
+            # transport's buffered data): kept after them, up to a bound.
             self._held += data
-            self.flow.pause_reading()
+            if PyBytes_GET_SIZE(self._held) >= PIPELINE_HEAD_BYTES:
+                self.flow.pause_reading()
             return
         self.deadline = 0.0
         if self._head_deadline == 0.0 and self._timeout_head:
@@ -1192,12 +1197,14 @@ cdef class HttpProtocol:
             pos += PyBytes_GET_SIZE(chunk)
             step = FEED_STEP if len(self.pipeline) != queued else step * 2
 
-    cdef _read_for_eof(self):
+    cdef bint _read_for_eof(self):
         """The app waits in receive() after its whole request (a long-poll): read on even with
-        requests queued behind it, so the client closing its end is seen. What arrives is parsed
-        or held as usual, and reading pauses again after it; held bytes are not let grow."""
-        if not self._reading_stopped and (self._held is None or PyBytes_GET_SIZE(self._held) < PIPELINE_HEAD_BYTES):
-            self.flow.resume_reading()
+        requests queued behind it, so the client closing its end is seen; what arrives is parsed or
+        held as usual, and held bytes are not let grow past a bound. True if reading goes on."""
+        if self._reading_stopped or (self._held is not None and PyBytes_GET_SIZE(self._held) >= PIPELINE_HEAD_BYTES):
+            return False
+        self.flow.resume_reading()
+        return True
 
     cdef bint _pipeline_full(self):
         """Enough parsed requests wait for their turn: parse no further until they are answered."""
@@ -1212,6 +1219,8 @@ cdef class HttpProtocol:
 
     def resume_writing(self):
         self.flow.resume_writing()
+        if self._held is not None and self.active is None and not self.pipeline:
+            self._dispatch()  # parsing stopped while the client read nothing; it reads again
 
     # Parser callbacks (httptools and h11; the native parser calls the _on_* methods directly) --
 
@@ -1425,6 +1434,10 @@ cdef class HttpProtocol:
                     self._run(cycle)
                 if self._held is None or self.pipeline or self._reading_stopped:
                     break
+                if self._write_batch_size >= HIGH_WATER:
+                    self._flush_writes()
+                if self.flow.write_paused:
+                    break  # the client is not reading its answers: parse more once it does
                 held = self._held  # the pipeline has room again: parse what was held back
                 self._held = None
                 self._parse(held)
@@ -1434,7 +1447,7 @@ cdef class HttpProtocol:
         if self._transport_is_closing():
             return
         if self.active is not None:
-            if self.pipeline:
+            if self.pipeline and not (self.active._waits_after_request() and self._read_for_eof()):
                 self.flow.pause_reading()  # back-pressure on a pipelining client
             return
         if self._pending_error is not None:

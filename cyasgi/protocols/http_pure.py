@@ -245,6 +245,10 @@ class RequestCycle:
 
     # Waking receive() ------------------------------------------------------------------------
 
+    def _waits_after_request(self) -> bool:
+        """Its app waits in receive() with the whole request delivered."""
+        return self._waiter is not None and self._end_delivered
+
     def wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
@@ -738,9 +742,10 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self._held is not None:
             # Read while earlier bytes wait for room (reading resumed to watch for EOF, or a
-            # transport's buffered data): kept after them, and reading pauses again.
+            # transport's buffered data): kept after them, up to a bound.
             self._held += data
-            self.flow.pause_reading()
+            if len(self._held) >= PIPELINE_HEAD_LIMIT:
+                self.flow.pause_reading()
             return
         self.deadline = 0.0
         if self._head_deadline == 0.0 and self._timeout_head:
@@ -801,12 +806,14 @@ class HttpProtocol(asyncio.Protocol):
             pos += len(chunk)
             step = FOREIGN_FEED_STEP if len(self.pipeline) != queued else step * 2
 
-    def _read_for_eof(self) -> None:
+    def _read_for_eof(self) -> bool:
         """The app waits in receive() after its whole request (a long-poll): read on even with
-        requests queued behind it, so the client closing its end is seen. What arrives is parsed
-        or held as usual, and reading pauses again after it; held bytes are not let grow."""
-        if not self._reading_stopped and (self._held is None or len(self._held) < PIPELINE_HEAD_LIMIT):
-            self.flow.resume_reading()
+        requests queued behind it, so the client closing its end is seen; what arrives is parsed or
+        held as usual, and held bytes are not let grow past a bound. True if reading goes on."""
+        if self._reading_stopped or (self._held is not None and len(self._held) >= PIPELINE_HEAD_LIMIT):
+            return False
+        self.flow.resume_reading()
+        return True
 
     def _pipeline_full(self) -> bool:
         """Enough parsed requests wait for their turn: parse no further until they are answered."""
@@ -820,6 +827,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
+        if self._held is not None and self.active is None and not self.pipeline:
+            self._dispatch()  # parsing stopped while the client read nothing; it reads again
 
     # Parser callbacks (httptools and h11; the native parser calls the _on_* methods directly) --
 
@@ -999,6 +1008,10 @@ class HttpProtocol(asyncio.Protocol):
                     self._run(cycle)
                 if self._held is None or self.pipeline or self._reading_stopped:
                     break
+                if self._write_batch_size >= HIGH_WATER_LIMIT:
+                    self._flush_writes()
+                if self.flow.write_paused:
+                    break  # the client is not reading its answers: parse more once it does
                 held = self._held  # the pipeline has room again: parse what was held back
                 self._held = None
                 self._parse(held)
@@ -1008,7 +1021,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport.is_closing():
             return
         if self.active is not None:
-            if self.pipeline:
+            if self.pipeline and not (self.active._waits_after_request() and self._read_for_eof()):
                 self.flow.pause_reading()  # back-pressure on a pipelining client
             return
         if self._pending_error is not None:
