@@ -122,11 +122,16 @@ def make_protocol(
     return protocol, transport
 
 
+def feeds_for(workload: str, requests: int) -> int:
+    """The data_received calls that carry about ``requests`` requests (whole feeds, at least one)."""
+    return max(requests // WORKLOADS[workload][1], 1)
+
+
 async def run(twin: str, workload: str, requests: int, http: str = "auto", warmup: int = WARMUP) -> float:
     data, per_feed = WORKLOADS[workload]
     app = echo_app if workload.startswith("echo") else hello_app
     protocol, transport = make_protocol(twin, app, asyncio.get_running_loop(), http)
-    feeds = max(requests // per_feed, 1)
+    feeds = feeds_for(workload, requests)
     for _ in range(max(warmup // per_feed, 1)):
         protocol.data_received(data)
         await asyncio.sleep(0)
@@ -176,38 +181,38 @@ def main() -> None:
             print(f"{workload:12} {twin:3} {ns:8.0f} ns/request")
 
 
-def callgrind_instructions(twin: str, workload: str, loop: str, http: str = "auto") -> float:
+#: Requests of the shorter callgrind run; the longer one feeds twice as many.
+CALLGRIND_REQUESTS = 2_000
+#: A fixed hash seed: with random ones, dict and set layouts (so instruction counts) change per run.
+CALLGRIND_ENV = {"PYTHONHASHSEED": "0"}
+
+
+def callgrind_count(twin: str, workload: str, requests: int, loop: str, http: str = "auto") -> int:
+    """Instructions of one whole run of this script (start-up included) under callgrind."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        argv = [sys.executable, os.path.abspath(__file__), "--twin", twin, "--workload", workload]
+        argv += ["--requests", str(requests), "--loop", loop, "--http", http]
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **CALLGRIND_ENV},
+        )
+        with open(out) as file:
+            summary = re.search(r"^summary:\s+(\d+)", file.read(), re.MULTILINE)
+    assert summary, "no summary in the callgrind output"
+    return int(summary.group(1))
+
+
+def callgrind_instructions(
+    twin: str, workload: str, loop: str, http: str = "auto", requests: int = CALLGRIND_REQUESTS
+) -> float:
     """Instructions per request: the difference of two runs (N and 2N requests) cancels start-up."""
-    counts = []
-    for requests in (5_000, 10_000):
-        with tempfile.TemporaryDirectory() as tmp:
-            out = os.path.join(tmp, "callgrind.out")
-            subprocess.run(
-                [
-                    "valgrind",
-                    "--tool=callgrind",
-                    f"--callgrind-out-file={out}",
-                    sys.executable,
-                    __file__,
-                    "--twin",
-                    twin,
-                    "--workload",
-                    workload,
-                    "--requests",
-                    str(requests),
-                    "--loop",
-                    loop,
-                    "--http",
-                    http,
-                ],
-                check=True,
-                capture_output=True,
-            )
-            with open(out) as file:
-                summary = re.search(r"^summary:\s+(\d+)", file.read(), re.MULTILINE)
-            assert summary, "no summary in the callgrind output"
-            counts.append(int(summary.group(1)))
-    return (counts[1] - counts[0]) / 5_000
+    per_feed = WORKLOADS[workload][1]
+    short, long = (callgrind_count(twin, workload, n, loop, http) for n in (requests, 2 * requests))
+    fed = (feeds_for(workload, 2 * requests) - feeds_for(workload, requests)) * per_feed
+    return (long - short) / fed
 
 
 if __name__ == "__main__":
