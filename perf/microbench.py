@@ -17,6 +17,7 @@ import asyncio
 import importlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -183,21 +184,29 @@ def main() -> None:
 
 #: Requests of the shorter callgrind run; the longer one feeds twice as many.
 CALLGRIND_REQUESTS = 2_000
-#: A fixed hash seed: with random ones, dict and set layouts (so instruction counts) change per run.
-CALLGRIND_ENV = {"PYTHONHASHSEED": "0"}
+#: The measured runs' whole environment. A fixed hash seed: random ones change dict and set layouts, so
+#: instruction counts, from run to run. No bytecode written: a module compiled in the shorter run only
+#: would be counted as a (negative) cost per request. Nothing of the caller's: its size moves every
+#: address, which moves the count per request a little too (docs/benchmarks.md, make perf-check).
+CALLGRIND_ENV = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def script_argv(twin: str, workload: str, requests: int, loop: str, http: str) -> list[str]:
+    argv = [sys.executable, os.path.abspath(__file__), "--twin", twin, "--workload", workload]
+    return argv + ["--requests", str(requests), "--loop", loop, "--http", http]
 
 
 def callgrind_count(twin: str, workload: str, requests: int, loop: str, http: str = "auto") -> int:
     """Instructions of one whole run of this script (start-up included) under callgrind."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
-        argv = [sys.executable, os.path.abspath(__file__), "--twin", twin, "--workload", workload]
-        argv += ["--requests", str(requests), "--loop", loop, "--http", http]
+        valgrind = shutil.which("valgrind") or "valgrind"  # found on the caller's PATH, not the child's
+        callgrind = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}"]
         subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
+            callgrind + script_argv(twin, workload, requests, loop, http),
             check=True,
             capture_output=True,
-            env={**os.environ, **CALLGRIND_ENV},
+            env=CALLGRIND_ENV,
         )
         with open(out) as file:
             summary = re.search(r"^summary:\s+(\d+)", file.read(), re.MULTILINE)
@@ -209,6 +218,9 @@ def callgrind_instructions(
     twin: str, workload: str, loop: str, http: str = "auto", requests: int = CALLGRIND_REQUESTS
 ) -> float:
     """Instructions per request: the difference of two runs (N and 2N requests) cancels start-up."""
+    # One quick run outside valgrind first: it writes the bytecode caches the measured runs then read.
+    env = {key: value for key, value in CALLGRIND_ENV.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(script_argv(twin, workload, 1, loop, http), check=True, capture_output=True, env=env)
     per_feed = WORKLOADS[workload][1]
     short, long = (callgrind_count(twin, workload, n, loop, http) for n in (requests, 2 * requests))
     fed = (feeds_for(workload, 2 * requests) - feeds_for(workload, requests)) * per_feed
