@@ -10,7 +10,7 @@ PYPY ?= pypy3
 
 SPEEDUPS := $(wildcard cyasgi/_speedups/*.pyx cyasgi/_speedups/*.pxd cyasgi/_speedups/*.pxi)
 
-.PHONY: run test test-pure test-pypy test-autobahn pypy-installed bench bench-pypy bench-ws build annotate lint clean fuzz venv
+.PHONY: run test test-pure test-pypy test-autobahn pypy-installed bench bench-pypy bench-ws perf-check build annotate lint clean fuzz venv
 
 # Create the venv and install cyasgi (editable) with its test dependencies.
 $(VENV)/.installed: pyproject.toml setup.py requirements/test.txt
@@ -79,6 +79,17 @@ bench-pypy: pypy-installed
 # WebSocket echo throughput and idle memory against uvicorn and granian (see docs/websockets.md).
 bench-ws: build
 	$(PY) perf/ws_bench.py $(BENCH_ARGS)
+
+# Callgrind instructions per request of both twins on CPython 3.12 (perf/perf_check.py) against the
+# committed perf/baseline/callgrind.json: non-zero when a figure is more than 3 % above it. UPDATE=1 writes
+# the figures measured as the new baseline. PERF_CHECK_ARGS="--tolerance 5", "--workloads hello --twins c".
+# CPython 3.12 is found the way .ci/run finds it (PY312=... picks another); its venv is .venv312.
+PY312 ?= $(shell ls -d $(HOME)/.pyenv/versions/3.12*/bin/python3 2>/dev/null | tail -n 1)
+perf-check:
+	@test -n "$(PY312)" || { echo "make perf-check: no CPython 3.12 at $(HOME)/.pyenv/versions/3.12*/bin/python3" \
+	  "(the baseline is for 3.12: install one with pyenv, or pass PY312=/path/to/python3.12)"; exit 1; }
+	$(MAKE) build PYTHON=$(PY312) VENV=.venv312
+	.venv312/bin/python perf/perf_check.py $(if $(filter 1,$(UPDATE)),--update) $(PERF_CHECK_ARGS)
 
 annotate: $(VENV)/.installed
 	cd cyasgi/_speedups && ../../$(BIN)/cython -3 -a *.pyx

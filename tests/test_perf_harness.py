@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cyasgi._compat import IS_PYPY
-from perf import environment, measure, report
+from perf import environment, measure, microbench, perf_check, report
 from perf.apps import bench_app
 from perf.registry import BASELINE, CEILING, CPYTHON, LUA, PYPY, SERVERS, WORKLOADS, Context
 from perf.servers import raw_uvloop
@@ -413,3 +413,192 @@ def test_update_block_replaces_only_between_the_markers() -> None:
     assert report.update_block(updated, "newer") == updated.replace("new\n", "newer\n")
     with pytest.raises(ValueError):
         report.update_block("no markers", "x")
+
+
+# make perf-check: the comparison against the committed callgrind baseline (no valgrind here) ------
+
+META = {
+    "python": "CPython 3.12.1",
+    "how": {"environment": {"PYTHONHASHSEED": "0"}, "loop": "uvloop", "http": "auto",
+            "parsers": {"c": "cyasgi.RequestParser"}, "requests": [2000, 4000], "warmup": 200},
+    "versions": {"Cython": "3.3.1", "uvloop": "0.23.0"},
+}  # fmt: skip
+FIGURES = {"hello": {"c": 31000.04, "py": 100000.0}, "echo1k": {"c": 40000.0}}
+
+
+def baseline_of(figures: dict[str, dict[str, float]], **meta: Any) -> perf_check.Baseline:
+    return perf_check.parse_baseline(
+        perf_check.baseline_text(figures, {**META, **meta}, "2026-12-02", "abc1234")
+    )
+
+
+def test_baseline_file_round_trips() -> None:
+    baseline = baseline_of(FIGURES)
+    assert (baseline.python, baseline.date, baseline.commit) == ("CPython 3.12.1", "2026-12-02", "abc1234")
+    assert baseline.figures == {"hello": {"c": 31000.0, "py": 100000.0}, "echo1k": {"c": 40000.0}}
+    assert baseline.how["environment"] == {"PYTHONHASHSEED": "0"} and baseline.versions["uvloop"] == "0.23.0"
+
+
+HEAD = '"format": 1, "python": "p", "date": "d", "commit": "c"'
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("{", "not JSON"),
+        ("[]", "not a JSON object"),
+        ('{"format": 99}', "format 99"),
+        ('{"format": 1, "date": "d", "commit": "c"}', "'python'"),
+        ("{" + HEAD + "}", "instructions_per_request"),
+        ("{" + HEAD + ', "instructions_per_request": {"hello": {}}}', "hello: no figures"),
+        ("{" + HEAD + ', "instructions_per_request": {"hello": {"c": -1}}}', "hello/c"),
+        ("{" + HEAD + ', "instructions_per_request": {"hello": {"c": true}}}', "hello/c"),
+    ],
+)
+def test_parse_baseline_says_what_is_wrong(text: str, error: str) -> None:
+    with pytest.raises(perf_check.BaselineError, match=error):
+        perf_check.parse_baseline(text)
+
+
+def test_compare_holds_each_figure_to_its_own_baseline() -> None:
+    baseline = {"hello": {"c": 1000.0, "py": 1000.0}, "headers12": {"c": 1000.0, "py": 1000.0}}
+    measured = {
+        "hello": {"c": 1030.0, "py": 1030.1},  # exactly +3 % passes; just over it fails
+        "headers12": {"c": 969.9, "py": 980.0},  # cheaper past the tolerance is said, not failed
+        "echo1k": {"c": 1.0},  # nothing to hold it to
+    }
+    rows = perf_check.compare(baseline, measured, 3.0)
+    assert [(r.workload, r.twin, r.status) for r in rows] == [
+        ("hello", "c", perf_check.OK),
+        ("hello", "py", perf_check.SLOWER),
+        ("headers12", "c", perf_check.CHEAPER),
+        ("headers12", "py", perf_check.OK),
+        ("echo1k", "c", perf_check.NO_BASELINE),
+    ]
+    assert rows[0].change_pct == pytest.approx(3.0) and rows[4].change_pct is None
+    assert perf_check.exit_status(rows) == perf_check.EXIT_SLOWER
+    assert perf_check.exit_status(rows[:1] + rows[2:4]) == perf_check.EXIT_OK
+    assert perf_check.exit_status(rows[4:]) == perf_check.EXIT_SLOWER  # a missing bar fails too
+    assert perf_check.compare(baseline, {"hello": {"py": 1030.1}}, 5.0)[0].status == perf_check.OK
+
+
+def test_table_and_verdict() -> None:
+    rows = perf_check.compare({"hello": {"c": 31000.0}}, {"hello": {"c": 32000.0, "py": 5.0}}, 3.0)
+    table = perf_check.render_table(rows)
+    assert "spread" not in table
+    assert "hello        c        31,000     32,000   +3.23 %  SLOWER" in table
+    assert "hello        py            -          5         -  no baseline" in table
+    verdict = perf_check.verdict(rows, 3.0)
+    assert (
+        "more than +3 % over the baseline: hello/c" in verdict
+        and "no baseline figure for hello/py" in verdict
+    )
+    assert "UPDATE=1" in verdict and not verdict.startswith("OK")
+
+    spread = perf_check.compare(
+        {"hello": {"c": 31000.0}}, {"hello": {"c": 29000.0}}, 3.0, {"hello": {"c": 0.5}}
+    )
+    assert "spread" in perf_check.render_table(spread) and "0.5  cheaper" in perf_check.render_table(spread)
+    assert perf_check.verdict(spread, 3.0).startswith("OK: every figure within +3 %")
+    assert "lower figures the bar" in perf_check.verdict(spread, 3.0)
+
+
+def test_mismatches_refuse_another_python_or_loop_and_note_the_rest() -> None:
+    baseline = baseline_of(FIGURES)
+    assert perf_check.mismatches(baseline, META) == ([], [])
+    hard, soft = perf_check.mismatches(baseline, {**META, "python": "CPython 3.13.0"})
+    assert hard == ["the baseline is for CPython 3.12.1, this is CPython 3.13.0"] and soft == []
+    hard, soft = perf_check.mismatches(baseline, {**META, "python": "CPython 3.12.8"})
+    assert hard == [] and soft == ["Python: CPython 3.12.1 in the baseline, CPython 3.12.8 now"]
+    how = {**META["how"], "loop": "asyncio", "requests": [5000, 10000], "parsers": {"c": "x.P", "py": "y.Q"}}
+    how["environment"] = {}
+    hard, soft = perf_check.mismatches(baseline, {**META, "how": how, "versions": {"uvloop": "0.22.0"}})
+    assert hard == [
+        "environment: {'PYTHONHASHSEED': '0'} in the baseline, {} now",
+        "loop: 'uvloop' in the baseline, 'asyncio' now",
+    ]
+    assert soft == [
+        "parsers[c]: 'cyasgi.RequestParser' in the baseline, 'x.P' now",  # py: no parser in the baseline
+        "requests: [2000, 4000] in the baseline, [5000, 10000] now",
+        "uvloop: 0.23.0 in the baseline, 0.22.0 now",
+    ]
+
+
+def test_perf_check_options() -> None:
+    args = perf_check.parse_args([])
+    assert args.workloads == list(microbench.WORKLOADS) and args.twins == list(microbench.TWINS)
+    assert (args.tolerance, args.update, args.baseline) == (
+        perf_check.TOLERANCE_PCT,
+        False,
+        perf_check.BASELINE,
+    )
+    args = perf_check.parse_args(["--workloads", "hello,echo1k", "--twins", "py", "--tolerance", "5"])
+    assert (args.workloads, args.twins, args.tolerance) == (["hello", "echo1k"], ["py"], 5.0)
+    for wrong in (["--workloads", "nope"], ["--twins", "c,java"], ["--repeat", "0"], ["--tolerance", "-1"]):
+        with pytest.raises(SystemExit):
+            perf_check.parse_args(wrong)
+    with pytest.raises(SystemExit):  # a baseline is one commit's figures: all of them or none
+        perf_check.parse_args(["--update", "--twins", "c"])
+
+
+@pytest.fixture
+def measured(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, float]]:
+    """main() with canned figures in place of valgrind; tests change the figures it returns."""
+    figures = {workload: {twin: 1000.0 for twin in microbench.TWINS} for workload in microbench.WORKLOADS}
+    monkeypatch.setattr(perf_check, "unready", lambda twins: None)
+    monkeypatch.setattr(perf_check, "current_meta", lambda twins: META)
+    monkeypatch.setattr(perf_check, "commit_description", lambda: "abc1234")
+
+    def measure(workloads: list[str], twins: list[str], repeat: int) -> tuple[Any, Any]:
+        return {w: {t: figures[w][t] for t in twins} for w in workloads}, {}
+
+    monkeypatch.setattr(perf_check, "measure", measure)
+    return figures
+
+
+def test_perf_check_update_then_check(measured: dict[str, dict[str, float]], tmp_path: Path) -> None:
+    path = tmp_path / "baseline" / "callgrind.json"
+    assert perf_check.main(["--baseline", str(path)]) == perf_check.EXIT_ERROR  # nothing to compare with yet
+    assert perf_check.main(["--baseline", str(path), "--update"]) == perf_check.EXIT_OK
+    written = perf_check.parse_baseline(path.read_text())
+    assert written.commit == "abc1234" and written.python == "CPython 3.12.1"
+    assert written.figures == measured
+    assert perf_check.main(["--baseline", str(path)]) == perf_check.EXIT_OK
+
+    measured["echo1k"]["py"] = 1031.0
+    assert perf_check.main(["--baseline", str(path)]) == perf_check.EXIT_SLOWER
+    assert perf_check.main(["--baseline", str(path), "--tolerance", "3.5"]) == perf_check.EXIT_OK
+    assert perf_check.main(["--baseline", str(path), "--twins", "c"]) == perf_check.EXIT_OK
+
+    measured["echo1k"]["py"] = 900.0  # cheaper: passes, and an update makes it the bar
+    assert perf_check.main(["--baseline", str(path)]) == perf_check.EXIT_OK
+    assert perf_check.main(["--baseline", str(path), "--update"]) == perf_check.EXIT_OK
+    assert perf_check.parse_baseline(path.read_text()).figures["echo1k"]["py"] == 900.0
+    measured["echo1k"]["py"] = 1000.0
+    assert perf_check.main(["--baseline", str(path)]) == perf_check.EXIT_SLOWER
+
+
+def test_perf_check_refuses_a_broken_or_foreign_baseline(
+    measured: dict[str, dict[str, float]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "callgrind.json"
+    path.write_text("{}")
+    assert perf_check.main(["--baseline", str(path)]) == perf_check.EXIT_ERROR
+    assert perf_check.main(["--baseline", str(path), "--update"]) == perf_check.EXIT_OK  # rewrites it
+    monkeypatch.setattr(perf_check, "current_meta", lambda twins: {**META, "python": "CPython 3.13.0"})
+    assert perf_check.main(["--baseline", str(path)]) == perf_check.EXIT_ERROR
+    monkeypatch.setattr(perf_check, "unready", lambda twins: "valgrind is not installed")
+    assert perf_check.main(["--baseline", str(path)]) == perf_check.EXIT_ERROR
+
+
+def test_parser_of_names_the_package_and_class() -> None:
+    package, _, name = perf_check.parser_of("py").partition(".")
+    assert package in {"cyasgi", "httptools", "h11"} and name and "." not in name
+
+
+def test_feeds_cover_the_requests_in_whole_pipelines() -> None:
+    assert microbench.feeds_for("hello", 2000) == 2000
+    assert (
+        microbench.feeds_for("pipelined16", 2000) == 125 and microbench.feeds_for("pipelined16", 1000) == 62
+    )
+    assert microbench.feeds_for("pipelined16", 1) == 1
