@@ -591,6 +591,16 @@ def test_perf_check_refuses_a_broken_or_foreign_baseline(
     assert perf_check.main(["--baseline", str(path)]) == perf_check.EXIT_ERROR
 
 
+def test_committed_baseline_covers_every_workload_and_twin_on_cpython_312() -> None:
+    baseline = perf_check.parse_baseline(perf_check.BASELINE.read_text())
+    assert perf_check.series(baseline.python) == "CPython 3.12"
+    assert {w: set(twins) for w, twins in baseline.figures.items()} == {
+        workload: set(microbench.TWINS) for workload in microbench.WORKLOADS
+    }
+    assert baseline.how["environment"] == microbench.CALLGRIND_ENV
+    assert (baseline.how["loop"], baseline.how["http"]) == (perf_check.LOOP, perf_check.HTTP)
+
+
 def test_parser_of_names_the_package_and_class() -> None:
     package, _, name = perf_check.parser_of("py").partition(".")
     assert package in {"cyasgi", "httptools", "h11"} and name and "." not in name
