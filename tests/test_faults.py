@@ -223,6 +223,10 @@ PIPELINING_CLIENT_MEMORY_BOUND_KIB = 1024
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the server's RSS from /proc")
+@pytest.mark.skipif(
+    sys.implementation.name != "cpython",
+    reason="PyPy's garbage collector grows the heap before it collects: RSS is no measure of what is held",
+)
 @pytest.mark.parametrize(
     ("twin_name", "http"), [("c", "auto"), ("py", "auto"), ("py", "cyasgi"), ("c", "h11")], ids=lambda v: v
 )

@@ -1396,6 +1396,18 @@ async def test_held_requests_wait_while_the_client_reads_nothing_then_go_on(twin
     assert len(await transport.responses(200)) == 200
 
 
+async def test_a_long_pipeline_answered_at_once_still_yields_to_the_loop(twin_parser):
+    """Requests whose apps finish without waiting (eager tasks on 3.12+) are answered as they are
+    parsed: a read holding a long pipeline is parsed a few pipelines' worth at a time, the rest at
+    the loop's next turns, so one client cannot keep the loop from the other connections."""
+    twin, parser = twin_parser
+    protocol, transport = make_protocol(twin, body_app(b"ok"), parser=parser)
+    protocol.data_received(numbered_gets(1000))
+    assert len(parse_responses(bytes(transport.buffer))) < 1000
+    assert len(await transport.responses(1000)) == 1000
+    assert not transport.read_paused and not transport.closed
+
+
 async def test_large_pipelined_heads_are_held_by_their_size(twin):
     """Heads are counted by size too: 8 KiB heads stop the parsing after PIPELINE_HEAD_LIMIT bytes."""
     release = asyncio.Event()

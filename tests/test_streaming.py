@@ -9,6 +9,7 @@ Both twins, on uvloop and asyncio.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import threading
@@ -243,6 +244,11 @@ class Marks:
         self.release = threading.Event()
 
 
+def collected() -> bool:
+    gc.collect()
+    return True
+
+
 def starlette_streams(marks: Marks) -> Starlette:
     async def long_poll(request: Request) -> PlainTextResponse:
         marks.started.set()
@@ -292,7 +298,9 @@ def test_starlette_event_stream_head_first_then_events_until_the_client_leaves(t
         marks.release.set()
         read_until(sock, rest, b"data: 1\n\n\r\n")
         sock.close()
-        assert marks.left.wait(WAIT)  # the generator is closed once writes fail
+        # The response task ends once the disconnect is heard; Starlette leaves its generator to be
+        # closed when collected (at once on CPython, at a collection on PyPy).
+        wait_until(lambda: collected() and marks.left.is_set(), message="the generator to be closed")
         gone(server)
 
 
@@ -300,6 +308,9 @@ def test_starlette_event_stream_head_first_then_events_until_the_client_leaves(t
 
 
 def test_django_cancels_a_view_whose_client_disconnected(twin, loop, caplog):
+    django = pytest.importorskip("django")
+    if django.VERSION < (5, 0):  # (PyPy 3.9 gets Django 4.2)
+        pytest.skip(f"Django {django.__version__} does not cancel a view when its client disconnects (5.0 does)")
     from tests import django_views
 
     application = django_views.application()

@@ -195,6 +195,7 @@ cdef class HttpProtocol:
         public RequestCycle active
         readonly object pipeline
         bint _dispatching
+        bint _held_resume_due
 
     cdef _parse(self, object data)
     cdef _feed_foreign(self, bytes data)
@@ -210,6 +211,7 @@ cdef class HttpProtocol:
     cdef _on_message_complete(self)
     cdef _bound_backlog(self, Py_ssize_t size)
     cdef _dispatch(self)
+    cdef _resume_held_soon(self)
     cdef _write(self, object data)
     cdef _writelines(self, tuple parts)
     cdef _flush(self)

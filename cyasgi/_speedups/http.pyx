@@ -38,6 +38,7 @@ from cyasgi.protocols.http_common import (
     FRAMING_FIELDS,
     HIGH_WATER_LIMIT,
     HTTP_EXTENSIONS,
+    HELD_ROUNDS_LIMIT,
     PIPELINE_HEAD_LIMIT,
     PIPELINE_LIMIT,
     WRITE_BATCH_LIMIT,
@@ -121,6 +122,7 @@ cdef Py_ssize_t HIGH_WATER = HIGH_WATER_LIMIT
 cdef Py_ssize_t PIPELINE_DEPTH = PIPELINE_LIMIT
 cdef Py_ssize_t PIPELINE_HEAD_BYTES = PIPELINE_HEAD_LIMIT
 cdef Py_ssize_t FEED_STEP = FOREIGN_FEED_STEP
+cdef int HELD_ROUNDS = HELD_ROUNDS_LIMIT
 cdef Py_ssize_t COALESCE = COALESCE_LIMIT
 cdef Py_ssize_t COALESCE_MAX = WRITE_BATCH_LIMIT
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -1070,6 +1072,7 @@ cdef class HttpProtocol:
         self.active = None
         self.pipeline = deque()
         self._dispatching = False
+        self._held_resume_due = False
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
@@ -1216,6 +1219,17 @@ cdef class HttpProtocol:
 
     def pause_writing(self):
         self.flow.pause_writing()
+
+    cdef _resume_held_soon(self):
+        self._held_resume_due = True
+        self.loop.call_soon(self._resume_held)
+
+    def _resume_held(self) -> None:
+        self._held_resume_due = False
+        if self.transport is None or self._transport_is_closing():
+            return
+        if self.active is None and not self.pipeline:
+            self._dispatch()  # (else the answer in progress resumes them when it completes)
 
     def resume_writing(self):
         self.flow.resume_writing()
@@ -1426,6 +1440,7 @@ cdef class HttpProtocol:
             return
         self._dispatching = True
         self._write_batch = []  # responses answered in this loop leave in one writev
+        cdef int rounds = 0
         try:
             while True:
                 while self.active is None and self.pipeline:
@@ -1438,6 +1453,10 @@ cdef class HttpProtocol:
                     self._flush_writes()
                 if self.flow.write_paused:
                     break  # the client is not reading its answers: parse more once it does
+                if rounds == HELD_ROUNDS:
+                    self._resume_held_soon()  # the other connections' turn first
+                    break
+                rounds += 1
                 held = self._held  # the pipeline has room again: parse what was held back
                 self._held = None
                 self._parse(held)
@@ -1449,6 +1468,9 @@ cdef class HttpProtocol:
         if self.active is not None:
             if self.pipeline and not (self.active._waits_after_request() and self._read_for_eof()):
                 self.flow.pause_reading()  # back-pressure on a pipelining client
+            return
+        if self._held_resume_due:
+            self.flow.pause_reading()  # held bytes are parsed first, at the loop's next turn
             return
         if self._pending_error is not None:
             if self._pending_error:

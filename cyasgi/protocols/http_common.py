@@ -47,6 +47,11 @@ WRITE_BATCH_LIMIT = 1048576
 PIPELINE_LIMIT = 16
 PIPELINE_HEAD_LIMIT = 65536
 
+#: Held bytes parsed in one go (each round a pipeline's worth) before the connection yields to the
+#: event loop: a pipelining client whose requests are answered at once (eager tasks) cannot keep
+#: the loop from other connections.
+HELD_ROUNDS_LIMIT = 4
+
 #: httptools and h11 parse all they are given: the protocol feeds them this much at a time, so a
 #: full pipeline stops them too (larger steps through a body, which queues nothing).
 FOREIGN_FEED_STEP = 4096

@@ -38,6 +38,7 @@ from cyasgi.protocols.http_common import (
     FRAMING_FIELDS,
     HIGH_WATER_LIMIT,
     HTTP_EXTENSIONS,
+    HELD_ROUNDS_LIMIT,
     PIPELINE_HEAD_LIMIT,
     PIPELINE_LIMIT,
     WRITE_BATCH_LIMIT,
@@ -684,6 +685,7 @@ class HttpProtocol(asyncio.Protocol):
         self.active: RequestCycle | None = None
         self.pipeline: deque[RequestCycle] = deque()
         self._dispatching = False
+        self._held_resume_due = False
         self._write_batch: list[bytes] | None = None  # writes of the running dispatch loop
         self._write_batch_size = 0
 
@@ -824,6 +826,17 @@ class HttpProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
+
+    def _resume_held_soon(self) -> None:
+        self._held_resume_due = True
+        self.loop.call_soon(self._resume_held)
+
+    def _resume_held(self) -> None:
+        self._held_resume_due = False
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.active is None and not self.pipeline:
+            self._dispatch()  # (else the answer in progress resumes them when it completes)
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
@@ -1000,6 +1013,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._dispatching = True
         self._write_batch = []  # responses answered in this loop leave in one writev
+        rounds = 0
         try:
             while True:
                 while self.active is None and self.pipeline:
@@ -1012,6 +1026,10 @@ class HttpProtocol(asyncio.Protocol):
                     self._flush_writes()
                 if self.flow.write_paused:
                     break  # the client is not reading its answers: parse more once it does
+                if rounds == HELD_ROUNDS_LIMIT:
+                    self._resume_held_soon()  # the other connections' turn first
+                    break
+                rounds += 1
                 held = self._held  # the pipeline has room again: parse what was held back
                 self._held = None
                 self._parse(held)
@@ -1023,6 +1041,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.active is not None:
             if self.pipeline and not (self.active._waits_after_request() and self._read_for_eof()):
                 self.flow.pause_reading()  # back-pressure on a pipelining client
+            return
+        if self._held_resume_due:
+            self.flow.pause_reading()  # held bytes are parsed first, at the loop's next turn
             return
         if self._pending_error is not None:
             if self._pending_error:
