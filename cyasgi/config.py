@@ -19,8 +19,8 @@ from typing import IO, Any, Awaitable, Callable, Literal
 from cyasgi._compat import IS_PYPY
 from cyasgi.importer import ImportFromStringError, import_from_string
 from cyasgi.logging import TRACE_LOG_LEVEL
-from cyasgi.protocols.http_common import encode_health_path
-from cyasgi.protocols.parsers import missing_parser_package
+from cyasgi.protocols.http.server_apps import encode_health_path
+from cyasgi.protocols.http.foreign import missing_parser_package
 
 HTTPProtocolType = Literal["auto", "cyasgi", "h11", "httptools"]
 WSProtocolType = Literal["auto", "none", "websockets", "websockets-sansio", "wsproto"]
@@ -61,9 +61,9 @@ HTTP_PROTOCOLS: dict[str, str] = {
 # faster there); "cyasgi" forces the twin's own parser.
 HTTP_PARSERS: dict[str, str | None] = {
     "auto": None,
-    "cyasgi": "cyasgi.protocols.parsers:OWN_PARSER",
-    "h11": "cyasgi.protocols.parsers:H11Parser",
-    "httptools": "cyasgi.protocols.parsers:httptools_parser_factory",
+    "cyasgi": "cyasgi.protocols.http.foreign:OWN_PARSER",
+    "h11": "cyasgi.protocols.http.foreign:H11Parser",
+    "httptools": "cyasgi.protocols.http.foreign:httptools_parser_factory",
 }
 WS_PROTOCOLS: dict[str, str | None] = {
     "auto": "cyasgi.protocols.websockets.auto:AutoWebSocketsProtocol",
@@ -626,7 +626,7 @@ class Config:
         #: PEM of the server's certificate for the TLS scope extension (its ``server_cert``).
         self.ssl_server_cert: str | None = None
         if self.ssl is not None and self.ssl_certfile:
-            from cyasgi.protocols.http_common import first_certificate_pem
+            from cyasgi.protocols.tls import first_certificate_pem
 
             self.ssl_server_cert = first_certificate_pem(self.ssl_certfile)
 
@@ -634,17 +634,22 @@ class Config:
         self.http_parser_factory: Callable[[Any], Any] | None = None
         if isinstance(self.http, str):
             self.http_protocol_class = _import_setting("HTTP protocol", HTTP_PROTOCOLS.get(self.http, self.http))
-            parser_path = HTTP_PARSERS.get(self.http)
-            missing = missing_parser_package(self.http)
+        else:
+            self.http_protocol_class = self.http
+        # The parser: named by --http, or by the class (uvicorn's module paths, e.g.
+        # cyasgi.protocols.http.h11_impl:H11Protocol, are cyasgi's protocol with a parser_name).
+        parser_name = self.http if isinstance(self.http, str) else None
+        parser_name = getattr(self.http_protocol_class, "parser_name", None) or parser_name
+        if parser_name is not None:
+            parser_path = HTTP_PARSERS.get(parser_name)
+            missing = missing_parser_package(parser_name)
             if missing is not None:  # uvicorn's import of the protocol fails with this type
-                message = f"--http {self.http} needs the {missing!r} package, which is not installed."
+                message = f"--http {parser_name} needs the {missing!r} package, which is not installed."
                 raise config_error(message, ModuleNotFoundError)
             if parser_path is not None:
                 self.http_parser_factory = _import_setting("HTTP parser", parser_path)
-                if self.http == "h11":
+                if parser_name == "h11":
                     self.http_parser_factory = self.http_parser_factory.factory(self)
-        else:
-            self.http_protocol_class = self.http
 
         if isinstance(self.ws, str):
             ws_protocol_class = WS_PROTOCOLS.get(self.ws, self.ws)
@@ -817,7 +822,7 @@ def _bold(text: str) -> str:
 
 def encode_default_headers(headers: list[tuple[str, str]], server_header: bool) -> list[tuple[bytes, bytes]]:
     """Encode ``--header`` pairs, refusing what would split a response, and add ``server: cyasgi``."""
-    from cyasgi.protocols.http_common import is_valid_header_name, is_valid_header_value
+    from cyasgi.protocols.http.rules import is_valid_header_name, is_valid_header_value
 
     encoded: list[tuple[bytes, bytes]] = []
     for name, value in headers:

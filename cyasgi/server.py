@@ -22,7 +22,7 @@ import click
 from cyasgi._compat import asyncio_run
 from cyasgi.config import STARTUP_FAILURE, Config
 from cyasgi.protocols.http import sweep_deadlines, twin_name
-from cyasgi.protocols.http_common import encode_headers_block
+from cyasgi.protocols.http.wire import encode_headers_block
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 if sys.platform == "win32":  # pragma: no cover

@@ -28,10 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cyasgi._compat import IS_PYPY  # noqa: E402
 from cyasgi.config import HTTP_PARSERS, Config  # noqa: E402
-from cyasgi.protocols.http_common import encode_headers_block  # noqa: E402
+from cyasgi.protocols.http.wire import encode_headers_block  # noqa: E402
 from cyasgi.server import ServerState  # noqa: E402
 
-TWINS = {"c": "cyasgi._speedups.http", "py": "cyasgi.protocols.http_pure"}
+TWINS = {"c": "cyasgi._speedups.http", "py": "cyasgi.protocols.http.protocol"}
 
 BROWSER_HEADERS = (
     b"Host: localhost:8000\r\n"

@@ -13,7 +13,7 @@ from cyasgi._compat import NO_EXTENSIONS
 
 SPEEDUPS = Path(__file__).resolve().parent.parent / "cyasgi" / "_speedups"
 
-TWIN_MODULES = {"c": "cyasgi._speedups.http", "py": "cyasgi.protocols.http_pure"}
+TWIN_MODULES = {"c": "cyasgi._speedups.http", "py": "cyasgi.protocols.http.protocol"}
 
 
 def load_twin(name: str) -> Any:

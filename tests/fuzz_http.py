@@ -35,10 +35,10 @@ def run_hypothesis(examples: int) -> int:
 
 def run_atheris(atheris: object, seconds: int) -> int:
     with atheris.instrument_imports():  # type: ignore[attr-defined]
-        from cyasgi.protocols import http_common, http_parser_pure, http_pure, parsers  # noqa: F401
+        from cyasgi.protocols.http import errors, foreign, parser, protocol, rules, wire  # noqa: F401
         from tests import fuzz_targets
 
-    from cyasgi.protocols.parsers import httptools
+    from cyasgi.protocols.http.foreign import httptools
     from tests.conftest import TWIN_MODULES
     from tests.http_corpus import MALFORMED, VALID
     from tests.parser_harness import quiet_parsers

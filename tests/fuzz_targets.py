@@ -16,13 +16,13 @@ import asyncio
 import re
 from typing import Any, Callable
 
-from cyasgi.protocols.http_common import (
+from cyasgi.protocols.http.rules import (
     is_valid_header_name,
     is_valid_header_value,
     is_valid_host,
     is_valid_target,
 )
-from cyasgi.protocols.parsers import httptools
+from cyasgi.protocols.http.foreign import httptools
 from tests.parser_harness import NativeParser, Outcome, Parsed, RawHttptools, parse
 from tests.utils import make_protocol
 

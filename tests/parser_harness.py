@@ -13,8 +13,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from cyasgi.protocols.http_common import RequestRejected, split_target
-from cyasgi.protocols.parsers import OWN_PARSER, PARSER_UPGRADES, httptools
+from cyasgi.protocols.http.errors import RequestRejected
+from cyasgi.protocols.http.rules import split_target
+from cyasgi.protocols.http.foreign import OWN_PARSER, PARSER_UPGRADES, httptools
 from tests.utils import MockTransport, make_config, make_state
 
 

@@ -285,7 +285,7 @@ def test_version_names_cyasgi_python_and_twin(no_extensions):
         platform.python_implementation() == "CPython" and importlib.util.find_spec("cyasgi._speedups.http") is not None
     )
     if no_extensions or not compiled_available:
-        assert "pure twin, cyasgi.protocols.http_pure" in line
+        assert "pure twin, cyasgi.protocols.http.protocol" in line
     else:
         assert "compiled twin, cyasgi._speedups.http" in line
 

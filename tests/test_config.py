@@ -451,7 +451,7 @@ def test_http2_is_refused():
 @pytest.mark.parametrize("http", ["httptools", "h11"])
 def test_a_parser_whose_package_is_missing_is_refused_at_start_up(monkeypatch, http):
     """httptools is not a dependency on PyPy: --http httptools there without it is a clear error."""
-    from cyasgi.protocols import parsers
+    from cyasgi.protocols.http import foreign as parsers
 
     monkeypatch.setitem(parsers.PARSER_PACKAGES, http, "cyasgi_tests_no_such_package")
     with pytest.raises(ConfigError, match=f"--http {http} needs the 'cyasgi_tests_no_such_package' package"):
@@ -582,7 +582,7 @@ def test_load_errors_are_uvicorns_types(settings, kind):
 
 
 def test_missing_parser_package_is_a_module_not_found_error(monkeypatch):
-    from cyasgi.protocols import parsers
+    from cyasgi.protocols.http import foreign as parsers
 
     monkeypatch.setitem(parsers.PARSER_PACKAGES, "httptools", "cyasgi_tests_no_such_package")
     with pytest.raises(ModuleNotFoundError, match="needs the 'cyasgi_tests_no_such_package' package"):

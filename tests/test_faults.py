@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import trustme
 
-from cyasgi.protocols.http_common import WRITE_BATCH_LIMIT
+from cyasgi.protocols.http.wire import WRITE_BATCH_LIMIT
 from tests.conftest import load_twin
 from tests.utils import WAIT, connect, make_config, parse_responses, recv_until_closed, run_cli, run_server
 from tests.ws_utils import wait_until

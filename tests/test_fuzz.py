@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
-from cyasgi.protocols.parsers import httptools
+from cyasgi.protocols.http.foreign import httptools
 from tests.conftest import load_twin
 from tests.fuzz_strategies import cut_bytes, cut_stream
 from tests.fuzz_targets import agrees_with_httptools, new_loop, serve, twins_agree

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from cyasgi.protocols.http_common import FILE_CHUNK_SIZE, ClientDisconnected
+from cyasgi.protocols.http.errors import ClientDisconnected
+from cyasgi.protocols.http.wire import FILE_CHUNK_SIZE
 from tests.utils import MockTransport, make_protocol, parse_responses
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cyasgi.protocols.http_common import is_valid_host
+from cyasgi.protocols.http.rules import is_valid_host
 from tests.http_corpus import MALFORMED
 from tests.parser_harness import NativeParser, Outcome, Parsed, parse
 

@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from cyasgi.protocols.http_common import FOREIGN_FEED_STEP, PIPELINE_HEAD_LIMIT, PIPELINE_LIMIT, SHUTDOWN_GRACE
+from cyasgi.protocols.http.wire import (
+    FOREIGN_FEED_STEP,
+    PIPELINE_HEAD_LIMIT,
+    PIPELINE_LIMIT,
+    SHUTDOWN_GRACE,
+)
 from cyasgi._compat import HAS_EAGER_TASKS
 from tests.utils import MockTransport, make_protocol, parse_responses
 
@@ -1070,7 +1075,7 @@ async def test_write_pause_makes_send_wait(twin):
 async def test_a_fast_streaming_app_stops_at_the_write_batch_limit(twin):
     """An app that streams without ever waiting is held back once a batch reaches the transport
     and the transport signals back-pressure: memory stays bounded by one batch."""
-    from cyasgi.protocols.http_common import WRITE_BATCH_LIMIT
+    from cyasgi.protocols.http.wire import WRITE_BATCH_LIMIT
 
     chunk = b"x" * 65536
     sent = []

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cyasgi.protocols.parsers import httptools
+from cyasgi.protocols.http.foreign import httptools
 from tests.conftest import TWIN_PARSERS, load_twin
 from tests.http_corpus import AFTER, BEFORE, MALFORMED, SERVED, VALID, WAITS, Case, ValidCase
 from tests.utils import QUICK, make_protocol, parse_responses

@@ -14,7 +14,7 @@ import pytest
 
 from cyasgi.config import Config, ConfigError
 from cyasgi.logging import AccessFormatter, JsonAccessFormatter
-from cyasgi.protocols.http_common import ClientDisconnected
+from cyasgi.protocols.http.errors import ClientDisconnected
 from tests import apps
 from tests.utils import WAIT, make_config, make_protocol, run_cli, run_server
 

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from cyasgi.config import Config, ConfigError
-from cyasgi.protocols.http_common import rfc4514_name
+from cyasgi.protocols.tls import rfc4514_name
 from tests import apps
 from tests.utils import WAIT, make_config, recv_responses, run_server
 

@@ -7,13 +7,14 @@ import inspect
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 import cyasgi.protocols.http as selector
 from cyasgi._compat import NO_EXTENSIONS
 from tests.conftest import SPEEDUPS, load_twin
-from tests.utils import make_protocol
+from tests.utils import MockTransport, make_protocol, make_state
 
 EXPECT_COMPILED = not NO_EXTENSIONS and (SPEEDUPS / "http.pyx").exists()
 
@@ -35,7 +36,7 @@ def test_no_extensions_forces_the_pure_twin():
         check=True,
         timeout=60,
     )
-    assert out.stdout.split() == ["pure", "cyasgi.protocols.http_pure"]
+    assert out.stdout.split() == ["pure", "cyasgi.protocols.http.protocol"]
 
 
 def test_version_names_the_twin_in_use():
@@ -88,3 +89,40 @@ def test_selector_exports():
     assert {"HttpProtocol", "RequestCycle", "FlowControl", "sweep_deadlines"} <= set(selector.__all__)
     assert selector.twin_name(selector.HttpProtocol) == selector.IMPLEMENTATION
     assert selector.twin_name(asyncio.Protocol) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "parser_type"),
+    [
+        ("cyasgi.protocols.http.h11_impl:H11Protocol", "H11Parser"),
+        ("cyasgi.protocols.http.httptools_impl:HttpToolsProtocol", "HttpRequestParser"),
+        ("cyasgi.protocols.http.auto:AutoHTTPProtocol", None),
+    ],
+)
+def test_uvicorn_module_paths_name_the_protocol_driving_that_parser(path, parser_type):
+    """Code written for uvicorn names its protocol classes by module path; after s/uvicorn/cyasgi/
+    each is the selected build of cyasgi's protocol with that parser (auto: the --http auto one)."""
+    from cyasgi.config import Config
+    from cyasgi.protocols.http.auto import twin_name
+
+    if parser_type == "HttpRequestParser":
+        pytest.importorskip("httptools")
+    config = Config(app="tests.apps:hello", http=path)
+    config.load()
+    protocol_class = config.http_protocol_class
+    assert issubclass(protocol_class, selector.HttpProtocol)
+    assert twin_name(protocol_class) == selector.IMPLEMENTATION
+
+    async def serve_one() -> tuple[Any, list[Any]]:
+        protocol = protocol_class(
+            config=config, server_state=make_state(), app_state={}, _loop=asyncio.get_running_loop()
+        )
+        transport = MockTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        return protocol.parser, await transport.responses(1)
+
+    parser, [response] = asyncio.run(serve_one())
+    assert response.status == 200
+    if parser_type is not None:
+        assert type(parser).__name__ == parser_type

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cyasgi.config import Config
 from cyasgi.logging import TRACE_LOG_LEVEL
-from cyasgi.protocols.http_common import ASGI_SPEC_VERSION
+from cyasgi.protocols.http.wire import ASGI_SPEC_VERSION
 from tests.conftest import load_twin
 from tests.utils import WAIT, make_config, run_server
 from tests.ws_utils import (

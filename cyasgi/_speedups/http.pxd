@@ -1,6 +1,6 @@
 # cython: language_level=3
 # The compiled HTTP/1.1 protocol: the same classes, signatures and behaviour as
-# cyasgi/protocols/http_pure.py (read that file first: it is the reference).
+# cyasgi/protocols/http/protocol.py (read that file first: it is the reference).
 
 cdef class FlowControl:
     cdef:

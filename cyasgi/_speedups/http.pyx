@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""The compiled HTTP/1.1 protocol: the twin of cyasgi/protocols/http_pure.py.
+"""The compiled HTTP/1.1 protocol: the twin of cyasgi/protocols/http/protocol.py.
 
 Same classes (HttpProtocol, RequestCycle, FlowControl), signatures, attributes, exceptions and
 behaviour as the pure twin; the pure file explains the design. What differs is only how: C
@@ -30,12 +30,44 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
-from cyasgi.protocols.http_common import (
-    ACCESS_LOG_MESSAGE,
+from cyasgi.protocols.http.access import ACCESS_LOG_MESSAGE, access_log_extra
+from cyasgi.protocols.http.errors import (
+    ClientDisconnected,
+    RequestRejected,
+    bad_request as _bad_request,
+    body_too_large,
+    head_too_large,
+    too_many_headers,
+    transfer_coding_rejection,
+    version_not_supported,
+)
+from cyasgi.protocols.http.extensions import (
+    accepts_trailers,
+    early_hint_head,
+    open_path,
+    sendfile_way,
+    trailer_block,
+    transmit_file,
+    zerocopy_range,
+)
+from cyasgi.protocols.http.foreign import foreign_parse_error
+from cyasgi.protocols.http.rules import (
+    FRAMING_FIELDS,
+    as_bytes,
+    check_request_head,
+    is_valid_target,
+    split_target,
+)
+from cyasgi.protocols.http.server_apps import HealthCheck, service_unavailable
+from cyasgi.protocols.http.upgrade import (
+    is_websocket_upgrade,
+    request_head_bytes,
+    warn_unsupported_upgrade,
+)
+from cyasgi.protocols.http.wire import (
     ASGI_SPEC_VERSION,
     COALESCE_LIMIT,
     FOREIGN_FEED_STEP,
-    FRAMING_FIELDS,
     HIGH_WATER_LIMIT,
     HTTP_EXTENSIONS,
     HELD_ROUNDS_LIMIT,
@@ -44,37 +76,11 @@ from cyasgi.protocols.http_common import (
     WRITE_BATCH_LIMIT,
     SHUTDOWN_GRACE,
     STATUS_LINES,
-    ClientDisconnected,
-    HealthCheck,
-    RequestRejected,
-    access_log_extra,
-    accepts_trailers,
-    as_bytes,
-    bad_request as _bad_request,
-    body_too_large,
-    check_request_head,
-    early_hint_head,
-    foreign_parse_error,
-    head_too_large,
-    is_valid_target,
-    is_websocket_upgrade,
-    open_path,
-    request_head_bytes,
-    sendfile_way,
-    service_unavailable,
     simple_response,
-    split_target,
-    tls_extension,
-    too_many_headers,
-    trailer_block,
-    transfer_coding_rejection,
-    transmit_file,
-    version_not_supported,
-    warn_unsupported_upgrade,
-    zerocopy_range,
 )
-from cyasgi.protocols.http_common import _DIRECT_SENDFILE, _LOOP_SENDFILE
-from cyasgi.protocols.parsers import OWN_PARSER, PARSER_ERRORS, PARSER_UPGRADES, ParserUpgrade
+from cyasgi.protocols.tls import tls_extension
+from cyasgi.protocols.http.extensions import _DIRECT_SENDFILE, _LOOP_SENDFILE
+from cyasgi.protocols.http.foreign import OWN_PARSER, PARSER_ERRORS, PARSER_UPGRADES, ParserUpgrade
 from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
 from urllib.parse import unquote
 

@@ -6,7 +6,7 @@ import urllib.parse
 from typing import Any
 
 from cyasgi.logging import escape_log_text
-from cyasgi.protocols.http_common import ClientDisconnected
+from cyasgi.protocols.http.errors import ClientDisconnected
 
 __all__ = [
     "ClientDisconnected",

@@ -36,16 +36,10 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from cyasgi.logging import TRACE_LOG_LEVEL
-from cyasgi.protocols.http_common import (
-    ASGI_SPEC_VERSION,
-    STATUS_LINES,
-    ClientDisconnected,
-    is_valid_header_name,
-    is_valid_header_value,
-    simple_response,
-    split_target,
-    tls_extension,
-)
+from cyasgi.protocols.http.errors import ClientDisconnected
+from cyasgi.protocols.http.rules import is_valid_header_name, is_valid_header_value, split_target
+from cyasgi.protocols.http.wire import ASGI_SPEC_VERSION, STATUS_LINES, simple_response
+from cyasgi.protocols.tls import tls_extension
 from cyasgi.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 from cyasgi.protocols.websockets.frames import (
     OP_BINARY,

@@ -12,7 +12,7 @@ from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from cyasgi.protocols.http_common import simple_response
+from cyasgi.protocols.http.wire import simple_response
 from cyasgi.protocols.websockets.base import WebSocketProtocolBase
 
 __all__ = ["WebSocketsSansIOProtocol"]

@@ -23,7 +23,7 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, RsvBits
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from cyasgi.protocols.http_common import simple_response
+from cyasgi.protocols.http.wire import simple_response
 from cyasgi.protocols.websockets.base import WebSocketProtocolBase
 
 __all__ = ["WSProtocol"]

@@ -12,9 +12,11 @@ when the request asks to switch protocols.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from typing import Any, Callable
 
-from cyasgi.protocols.http_common import head_too_large, is_valid_header_value
+from cyasgi.protocols.http.errors import RequestRejected, bad_request, head_too_large, version_not_supported
+from cyasgi.protocols.http.rules import is_valid_header_value
 
 try:
     import httptools
@@ -194,3 +196,19 @@ class H11Parser:
             conn.send(h11.EndOfMessage())
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
+_parse_error_logger = logging.getLogger("uvicorn.error")
+
+
+def foreign_parse_error(exc: BaseException, http_version: str) -> RequestRejected:
+    """What to answer when httptools or h11 raised ``exc``; ``http_version`` is the parser's.
+
+    A RequestRejected raised from one of our callbacks wins; llhttp refuses versions other than
+    0.9, 1.0, 1.1 and 2.0 itself, which the native parsers answer with 505 from 1.2 on.
+    """
+    context = exc.__context__
+    if isinstance(context, RequestRejected):
+        return context
+    _parse_error_logger.debug("Invalid HTTP request: %s", exc)
+    if http_version not in ("1.0", "1.1") and not http_version.startswith("0."):
+        return version_not_supported()
+    return bad_request()

@@ -30,58 +30,70 @@ from urllib.parse import unquote
 
 from cyasgi._compat import HAS_EAGER_TASKS, IS_PYPY
 from cyasgi.logging import TRACE_LOG_LEVEL
-from cyasgi.protocols.http_common import (
-    ACCESS_LOG_MESSAGE,
-    ASGI_SPEC_VERSION,
-    COALESCE_LIMIT,
-    FOREIGN_FEED_STEP,
-    FRAMING_FIELDS,
-    HIGH_WATER_LIMIT,
-    HTTP_EXTENSIONS,
-    HELD_ROUNDS_LIMIT,
-    PIPELINE_HEAD_LIMIT,
-    PIPELINE_LIMIT,
-    WRITE_BATCH_LIMIT,
-    SHUTDOWN_GRACE,
-    STATUS_LINES,
+from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
+from cyasgi.protocols.http.access import ACCESS_LOG_MESSAGE, access_log_extra
+from cyasgi.protocols.http.errors import (
     ClientDisconnected,
-    HealthCheck,
     RequestRejected,
-    access_log_extra,
-    accepts_trailers,
-    as_bytes,
     bad_request,
     body_too_large,
-    check_request_head,
-    early_hint_head,
-    foreign_parse_error,
     head_too_large,
-    is_valid_header_name,
-    is_valid_header_value,
-    is_websocket_upgrade,
-    open_path,
-    request_head_bytes,
-    service_unavailable,
-    simple_response,
-    split_target,
-    tls_extension,
     too_many_headers,
+)
+from cyasgi.protocols.http.extensions import (
+    accepts_trailers,
+    early_hint_head,
+    open_path,
     trailer_block,
     transmit_file,
-    warn_unsupported_upgrade,
     zerocopy_range,
 )
-from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
-from cyasgi.protocols.http_parser_pure import RequestParser
-from cyasgi.protocols.parsers import (
+from cyasgi.protocols.http.foreign import (
     OWN_PARSER,
     PARSER_ERRORS,
     PARSER_UPGRADES,
     ParserUpgrade,
+    foreign_parse_error,
     httptools,
     httptools_parser_factory,
 )
-from cyasgi.protocols.utils import get_client_addr, get_local_addr, get_path_with_query_string, get_remote_addr, is_ssl
+from cyasgi.protocols.http.parser import RequestParser
+from cyasgi.protocols.http.rules import (
+    FRAMING_FIELDS,
+    as_bytes,
+    check_request_head,
+    is_valid_header_name,
+    is_valid_header_value,
+    split_target,
+)
+from cyasgi.protocols.http.server_apps import HealthCheck, service_unavailable
+from cyasgi.protocols.http.upgrade import (
+    is_websocket_upgrade,
+    request_head_bytes,
+    warn_unsupported_upgrade,
+)
+from cyasgi.protocols.http.wire import (
+    ASGI_SPEC_VERSION,
+    COALESCE_LIMIT,
+    FOREIGN_FEED_STEP,
+    HELD_ROUNDS_LIMIT,
+    HIGH_WATER_LIMIT,
+    HTTP_EXTENSIONS,
+    PIPELINE_HEAD_LIMIT,
+    PIPELINE_LIMIT,
+    SHUTDOWN_GRACE,
+    STATUS_LINES,
+    WRITE_BATCH_LIMIT,
+    simple_response,
+)
+from cyasgi.protocols.tls import tls_extension
+from cyasgi.protocols.utils import (
+    get_client_addr,
+    get_local_addr,
+    get_path_with_query_string,
+    get_remote_addr,
+    is_ssl,
+)
 
 __all__ = ["FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
 

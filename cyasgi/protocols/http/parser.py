@@ -29,19 +29,16 @@ import logging
 import re
 from typing import Any
 
-from cyasgi.protocols.http_common import (
-    FRAMING_FIELDS,
+from cyasgi.protocols.http.errors import (
     RequestRejected,
-    outside_table,
     body_too_large,
     head_too_large,
-    is_valid_host,
-    is_valid_target,
     too_many_headers,
     transfer_coding_rejection,
     version_not_supported,
 )
-from cyasgi.protocols.parsers import ParserUpgrade
+from cyasgi.protocols.http.foreign import ParserUpgrade
+from cyasgi.protocols.http.rules import FRAMING_FIELDS, is_valid_host, is_valid_target, outside_table
 
 __all__ = ["RequestParser"]
 

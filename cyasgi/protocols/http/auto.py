@@ -1,0 +1,53 @@
+"""The HTTP/1.1 protocol selector: the compiled twin when it is built and allowed, else the pure one.
+
+Nothing else in cyasgi imports a twin directly (tests and perf aside): the rest of the package
+uses these names.
+"""
+
+from __future__ import annotations
+
+from cyasgi._compat import NO_EXTENSIONS
+
+if not NO_EXTENSIONS:
+    try:
+        from cyasgi._speedups.http import FlowControl, HttpProtocol, RequestCycle, sweep_deadlines
+    except ImportError:  # not built (no compiler at install time): the pure twin serves
+        IMPLEMENTATION = "pure"
+    else:
+        IMPLEMENTATION = "compiled"
+else:
+    IMPLEMENTATION = "pure"
+
+if IMPLEMENTATION == "pure":
+    from cyasgi.protocols.http.protocol import FlowControl, HttpProtocol, RequestCycle, sweep_deadlines  # noqa: F811
+
+#: Module path of the twin in use, for --version and the start-up log.
+IMPLEMENTATION_MODULE = HttpProtocol.__module__
+
+TWIN_MODULES = {"cyasgi._speedups.http": "compiled", "cyasgi.protocols.http.protocol": "pure"}
+
+
+#: uvicorn's name for the protocol ``--http auto`` selects.
+AutoHTTPProtocol = HttpProtocol
+
+
+def twin_name(protocol_class: type) -> str | None:
+    """``"compiled"`` or ``"pure"`` for one of the twins' HttpProtocol or a class derived from it (the
+    uvicorn-path classes, ``H11Protocol``...), else None (a protocol of the user's own)."""
+    for klass in getattr(protocol_class, "__mro__", ()):
+        twin = TWIN_MODULES.get(getattr(klass, "__module__", ""))
+        if twin is not None:
+            return twin
+    return None
+
+
+__all__ = [
+    "IMPLEMENTATION",
+    "IMPLEMENTATION_MODULE",
+    "AutoHTTPProtocol",
+    "FlowControl",
+    "HttpProtocol",
+    "RequestCycle",
+    "sweep_deadlines",
+    "twin_name",
+]
