@@ -36,7 +36,14 @@ def speedup_extensions() -> list[Extension]:
             raise SystemExit("CYASGI_REQUIRE_EXTENSIONS=1 but extensions are disabled on this interpreter")
         return []
     sources = sorted(glob.glob(os.path.join("cyasgi", "_speedups", "*.pyx")))
-    if not sources:
+    # The one-source modules: cyasgi/_speedups/<name>.py is a link to the pure module Python runs,
+    # compiled with the declarations of <name>.pxd.
+    one_source = sorted(
+        path
+        for path in glob.glob(os.path.join("cyasgi", "_speedups", "*.py"))
+        if os.path.exists(path[:-3] + ".pxd")
+    )
+    if not sources and not one_source:
         return []
     try:
         from Cython.Build import cythonize
@@ -46,16 +53,17 @@ def speedup_extensions() -> list[Extension]:
         warn("Cython is not installed: installing the pure-Python twin only")
         return []
     macros = [("CYASGI_DEBUG", "1" if DEBUG else "0")]
-    extensions = [
-        Extension(
+
+    def extension(source: str) -> Extension:
+        return Extension(
             "cyasgi._speedups." + os.path.splitext(os.path.basename(source))[0],
             [source],
             define_macros=macros,
             extra_compile_args=["-O2"] if not DEBUG else ["-O0", "-g"],
         )
-        for source in sources
-    ]
-    directives = {
+
+    # Hand-written C-level Cython: indexing is checked by the code itself.
+    c_level = {
         "language_level": 3,
         "boundscheck": DEBUG,
         "wraparound": DEBUG,
@@ -63,7 +71,13 @@ def speedup_extensions() -> list[Extension]:
         "cdivision": True,
         "embedsignature": True,
     }
-    built = cythonize(extensions, compiler_directives=directives, annotate=env_flag("CYASGI_ANNOTATE"))
+    # Python source keeps Python's semantics (negative indexes, bounds, annotations as documentation).
+    python_level = {"language_level": 3, "embedsignature": True, "annotation_typing": False}
+    annotate = env_flag("CYASGI_ANNOTATE")
+    built = cythonize([extension(source) for source in sources], compiler_directives=c_level, annotate=annotate)
+    built += cythonize(
+        [extension(source) for source in one_source], compiler_directives=python_level, annotate=annotate
+    )
     # cythonize() returns fresh Extension objects and drops optional=; set it again so a
     # machine without a compiler still installs the pure twin.
     for extension in built:

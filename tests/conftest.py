@@ -22,9 +22,14 @@ def load_twin(name: str) -> Any:
     if name == "c":
         if NO_EXTENSIONS:
             pytest.skip("the compiled twin is disabled here (CYASGI_NO_EXTENSIONS=1 or not CPython)")
-        if not (SPEEDUPS / "http.pyx").exists():
+        if not (SPEEDUPS / "http.pxd").exists():
             pytest.skip("this tree has no compiled twin yet")
-    return importlib.import_module(TWIN_MODULES[name])
+    module = importlib.import_module(TWIN_MODULES[name])
+    if name == "c":
+        # cyasgi/_speedups/http.py is the pure source linked for the compiler: without the built
+        # extension it imports as plain Python, which must never pass for the compiled twin.
+        assert module.COMPILED, f"{module.__file__} is not the compiled extension: the build fell back"
+    return module
 
 
 @pytest.fixture(params=["c", "py"])

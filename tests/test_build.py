@@ -51,7 +51,7 @@ def test_without_a_compiler_the_wheel_is_pure_and_the_build_says_so(tmp_path):
     [wheel] = (tmp_path / "wheels").glob("cyasgi-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "cyasgi/protocols/http/protocol.py" in names
-    assert "cyasgi/_speedups/http.pyx" in names
+    assert "cyasgi/_speedups/http.pxd" in names and "cyasgi/_speedups/parser.pyx" in names
     assert not [name for name in names if name.endswith((".so", ".c", ".pyd"))], names
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import inspect
 import os
@@ -16,7 +17,7 @@ from cyasgi._compat import NO_EXTENSIONS
 from tests.conftest import SPEEDUPS, load_twin
 from tests.utils import MockTransport, make_protocol, make_state
 
-EXPECT_COMPILED = not NO_EXTENSIONS and (SPEEDUPS / "http.pyx").exists()
+EXPECT_COMPILED = not NO_EXTENSIONS and (SPEEDUPS / "http.pxd").exists()
 
 
 @pytest.mark.skipif(not EXPECT_COMPILED, reason="the compiled twin is not expected here (pure mode or not CPython)")
@@ -64,12 +65,13 @@ def test_twins_have_the_same_public_methods_and_signatures(class_name):
 
 
 def compiled_parameter_names(cls: type) -> list[str]:
-    """Constructor parameter names from the signature Cython embeds in a cdef class's docstring."""
+    """Constructor parameter names from the signature Cython embeds in a cdef class's docstring
+    (``HttpProtocol(config: Any, ...) -> None``: the Python source's own signature)."""
     first_line = (cls.__doc__ or "").splitlines()[0]
     assert first_line.startswith(cls.__name__ + "("), f"no embedded signature: {cls.__doc__!r}"
-    params = first_line[len(cls.__name__) + 1 : first_line.rindex(")")].split(",")
-    # "HttpProtocol protocol" (a typed argument) or "_loop=None": keep the name.
-    return [param.split("=")[0].split()[-1] for param in params if param.strip()]
+    definition = ast.parse(f"def {first_line[: first_line.rindex(')') + 1]}: pass").body[0]
+    assert isinstance(definition, ast.FunctionDef)
+    return [arg.arg for arg in definition.args.args]
 
 
 @pytest.mark.skipif(not EXPECT_COMPILED, reason="needs the compiled twin")

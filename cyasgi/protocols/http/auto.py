@@ -6,20 +6,35 @@ uses these names.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+from typing import TYPE_CHECKING
+
 from cyasgi._compat import NO_EXTENSIONS
 
-if not NO_EXTENSIONS:
-    try:
-        from cyasgi._speedups.http import FlowControl, HttpProtocol, RequestCycle, sweep_deadlines
-    except ImportError:  # not built (no compiler at install time): the pure twin serves
-        IMPLEMENTATION = "pure"
-    else:
-        IMPLEMENTATION = "compiled"
-else:
-    IMPLEMENTATION = "pure"
 
-if IMPLEMENTATION == "pure":
-    from cyasgi.protocols.http.protocol import FlowControl, HttpProtocol, RequestCycle, sweep_deadlines  # noqa: F811
+def compiled_build_present() -> bool:
+    """The compiled extension is installed. (cyasgi/_speedups/http.py, the pure source linked there
+    for the compiler, is never imported in its place.)"""
+    try:
+        spec = importlib.util.find_spec("cyasgi._speedups.http")
+    except ImportError:
+        return False
+    return spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+
+
+if TYPE_CHECKING:  # one API for type checkers: the source both builds come from
+    from cyasgi.protocols.http.protocol import FlowControl, HttpProtocol, RequestCycle, sweep_deadlines
+
+    IMPLEMENTATION: str
+elif not NO_EXTENSIONS and compiled_build_present():
+    from cyasgi._speedups.http import FlowControl, HttpProtocol, RequestCycle, sweep_deadlines
+
+    IMPLEMENTATION = "compiled"
+else:  # not built (no compiler at install time, PyPy) or CYASGI_NO_EXTENSIONS=1
+    from cyasgi.protocols.http.protocol import FlowControl, HttpProtocol, RequestCycle, sweep_deadlines
+
+    IMPLEMENTATION = "pure"
 
 #: Module path of the twin in use, for --version and the start-up log.
 IMPLEMENTATION_MODULE = HttpProtocol.__module__

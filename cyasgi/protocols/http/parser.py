@@ -93,6 +93,34 @@ def _content_length(value: bytes) -> int:
     return int(value)
 
 
+class RequestSink:
+    """What the parser hands requests to: the protocol derives from it and defines these. (In the
+    compiled build it is a C class, and these are C calls.)"""
+
+    _queued_head_bytes: int  # head bytes of the requests parsed since the pipeline was empty
+
+    def _on_request(
+        self,
+        method: str,
+        target: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        upgrade: bool,
+        expect_100_continue: bool,
+    ) -> None:
+        raise NotImplementedError
+
+    def _on_body(self, body: bytes) -> None:
+        raise NotImplementedError
+
+    def _on_message_complete(self) -> None:
+        raise NotImplementedError
+
+    def _pipeline_full(self) -> bool:
+        return False
+
+
 class RequestParser:
     """Parses a stream of HTTP/1.1 requests; hands each to the protocol as it completes."""
 

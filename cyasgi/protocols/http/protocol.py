@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import os
-import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
+
+try:
+    import cython
+except ImportError:  # no Cython where this runs: the pure build, as with PyPy
+    from cyasgi import _cython_shim as cython
 
 from cyasgi._compat import HAS_EAGER_TASKS, IS_PYPY
 from cyasgi.logging import TRACE_LOG_LEVEL
@@ -57,14 +62,31 @@ from cyasgi.protocols.http.foreign import (
     httptools,
     httptools_parser_factory,
 )
-from cyasgi.protocols.http.parser import RequestParser
+if not cython.compiled:  # the compiled build takes these from the C kernel and parser (http.pxd)
+    from cyasgi.protocols.http.kernel import (
+        chunk_line,
+        completed,
+        content_length_line,
+        failed,
+        has_proxy_headers,
+        header_name,
+        frame_response,
+        is_ascii,
+        join_bytes,
+        monotonic,
+        parse_content_length,
+        split_target,
+        start_task,
+        task_kwargs,
+        valid_field_value,
+    )
+    from cyasgi.protocols.http.parser import RequestParser, RequestSink
 from cyasgi.protocols.http.rules import (
     FRAMING_FIELDS,
     as_bytes,
     check_request_head,
     is_valid_header_name,
     is_valid_header_value,
-    split_target,
 )
 from cyasgi.protocols.http.server_apps import HealthCheck, service_unavailable
 from cyasgi.protocols.http.upgrade import (
@@ -74,11 +96,17 @@ from cyasgi.protocols.http.upgrade import (
 )
 from cyasgi.protocols.http.wire import (
     ASGI_SPEC_VERSION,
+    CHUNKED_LINE,
+    CLOSE_LINE,
     COALESCE_LIMIT,
+    CONTINUE,
+    CRLF,
     FOREIGN_FEED_STEP,
     HELD_ROUNDS_LIMIT,
     HIGH_WATER_LIMIT,
     HTTP_EXTENSIONS,
+    KEEP_ALIVE_LINE,
+    LAST_CHUNK,
     PIPELINE_HEAD_LIMIT,
     PIPELINE_LIMIT,
     SHUTDOWN_GRACE,
@@ -95,30 +123,42 @@ from cyasgi.protocols.utils import (
     is_ssl,
 )
 
-__all__ = ["FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
+__all__ = ["COMPILED", "FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
+
+#: True in the compiled build (cyasgi._speedups.http), False where this file runs as Python.
+COMPILED = cython.compiled
 
 logger = logging.getLogger("uvicorn.error")
 access_logger = logging.getLogger("uvicorn.access")
 
-#: ``--http auto`` in this twin: httptools where it is a C extension (CPython), because there it
-#: costs fewer instructions per request than the pure parser (perf/microbench.py: 88k vs 113k on
-#: hello, 126k vs 202k with 12 headers); the pure parser elsewhere. On PyPy it is the fastest by far
-#: (perf/microbench.py after the JIT's warm-up, ns per request: hello 7.2k vs httptools through
-#: cpyext 15.7k and h11 24.5k; 12 headers 10.4k vs 27.9k and 42.1k; docs/pypy.md).
-_PREFER_HTTPTOOLS = httptools is not None and not IS_PYPY
+#: ``--http auto``: the compiled build drives its C parser; the pure one httptools where it is a C
+#: extension (CPython), which costs fewer instructions there than the pure parser, and the pure
+#: parser elsewhere (on PyPy the fastest by far; docs/pypy.md has the figures).
+_PREFER_HTTPTOOLS = httptools is not None and not IS_PYPY and not cython.compiled
 
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_LAST_CHUNK = b"0\r\n\r\n"
+#: What the app said of trailers in http.response.start: none announced, written (the body is
+#: chunked to carry them), or dropped (HTTP/1.0, a bodyless response, no ``TE: trailers``).
+TRAILERS_NONE = 0
+TRAILERS_WRITTEN = 1
+TRAILERS_DROPPED = 2
 
-if HAS_EAGER_TASKS:
+#: The head clock (--timeout-header-read) when it is not a time: not running (idle after a
+#: response, keep-alive applies), or started by a first byte and set at the next reading of the clock.
+HEAD_CLOCK_OFF = 0.0
+HEAD_CLOCK_STARTED = -1.0
 
-    def _start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
-        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+#: The connection header the server adds to a response: none (HTTP/1.1 keep-alive, or the app
+#: gave its own), close, or keep-alive (HTTP/1.0).
+CONNECTION_AS_GIVEN = 0
+CONNECTION_CLOSE = 1
+CONNECTION_KEEP_ALIVE = 2
 
-else:
-
-    def _start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
-        return loop.create_task(coro)
+#: The lines that end a head, by [chunked][connection header].
+HEAD_ENDS = (
+    (CRLF, CLOSE_LINE + CRLF, KEEP_ALIVE_LINE + CRLF),
+    (CHUNKED_LINE + CRLF, CHUNKED_LINE + CLOSE_LINE + CRLF, CHUNKED_LINE + KEEP_ALIVE_LINE + CRLF),
+)
+CHUNK_END_LAST = CRLF + LAST_CHUNK
 
 
 def _flush_heads(connections: list[HttpProtocol]) -> None:
@@ -127,6 +167,10 @@ def _flush_heads(connections: list[HttpProtocol]) -> None:
     connections.clear()
     for connection in waiting:
         connection._flush_head()
+
+
+def _never_connected(*args: Any) -> bool:
+    return True
 
 
 def _caused_by_disconnect(exc: BaseException | None) -> bool:
@@ -216,6 +260,7 @@ class RequestCycle:
         "_trailers",
         "_awaiting_trailers",
         "_trailer_lines",
+        "_framed_length",
     )
 
     def __init__(
@@ -226,6 +271,17 @@ class RequestCycle:
         keep_alive: bool,
         expect_100_continue: bool,
     ) -> None:
+        self._init(protocol, scope, app, keep_alive, expect_100_continue)
+
+    def _init(
+        self,
+        protocol: HttpProtocol,
+        scope: dict[str, Any],
+        app: Callable[..., Any],
+        keep_alive: bool,
+        expect_100_continue: bool,
+    ) -> None:
+        # (The protocol makes its cycles with __new__ and _init: no argument parsing in the compiled build.)
         self.scope = scope
         self.protocol = protocol
         self.app = app
@@ -245,16 +301,18 @@ class RequestCycle:
         self.response_started = False
         self.response_complete = False
         self._bodyless = scope["method"] == "HEAD"
-        self._head: bytes | None = None  # status line and headers, until the first body chunk writes them
+        # The status line and header lines, until the first body chunk writes them with its framing.
+        self._head: list[bytes] | None = None
         self._status = 0
         self._app_connection_header = False
         self._chunked = False
         self._content_length = -1  # -1: the app gave no content-length
         self._bytes_sent = 0  # body bytes written (framing excluded)
-        self._started = time.monotonic() if protocol.access_log else 0.0  # for the access line's duration
-        self._trailers = 0  # the app announced trailers: 1 written (chunked), 2 dropped; 0 none
+        self._started = monotonic() if protocol.access_log else 0.0  # for the access line's duration
+        self._trailers = TRAILERS_NONE
         self._awaiting_trailers = False  # the body is complete, http.response.trailers comes next
         self._trailer_lines = b""
+        self._framed_length = -1  # set by _framing
 
     # Waking receive() ------------------------------------------------------------------------
 
@@ -309,7 +367,7 @@ class RequestCycle:
         if self.waiting_for_100_continue:
             self.waiting_for_100_continue = False
             if not self.response_started and not self.transport.is_closing():
-                self.protocol._write(_CONTINUE)
+                self.protocol._write(CONTINUE)
         while True:
             if self.disconnected or self.response_complete:
                 return {"type": "http.disconnect"}
@@ -337,9 +395,30 @@ class RequestCycle:
             self._end_delivered = True
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any]) -> Awaitable[None]:
+        """ASGI ``send``, a coroutine function to the app. A message that needs no waiting (nearly
+        all) is handled at once, and what is returned is already done: ``completed()``, or
+        ``failed(error)`` which raises the error where the app awaits it."""
         if self.flow.write_paused and not self.disconnected:
-            await self.flow.drain()
+            return self._send_after_drain(message)
+        try:
+            pending = self._send(message)
+        except BaseException as error:
+            return failed(error)
+        if pending is not None:
+            return pending  # a file: a coroutine that sends it
+        return completed()
+
+    async def _send_after_drain(self, message: dict[str, Any]) -> None:
+        await self.flow.drain()
+        pending = self._send(message)
+        if pending is not None:
+            await pending
+
+    def _send(self, message: dict[str, Any]) -> Awaitable[None] | None:
+        """Handle one message; None, or a coroutine still to await (files)."""
+        if type(message) is not dict:
+            message = dict(message)
         if self.disconnected:
             raise ClientDisconnected
         message_type = message.get("type")
@@ -347,36 +426,41 @@ class RequestCycle:
             if message_type != "http.response.start":
                 if message_type == "http.response.early_hint":
                     self._send_early_hint(message.get("links", ()))
-                    return
+                    return None
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")
             self._start_response(message.get("status"), message.get("headers", ()), message.get("trailers", False))
         elif not self.response_complete:
             if message_type == "http.response.body" and not self._awaiting_trailers:
                 self._send_body(message.get("body", b""), message.get("more_body", False))
             else:
-                await self._send_extension(message_type, message)
+                return self._send_extension(message_type, message)
         else:
             raise RuntimeError(f"Unexpected ASGI message '{message_type}' sent, after response already completed.")
+        return None
 
-    async def _send_extension(self, message_type: Any, message: dict[str, Any]) -> None:
+    def _send_extension(self, message_type: Any, message: dict[str, Any]) -> Awaitable[None] | None:
         """The response messages of the ASGI extensions, after the start (not the hot path)."""
         if self._awaiting_trailers:
             if message_type != "http.response.trailers":
                 raise RuntimeError(f"Expected ASGI message 'http.response.trailers', but got '{message_type}'.")
             self._send_trailers(message.get("headers", ()), message.get("more_trailers", False))
-        elif message_type == "http.response.pathsend":
+            return None
+        if message_type == "http.response.pathsend" or message_type == "http.response.zerocopysend":
+            return self._send_file_message(message_type, message)
+        raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message_type}'.")
+
+    async def _send_file_message(self, message_type: Any, message: dict[str, Any]) -> None:
+        if message_type == "http.response.pathsend":
             fd, size = open_path(message.get("path"))
             try:
                 await self._send_file(fd, 0, size, False)
             finally:
                 os.close(fd)
-        elif message_type == "http.response.zerocopysend":
+        else:
             fd, offset, count, advance = zerocopy_range(message.get("file"), message.get("offset"), message.get("count"))
             await self._send_file(fd, offset, count, message.get("more_body", False))
             if advance:
                 os.lseek(fd, offset + count, os.SEEK_SET)
-        else:
-            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message_type}'.")
 
     # Response framing -------------------------------------------------------------------------
 
@@ -384,32 +468,25 @@ class RequestCycle:
         # Everything is checked before anything is recorded, so a bad start still gets a 500.
         if type(status) is not int or not 100 <= status <= 599:
             raise RuntimeError(f"Invalid HTTP status code {status!r} in response.")
-        protocol = self.protocol
-        if trailers:
-            trailers = self._trailers_mode(status)
-        lines = [STATUS_LINES[status], protocol.server_state.default_headers_block]
+        code: int = status
+        trailers_mode = self._trailers_mode(code) if trailers else TRAILERS_NONE
+        lines = [STATUS_LINES[code], self.protocol.server_state.default_headers_block]
         content_length = -1
         keep_alive = self.keep_alive
         connection_header = False
-        for name, value in headers:
-            if type(name) is not bytes:
-                name = as_bytes(name, "header name")
-            if type(value) is not bytes:
-                value = as_bytes(value, "header value")
-            name = name.lower()
-            if not is_valid_header_name(name):
+        for raw_name, raw_value in headers:
+            name = header_name(raw_name if type(raw_name) is bytes else as_bytes(raw_name, "header name"))
+            value = raw_value if type(raw_value) is bytes else as_bytes(raw_value, "header value")
+            if name is None:
                 raise RuntimeError("Invalid HTTP header name.")
-            if not is_valid_header_value(value):
+            if not valid_field_value(value):
                 raise RuntimeError("Invalid HTTP header value.")
             if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise RuntimeError("Invalid Content-Length header value in response.") from None
+                length = parse_content_length(value)
                 if length < 0 or (content_length != -1 and length != content_length):
                     raise RuntimeError("Invalid Content-Length header value in response.")
                 content_length = length
-                if trailers == 1:
+                if trailers_mode == TRAILERS_WRITTEN:
                     continue  # the body is chunked to carry the trailers; the length is still checked
             elif name == b"transfer-encoding":
                 continue  # the server frames the body itself (ASGI: servers ignore it)
@@ -417,18 +494,22 @@ class RequestCycle:
                 connection_header = True
                 if b"close" in value.lower():
                     keep_alive = False
-            lines.append(b"%s: %s\r\n" % (name, value))
+            lines.append(name)
+            lines.append(b": ")
+            lines.append(value)
+            lines.append(CRLF)
 
         self.response_started = True
         self.keep_alive = keep_alive
         self._app_connection_header = connection_header
-        self._status = status
+        self._status = code
         self._content_length = content_length
-        if trailers:
-            self._trailers = trailers
-        if status in (204, 304) or status < 200:
+        if trailers_mode != TRAILERS_NONE:
+            self._trailers = trailers_mode
+        if code == 204 or code == 304 or code < 200:
             self._bodyless = True
-        self._head = b"".join(lines)
+        self._head = lines
+        protocol = self.protocol
         if not protocol._head_check_due and not protocol._dispatching:
             protocol._check_head_soon()  # (an app started eagerly by _dispatch is checked by _run)
 
@@ -443,46 +524,54 @@ class RequestCycle:
             get_path_with_query_string(scope),
             scope["http_version"],
             self._status,
-            extra=access_log_extra(scope, time.monotonic() - self._started, self._bytes_sent, aborted),
+            extra=access_log_extra(scope, monotonic() - self._started, self._bytes_sent, aborted),
         )
 
     def _trailers_mode(self, status: int) -> int:
-        """For a start with ``trailers``: 1 when they can be written (an HTTP/1.1 response with a
-        body, to a request that said ``TE: trailers``), which makes the body chunked; else 2: the
-        response is framed as usual and the trailers are dropped."""
-        if self._bodyless or status in (204, 304) or status < 200 or self.scope["http_version"] != "1.1":
-            return 2
-        return 1 if accepts_trailers(self.scope["headers"]) else 2
+        """For a start with ``trailers``: TRAILERS_WRITTEN when they can be (an HTTP/1.1 response
+        with a body, to a request that said ``TE: trailers``), which makes the body chunked; else
+        TRAILERS_DROPPED: the response is framed as usual and the trailers are dropped."""
+        if self._bodyless or status == 204 or status == 304 or status < 200 or self.scope["http_version"] != "1.1":
+            return TRAILERS_DROPPED
+        return TRAILERS_WRITTEN if accepts_trailers(self.scope["headers"]) else TRAILERS_DROPPED
 
-    def _finish_head(self, body_size: int, more_body: bool) -> bytes:
-        """The head with the framing header the first body chunk decides, and the blank line."""
-        head = self._head
-        self._head = None
-        framing = b""
-        if self._bodyless:
-            pass
-        elif self._content_length == -1 or self._trailers == 1:
-            if not more_body and self._trailers != 1:
-                framing = b"content-length: %d\r\n" % body_size
-            elif self.scope["http_version"] == "1.0":
+    def _framing(self, body_size: int, more_body: bool) -> bytes:
+        """For the head still held, the framing the first body chunk decides: the lines that end
+        the head; ``_framed_length`` is set to the content-length to add (-1: none)."""
+        http10 = self.scope["http_version"] == "1.0"
+        length = -1
+        chunked = False
+        if not self._bodyless and (self._content_length == -1 or self._trailers == TRAILERS_WRITTEN):
+            if not more_body and self._trailers != TRAILERS_WRITTEN:
+                length = body_size
+            elif http10:
                 self.keep_alive = False  # an HTTP/1.0 body of unknown length ends at close
             else:
-                self._chunked = True
-                framing = b"transfer-encoding: chunked\r\n"
+                self._chunked = chunked = True
         if self._app_connection_header:
-            pass  # the app said what it wanted; never a second connection header
+            connection = CONNECTION_AS_GIVEN  # the app said what it wanted; never a second header
         elif not self.keep_alive:
-            framing += b"connection: close\r\n"
-        elif self.scope["http_version"] == "1.0":
-            framing += b"connection: keep-alive\r\n"
-        return head + framing + b"\r\n"
+            connection = CONNECTION_CLOSE
+        elif http10:
+            connection = CONNECTION_KEEP_ALIVE
+        else:
+            connection = CONNECTION_AS_GIVEN
+        self._framed_length = length
+        return HEAD_ENDS[chunked][connection]  # type: ignore[no-any-return]
+
+    def _head_bytes(self, body_size: int, more_body: bool) -> bytes:
+        """The held head, framed for a body chunk of ``body_size`` bytes (not the hot path)."""
+        lines = self._head
+        self._head = None
+        head_end = self._framing(body_size, more_body)
+        return frame_response(lines, self._framed_length, head_end, -1, b"", b"")
 
     def _flush_head(self) -> None:
         """No body message followed the start within a loop iteration (an event stream before its
         first event, a slow computation): the head goes out now, framed for a body still to come,
         so the client is not left without a status."""
         if self._head is not None and not self.disconnected and not self.transport.is_closing():
-            self.protocol._write(self._finish_head(0, True))
+            self.protocol._write(self._head_bytes(0, True))
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
         if more_body and self.transport.is_closing():
@@ -495,26 +584,32 @@ class RequestCycle:
         if 0 <= self._content_length < self._bytes_sent + size and not self._bodyless:
             # Refused before anything is written: a head still held can become a 500.
             raise RuntimeError("Response content longer than Content-Length")
-        head = b"" if self._head is None else self._finish_head(size, more_body)
-        parts = [head] if head else []
-        if not self._bodyless:
+        lines = self._head
+        length = -1
+        head_end = b""
+        if lines is not None:
+            self._head = None
+            head_end = self._framing(size, more_body)
+            length = self._framed_length
+        chunk_size = -1
+        tail = b""
+        if self._bodyless:
+            body = b""
+        else:
             self._bytes_sent += size
             if self._chunked:
                 # An empty chunk would end the body, so empty messages write no chunk.
                 if size:
-                    parts += (b"%x\r\n" % size, body, b"\r\n")
-                if not more_body and self._trailers != 1:
-                    parts.append(_LAST_CHUNK)
-            elif size:
-                parts.append(body)
-        protocol = self.protocol
-        if len(parts) == 1:
-            protocol._write(parts[0])
-        elif parts:
-            if size >= COALESCE_LIMIT:
-                protocol._writelines(parts)  # a large body is not copied next to its framing
-            else:
-                protocol._write(b"".join(parts))
+                    chunk_size = size
+                    tail = CRLF
+                if not more_body and self._trailers != TRAILERS_WRITTEN:
+                    tail = CHUNK_END_LAST if size else LAST_CHUNK
+        if size < COALESCE_LIMIT or self._bodyless:
+            data = frame_response(lines, length, head_end, chunk_size, body, tail)
+            if data:
+                self.protocol._write(data)
+        else:  # a large body is not copied next to its framing
+            self.protocol._writelines([frame_response(lines, length, head_end, chunk_size, b"", b""), body, tail])
         if not more_body:
             self._end_body()
 
@@ -541,22 +636,22 @@ class RequestCycle:
         is on the transport."""
         if 0 <= self._content_length < self._bytes_sent + count and not self._bodyless:
             raise RuntimeError("Response content longer than Content-Length")
-        head = b"" if self._head is None else self._finish_head(count, more_body)
+        head = self._head_bytes(count, more_body) if self._head is not None else b""
         if self._bodyless:
             count = 0
         else:
             self._bytes_sent += count
         protocol = self.protocol
         if self._chunked and count:
-            head += b"%x\r\n" % count
+            head += chunk_line(count)
         if head:
             protocol._write(head)
         if count:
             protocol._flush_writes()
             await transmit_file(self, fd, offset, count)
-        tail = b"\r\n" if self._chunked and count else b""
-        if self._chunked and not more_body and self._trailers != 1:
-            tail += _LAST_CHUNK
+        tail = CRLF if self._chunked and count else b""
+        if self._chunked and not more_body and self._trailers != TRAILERS_WRITTEN:
+            tail += LAST_CHUNK
         if tail:
             protocol._write(tail)
         if not more_body:
@@ -564,11 +659,11 @@ class RequestCycle:
 
     def _send_trailers(self, headers: Any, more_trailers: Any) -> None:
         block = trailer_block(headers)  # checked even when dropped: the same app errors everywhere
-        if self._trailers == 1:
+        if self._trailers == TRAILERS_WRITTEN:
             self._trailer_lines += block
         if not more_trailers:
-            if self._trailers == 1:
-                self.protocol._write(b"0\r\n" + self._trailer_lines + b"\r\n")
+            if self._trailers == TRAILERS_WRITTEN:
+                self.protocol._write(b"0\r\n" + self._trailer_lines + CRLF)
             self._complete()
 
     def _send_early_hint(self, links: Any) -> None:
@@ -581,7 +676,7 @@ class RequestCycle:
         return not self.disconnected and (not self.response_started or self._head is not None)
 
     def _send_500(self) -> None:
-        self._trailers = 0  # replacing a response that announced trailers
+        self._trailers = TRAILERS_NONE  # replacing a response that announced trailers
         self._start_response(
             500,
             [
@@ -602,7 +697,7 @@ class RequestCycle:
             self.protocol._on_response_aborted(self)
 
 
-class HttpProtocol(asyncio.Protocol):
+class HttpProtocol(RequestSink):
     def __init__(
         self,
         config: Any,
@@ -640,6 +735,7 @@ class HttpProtocol(asyncio.Protocol):
         self.root_path = config.root_path
         self._root_path_raw = config.root_path.encode("utf-8")
         self.limit_concurrency = config.limit_concurrency
+        self._limit = -1 if config.limit_concurrency is None else config.limit_concurrency
         self.timeout_keep_alive = config.timeout_keep_alive
         self.reset_contextvars = config.reset_contextvars
         self.asgi_version = config.asgi_version
@@ -660,15 +756,17 @@ class HttpProtocol(asyncio.Protocol):
 
         # Connection state.
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self._transport_is_closing: Callable[[], bool] = _never_connected
+        self._transport_write: Callable[[bytes], None] = _never_connected  # type: ignore[assignment]
         self.flow: FlowControl = None  # type: ignore[assignment]
         self.server: tuple[str, int | None] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
-        self.deadline = 0.0  # time.monotonic() at which an idle connection is closed; 0: none
+        self.deadline = 0.0  # monotonic() at which an idle connection is closed; 0: none
         # When the next request head must be complete: --timeout-header-read from connect, or from
         # the first byte after a response; 0: not running (idle after a response, keep-alive
         # applies); -1: started, resolved at the next reading of the clock.
-        self._head_deadline = 0.0
+        self._head_deadline = HEAD_CLOCK_OFF
         self._requests = 0  # requests begun on this connection (for --limit-keep-alive-requests)
         self.draining = False  # after shutdown(): no response keeps the connection open
         self._context: contextvars.Context | None = None
@@ -700,12 +798,16 @@ class HttpProtocol(asyncio.Protocol):
         self._held_resume_due = False
         self._write_batch: list[bytes] | None = None  # writes of the running dispatch loop
         self._write_batch_size = 0
+        self._task_kwargs = task_kwargs(self.loop)
+        self._scope_template: dict[str, Any] | None = None  # made at the first request
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.connections.add(self)
         self.transport = transport  # type: ignore[assignment]
+        self._transport_is_closing = transport.is_closing  # (bound once: asked at every step)
+        self._transport_write = transport.write
         self.flow = FlowControl(transport)  # type: ignore[arg-type]
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
@@ -717,7 +819,7 @@ class HttpProtocol(asyncio.Protocol):
             self.trusted_hosts, self.client, self.server
         )
         if self._timeout_head:
-            self._head_deadline = self.deadline = time.monotonic() + self._timeout_head
+            self._head_deadline = self.deadline = monotonic() + self._timeout_head
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", self._log_prefix())
 
@@ -747,7 +849,7 @@ class HttpProtocol(asyncio.Protocol):
             self._abandon(self.cycle)
         elif self.active is not None:
             self.active.wake()
-        if self.transport.is_closing() or self.scheme != "http":
+        if self._transport_is_closing() or self.scheme != "http":
             return None  # (TLS transports cannot stay half-open)
         return True if self.active is not None or self.pipeline or self._held is not None else None
 
@@ -762,8 +864,8 @@ class HttpProtocol(asyncio.Protocol):
                 self.flow.pause_reading()
             return
         self.deadline = 0.0
-        if self._head_deadline == 0.0 and self._timeout_head:
-            self._head_deadline = -1.0  # the first byte since the last response: the head clock runs
+        if self._head_deadline == HEAD_CLOCK_OFF and self._timeout_head:
+            self._head_deadline = HEAD_CLOCK_STARTED  # the first byte since the last response
         self._parse(data)
         self._dispatch()
 
@@ -845,7 +947,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _resume_held(self) -> None:
         self._held_resume_due = False
-        if self.transport is None or self.transport.is_closing():
+        if self.transport is None or self._transport_is_closing():
             return
         if self.active is None and not self.pipeline:
             self._dispatch()  # (else the answer in progress resumes them when it completes)
@@ -960,42 +1062,63 @@ class HttpProtocol(asyncio.Protocol):
             keep_alive = False  # the parser cannot go on after an upgrade request
 
         raw_path, query_string = split_target(target)
-        path = raw_path.decode("latin-1") if raw_path.isascii() else raw_path.decode("utf-8", "replace")
+        path = raw_path.decode("latin-1") if is_ascii(raw_path) else raw_path.decode("utf-8", "replace")
         if "%" in path:
             path = unquote(path)
         root_path = self.root_path
-        scope = {
-            "type": "http",
-            "asgi": {"version": self.asgi_version, "spec_version": ASGI_SPEC_VERSION},
-            "http_version": http_version,
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": method,
-            "root_path": root_path,
-            "path": root_path + path,
-            "raw_path": self._root_path_raw + raw_path if root_path else raw_path,
-            "query_string": query_string,
-            "headers": headers,
-            "state": self.app_state.copy(),
-            "extensions": HTTP_EXTENSIONS.copy(),
-        }
+        template = self._scope_template
+        if template is None:
+            template = self._scope_template = self._new_scope_template()
+        # A copy of the connection's template, then what each request has of its own: copying
+        # the keys table and replacing values is cheaper than building a dict of 14 keys.
+        scope = template.copy()
+        asgi = template["asgi"]
+        scope["asgi"] = asgi.copy()
+        scope["http_version"] = http_version
+        scope["method"] = method
+        scope["path"] = root_path + path if root_path else path
+        scope["raw_path"] = self._root_path_raw + raw_path if root_path else raw_path
+        scope["query_string"] = query_string
+        scope["headers"] = headers
+        scope["state"] = self.app_state.copy()
+        extensions = HTTP_EXTENSIONS.copy()
+        scope["extensions"] = extensions
         if self._tls is not None:
-            scope["extensions"]["tls"] = self._tls.copy()
-        if self._proxy_trusted:
+            extensions["tls"] = self._tls.copy()
+        if self._proxy_trusted and has_proxy_headers(headers):
             apply_proxy_headers(scope, self.trusted_hosts)
 
         app = self.app
-        limit = self.limit_concurrency
-        if self._health_path is not None and raw_path == self._health_path and method in ("GET", "HEAD"):
+        limit = self._limit
+        if self._health_path is not None and raw_path == self._health_path and (method == "GET" or method == "HEAD"):
             app = self._health_app  # answered by the server, never refused by --limit-concurrency
-        elif limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+        elif limit >= 0 and (len(self.connections) >= limit or len(self.tasks) >= limit):
             app = service_unavailable
             self.logger.warning("Exceeded concurrency limit.")
 
-        cycle = RequestCycle(self, scope, app, keep_alive, expect_100_continue)
+        cycle = RequestCycle.__new__(RequestCycle)
+        cycle._init(self, scope, app, keep_alive, expect_100_continue)
         self.cycle = cycle
         self.pipeline.append(cycle)
+
+    def _new_scope_template(self) -> dict[str, Any]:
+        """The scope's keys in their order, with the values the connection's requests share."""
+        return {
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": ASGI_SPEC_VERSION},
+            "http_version": None,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": None,
+            "root_path": self.root_path,
+            "path": None,
+            "raw_path": None,
+            "query_string": None,
+            "headers": None,
+            "state": None,
+            "extensions": None,
+        }
 
     def _on_body(self, body: bytes) -> None:
         cycle = self.cycle
@@ -1021,7 +1144,7 @@ class HttpProtocol(asyncio.Protocol):
     def _dispatch(self) -> None:
         """Start queued requests while none is answering; then write a pending error, hand an
         upgrade over, or arm the keep-alive deadline once the connection is idle."""
-        if self._dispatching or self.transport is None or self.transport.is_closing():
+        if self._dispatching or self.transport is None or self._transport_is_closing():
             return
         self._dispatching = True
         self._write_batch = []  # responses answered in this loop leave in one writev
@@ -1048,7 +1171,7 @@ class HttpProtocol(asyncio.Protocol):
         finally:
             self._dispatching = False
             self._flush()
-        if self.transport.is_closing():
+        if self._transport_is_closing():
             return
         if self.active is not None:
             if self.pipeline and not (self.active._waits_after_request() and self._read_for_eof()):
@@ -1069,23 +1192,23 @@ class HttpProtocol(asyncio.Protocol):
             if not self._parsing and (self._native_parser is None or not self._native_parser.has_partial_message()):
                 # Idle: closed after --timeout-keep-alive without a byte; bytes that are no request
                 # yet (empty lines) do not extend the head deadline.
-                now = time.monotonic()
+                now = monotonic()
                 self.deadline = now + self.timeout_keep_alive
-                if self._head_deadline != 0.0:
-                    if self._head_deadline < 0.0:
+                if self._head_deadline != HEAD_CLOCK_OFF:
+                    if self._head_deadline == HEAD_CLOCK_STARTED:
                         self._head_deadline = now + self._timeout_head
                     self.deadline = min(self.deadline, self._head_deadline)
             elif self._timeout_head:
                 # Part of the next request is here: its head must be complete by the head deadline.
-                if self._head_deadline <= 0.0:
-                    self._head_deadline = time.monotonic() + self._timeout_head
+                if self._head_deadline == HEAD_CLOCK_OFF or self._head_deadline == HEAD_CLOCK_STARTED:
+                    self._head_deadline = monotonic() + self._timeout_head
                 self.deadline = self._head_deadline
             self.flow.resume_reading()
 
     def _run(self, cycle: RequestCycle) -> None:
         coro = cycle.run_asgi()
         context = contextvars.Context() if self.reset_contextvars else self._context
-        task = context.run(_start_task, self.loop, coro)  # type: ignore[union-attr]
+        task = start_task(self.loop, coro, context, self._task_kwargs)
         if not task.done():
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -1097,14 +1220,13 @@ class HttpProtocol(asyncio.Protocol):
         if cycle is not self.active:
             return
         self.active = None
-        self._head_deadline = 0.0  # the next head's clock starts with its first byte
-        if self.transport.is_closing():
-            return
+        self._head_deadline = HEAD_CLOCK_OFF  # the next head's clock starts with its first byte
         if not cycle.keep_alive:
-            self.pipeline.clear()
-            self._close()
+            if not self._transport_is_closing():
+                self.pipeline.clear()
+                self._close()
             return
-        self._dispatch()
+        self._dispatch()  # (which returns at once if the connection is closing, or a dispatch runs)
 
     def _check_head_soon(self) -> None:
         """A response started and holds its head for the first body chunk: at the end of this loop
@@ -1124,7 +1246,7 @@ class HttpProtocol(asyncio.Protocol):
         """Write now, or into the batch of the dispatch loop running (flushed when it ends)."""
         batch = self._write_batch
         if batch is None:
-            self.transport.write(data)
+            self._transport_write(data)
             return
         batch.append(data)
         self._write_batch_size += len(data)
@@ -1146,7 +1268,7 @@ class HttpProtocol(asyncio.Protocol):
         self._write_batch_size = 0
         if batch:
             if len(batch) == 1:
-                self.transport.write(batch[0])
+                self._transport_write(batch[0])
             else:
                 self.transport.writelines(batch)
 
@@ -1214,7 +1336,7 @@ class HttpProtocol(asyncio.Protocol):
         """Called by ``sweep_deadlines`` once ``deadline`` has passed: an idle connection closes; one
         whose request head is still incomplete is answered 408 first."""
         self.deadline = 0.0
-        if self.active is None and not self.pipeline and not self.transport.is_closing():
+        if self.active is None and not self.pipeline and not self._transport_is_closing():
             if self._native_parser.in_head() if self._native_parser is not None else self._in_head:
                 self.logger.debug("%sRequest head not complete in time: 408.", self._log_prefix())
                 self._write(
@@ -1238,7 +1360,7 @@ class HttpProtocol(asyncio.Protocol):
             self.loop.call_later(SHUTDOWN_GRACE, self._close_if_idle)
 
     def _close_if_idle(self) -> None:
-        if self.active is None and not self._parsing and not self.transport.is_closing():
+        if self.active is None and not self._parsing and not self._transport_is_closing():
             self._close()
 
     def _log_prefix(self) -> str:
@@ -1250,3 +1372,9 @@ def sweep_deadlines(connections: Any, now: float) -> None:
     expired = [conn for conn in connections if 0.0 < getattr(conn, "deadline", 0.0) <= now]
     for conn in expired:
         conn.on_deadline()
+
+
+# send() is a coroutine function to frameworks that check (it returns awaitables).
+if hasattr(inspect, "markcoroutinefunction"):
+    inspect.markcoroutinefunction(RequestCycle.send)
+RequestCycle.send._is_coroutine = getattr(asyncio.coroutines, "_is_coroutine", None)  # type: ignore[attr-defined]

@@ -114,6 +114,20 @@ _OUTSIDE_TCHAR = outside_table(_TCHAR)
 _OUTSIDE_VALUE_CHARS = outside_table(_VALUE_CHARS)
 
 
+#: Content-Length values past this many digits are refused rather than parsed (they would not fit
+#: the compiled build's integers, and no body is that large).
+CONTENT_LENGTH_DIGITS_LIMIT = 18
+
+
+def parse_content_length(value: bytes) -> int:
+    """``1*DIGIT`` (RFC 9110 8.6), spaces or tabs around allowed; -1 for anything else (signs,
+    underscores, inner spaces, lists, more than CONTENT_LENGTH_DIGITS_LIMIT digits)."""
+    value = value.strip(b" \t")
+    if not value.isdigit() or len(value) > CONTENT_LENGTH_DIGITS_LIMIT:  # (ASCII digits, at least one)
+        return -1
+    return int(value)
+
+
 def is_valid_header_name(name: bytes) -> bool:
     return bool(name) and name.translate(_OUTSIDE_TCHAR) == name
 

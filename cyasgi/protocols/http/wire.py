@@ -88,3 +88,12 @@ def simple_response(status: int, body: bytes, default_headers: bytes, *, close: 
             body,
         )
     )
+
+
+# Pieces of a response the protocol writes itself.
+CRLF = b"\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
+CLOSE_LINE = b"connection: close\r\n"
+KEEP_ALIVE_LINE = b"connection: keep-alive\r\n"

@@ -1,8 +1,49 @@
-# The native HTTP/1.1 request parser (RFC 9112), included by http.pyx so it hands each parsed
-# request head to HttpProtocol with one C call. Twin of cyasgi/protocols/http_parser_pure.py:
-# same states, same checks, same answers; read that file for the rules in prose.
+# cython: language_level=3
+"""The native HTTP/1.1 request parser (RFC 9112) in C, for CPython: it hands each parsed request head
+to its RequestSink (the protocol) with one C call. cyasgi/protocols/http/parser.py is the parser
+PyPy and the pure build run: the same states, checks and answers, written for a tracing JIT; read
+that file for the rules in prose. The two are held together by the differential fuzz
+(tests/test_fuzz.py)."""
 
-# ParserState and RequestParser's fields are declared in http.pxd.
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memchr, memcmp
+
+from cyasgi._speedups.includes.ascii cimport HTAB, SP, digits_value, is_field_value_char, is_tchar
+
+from cyasgi.protocols.http.errors import RequestRejected, body_too_large, head_too_large, too_many_headers, version_not_supported, transfer_coding_rejection
+from cyasgi.protocols.http.foreign import ParserUpgrade
+from cyasgi.protocols.http.rules import is_valid_target
+
+import logging
+
+cdef object logger = logging.getLogger("uvicorn.error")
+
+cdef bint[256] IS_TCHAR
+cdef bint[256] IS_VALUE_CHAR
+cdef int _byte
+for _byte in range(256):
+    IS_TCHAR[_byte] = is_tchar(_byte)
+    IS_VALUE_CHAR[_byte] = is_field_value_char(_byte)
+
+
+cdef inline bint valid_value(const unsigned char *data, Py_ssize_t size):
+    cdef Py_ssize_t i
+    for i in range(size):
+        if not IS_VALUE_CHAR[data[i]]:
+            return False
+    return True
+
+
+cdef inline Py_ssize_t parse_content_length(bytes value):
+    """Digits only, optional spaces or tabs around (RFC 9110 8.6); -1 when invalid."""
+    cdef const unsigned char *data = <const unsigned char *> PyBytes_AS_STRING(value)
+    cdef Py_ssize_t start = 0, end = PyBytes_GET_SIZE(value)
+    while start < end and (data[start] == SP or data[start] == HTAB):
+        start += 1
+    while end > start and (data[end - 1] == SP or data[end - 1] == HTAB):
+        end -= 1
+    return digits_value(data + start, end - start)
 
 cdef Py_ssize_t MAX_CHUNK_LINE = 4096        # a chunk-size line with its extensions
 cdef Py_ssize_t MAX_CHUNK_SIZE_DIGITS = 15   # hex digits: stays far below Py_ssize_t's limit
@@ -245,7 +286,7 @@ cdef class RequestParser:
     switches protocols (``offset``: where the new protocol's bytes start in ``data``).
     """
 
-    def __init__(self, HttpProtocol protocol, Py_ssize_t max_head_size=65536, Py_ssize_t max_headers=100,
+    def __init__(self, RequestSink protocol, Py_ssize_t max_head_size=65536, Py_ssize_t max_headers=100,
                  Py_ssize_t max_body_size=-1):
         self.protocol = protocol
         self.state = STATE_HEAD
@@ -310,7 +351,7 @@ cdef class RequestParser:
         cdef const unsigned char *base = <const unsigned char *> PyBytes_AS_STRING(data)
         cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
         cdef Py_ssize_t pos = 0, take, end
-        cdef HttpProtocol protocol = self.protocol
+        cdef RequestSink protocol = self.protocol
         while pos < size or self.state == STATE_UPGRADED:
             if self.state == STATE_HEAD:
                 # Empty lines before a request are skipped (RFC 9112 2.2); a head never starts with CR.
@@ -424,7 +465,7 @@ cdef class RequestParser:
         cdef bint chunked = False, close = False, keep_alive_token = False, upgrade_token = False
         cdef bint has_upgrade_header = False, expect_100 = False, has_transfer_encoding = False, connect
         cdef object problem = None  # the first field whose meaning is wrong, raised once all are well-formed
-        cdef HttpProtocol protocol = self.protocol
+        cdef RequestSink protocol = self.protocol
 
         # request-line = method SP request-target SP HTTP-version CRLF
         lf = <const unsigned char *> memchr(base + pos, 10, end + 2 - pos)
@@ -600,3 +641,20 @@ cdef class RequestParser:
         self.state = STATE_UPGRADED if self.upgrade else STATE_HEAD
         self.remaining = 0
         self.protocol._on_message_complete()
+
+
+cdef class RequestSink:
+    """What the parser hands requests to: the protocol derives from it and overrides these."""
+
+    cdef _on_request(self, str method, bytes target, str http_version, list headers, bint keep_alive,
+                     bint upgrade, bint expect_100_continue):
+        pass
+
+    cdef _on_body(self, bytes body):
+        pass
+
+    cdef _on_message_complete(self):
+        pass
+
+    cdef bint _pipeline_full(self):
+        return False

@@ -1,0 +1,318 @@
+# cython: language_level=3
+"""The C kernel of the HTTP/1.1 protocol: the pieces the compiled build needs at C level, with a pure
+twin of the same names in cyasgi/protocols/http/kernel.py."""
+
+cimport cython
+from cpython.contextvars cimport PyContext_Copy
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.object cimport PyObject_Call
+from libc.string cimport memchr, memcpy
+
+from cyasgi._speedups.includes.ascii cimport (
+    CR, HTAB, LF, SP, UPPER_A, UPPER_Z, CASE_BIT, digits_value, is_field_value_char, is_tchar,
+)
+
+import asyncio
+import sys
+
+from cyasgi.protocols.http import rules
+
+cdef object Task = asyncio.Task
+cdef object split_target_slowly = rules.split_target
+cdef bint HAS_EAGER_TASKS = sys.version_info >= (3, 12)
+cdef bint HAS_TASK_CONTEXT = sys.version_info >= (3, 11)
+
+
+cdef class ReadyAwaitable:
+    """An awaitable that never suspends, speaking the coroutine protocol (__await__, send, throw,
+    close) so asyncio.iscoroutine() accepts it and a Task can run it. Subclasses say how it ends."""
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def throw(self, typ, val=None, tb=None):
+        if val is None:
+            raise typ
+        raise val
+
+    def close(self):
+        pass
+
+
+@cython.final
+cdef class Completed(ReadyAwaitable):
+    """Done at once, with None. One shared instance."""
+
+    def __next__(self):
+        raise StopIteration
+
+    def send(self, value):
+        raise StopIteration
+
+
+@cython.final
+cdef class Failed(ReadyAwaitable):
+    """Awaiting it raises the error, so the app sees it where it awaits, as with a coroutine."""
+
+    cdef object error
+
+    def __init__(self, error):
+        self.error = error
+
+    def __next__(self):
+        raise self.error
+
+    def send(self, value):
+        raise self.error
+
+
+cdef Completed COMPLETED = Completed()
+
+
+cpdef object completed():
+    return COMPLETED
+
+
+cpdef object failed(object error):
+    return Failed(error)
+
+
+cpdef dict task_kwargs(object loop):
+    """The keyword arguments of the connection's Tasks, one dict reused for each (the Task's
+    initialiser reads it and keeps no reference to it)."""
+    if HAS_EAGER_TASKS:
+        return {"loop": loop, "eager_start": True, "context": None}
+    return {"loop": loop}
+
+
+cpdef object start_task(object loop, object coro, object context, dict kwargs):
+    """Run ``coro`` as a Task in a copy of ``context``: eagerly where Python allows it."""
+    if HAS_EAGER_TASKS:
+        kwargs["context"] = PyContext_Copy(context)
+        return PyObject_Call(Task, (coro,), kwargs)
+    if HAS_TASK_CONTEXT:
+        return loop.create_task(coro, context=PyContext_Copy(context))
+    return context.run(loop.create_task, coro)
+
+
+# Response fields -----------------------------------------------------------------------------
+
+cdef bint[256] IS_TCHAR
+cdef bint[256] IS_VALUE_CHAR
+cdef int _byte
+for _byte in range(256):
+    IS_TCHAR[_byte] = is_tchar(_byte)
+    IS_VALUE_CHAR[_byte] = is_field_value_char(_byte)
+
+cdef bytes CONTENT_LENGTH_PREFIX = b"content-length: "
+cdef const char *HEX_DIGITS = b"0123456789abcdef"
+
+
+cpdef bytes header_name(bytes raw):
+    """A field name as written: lower-cased, or None when it is not a token."""
+    cdef const unsigned char *data = <const unsigned char *> PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(raw), i
+    cdef bint upper = False
+    cdef bytes lowered
+    cdef unsigned char *out
+    if size == 0:
+        return None
+    for i in range(size):
+        if not IS_TCHAR[data[i]]:
+            return None
+        if UPPER_A <= data[i] <= UPPER_Z:
+            upper = True
+    if not upper:
+        return raw
+    lowered = PyBytes_FromStringAndSize(NULL, size)
+    out = <unsigned char *> PyBytes_AS_STRING(lowered)
+    for i in range(size):
+        out[i] = data[i] | CASE_BIT if UPPER_A <= data[i] <= UPPER_Z else data[i]
+    return lowered
+
+
+cpdef bint valid_field_value(bytes value) noexcept:
+    """HTAB, SP, VCHAR and obs-text only: no CR, LF, NUL or other control byte."""
+    cdef const unsigned char *data = <const unsigned char *> PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i
+    for i in range(PyBytes_GET_SIZE(value)):
+        if not IS_VALUE_CHAR[data[i]]:
+            return False
+    return True
+
+
+cpdef Py_ssize_t parse_content_length(bytes value) noexcept:
+    """``1*DIGIT`` with optional spaces or tabs around (RFC 9110 8.6); -1 when invalid."""
+    cdef const unsigned char *data = <const unsigned char *> PyBytes_AS_STRING(value)
+    cdef Py_ssize_t start = 0, end = PyBytes_GET_SIZE(value)
+    while start < end and (data[start] == SP or data[start] == HTAB):
+        start += 1
+    while end > start and (data[end - 1] == SP or data[end - 1] == HTAB):
+        end -= 1
+    return digits_value(data + start, end - start)
+
+
+cpdef bytes content_length_line(Py_ssize_t size):
+    """``content-length: <size>\r\n``."""
+    cdef Py_ssize_t digits = 1, rest = size, prefix = PyBytes_GET_SIZE(CONTENT_LENGTH_PREFIX), i
+    while rest >= 10:
+        rest //= 10
+        digits += 1
+    cdef bytes line = PyBytes_FromStringAndSize(NULL, prefix + digits + 2)
+    cdef char *out = PyBytes_AS_STRING(line)
+    memcpy(out, PyBytes_AS_STRING(CONTENT_LENGTH_PREFIX), prefix)
+    rest = size
+    for i in range(prefix + digits - 1, prefix - 1, -1):
+        out[i] = <char> (48 + rest % 10)
+        rest //= 10
+    out[prefix + digits] = CR
+    out[prefix + digits + 1] = LF
+    return line
+
+
+cpdef bytes chunk_line(Py_ssize_t size):
+    """A chunk's size line: ``<size in hex>\r\n``."""
+    cdef Py_ssize_t digits = 1, rest = size, i
+    while rest >= 16:
+        rest >>= 4
+        digits += 1
+    cdef bytes line = PyBytes_FromStringAndSize(NULL, digits + 2)
+    cdef char *out = PyBytes_AS_STRING(line)
+    rest = size
+    for i in range(digits - 1, -1, -1):
+        out[i] = HEX_DIGITS[rest & 15]
+        rest >>= 4
+    out[digits] = CR
+    out[digits + 1] = LF
+    return line
+
+
+cdef inline Py_ssize_t decimal_digits(Py_ssize_t value) noexcept:
+    cdef Py_ssize_t digits = 1
+    while value >= 10:
+        value //= 10
+        digits += 1
+    return digits
+
+
+cdef inline Py_ssize_t hex_digits(Py_ssize_t value) noexcept:
+    cdef Py_ssize_t digits = 1
+    while value >= 16:
+        value >>= 4
+        digits += 1
+    return digits
+
+
+cdef inline char *put_bytes(char *out, bytes data) noexcept:
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+    memcpy(out, PyBytes_AS_STRING(data), size)
+    return out + size
+
+
+cpdef bytes frame_response(list lines, Py_ssize_t length, bytes head_end, Py_ssize_t chunk_size, bytes body,
+                           bytes tail):
+    """A response's bytes in one object of the exact size: the held head's ``lines`` (None: written
+    already) with a ``content-length`` line when ``length`` >= 0 and ``head_end``; a chunk-size line
+    when ``chunk_size`` >= 0; then ``body`` and ``tail``."""
+    cdef Py_ssize_t total = PyBytes_GET_SIZE(body) + PyBytes_GET_SIZE(tail)
+    cdef Py_ssize_t length_digits = 0, chunk_digits = 0, i
+    cdef bytes line, out
+    cdef char *p
+    if lines is not None:
+        for line in lines:
+            total += PyBytes_GET_SIZE(line)
+        total += PyBytes_GET_SIZE(head_end)
+        if length >= 0:
+            length_digits = decimal_digits(length)
+            total += PyBytes_GET_SIZE(CONTENT_LENGTH_PREFIX) + length_digits + 2
+    if chunk_size >= 0:
+        chunk_digits = hex_digits(chunk_size)
+        total += chunk_digits + 2
+    out = PyBytes_FromStringAndSize(NULL, total)
+    p = PyBytes_AS_STRING(out)
+    if lines is not None:
+        for line in lines:
+            p = put_bytes(p, line)
+        if length >= 0:
+            p = put_bytes(p, CONTENT_LENGTH_PREFIX)
+            for i in range(length_digits - 1, -1, -1):
+                p[i] = <char> (48 + length % 10)
+                length //= 10
+            p[length_digits] = CR
+            p[length_digits + 1] = LF
+            p += length_digits + 2
+        p = put_bytes(p, head_end)
+    if chunk_size >= 0:
+        for i in range(chunk_digits - 1, -1, -1):
+            p[i] = HEX_DIGITS[chunk_size & 15]
+            chunk_size >>= 4
+        p[chunk_digits] = CR
+        p[chunk_digits + 1] = LF
+        p += chunk_digits + 2
+    p = put_bytes(p, body)
+    p = put_bytes(p, tail)
+    if p != PyBytes_AS_STRING(out) + total:  # the size arithmetic above is wrong: fail loudly
+        raise SystemError(f"response buffer mis-sized: {p - PyBytes_AS_STRING(out)} != {total}")
+    return out
+
+
+cpdef bytes join_bytes(list parts):
+    """``b"".join(parts)`` for a list of bytes objects (a response's pieces), copied once into an
+    object of the exact size."""
+    cdef Py_ssize_t total = 0, size
+    cdef bytes part, joined
+    cdef char *out
+    for part in parts:
+        total += PyBytes_GET_SIZE(part)
+    joined = PyBytes_FromStringAndSize(NULL, total)
+    out = PyBytes_AS_STRING(joined)
+    for part in parts:
+        size = PyBytes_GET_SIZE(part)
+        memcpy(out, PyBytes_AS_STRING(part), size)
+        out += size
+    return joined
+
+
+# Requests ------------------------------------------------------------------------------------
+
+
+cpdef bint is_ascii(bytes data) noexcept:
+    """bytes.isascii() without a method call."""
+    cdef const unsigned char *chars = <const unsigned char *> PyBytes_AS_STRING(data)
+    cdef Py_ssize_t i
+    for i in range(PyBytes_GET_SIZE(data)):
+        if chars[i] >= 128:
+            return False
+    return True
+
+
+cpdef bint has_proxy_headers(list headers):
+    """X-Forwarded-For or X-Forwarded-Proto among the request headers (names are lower-case)."""
+    cdef bytes name
+    cdef Py_ssize_t size
+    for name_value in headers:
+        name = <bytes> (<tuple> name_value)[0]
+        size = PyBytes_GET_SIZE(name)
+        if (size == 15 and name == b"x-forwarded-for") or (size == 17 and name == b"x-forwarded-proto"):
+            return True
+    return False
+
+
+cpdef tuple split_target(bytes target):
+    """``(raw_path, query_string)`` of a request target (rules.split_target), without a Python call
+    for the common origin-form target with no fragment."""
+    cdef const char *data = PyBytes_AS_STRING(target)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(target)
+    cdef const char *question
+    if size and data[0] == b'/' and memchr(data, b'#', size) == NULL:
+        question = <const char *> memchr(data, b'?', size)
+        if question == NULL:
+            return target, b""
+        return (
+            PyBytes_FromStringAndSize(data, question - data),
+            PyBytes_FromStringAndSize(question + 1, size - (question - data) - 1),
+        )
+    return split_target_slowly(target)

@@ -1,0 +1,130 @@
+"""The protocol's kernel, pure Python: what the compiled build does at C level
+(``cyasgi/_speedups/kernel.pyx``, same names and behaviour), written as Python here for PyPy and for
+the pure build.
+
+* ``completed()`` and ``failed(error)``: what ``send()`` returns for a message it handled at once; an
+  awaitable that is done (or raises ``error`` where the app awaits it).
+* ``start_task(loop, coro, context, task_kwargs)``: run a request's app as a Task in a copy of the
+  connection's context, eagerly where Python allows it.
+* ``monotonic()``: the clock of the deadlines.
+* Response fields: ``header_name``, ``valid_field_value``, ``parse_content_length`` (the rules of
+  ``rules.py``), ``content_length_line`` and ``chunk_line``.
+* Requests: ``is_ascii``, ``has_proxy_headers``, ``split_target``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from typing import Any
+
+from cyasgi._compat import HAS_EAGER_TASKS
+
+from cyasgi.protocols.http.rules import is_valid_header_name, is_valid_header_value, parse_content_length, split_target
+
+__all__ = [
+    "chunk_line",
+    "completed",
+    "content_length_line",
+    "failed",
+    "frame_response",
+    "has_proxy_headers",
+    "header_name",
+    "is_ascii",
+    "join_bytes",
+    "monotonic",
+    "parse_content_length",
+    "split_target",
+    "start_task",
+    "task_kwargs",
+    "valid_field_value",
+]
+
+monotonic = time.monotonic
+
+
+async def _done() -> None:
+    return None
+
+
+async def _raise(error: BaseException) -> None:
+    raise error
+
+
+def completed() -> Any:
+    """A coroutine that returns None at once (the compiled kernel shares one ready object)."""
+    return _done()
+
+
+def failed(error: BaseException) -> Any:
+    """A coroutine that raises ``error`` when awaited."""
+    return _raise(error)
+
+
+def task_kwargs(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+    """The keyword arguments a connection's Tasks are made with (the compiled kernel reuses them)."""
+    return {"loop": loop}
+
+
+if HAS_EAGER_TASKS:
+
+    def _new_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+
+else:
+
+    def _new_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+        return loop.create_task(coro)
+
+
+def start_task(loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context, kwargs: dict[str, Any]) -> Any:
+    """Run ``coro`` as a Task in ``context`` (a fresh one with --reset-contextvars)."""
+    return context.run(_new_task, loop, coro)
+
+
+def header_name(raw: bytes) -> bytes | None:
+    """A field name as written: lower-cased, or None when it is not a token."""
+    return raw.lower() if is_valid_header_name(raw) else None
+
+
+valid_field_value = is_valid_header_value
+is_ascii = bytes.isascii
+
+
+def has_proxy_headers(headers: list[tuple[bytes, bytes]]) -> bool:
+    """X-Forwarded-For or X-Forwarded-Proto among the request headers (names are lower-case)."""
+    for name, _ in headers:
+        if name == b"x-forwarded-for" or name == b"x-forwarded-proto":
+            return True
+    return False
+
+
+def frame_response(
+    lines: list[bytes] | None, length: int, head_end: bytes, chunk_size: int, body: bytes, tail: bytes
+) -> bytes:
+    """A response's bytes in one object: the held head's ``lines`` (None: written already) with a
+    ``content-length`` line when ``length`` >= 0 and ``head_end``; a chunk-size line when
+    ``chunk_size`` >= 0; then ``body`` and ``tail``."""
+    parts = [] if lines is None else lines
+    if lines is not None:
+        if length >= 0:
+            parts.append(b"content-length: %d\r\n" % length)
+        parts.append(head_end)
+    if chunk_size >= 0:
+        parts.append(b"%x\r\n" % chunk_size)
+    parts.append(body)
+    parts.append(tail)
+    return b"".join(parts)
+
+
+def join_bytes(parts: list[bytes]) -> bytes:
+    return b"".join(parts)
+
+
+def content_length_line(size: int) -> bytes:
+    return b"content-length: %d\r\n" % size
+
+
+def chunk_line(size: int) -> bytes:
+    return b"%x\r\n" % size
