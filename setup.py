@@ -1,4 +1,6 @@
-"""Build script: cythonizes cyasgi/_speedups/*.pyx into optional extensions.
+"""Build script: cythonizes cyasgi/_speedups/*.pyx, and every cyasgi/_speedups/*.py that has a .pxd
+(a symlink to a pure module compiled with its augmenting .pxd: one source, two builds), into optional
+extensions.
 
 CYASGI_NO_EXTENSIONS=1      build nothing (pure-Python install).
 CYASGI_REQUIRE_EXTENSIONS=1 a failed compile fails the build (CI, releases).
@@ -36,7 +38,8 @@ def speedup_extensions() -> list[Extension]:
             raise SystemExit("CYASGI_REQUIRE_EXTENSIONS=1 but extensions are disabled on this interpreter")
         return []
     sources = sorted(glob.glob(os.path.join("cyasgi", "_speedups", "*.pyx")))
-    if not sources:
+    one_source = one_source_modules()
+    if not sources and not one_source:
         return []
     try:
         from Cython.Build import cythonize
@@ -46,15 +49,12 @@ def speedup_extensions() -> list[Extension]:
         warn("Cython is not installed: installing the pure-Python twin only")
         return []
     macros = [("CYASGI_DEBUG", "1" if DEBUG else "0")]
-    extensions = [
-        Extension(
-            "cyasgi._speedups." + os.path.splitext(os.path.basename(source))[0],
-            [source],
-            define_macros=macros,
-            extra_compile_args=["-O2"] if not DEBUG else ["-O0", "-g"],
-        )
-        for source in sources
-    ]
+    compile_args = ["-O2"] if not DEBUG else ["-O0", "-g"]
+
+    def extension(source: str) -> Extension:
+        name = "cyasgi._speedups." + os.path.splitext(os.path.basename(source))[0]
+        return Extension(name, [source], define_macros=macros, extra_compile_args=compile_args)
+
     directives = {
         "language_level": 3,
         "boundscheck": DEBUG,
@@ -63,12 +63,27 @@ def speedup_extensions() -> list[Extension]:
         "cdivision": True,
         "embedsignature": True,
     }
-    built = cythonize(extensions, compiler_directives=directives, annotate=env_flag("CYASGI_ANNOTATE"))
+    annotate = env_flag("CYASGI_ANNOTATE")
+    built = cythonize([extension(source) for source in sources], compiler_directives=directives, annotate=annotate) if sources else []
+    if one_source:
+        # The pure source keeps Python's semantics when compiled (indexing, division): the two builds
+        # must behave alike. Annotations are documentation there, not C types (the .pxd types).
+        py_directives = {"language_level": 3, "annotation_typing": False, "embedsignature": True}
+        built += cythonize([extension(source) for source in one_source], compiler_directives=py_directives, annotate=annotate)
     # cythonize() returns fresh Extension objects and drops optional=; set it again so a
     # machine without a compiler still installs the pure twin.
-    for extension in built:
-        extension.optional = not REQUIRE_EXTENSIONS
+    for ext in built:
+        ext.optional = not REQUIRE_EXTENSIONS
     return built
+
+
+def one_source_modules() -> list[str]:
+    """``cyasgi/_speedups/NAME.py`` files with a ``NAME.pxd`` beside them."""
+    return [
+        source
+        for source in sorted(glob.glob(os.path.join("cyasgi", "_speedups", "*.py")))
+        if os.path.exists(os.path.splitext(source)[0] + ".pxd")
+    ]
 
 
 class OptionalBuildExt(build_ext):

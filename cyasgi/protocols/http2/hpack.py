@@ -241,7 +241,8 @@ def huffman_encode(data: bytes) -> bytes:
     bits = 0
     for octet in data:
         length = lengths[octet]
-        acc = (acc << length) | codes[octet]
+        code = codes[octet]
+        acc = (acc << length) | code
         bits += length
         while bits >= 8:
             bits -= 8
@@ -268,8 +269,8 @@ def _decode_int(data, pos, end, value):
             raise HPACKError("integer too large (more than 4 continuation octets)")
 
 
-def _decode_string(data, pos, end):
-    """A string literal at ``pos``: its octets and the position after it."""
+def _string_bounds(data, pos, end):
+    """Where the string literal at ``pos`` lies: ``(start, stop, huffman)``; ``stop`` is the next position."""
     if pos >= end:
         raise HPACKError("truncated header block: a string literal is missing")
     octet = data[pos]
@@ -280,9 +281,7 @@ def _decode_string(data, pos, end):
     stop = pos + length
     if stop > end:
         raise HPACKError("truncated string literal")
-    if octet & 0x80:
-        return _huffman_decode(data, pos, stop), stop
-    return data[pos:stop], stop
+    return pos, stop, octet >= 0x80
 
 
 def _name_invalid(name):
@@ -299,7 +298,7 @@ def _value_invalid(value):
     if not value:
         return False
     first = value[0]
-    last = value[-1]
+    last = value[len(value) - 1]
     if first == 0x20 or first == 0x09 or last == 0x20 or last == 0x09:
         return True
     return b"\x00" in value or b"\r" in value or b"\n" in value
@@ -338,7 +337,7 @@ class Decoder:
 
     def dynamic_table(self) -> list:
         """The dynamic table's entries, newest (index 62) first."""
-        return self._entries[::-1]
+        return list(reversed(self._entries))
 
     def decode(self, data) -> list:
         """Decode one complete header block (HEADERS plus its CONTINUATION payloads)."""
@@ -411,10 +410,12 @@ class Decoder:
                     if self._invalid and _name_invalid(name):
                         field_ok = False
             else:
-                name, pos = _decode_string(buf, pos, end)
+                start, pos, huffman = _string_bounds(buf, pos, end)
+                name = _huffman_decode(buf, start, pos) if huffman else buf[start:pos]
                 if _name_invalid(name):
                     field_ok = False
-            value, pos = _decode_string(buf, pos, end)
+            start, pos, huffman = _string_bounds(buf, pos, end)
+            value = _huffman_decode(buf, start, pos) if huffman else buf[start:pos]
             if field_ok and _value_invalid(value):
                 field_ok = False
             field = (name, value)
