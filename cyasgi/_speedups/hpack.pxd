@@ -10,7 +10,7 @@ cdef bytes _HUF_ACCEPT
 cdef bytes _NAME_BYTES
 cdef dict _STATIC_NAMES
 
-@cython.locals(next_states=list, emits=list, out=bytearray, state=cython.uint, entry=cython.uint, octet=cython.uchar)
+@cython.locals(next_states=list, emits=list, pieces=list, state=cython.uint, entry=cython.uint, octet=cython.uchar)
 cdef bytes _huffman_decode(bytes data, Py_ssize_t start, Py_ssize_t end)
 
 @cython.locals(codes=list, lengths=list, out=bytearray, acc=cython.ulonglong, code=cython.ulonglong,
@@ -47,7 +47,7 @@ cdef class Decoder:
 
     @cython.locals(buf=bytes, end=Py_ssize_t, pos=Py_ssize_t, size=Py_ssize_t, headers=list, entries=list,
                    limit=Py_ssize_t, total=Py_ssize_t, valid=bint, octet=cython.uchar, index=Py_ssize_t,
-                   count=Py_ssize_t, start=Py_ssize_t, huffman=bint, field=tuple, name=bytes, value=bytes, indexing=bint, field_ok=bint)
+                   count=Py_ssize_t, static=list, invalid=dict, start=Py_ssize_t, huffman=bint, field=tuple, name=bytes, value=bytes, indexing=bint, field_ok=bint)
     cpdef list decode(self, data)
 
     cdef _add(self, tuple field, Py_ssize_t size, bint field_ok)

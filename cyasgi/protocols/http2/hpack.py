@@ -221,15 +221,15 @@ def huffman_decode(data: bytes) -> bytes:
 def _huffman_decode(data, start, end):
     next_states = _HUF_NEXT
     emits = _HUF_EMIT
-    out = bytearray()
+    pieces = []  # list.append and one join: cheaper than growing a bytearray, compiled or not
     state = 0
     for octet in data[start:end]:
         entry = (state << 8) | octet
         state = next_states[entry]
-        out += emits[entry]
+        pieces.append(emits[entry])
     if not _HUF_ACCEPT[state]:
         raise HPACKError("invalid Huffman code: EOS symbol, or padding that is not 0-7 one bits")
-    return bytes(out)
+    return b"".join(pieces)
 
 
 def huffman_encode(data: bytes) -> bytes:
@@ -359,6 +359,8 @@ class Decoder:
             raise HPACKError("a dynamic table size update was required at the start of this block")
         headers = []
         entries = self._entries
+        static = STATIC_TABLE
+        invalid = self._invalid  # mutated in place only
         limit = self.max_header_list_size
         total = 0
         valid = True
@@ -369,17 +371,17 @@ class Decoder:
                 index = octet & 0x7F
                 if index == 0x7F:
                     index, pos = _decode_int(buf, pos, end, index)
-                if index <= STATIC_TABLE_LENGTH:
+                if index <= 61:  # STATIC_TABLE_LENGTH
                     if index == 0:
                         raise HPACKError("index 0 in an indexed header field")
-                    field = STATIC_TABLE[index]
+                    field = static[index]
                 else:
                     count = len(entries)
                     index -= STATIC_TABLE_LENGTH
                     if index > count:
                         raise HPACKError(f"index {index + STATIC_TABLE_LENGTH} is past the end of the tables")
                     field = entries[count - index]
-                    if self._invalid and field in self._invalid:
+                    if invalid and field in invalid:
                         valid = False
                 total += len(field[0]) + len(field[1]) + 32
                 if total <= limit:
@@ -399,15 +401,15 @@ class Decoder:
                 indexing = False
             field_ok = True
             if index:
-                if index <= STATIC_TABLE_LENGTH:
-                    name = STATIC_TABLE[index][0]
+                if index <= 61:
+                    name = static[index][0]
                 else:
                     count = len(entries)
                     index -= STATIC_TABLE_LENGTH
                     if index > count:
                         raise HPACKError(f"name index {index + STATIC_TABLE_LENGTH} is past the end of the tables")
                     name = entries[count - index][0]
-                    if self._invalid and _name_invalid(name):
+                    if invalid and _name_invalid(name):
                         field_ok = False
             else:
                 start, pos, huffman = _string_bounds(buf, pos, end)
