@@ -8,7 +8,8 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 PYPY ?= pypy3
 
-SPEEDUPS := $(wildcard cyasgi/_speedups/*.pyx cyasgi/_speedups/*.pxd cyasgi/_speedups/*.pxi)
+# The .py files there are symlinks to pure modules compiled with their augmenting .pxd.
+SPEEDUPS := $(wildcard cyasgi/_speedups/*.pyx cyasgi/_speedups/*.pxd cyasgi/_speedups/*.pxi cyasgi/_speedups/*.py)
 
 .PHONY: run test test-pure test-pypy test-autobahn pypy-installed bench bench-pypy bench-ws perf-check build annotate lint clean fuzz venv
 

@@ -1,4 +1,6 @@
-"""Build script: cythonizes cyasgi/_speedups/*.pyx into optional extensions.
+"""Build script: cythonizes cyasgi/_speedups/*.pyx, and every cyasgi/_speedups/*.py that has a .pxd
+(a symlink to a pure module compiled with its augmenting .pxd: one source, two builds), into optional
+extensions.
 
 CYASGI_NO_EXTENSIONS=1      build nothing (pure-Python install).
 CYASGI_REQUIRE_EXTENSIONS=1 a failed compile fails the build (CI, releases).
@@ -36,13 +38,7 @@ def speedup_extensions() -> list[Extension]:
             raise SystemExit("CYASGI_REQUIRE_EXTENSIONS=1 but extensions are disabled on this interpreter")
         return []
     sources = sorted(glob.glob(os.path.join("cyasgi", "_speedups", "*.pyx")))
-    # The one-source modules: cyasgi/_speedups/<name>.py is a link to the pure module Python runs,
-    # compiled with the declarations of <name>.pxd.
-    one_source = sorted(
-        path
-        for path in glob.glob(os.path.join("cyasgi", "_speedups", "*.py"))
-        if os.path.exists(path[:-3] + ".pxd")
-    )
+    one_source = one_source_modules()
     if not sources and not one_source:
         return []
     try:
@@ -80,9 +76,18 @@ def speedup_extensions() -> list[Extension]:
     )
     # cythonize() returns fresh Extension objects and drops optional=; set it again so a
     # machine without a compiler still installs the pure twin.
-    for extension in built:
-        extension.optional = not REQUIRE_EXTENSIONS
+    for ext in built:
+        ext.optional = not REQUIRE_EXTENSIONS
     return built
+
+
+def one_source_modules() -> list[str]:
+    """``cyasgi/_speedups/NAME.py`` files with a ``NAME.pxd`` beside them."""
+    return [
+        source
+        for source in sorted(glob.glob(os.path.join("cyasgi", "_speedups", "*.py")))
+        if os.path.exists(os.path.splitext(source)[0] + ".pxd")
+    ]
 
 
 class OptionalBuildExt(build_ext):
