@@ -20,6 +20,24 @@ def env_flag(name: str) -> bool:
 #: The one switch between the twins: the compiled one is never imported when this is true.
 NO_EXTENSIONS = env_flag("CYASGI_NO_EXTENSIONS") or sys.implementation.name != "cpython"
 
+def extension_built(module: str) -> bool:
+    """The compiled extension ``module`` (``cyasgi._speedups.http``...) is installed and allowed.
+
+    A one-source module's ``cyasgi/_speedups/NAME.py`` is the pure source linked there for the
+    compiler: without the built extension it would import as plain Python, so it is never imported
+    to find out."""
+    if NO_EXTENSIONS:
+        return False
+    import importlib.machinery
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except ImportError:
+        return False
+    return spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+
+
 #: ``asyncio.Task(..., eager_start=True)`` exists (3.12+): the app runs until its first real
 #: suspension inside the callback that starts it, with ``current_task()`` right for anyio.
 HAS_EAGER_TASKS = sys.version_info >= (3, 12)

@@ -6,28 +6,15 @@ uses these names.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 from typing import TYPE_CHECKING
 
-from cyasgi._compat import NO_EXTENSIONS
-
-
-def compiled_build_present() -> bool:
-    """The compiled extension is installed. (cyasgi/_speedups/http.py, the pure source linked there
-    for the compiler, is never imported in its place.)"""
-    try:
-        spec = importlib.util.find_spec("cyasgi._speedups.http")
-    except ImportError:
-        return False
-    return spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
-
+from cyasgi._compat import extension_built
 
 if TYPE_CHECKING:  # one API for type checkers: the source both builds come from
     from cyasgi.protocols.http.protocol import FlowControl, HttpProtocol, RequestCycle, sweep_deadlines
 
     IMPLEMENTATION: str
-elif not NO_EXTENSIONS and compiled_build_present():
+elif extension_built("cyasgi._speedups.http"):
     from cyasgi._speedups.http import FlowControl, HttpProtocol, RequestCycle, sweep_deadlines
 
     IMPLEMENTATION = "compiled"

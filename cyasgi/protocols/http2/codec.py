@@ -6,21 +6,23 @@ Nothing else in cyasgi imports a twin directly (tests and perf aside).
 
 from __future__ import annotations
 
-from cyasgi._compat import NO_EXTENSIONS
+from typing import TYPE_CHECKING
+
+from cyasgi._compat import extension_built
 from cyasgi.protocols.http2.errors import COMPRESSION_ERROR, ENHANCE_YOUR_CALM, HeaderListTooLarge, HPACKError
 
-if not NO_EXTENSIONS:
-    try:
-        from cyasgi._speedups.hpack import Decoder, Encoder, huffman_decode, huffman_encode
-    except ImportError:  # not built (no compiler at install time): the pure twin serves
-        IMPLEMENTATION = "pure"
-    else:
-        IMPLEMENTATION = "compiled"
-else:
-    IMPLEMENTATION = "pure"
+if TYPE_CHECKING:  # one API for type checkers: the source both builds come from
+    from cyasgi.protocols.http2.hpack import Decoder, Encoder, huffman_decode, huffman_encode
 
-if IMPLEMENTATION == "pure":
-    from cyasgi.protocols.http2.hpack import Decoder, Encoder, huffman_decode, huffman_encode  # noqa: F811
+    IMPLEMENTATION: str
+elif extension_built("cyasgi._speedups.hpack"):
+    from cyasgi._speedups.hpack import Decoder, Encoder, huffman_decode, huffman_encode
+
+    IMPLEMENTATION = "compiled"
+else:  # not built, PyPy, or CYASGI_NO_EXTENSIONS=1
+    from cyasgi.protocols.http2.hpack import Decoder, Encoder, huffman_decode, huffman_encode
+
+    IMPLEMENTATION = "pure"
 
 #: Module path of the twin in use.
 IMPLEMENTATION_MODULE = Decoder.__module__
