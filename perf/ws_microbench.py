@@ -21,9 +21,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cyasgi.config import Config  # noqa: E402
-from cyasgi.protocols.http_common import encode_headers_block  # noqa: E402
-from cyasgi.server import ServerState  # noqa: E402
+from cyasgi.config import Config
+from cyasgi.protocols.http_common import encode_headers_block
+from cyasgi.server import ServerState
 
 ENGINES = {
     "websockets-sansio": "cyasgi.protocols.websockets.websockets_sansio_impl:WebSocketsSansIOProtocol",
@@ -113,8 +113,11 @@ WORKLOADS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ws", default=",".join(ENGINES), help="comma-separated engines")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated workload names")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--frames", type=int, default=200_000, help="frames per run")
     args = parser.parse_args()
@@ -122,9 +125,10 @@ def main() -> None:
     for engine in args.ws.split(","):
         protocol = open_protocol(engine, loop)
         queue = protocol._queue
-        for name, (data, frames) in WORKLOADS.items():
+        for name in args.workloads.split(","):
+            data, frames = WORKLOADS[name]
 
-            def feed(data: bytes = data) -> None:
+            def feed(data: bytes = data, protocol: Any = protocol, queue: Any = queue) -> None:
                 protocol.data_received(data)
                 queue.clear()
 
