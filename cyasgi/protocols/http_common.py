@@ -280,6 +280,24 @@ def simple_response(status: int, body: bytes, default_headers: bytes, *, close: 
     )
 
 
+#: The chunk that ends a chunked body (no trailers follow).
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def framing_field(chunked: bool, length: int) -> bytes:
+    """The head field that frames a response body: chunked, or a ``content-length`` of ``length``."""
+    return b"transfer-encoding: chunked\r\n" if chunked else b"content-length: %d\r\n" % length
+
+
+def frame_body(body: bytes, chunked: bool, last: bool) -> bytes:
+    """A part of a response body as it goes on the wire: as it is, or as one chunk (none for an
+    empty part, which would end the body) followed, after the ``last`` part, by the last chunk."""
+    if not chunked:
+        return body
+    chunk = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+    return chunk + LAST_CHUNK if last else chunk
+
+
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """``(raw_path, query_string)`` of a request target, without any ``#fragment``."""
     if target[:1] != b"/" and b"://" in target:

@@ -4,7 +4,9 @@
 ``receive``/``send`` state machine, the denial-response extension, flow control both ways, keepalive
 pings, the closing handshake and its timeout, graceful shutdown and the log lines. A subclass plugs
 in a frame *engine* (a sans-I/O library) by implementing the ``_engine_*`` methods; it never touches
-the app or the transport state.
+the app or the transport state. The common incoming frames are decoded without the engine by the
+``reader.FrameReader`` mixin (names from ``frames``); the denial response is framed with the HTTP/1.1
+helpers of ``http_common``.
 
 Life of a connection (``_phase``):
 
@@ -39,6 +41,9 @@ from cyasgi.protocols.http_common import (
     ASGI_SPEC_VERSION,
     STATUS_LINES,
     ClientDisconnected,
+    encode_headers_block,
+    frame_body,
+    framing_field,
     is_valid_header_name,
     is_valid_header_value,
     simple_response,
@@ -83,7 +88,6 @@ WRITE_HARD_LIMIT = 1 << 20
 COPY_LIMIT = 16384
 
 _DISCONNECT = "websocket.disconnect"
-_LAST_CHUNK = b"0\r\n\r\n"
 # Printable ASCII left alone in logged query strings; anything else is %-escaped.
 _LOG_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"\\')
 
@@ -547,7 +551,7 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
         status = message.get("status")
         if type(status) is not int or not 100 <= status <= 599:
             raise RuntimeError(f"Invalid HTTP status code {status!r} in response.")
-        lines = [STATUS_LINES[status], self.server_state.default_headers_block]
+        headers = []
         length = -1
         has_type = False
         for name, value in checked_headers(message, "websocket.http.response.start"):
@@ -560,10 +564,12 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
                 continue  # framing and connection handling are the server's
             elif name == b"content-type":
                 has_type = True
-            lines.append(b"%s: %s\r\n" % (name, value))
+            headers.append((name, value))
         if not has_type:
-            lines.append(b"content-type: text/plain; charset=utf-8\r\n")
-        self._response_head = b"".join(lines)
+            headers.append((b"content-type", b"text/plain; charset=utf-8"))
+        self._response_head = b"".join(
+            (STATUS_LINES[status], self.server_state.default_headers_block, encode_headers_block(headers))
+        )
         self._response_length = length
         self._response_bodyless = status in (204, 304) or status < 200
         self._phase = RESPONSE
@@ -577,11 +583,8 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
         head = self._response_head
         self._response_head = None
         if self._response_length == -1 and not self._response_bodyless:
-            if more_body:
-                self._response_chunked = True
-                head += b"transfer-encoding: chunked\r\n"
-            else:
-                head += b"content-length: %d\r\n" % body_size
+            chunked = self._response_chunked = bool(more_body)
+            head += framing_field(chunked, body_size)  # type: ignore[operator]
         return head + b"connection: close\r\n\r\n"  # type: ignore[operator]
 
     def _flush_response_head(self) -> None:
@@ -593,18 +596,15 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
         out = []
         if self._response_head is not None:
             out.append(self._finish_response_head(len(body), more_body))
-        if self._response_bodyless:
-            pass  # a body for a status that has none is dropped, as on the HTTP path
-        elif self._response_chunked:
-            if body:
-                out.append(b"%x\r\n%s\r\n" % (len(body), body))
-            if not more_body:
-                out.append(_LAST_CHUNK)
-        elif body:
-            self._response_sent += len(body)
-            if self._response_length != -1 and self._response_sent > self._response_length:
-                raise RuntimeError("Response content longer than Content-Length")
-            out.append(body)
+        # A body for a status that has none (1xx, 204, 304) is dropped, as on the HTTP path.
+        if not self._response_bodyless:
+            if body and not self._response_chunked:
+                self._response_sent += len(body)
+                if self._response_length != -1 and self._response_sent > self._response_length:
+                    raise RuntimeError("Response content longer than Content-Length")
+            part = frame_body(body, self._response_chunked, not more_body)
+            if part:
+                out.append(part)
         if out:
             self.transport.write(b"".join(out))
         if not more_body:
