@@ -28,7 +28,7 @@ from tests.utils import make_protocol
 
 #: Where raw httptools (llhttp, no protocol checks) and the native parsers part ways. The ones
 #: marked "closed" are checked again on the httptools path by the protocol
-#: (http_common.check_request_head, the head limits), so the server answers the same.
+#: (rules.check_request_head, the head limits), so the server answers the same.
 DIVERGENCES = {
     # httptools accepts, the native parsers refuse
     "request_line_spaces": "RFC 9112 3: one SP between method, target and version; llhttp takes any run of "

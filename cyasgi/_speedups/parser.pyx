@@ -178,7 +178,7 @@ for _byte in range(256):
 
 
 cdef bint valid_host(const unsigned char *s, Py_ssize_t n):
-    """``uri-host [":" port]`` (RFC 9110 7.2): the C twin of http_common.is_valid_host."""
+    """``uri-host [":" port]`` (RFC 9110 7.2): the C twin of rules.is_valid_host."""
     cdef Py_ssize_t i = 0, start
     if n and s[0] == 91:  # "[": IP-literal
         i = 1

@@ -97,3 +97,17 @@ LAST_CHUNK = b"0\r\n\r\n"
 CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
 CLOSE_LINE = b"connection: close\r\n"
 KEEP_ALIVE_LINE = b"connection: keep-alive\r\n"
+
+
+def framing_field(chunked: bool, length: int) -> bytes:
+    """The head field that frames a response body: chunked, or a ``content-length`` of ``length``."""
+    return CHUNKED_LINE if chunked else b"content-length: %d\r\n" % length
+
+
+def frame_body(body: bytes, chunked: bool, last: bool) -> bytes:
+    """A part of a response body as it goes on the wire: as it is, or as one chunk (none for an
+    empty part, which would end the body) followed, after the ``last`` part, by the last chunk."""
+    if not chunked:
+        return body
+    chunk = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+    return chunk + LAST_CHUNK if last else chunk

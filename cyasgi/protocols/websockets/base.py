@@ -4,7 +4,9 @@
 ``receive``/``send`` state machine, the denial-response extension, flow control both ways, keepalive
 pings, the closing handshake and its timeout, graceful shutdown and the log lines. A subclass plugs
 in a frame *engine* (a sans-I/O library) by implementing the ``_engine_*`` methods; it never touches
-the app or the transport state.
+the app or the transport state. The common incoming frames are decoded without the engine by the
+``reader.FrameReader`` mixin (names from ``frames``); the denial response is framed with the HTTP/1.1
+helpers of ``cyasgi.protocols.http.wire``.
 
 Life of a connection (``_phase``):
 
@@ -26,7 +28,6 @@ keepalive ping, fails a peer that did not answer one, or drops a peer that never
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextvars
 import logging
 import random
@@ -38,23 +39,36 @@ from urllib.parse import quote, unquote
 from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.protocols.http.errors import ClientDisconnected
 from cyasgi.protocols.http.rules import is_valid_header_name, is_valid_header_value, split_target
-from cyasgi.protocols.http.wire import ASGI_SPEC_VERSION, STATUS_LINES, simple_response
+from cyasgi.protocols.http.wire import (
+    ASGI_SPEC_VERSION,
+    STATUS_LINES,
+    encode_headers_block,
+    frame_body,
+    framing_field,
+    simple_response,
+)
 from cyasgi.protocols.tls import tls_extension
 from cyasgi.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 from cyasgi.protocols.websockets.frames import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_CONT,
-    OP_TEXT,
-    apply_mask,
+    CLOSE_ABNORMAL,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_NORMAL,
+    CLOSE_SERVICE_RESTART,
+    FIN_BINARY,
+    FIN_TEXT,
+    LENGTH_16,
+    MAX_CLOSE_REASON,
+    PRIVATE_CLOSE_CODES,
+    SENDABLE_CLOSE_CODES,
     data_frame_header,
 )
+from cyasgi.protocols.websockets.phases import CLOSED, CLOSING, CONNECTING, HANDSHAKE, OPEN, RESPONSE
+from cyasgi.protocols.websockets.reader import FrameReader
 
 __all__ = ["CLOSE_TIMEOUT", "WebSocketProtocolBase"]
 
 logger = logging.getLogger("uvicorn.error")
 
-HANDSHAKE, CONNECTING, OPEN, CLOSING, RESPONSE, CLOSED = range(6)
 
 #: Seconds to wait for the peer's close frame (or EOF) after ours, before dropping the connection.
 CLOSE_TIMEOUT = 10.0
@@ -64,16 +78,14 @@ SHUTDOWN_CLOSE_TIMEOUT = 3.0
 MAX_HEAD_SIZE = 65536
 #: Bytes held unparsed while the app decides on the handshake; above this the transport pauses.
 PENDING_LIMIT = 65536
-#: Payload size from which a frame is unmasked from a memoryview instead of a copied slice.
-LARGE_PAYLOAD = 65536
 #: Write-buffer size above which the connection stops reading: only automatic replies (pongs, close
 #: echoes) grow the buffer while the app is paused, and a peer that pings without reading is cut off.
 WRITE_HARD_LIMIT = 1 << 20
+#: Payload size from which an outgoing frame is written as header and payload (``writelines``)
+#: instead of one joined copy.
+COPY_LIMIT = 16384
 
 _DISCONNECT = "websocket.disconnect"
-_RECEIVE = "websocket.receive"
-_LAST_CHUNK = b"0\r\n\r\n"
-_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 # Printable ASCII left alone in logged query strings; anything else is %-escaped.
 _LOG_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"\\')
 
@@ -116,7 +128,7 @@ def client_label(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else ""
 
 
-class WebSocketProtocolBase(asyncio.Protocol):
+class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
     """One WebSocket connection, after the HTTP protocol handed it over (see the module docstring)."""
 
     #: Name shown in logs and docs; subclasses set it.
@@ -164,14 +176,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         self._head = b""  # the request head, while it is incomplete
         self._pending: list[bytes] = []  # bytes after the head, held until the handshake is answered
         self._pending_size = 0
-        self._buffer = bytearray()  # the start of an incomplete frame
-        self._need = 0  # bytes ``_buffer`` must reach before parsing is worth retrying
-        self._engine_rest = 0  # bytes of a frame handed to the engine unfinished, still to come
-        self._fragmented = False  # a fragmented message the engine assembles is in progress
-        # A fragmented message assembled here (uncompressed): its payload so far, and for text the
-        # decoder that checks each fragment as it arrives (invalid UTF-8 fails at once, 1007).
-        self._assembly: bytearray | None = None
-        self._assembly_utf8: Any = None
+        self._reset_reader()  # frames: see reader.FrameReader
         self._plain_send = False  # no extension negotiated: data frames are encoded here
         self._lost = False  # connection_lost() has run
         self._opened = False  # the 101 went out (for the "connection closed" line)
@@ -272,11 +277,10 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self._shutdown_timer = None
         if self._phase != CLOSED:
             self._phase = CLOSED
-        self._queue_disconnect(1006, "")
+        self._queue_disconnect(CLOSE_ABNORMAL, "")
         self._release_drain_waiters()
         self._pending = []
-        self._buffer = bytearray()
-        self._drop_assembly()
+        self._reset_reader()
         if self._opened:
             self.logger.info("connection closed")
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
@@ -298,13 +302,6 @@ class WebSocketProtocolBase(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         phase = self._phase
         if phase == OPEN or phase == CLOSING:
-            buffer = self._buffer
-            if buffer:
-                buffer += data
-                if len(buffer) < self._need:
-                    return
-                data = buffer  # parsed where it is: no copy of what may be one large frame
-                self._buffer = bytearray()
             self._frames_received(data)
             if self._write_paused and not self._paused_for_writes:
                 self._check_write_limit()
@@ -313,159 +310,6 @@ class WebSocketProtocolBase(asyncio.Protocol):
         elif phase == CONNECTING:
             self._hold(data)
         # RESPONSE / CLOSED: the client has nothing more to say that we would read.
-
-    def _frames_received(self, data: bytes | bytearray) -> None:
-        """Split ``data`` into frames: decode the plain data frames here, hand the rest to the engine."""
-        rest = self._engine_rest
-        if rest:
-            # The rest of a frame the engine was given unfinished: its payload is the engine's too
-            # (never read as frame headers here).
-            if len(data) <= rest:
-                self._engine_rest = rest - len(data)
-                self._engine_feed(data)
-                return
-            self._engine_rest = 0
-            self._engine_feed(data[:rest])
-            if self._phase != OPEN and self._phase != CLOSING:
-                return
-            data = data[rest:]
-        size = len(data)
-        pos = 0
-        engine_from = -1  # start of a run of frames for the engine
-        max_size = self.max_size
-        assembly = self._assembly  # changes in this loop only through _fragment_received
-        self._need = 0
-        while size - pos >= 2:
-            first = data[pos]
-            second = data[pos + 1]
-            length = second & 0x7F
-            start = pos + 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length = (data[pos + 2] << 8) | data[pos + 3]
-                start = pos + 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                start = pos + 10
-            masked = second & 0x80
-            if masked:
-                start += 4
-            end = start + length
-            opcode = first & 0x0F
-            if assembly is not None and opcode < OP_CLOSE:
-                # Inside a message assembled here only a continuation may come (control frames go
-                # to the engine, which knows of no message in progress); refused from the header.
-                code = 0
-                if opcode != OP_CONT:
-                    code, reason = 1002, "expected a continuation frame"
-                elif masked and not first & 0x70 and len(assembly) + length > max_size:
-                    code, reason = 1009, "message too big"
-                if code:
-                    if engine_from >= 0:
-                        self._engine_feed(data[engine_from:pos])
-                        if self._phase != OPEN and self._phase != CLOSING:
-                            return
-                    self._engine_fail(code, reason)
-                    return
-            if end > size:
-                if length > max_size or not masked:
-                    # The engine refuses it from the header alone (wsproto from its first bytes
-                    # past the limit): no reason to wait for the payload, which follows it there.
-                    self._engine_rest = end - size
-                    self._engine_feed(data[pos if engine_from < 0 else engine_from :])
-                    return
-                self._need = end - pos
-                break
-            if (
-                masked
-                and not first & 0x70
-                and (
-                    (
-                        (opcode == OP_TEXT or opcode == OP_BINARY)
-                        and length <= max_size
-                        and not self._fragmented
-                    )
-                    or (opcode == OP_CONT and assembly is not None)
-                )
-            ):
-                if engine_from >= 0:
-                    self._engine_feed(data[engine_from:pos])
-                    engine_from = -1
-                    if self._phase != OPEN and self._phase != CLOSING:
-                        return
-                if length < LARGE_PAYLOAD:
-                    payload = apply_mask(data[start:end], data[start - 4 : start])
-                else:  # unmasked from a view: a large payload is not copied first
-                    payload = apply_mask(memoryview(data)[start:end], data[start - 4 : start])
-                if assembly is None and first & 0x80:  # a whole message
-                    if opcode == OP_TEXT:
-                        if not self._text_received(payload):
-                            return
-                    else:
-                        self._message({"type": _RECEIVE, "bytes": payload})
-                else:
-                    if not self._fragment_received(opcode, first & 0x80, payload):
-                        return
-                    assembly = self._assembly
-                if self._paused_for_queue:
-                    # The queue is full: the rest of this read waits, unparsed, for the app.
-                    pos = end
-                    break
-            else:
-                if opcode == OP_TEXT or opcode == OP_BINARY:
-                    self._fragmented = not first & 0x80
-                elif opcode == OP_CONT and first & 0x80:
-                    self._fragmented = False
-                elif opcode == OP_CLOSE and self._fragmented:
-                    # A close frame may interrupt a fragmented message (RFC 6455, 5.4 and 5.5.1):
-                    # the engine forgets the message, so the close is a clean one.
-                    if engine_from >= 0:
-                        self._engine_feed(data[engine_from:pos])
-                        engine_from = -1
-                        if self._phase != OPEN and self._phase != CLOSING:
-                            return
-                    self._fragmented = False
-                    self._engine_drop_message()
-                if engine_from < 0:
-                    engine_from = pos
-            pos = end
-        if engine_from >= 0:
-            self._engine_feed(data[engine_from:pos])
-        if pos < size and (self._phase == OPEN or self._phase == CLOSING):
-            self._buffer = bytearray(data[pos:])
-
-    def _fragment_received(self, opcode: int, fin: int, payload: bytes) -> bool:
-        """A fragment of an uncompressed message, which is assembled here: in one bytearray, so its
-        memory is its size whatever the fragmenting. False once the connection failed."""
-        assembly = self._assembly
-        decoder = self._assembly_utf8
-        if assembly is None:  # the first fragment (never the last: that is a plain message)
-            assembly = self._assembly = bytearray(payload)
-            decoder = self._assembly_utf8 = _utf8_decoder() if opcode == OP_TEXT else None
-        elif fin:
-            self._drop_assembly()
-            if decoder is not None:
-                assembly += payload
-                return self._text_received(assembly)  # all of it, an unfinished last character too
-            # Joined straight into the message: the bytearray does not grow (and copy) first.
-            self._message({"type": _RECEIVE, "bytes": b"".join((assembly, payload))})
-            return True
-        else:
-            assembly += payload
-        if decoder is not None:
-            try:
-                decoder.decode(payload)  # invalid UTF-8 fails at its fragment; the text is not kept
-            except UnicodeDecodeError as exc:
-                self._engine_fail(1007, f"invalid UTF-8 ({exc.reason})")
-                return False
-        return True
-
-    def _drop_assembly(self) -> None:
-        self._assembly = None
-        self._assembly_utf8 = None
 
     # The opening handshake ------------------------------------------------------------------------
 
@@ -575,7 +419,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         if phase == CONNECTING:
             self._refuse(500, b"Internal Server Error")
         elif phase == OPEN:
-            self._start_close(1011, "")
+            self._start_close(CLOSE_INTERNAL_ERROR, "")
         elif phase == RESPONSE:
             self._drop()
 
@@ -585,7 +429,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self.logger.error("ASGI callable returned without completing handshake.")
             self._refuse(500, b"Internal Server Error")
         elif phase == OPEN:
-            self._start_close(1000, "")
+            self._start_close(CLOSE_NORMAL, "")
         elif phase == RESPONSE:
             self.logger.error("ASGI callable returned without completing response.")
             self._drop()
@@ -612,7 +456,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
                 text = message.get("text")
                 if text is not None:
                     if self._plain_send:
-                        self._write_data(0x81, text.encode("utf-8"))
+                        self._write_data(FIN_TEXT, text.encode("utf-8"))
                     else:
                         self.transport.write(self._engine_text(text))
                     return
@@ -620,13 +464,13 @@ class WebSocketProtocolBase(asyncio.Protocol):
                 if data is None:
                     raise RuntimeError("A 'websocket.send' message needs 'bytes' or 'text'.")
                 if self._plain_send:
-                    self._write_data(0x82, data)
+                    self._write_data(FIN_BINARY, data)
                 else:
                     self.transport.write(self._engine_binary(data))
             elif message_type == "websocket.close":
                 code = message.get("code")
                 reason = message.get("reason") or ""
-                self._start_close(1000 if code is None else code, reason, by_app=True)
+                self._start_close(CLOSE_NORMAL if code is None else code, reason, by_app=True)
             else:
                 raise RuntimeError(
                     f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{message_type}'."
@@ -658,9 +502,9 @@ class WebSocketProtocolBase(asyncio.Protocol):
     def _write_data(self, first_byte: int, payload: bytes) -> None:
         """One unmasked data frame (FIN set) without extensions."""
         size = len(payload)
-        if size < 126:
+        if size < LENGTH_16:
             self.transport.write(bytes((first_byte, size)) + payload)
-        elif size < 16384:
+        elif size < COPY_LIMIT:
             self.transport.write(data_frame_header(first_byte, size) + payload)
         else:  # no copy of a large payload just to prepend a few bytes
             self.transport.writelines((data_frame_header(first_byte, size), payload))
@@ -697,7 +541,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         """Answer the handshake with a plain HTTP error and close (app closed early, or failed)."""
         self._phase = CLOSED
         self._closed_by_app = by_app
-        self._queue_disconnect(1006, "")
+        self._queue_disconnect(CLOSE_ABNORMAL, "")
         self.transport.write(simple_response(status, body, self.server_state.default_headers_block))
         self._close_transport()
 
@@ -705,7 +549,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         status = message.get("status")
         if type(status) is not int or not 100 <= status <= 599:
             raise RuntimeError(f"Invalid HTTP status code {status!r} in response.")
-        lines = [STATUS_LINES[status], self.server_state.default_headers_block]
+        headers = []
         length = -1
         has_type = False
         for name, value in checked_headers(message, "websocket.http.response.start"):
@@ -718,10 +562,12 @@ class WebSocketProtocolBase(asyncio.Protocol):
                 continue  # framing and connection handling are the server's
             elif name == b"content-type":
                 has_type = True
-            lines.append(b"%s: %s\r\n" % (name, value))
+            headers.append((name, value))
         if not has_type:
-            lines.append(b"content-type: text/plain; charset=utf-8\r\n")
-        self._response_head = b"".join(lines)
+            headers.append((b"content-type", b"text/plain; charset=utf-8"))
+        self._response_head = b"".join(
+            (STATUS_LINES[status], self.server_state.default_headers_block, encode_headers_block(headers))
+        )
         self._response_length = length
         self._response_bodyless = status in (204, 304) or status < 200
         self._phase = RESPONSE
@@ -735,11 +581,8 @@ class WebSocketProtocolBase(asyncio.Protocol):
         head = self._response_head
         self._response_head = None
         if self._response_length == -1 and not self._response_bodyless:
-            if more_body:
-                self._response_chunked = True
-                head += b"transfer-encoding: chunked\r\n"
-            else:
-                head += b"content-length: %d\r\n" % body_size
+            chunked = self._response_chunked = bool(more_body)
+            head += framing_field(chunked, body_size)  # type: ignore[operator]
         return head + b"connection: close\r\n\r\n"  # type: ignore[operator]
 
     def _flush_response_head(self) -> None:
@@ -751,24 +594,21 @@ class WebSocketProtocolBase(asyncio.Protocol):
         out = []
         if self._response_head is not None:
             out.append(self._finish_response_head(len(body), more_body))
-        if self._response_bodyless:
-            pass  # a body for a status that has none is dropped, as on the HTTP path
-        elif self._response_chunked:
-            if body:
-                out.append(b"%x\r\n%s\r\n" % (len(body), body))
-            if not more_body:
-                out.append(_LAST_CHUNK)
-        elif body:
-            self._response_sent += len(body)
-            if self._response_length != -1 and self._response_sent > self._response_length:
-                raise RuntimeError("Response content longer than Content-Length")
-            out.append(body)
+        # A body for a status that has none (1xx, 204, 304) is dropped, as on the HTTP path.
+        if not self._response_bodyless:
+            if body and not self._response_chunked:
+                self._response_sent += len(body)
+                if self._response_length != -1 and self._response_sent > self._response_length:
+                    raise RuntimeError("Response content longer than Content-Length")
+            part = frame_body(body, self._response_chunked, not more_body)
+            if part:
+                out.append(part)
         if out:
             self.transport.write(b"".join(out))
         if not more_body:
             self._phase = CLOSED
             self._closed_by_app = True
-            self._queue_disconnect(1006, "")
+            self._queue_disconnect(CLOSE_ABNORMAL, "")
             if self._response_sent < self._response_length and not self._response_bodyless:
                 self.transport.abort()
                 raise RuntimeError("Response content shorter than Content-Length")
@@ -790,16 +630,6 @@ class WebSocketProtocolBase(asyncio.Protocol):
         if len(queue) >= self.max_queue and not self._paused_for_queue:
             self._paused_for_queue = True
             self._update_reading()
-
-    def _text_received(self, payload: bytes | bytearray) -> bool:
-        """A complete text message; False when it is not UTF-8 (the connection then fails, 1007)."""
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self._engine_fail(1007, f"invalid UTF-8 at position {exc.start}")
-            return False
-        self._message({"type": _RECEIVE, "text": text})
-        return True
 
     def _queue_disconnect(self, code: int, reason: str) -> None:
         if self._disconnect is not None:
@@ -844,9 +674,9 @@ class WebSocketProtocolBase(asyncio.Protocol):
 
     def _start_close(self, code: int, reason: str, by_app: bool = False) -> None:
         """Send our close frame and wait (bounded) for the peer's."""
-        if type(code) is not int or not (code == 1000 or 1001 <= code <= 1014 or 3000 <= code <= 4999):
+        if type(code) is not int or not (code in SENDABLE_CLOSE_CODES or code in PRIVATE_CLOSE_CODES):
             raise RuntimeError(f"Invalid WebSocket close code {code!r}.")
-        if len(reason.encode("utf-8")) > 123:
+        if len(reason.encode("utf-8")) > MAX_CLOSE_REASON:
             raise RuntimeError("WebSocket close reason is longer than 123 bytes.")
         self._closed_by_app = by_app
         self._queue_disconnect(code, reason)
@@ -883,7 +713,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         elif phase == CONNECTING:
             self._refuse(503, b"Service Unavailable")
         elif phase == OPEN:
-            self._start_close(1012, "")
+            self._start_close(CLOSE_SERVICE_RESTART, "")
         if self._phase in (CLOSING, CLOSED) and not self._lost and self._shutdown_timer is None:
             # The server's tick has stopped, so ``deadline`` no longer fires: bound the closing
             # handshake (or a peer that does not read our last bytes) with a timer of our own.
@@ -931,10 +761,10 @@ class WebSocketProtocolBase(asyncio.Protocol):
             self.logger.log(TRACE_LOG_LEVEL, "%sWebSocket keepalive ping timeout", self._prefix())
         self._ping_payload = None
         self._pong_due = self._ping_at = 0.0
-        self._queue_disconnect(1011, "keepalive ping timeout")
+        self._queue_disconnect(CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
         self._phase = CLOSED
         if not self.transport.is_closing():
-            self.transport.write(self._engine_close(1011, "keepalive ping timeout"))
+            self.transport.write(self._engine_close(CLOSE_INTERNAL_ERROR, "keepalive ping timeout"))
         self._close_transport()
 
     # Flow control -------------------------------------------------------------------------------------------
@@ -954,10 +784,7 @@ class WebSocketProtocolBase(asyncio.Protocol):
         """The app caught up (or is closing): read again, starting with the bytes held back."""
         self._paused_for_queue = False
         self._update_reading()
-        if self._buffer and not self._need and (self._phase == OPEN or self._phase == CLOSING):
-            data = self._buffer
-            self._buffer = bytearray()
-            self._frames_received(data)
+        self._held_frames_resumed()
 
     def _check_write_limit(self) -> None:
         if self.transport.get_write_buffer_size() > WRITE_HARD_LIMIT:

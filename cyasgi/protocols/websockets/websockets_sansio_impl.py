@@ -14,6 +14,7 @@ from websockets.server import ServerProtocol
 
 from cyasgi.protocols.http.wire import simple_response
 from cyasgi.protocols.websockets.base import WebSocketProtocolBase
+from cyasgi.protocols.websockets.frames import CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_TOO_BIG
 
 __all__ = ["WebSocketsSansIOProtocol"]
 
@@ -110,7 +111,7 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY:
                 if len(frame.data) > self.max_size:
-                    self._engine_fail(1009, "message too big")
+                    self._engine_fail(CLOSE_TOO_BIG, "message too big")
                     return
                 if frame.fin:
                     if opcode is _TEXT:
@@ -133,7 +134,7 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
                     continue
                 parts += frame.data
                 if len(parts) > self.max_size:
-                    self._engine_fail(1009, "message too big")
+                    self._engine_fail(CLOSE_TOO_BIG, "message too big")
                     return
                 if frame.fin:
                     self._parts = None
@@ -147,7 +148,7 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
             elif opcode is _CLOSE:
                 close = conn.close_rcvd
                 if close is None:  # pragma: no cover - the library sets it before returning the frame
-                    self._peer_close(1005, "")
+                    self._peer_close(CLOSE_NO_STATUS, "")
                 else:
                     self._peer_close(close.code, close.reason)
                 return
@@ -157,7 +158,7 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
             if close is not None:
                 self._fail_received(close.code, close.reason)
             else:
-                self._fail_received(1006, str(conn.parser_exc))
+                self._fail_received(CLOSE_ABNORMAL, str(conn.parser_exc))
 
     def _engine_drop_message(self) -> None:
         # The library answers a close frame inside a fragmented message with 1002 ("incomplete

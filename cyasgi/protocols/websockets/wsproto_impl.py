@@ -25,6 +25,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from cyasgi.protocols.http.wire import simple_response
 from cyasgi.protocols.websockets.base import WebSocketProtocolBase
+from cyasgi.protocols.websockets.frames import CLOSE_TOO_BIG
 
 __all__ = ["WSProtocol"]
 
@@ -132,7 +133,7 @@ class WSProtocol(WebSocketProtocolBase):
             if text and 4 * size > self.max_size:
                 size = len(data.encode("utf-8"))  # exact only when the character count is not enough
             if size > self.max_size:
-                self._engine_fail(1009, "message too big")
+                self._engine_fail(CLOSE_TOO_BIG, "message too big")
                 return False
             if text:
                 self._message({"type": "websocket.receive", "text": data})
@@ -144,7 +145,7 @@ class WSProtocol(WebSocketProtocolBase):
             self._parts_text = text
         parts += data.encode("utf-8") if text else data
         if len(parts) > self.max_size:
-            self._engine_fail(1009, "message too big")
+            self._engine_fail(CLOSE_TOO_BIG, "message too big")
             return False
         if event.message_finished:
             self._parts = None

@@ -1,0 +1,261 @@
+"""The incoming side of RFC 6455 framing on an open connection: ``FrameReader``, a mixin of
+``base.WebSocketProtocolBase``.
+
+It splits the bytes read into frames, decodes the common ones itself (whole or fragmented masked
+text and binary frames, uncompressed, within ``max_size``: unmasked, assembled, checked as UTF-8)
+and hands every other frame to the engine, whole and in order, or as a run of frames in one call.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import TYPE_CHECKING, Any
+
+from cyasgi.protocols.websockets.frames import (
+    BASE_HEADER_SIZE,
+    CLOSE_INVALID_DATA,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TOO_BIG,
+    FIN,
+    LENGTH_16,
+    LENGTH_16_HEADER_SIZE,
+    LENGTH_64_HEADER_SIZE,
+    LENGTH_BITS,
+    MASK_BIT,
+    MASK_SIZE,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_TEXT,
+    OPCODE_BITS,
+    RSV_BITS,
+    apply_mask,
+)
+from cyasgi.protocols.websockets.phases import CLOSING, OPEN
+
+__all__ = ["LARGE_PAYLOAD", "FrameReader"]
+
+#: Payload size from which a frame is unmasked from a memoryview instead of a copied slice.
+LARGE_PAYLOAD = 65536
+
+_RECEIVE = "websocket.receive"
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class FrameReader:
+    """Frame splitting and decoding, over the state fields it owns (``_reset_reader``).
+
+    The protocol calls ``_frames_received(data)`` with every read while the connection is open or
+    closing, and ``_held_frames_resumed()`` once the app has caught up with a full queue. The reader
+    reads ``max_size``, ``_phase`` and ``_paused_for_queue``, and calls back: ``_message`` with
+    each decoded message, ``_engine_feed`` with the frames it does not decode,
+    ``_engine_fail`` for a frame it refuses, ``_engine_drop_message`` when a close frame interrupts
+    a message the engine assembles. Any callback may end the connection (``_phase`` leaves
+    open/closing): the reader then stops at once. Engines deliver the text messages they decode
+    themselves through ``_text_received`` too, so every text message is checked the same way.
+    """
+
+    max_size: int
+    _phase: int
+    _paused_for_queue: bool
+
+    def _reset_reader(self) -> None:
+        self._buffer = bytearray()  # the start of an incomplete frame
+        self._need = 0  # bytes ``_buffer`` must reach before parsing is worth retrying
+        self._engine_rest = 0  # bytes of a frame handed to the engine unfinished, still to come
+        self._fragmented = False  # a fragmented message the engine assembles is in progress
+        # A fragmented message assembled here (uncompressed): its payload so far, and for text the
+        # decoder that checks each fragment as it arrives (invalid UTF-8 fails at once, 1007).
+        self._assembly: bytearray | None = None
+        self._assembly_utf8: Any = None
+
+    if TYPE_CHECKING:  # the callbacks, which the protocol implements
+
+        def _message(self, message: dict[str, Any]) -> None: ...
+
+        def _engine_feed(self, data: bytes | bytearray) -> None: ...
+
+        def _engine_fail(self, code: int, reason: str) -> None: ...
+
+        def _engine_drop_message(self) -> None: ...
+
+    def _held_frames_resumed(self) -> None:
+        """Parse what a full queue held back (``_frames_received`` stopped in the middle of a read)."""
+        if self._buffer and not self._need and (self._phase == OPEN or self._phase == CLOSING):
+            data = self._buffer
+            self._buffer = bytearray()
+            self._frames_received(data)
+
+    def _frames_received(self, data: bytes | bytearray) -> None:
+        """A read: split into frames (after what was left of the previous read, once that is worth a
+        try); the plain data frames are decoded here, the rest handed to the engine."""
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            if len(buffer) < self._need:
+                return
+            data = buffer  # parsed where it is: no copy of what may be one large frame
+            self._buffer = bytearray()
+        rest = self._engine_rest
+        if rest:
+            # The rest of a frame the engine was given unfinished: its payload is the engine's too
+            # (never read as frame headers here).
+            if len(data) <= rest:
+                self._engine_rest = rest - len(data)
+                self._engine_feed(data)
+                return
+            self._engine_rest = 0
+            self._engine_feed(data[:rest])
+            if self._phase != OPEN and self._phase != CLOSING:
+                return
+            data = data[rest:]
+        size = len(data)
+        pos = 0
+        engine_from = -1  # start of a run of frames for the engine
+        max_size = self.max_size
+        assembly = self._assembly  # changes in this loop only through _fragment_received
+        self._need = 0
+        while True:
+            start = pos + BASE_HEADER_SIZE
+            if start > size:
+                break
+            first = data[pos]
+            second = data[pos + 1]
+            length = second & LENGTH_BITS
+            if length >= LENGTH_16:  # one of the two markers of a longer length
+                if length == LENGTH_16:
+                    if size - pos < LENGTH_16_HEADER_SIZE:
+                        break
+                    length = (data[start] << 8) | data[start + 1]
+                    start = pos + LENGTH_16_HEADER_SIZE
+                else:  # LENGTH_64
+                    if size - pos < LENGTH_64_HEADER_SIZE:
+                        break
+                    length = int.from_bytes(data[start : pos + LENGTH_64_HEADER_SIZE], "big")
+                    start = pos + LENGTH_64_HEADER_SIZE
+            masked = second & MASK_BIT
+            if masked:
+                start += MASK_SIZE
+            end = start + length
+            opcode = first & OPCODE_BITS
+            if assembly is not None and opcode < OP_CLOSE:
+                # Inside a message assembled here only a continuation may come (control frames go
+                # to the engine, which knows of no message in progress); refused from the header.
+                code = 0
+                if opcode != OP_CONT:
+                    code, reason = CLOSE_PROTOCOL_ERROR, "expected a continuation frame"
+                elif masked and not first & RSV_BITS and len(assembly) + length > max_size:
+                    code, reason = CLOSE_TOO_BIG, "message too big"
+                if code:
+                    if engine_from >= 0:
+                        self._engine_feed(data[engine_from:pos])
+                        if self._phase != OPEN and self._phase != CLOSING:
+                            return
+                    self._engine_fail(code, reason)
+                    return
+            if end > size:
+                if length > max_size or not masked:
+                    # The engine refuses it from the header alone (wsproto from its first bytes
+                    # past the limit): no reason to wait for the payload, which follows it there.
+                    self._engine_rest = end - size
+                    self._engine_feed(data[pos if engine_from < 0 else engine_from :])
+                    return
+                self._need = end - pos
+                break
+            if (
+                masked
+                and not first & RSV_BITS
+                and (
+                    (
+                        (opcode == OP_TEXT or opcode == OP_BINARY)
+                        and length <= max_size
+                        and not self._fragmented
+                    )
+                    or (opcode == OP_CONT and assembly is not None)
+                )
+            ):
+                if engine_from >= 0:
+                    self._engine_feed(data[engine_from:pos])
+                    engine_from = -1
+                    if self._phase != OPEN and self._phase != CLOSING:
+                        return
+                if length < LARGE_PAYLOAD:
+                    payload = apply_mask(data[start:end], data[start - MASK_SIZE : start])
+                else:  # unmasked from a view: a large payload is not copied first
+                    payload = apply_mask(memoryview(data)[start:end], data[start - MASK_SIZE : start])
+                if assembly is None and first & FIN:  # a whole message
+                    if opcode == OP_TEXT:
+                        if not self._text_received(payload):
+                            return
+                    else:
+                        self._message({"type": _RECEIVE, "bytes": payload})
+                else:
+                    if not self._fragment_received(opcode, first & FIN, payload):
+                        return
+                    assembly = self._assembly
+                if self._paused_for_queue:
+                    # The queue is full: the rest of this read waits, unparsed, for the app.
+                    pos = end
+                    break
+            else:
+                if opcode == OP_TEXT or opcode == OP_BINARY:
+                    self._fragmented = not first & FIN
+                elif opcode == OP_CONT and first & FIN:
+                    self._fragmented = False
+                elif opcode == OP_CLOSE and self._fragmented:
+                    # A close frame may interrupt a fragmented message (RFC 6455, 5.4 and 5.5.1):
+                    # the engine forgets the message, so the close is a clean one.
+                    if engine_from >= 0:
+                        self._engine_feed(data[engine_from:pos])
+                        engine_from = -1
+                        if self._phase != OPEN and self._phase != CLOSING:
+                            return
+                    self._fragmented = False
+                    self._engine_drop_message()
+                if engine_from < 0:
+                    engine_from = pos
+            pos = end
+        if engine_from >= 0:
+            self._engine_feed(data[engine_from:pos])
+        if pos < size and (self._phase == OPEN or self._phase == CLOSING):
+            self._buffer = bytearray(data[pos:])
+
+    def _text_received(self, payload: bytes | bytearray) -> bool:
+        """A complete text message; False when it is not UTF-8 (the connection then fails, 1007)."""
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._engine_fail(CLOSE_INVALID_DATA, f"invalid UTF-8 at position {exc.start}")
+            return False
+        self._message({"type": _RECEIVE, "text": text})
+        return True
+
+    def _fragment_received(self, opcode: int, fin: int, payload: bytes) -> bool:
+        """A fragment of an uncompressed message, which is assembled here: in one bytearray, so its
+        memory is its size whatever the fragmenting. False once the connection failed."""
+        assembly = self._assembly
+        decoder = self._assembly_utf8
+        if assembly is None:  # the first fragment (never the last: that is a plain message)
+            assembly = self._assembly = bytearray(payload)
+            decoder = self._assembly_utf8 = _utf8_decoder() if opcode == OP_TEXT else None
+        elif fin:
+            self._drop_assembly()
+            if decoder is not None:
+                assembly += payload
+                return self._text_received(assembly)  # all of it, an unfinished last character too
+            # Joined straight into the message: the bytearray does not grow (and copy) first.
+            self._message({"type": _RECEIVE, "bytes": b"".join((assembly, payload))})
+            return True
+        else:
+            assembly += payload
+        if decoder is not None:
+            try:
+                decoder.decode(payload)  # invalid UTF-8 fails at its fragment; the text is not kept
+            except UnicodeDecodeError as exc:
+                self._engine_fail(CLOSE_INVALID_DATA, f"invalid UTF-8 ({exc.reason})")
+                return False
+        return True
+
+    def _drop_assembly(self) -> None:
+        self._assembly = None
+        self._assembly_utf8 = None
