@@ -32,6 +32,7 @@ from typing import Any, Callable
 import pytest
 from hypothesis import given, reject
 
+from cyasgi.protocols.http_common import is_valid_header_name, is_valid_header_value, parse_content_length
 from tests.conftest import load_twin
 from tests.fuzz_strategies import SEND_FILES, SendScenario, fuzz_settings, send_scenario
 from tests.utils import make_protocol
@@ -322,6 +323,13 @@ DRIFTS: dict[str, Drift] = {
         _lengths_read_differently,
         _repro(_start(headers=[(b"content-length", b"+5")]), _body(b"hello")),
     ),
+    "content_length_ows": Drift(
+        "both twins take a response content-length with spaces or tabs around the digits (' 5', "
+        "'5\\t') and write it as it is; the shared rule, parse_content_length, takes 1*DIGIT only "
+        "(RFC 9110 8.6, 5.5). Not a difference between the twins: a difference from the rule",
+        lambda scenario: False,
+        _repro(_start(headers=[(b"content-length", b" 5")]), _body(b"hello")),
+    ),
     "header_not_a_pair": Drift(
         "headers that are not (name, value) pairs: the same exception type, but Cython's unpacking "
         "message differs from CPython's",
@@ -331,7 +339,7 @@ DRIFTS: dict[str, Drift] = {
 }
 
 #: The drifts the one-source rewrite removes; scenarios showing them are rejected meanwhile.
-KNOWN_DRIFTS: set[str] = {"content_length_syntax", "header_not_a_pair"}
+KNOWN_DRIFTS: set[str] = {"content_length_syntax", "content_length_ows", "header_not_a_pair"}
 
 
 def known_drift(scenario: SendScenario) -> str | None:
@@ -361,3 +369,45 @@ def test_known_drift_repro(name: str) -> None:
         pytest.skip(f"known drift {name!r} (KNOWN_DRIFTS): {DRIFTS[name].summary}")
     compiled, pure = both(DRIFTS[name].repro)
     assert compiled == pure, differences(compiled, pure)
+
+
+CONTENT_LENGTHS = [b"0", b"5", b"05", b"+5", b"1_0", b"-0", b"-1", b" 5", b"5 ", b"\t5", b"", b"0x5", b"5, 5",
+                   b"5.0", b"1" * 18, b"1" * 19, b"9" * 30, b"\xd9\xa5"]
+
+
+def _rule_drift(value: bytes) -> str:
+    return "content_length_ows" if value.strip(b" \t").isdigit() and value != value.strip(b" \t") else "content_length_syntax"
+
+
+@pytest.mark.parametrize("twin_name", ["c", "py"])
+@pytest.mark.parametrize("value", CONTENT_LENGTHS)
+def test_response_content_length_follows_the_shared_rule(twin_name: str, value: bytes) -> None:
+    """A twin takes an app's content-length exactly when ``parse_content_length`` does (and the
+    body must then match it: a 500 for the five bytes of ``hello`` against any other length)."""
+    twin = load_twin(twin_name)
+    length = parse_content_length(value)
+    outcome = exchange(twin, _repro(_start(headers=[(b"content-length", value)]), _body(b"hello")))
+    if length == -1:
+        expected: tuple[tuple[Any, ...], ...] = ((0, "RuntimeError", "Invalid Content-Length header value in response."),)
+    elif length == 5:
+        expected = ()
+    else:
+        which = "longer" if length < 5 else "shorter"
+        expected = ((1, "RuntimeError", f"Response content {which} than Content-Length"),)
+    if outcome.seen_by_app == expected:
+        return
+    drift = _rule_drift(value)
+    if drift in KNOWN_DRIFTS:
+        pytest.skip(f"known drift {drift!r} (KNOWN_DRIFTS): {DRIFTS[drift].summary}")
+    raise AssertionError(f"[{twin_name}] content-length {value!r}: parse_content_length says {length}, the twin {outcome}")
+
+
+def test_twins_follow_the_shared_header_characters() -> None:
+    """Every byte in a response header name and value: each twin refuses exactly what
+    ``is_valid_header_name`` and ``is_valid_header_value`` (TCHAR, FIELD_VALUE_CHARS) refuse."""
+    for byte in range(256):
+        for name, value in ((b"x" + bytes([byte]) + b"y", b"v"), (b"x-a", b"a" + bytes([byte]) + b"b")):
+            valid = is_valid_header_name(name.lower()) and is_valid_header_value(value)
+            for twin_name in ("c", "py"):
+                outcome = exchange(load_twin(twin_name), _repro(_start(headers=[(name, value)]), _body(b"hello")))
+                assert (outcome.seen_by_app == ()) == valid, (twin_name, name, value, outcome.seen_by_app)

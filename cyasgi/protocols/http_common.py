@@ -90,8 +90,32 @@ class RequestRejected(Exception):
 FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding"))
 
 
-def bad_request() -> RequestRejected:
+_bad_request_logger = logging.getLogger("uvicorn.error")
+
+
+def bad_request(detail: str = "") -> RequestRejected:
+    """400 for a malformed request; ``detail`` (what was wrong) is logged at debug level only,
+    never sent to the client."""
+    if detail:
+        _bad_request_logger.debug("Invalid HTTP request: %s", detail)
     return RequestRejected(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
+
+
+#: Digits a content-length may have: 10**18 bytes is past any body that can arrive (RFC 9112 6.3 (5)
+#: lets a recipient refuse a length it cannot parse), and the value stays within a signed 64-bit int.
+MAX_CONTENT_LENGTH_DIGITS = 18
+
+
+def parse_content_length(value: bytes) -> int:
+    """The length of a ``Content-Length`` value, or -1 when it is not one.
+
+    ``Content-Length = 1*DIGIT`` (RFC 9110 8.6): ASCII digits only, up to 18 of them; no sign, no
+    ``_``, no OWS (a field value has none around it, RFC 9110 5.5: the request parsers strip it, and
+    a response value from the app is written as it is), no list (``5, 5``). The one rule for
+    request and response, so that no two places read a length differently."""
+    if not value.isdigit() or len(value) > MAX_CONTENT_LENGTH_DIGITS:  # bytes.isdigit(): ASCII only, non-empty
+        return -1
+    return int(value)
 
 
 def head_too_large() -> RequestRejected:
@@ -190,9 +214,11 @@ def check_request_head(
             if value.lower() != b"chunked":
                 raise transfer_coding_rejection(value)
         elif name == b"content-length":
-            if content_length != -1 or not value.isdigit() or len(value) > 18:
-                raise bad_request()
-            content_length = int(value)
+            if content_length != -1:
+                raise bad_request("more than one Content-Length")
+            content_length = parse_content_length(value)
+            if content_length == -1:
+                raise bad_request("invalid Content-Length")
     if transfer_encoding and (content_length != -1 or http_version == "1.0"):
         raise bad_request()
     if hosts > 1 or (hosts == 0 and http_version == "1.1"):
@@ -230,10 +256,11 @@ def _status_line(status: int) -> bytes:
 #: ``HTTP/1.1 200 OK\r\n`` for every status from 100 to 599, built once.
 STATUS_LINES: dict[int, bytes] = {status: _status_line(status) for status in range(100, 600)}
 
-# RFC 9110 token characters (header names); anything left after deleting these is invalid.
-_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-# Field-value characters: HTAB, SP, VCHAR and obs-text; everything else (CR, LF, NUL...) is refused.
-_VALUE_CHARS = bytes([0x09]) + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+#: RFC 9110 5.6.2 token characters (field names, methods, transfer codings): the one definition.
+TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: Characters a field value may hold (RFC 9110 5.5): HTAB, SP, VCHAR and obs-text; CR, LF, NUL and
+#: the other controls are refused (RFC 9110 5.5 lets a recipient refuse them; a sender must not send them).
+FIELD_VALUE_CHARS = bytes([0x09]) + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 
 
 def outside_table(allowed: bytes) -> bytes:
@@ -242,8 +269,8 @@ def outside_table(allowed: bytes) -> bytes:
     return bytes(c if c in allowed else (c + 1) & 0xFF for c in range(256))
 
 
-_OUTSIDE_TCHAR = outside_table(_TCHAR)
-_OUTSIDE_VALUE_CHARS = outside_table(_VALUE_CHARS)
+_OUTSIDE_TCHAR = outside_table(TCHAR)
+_OUTSIDE_VALUE_CHARS = outside_table(FIELD_VALUE_CHARS)
 
 
 def is_valid_header_name(name: bytes) -> bool:
