@@ -2,7 +2,8 @@
 
 Coverage-guided under atheris when it is installed (it instruments the pure twin, the protocol
 code and the checks; the compiled twin is compared against them on every input), else the
-hypothesis properties of tests/test_fuzz.py with many examples.
+hypothesis properties of tests/test_fuzz.py with many examples. Either way the send side
+(tests/test_send_parity.py: what apps send, through both twins) runs first, with hypothesis.
 
     python tests/fuzz_http.py --seconds 600
     python tests/fuzz_http.py --hypothesis --examples 50000
@@ -24,6 +25,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+def run_send_parity(examples: int) -> int:
+    """The send-side differential test (hypothesis only: its input is a message sequence)."""
+    env = dict(os.environ, CYASGI_FUZZ_EXAMPLES=str(examples))
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=0", "tests/test_send_parity.py"]
+    print("send parity:", examples, "examples", flush=True)
+    return subprocess.call(command, cwd=ROOT, env=env)
 
 
 def run_hypothesis(examples: int) -> int:
@@ -77,7 +86,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=600, help="how long atheris runs")
     parser.add_argument("--examples", type=int, default=20000, help="hypothesis examples per property")
     parser.add_argument("--hypothesis", action="store_true", help="use hypothesis even if atheris is installed")
+    parser.add_argument("--send-examples", type=int, default=20000, help="examples of the send-side parity test")
     args = parser.parse_args()
+    status = run_send_parity(args.send_examples)
+    if status:
+        return status
     if not args.hypothesis:
         try:
             import atheris

@@ -6,15 +6,12 @@
 cimport cython
 
 from cyasgi._speedups.kernel cimport (
-    chunk_line,
     completed,
-    content_length_line,
     failed,
     has_proxy_headers,
     header_name,
     frame_response,
     is_ascii,
-    join_bytes,
     monotonic,
     parse_content_length,
     split_target,
@@ -86,7 +83,7 @@ cdef class RequestCycle:
     cdef object _send(self, dict message)
     cdef object _send_extension(self, object message_type, dict message)
     @cython.locals(code=int, trailers_mode=int, lines=list, content_length=Py_ssize_t, length=Py_ssize_t,
-                   keep_alive=bint, connection_header=bint, name=bytes, value=bytes)
+                   keep_alive=bint, connection_header=bint, name=bytes, value=bytes, pair=tuple)
     cdef _start_response(self, object status, object headers, object trailers=*)
     cdef _log_access(self, bint aborted)
     cdef int _trailers_mode(self, int status) except -1

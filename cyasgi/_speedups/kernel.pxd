@@ -22,7 +22,4 @@ cpdef Py_ssize_t parse_content_length(bytes value) noexcept
 cpdef bint is_ascii(bytes data) noexcept
 cpdef bint has_proxy_headers(list headers)
 cpdef tuple split_target(bytes target)
-cpdef bytes content_length_line(Py_ssize_t size)
-cpdef bytes chunk_line(Py_ssize_t size)
-cpdef bytes join_bytes(list parts)
 cpdef bytes frame_response(list lines, Py_ssize_t length, bytes head_end, Py_ssize_t chunk_size, bytes body, bytes tail)

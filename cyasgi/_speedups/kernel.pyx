@@ -145,49 +145,8 @@ cpdef bint valid_field_value(bytes value) noexcept:
 
 
 cpdef Py_ssize_t parse_content_length(bytes value) noexcept:
-    """``1*DIGIT`` with optional spaces or tabs around (RFC 9110 8.6); -1 when invalid."""
-    cdef const unsigned char *data = <const unsigned char *> PyBytes_AS_STRING(value)
-    cdef Py_ssize_t start = 0, end = PyBytes_GET_SIZE(value)
-    while start < end and (data[start] == SP or data[start] == HTAB):
-        start += 1
-    while end > start and (data[end - 1] == SP or data[end - 1] == HTAB):
-        end -= 1
-    return digits_value(data + start, end - start)
-
-
-cpdef bytes content_length_line(Py_ssize_t size):
-    """``content-length: <size>\r\n``."""
-    cdef Py_ssize_t digits = 1, rest = size, prefix = PyBytes_GET_SIZE(CONTENT_LENGTH_PREFIX), i
-    while rest >= 10:
-        rest //= 10
-        digits += 1
-    cdef bytes line = PyBytes_FromStringAndSize(NULL, prefix + digits + 2)
-    cdef char *out = PyBytes_AS_STRING(line)
-    memcpy(out, PyBytes_AS_STRING(CONTENT_LENGTH_PREFIX), prefix)
-    rest = size
-    for i in range(prefix + digits - 1, prefix - 1, -1):
-        out[i] = <char> (48 + rest % 10)
-        rest //= 10
-    out[prefix + digits] = CR
-    out[prefix + digits + 1] = LF
-    return line
-
-
-cpdef bytes chunk_line(Py_ssize_t size):
-    """A chunk's size line: ``<size in hex>\r\n``."""
-    cdef Py_ssize_t digits = 1, rest = size, i
-    while rest >= 16:
-        rest >>= 4
-        digits += 1
-    cdef bytes line = PyBytes_FromStringAndSize(NULL, digits + 2)
-    cdef char *out = PyBytes_AS_STRING(line)
-    rest = size
-    for i in range(digits - 1, -1, -1):
-        out[i] = HEX_DIGITS[rest & 15]
-        rest >>= 4
-    out[digits] = CR
-    out[digits + 1] = LF
-    return line
+    """``1*DIGIT``, at most 18 digits (rules.parse_content_length); -1 when invalid."""
+    return digits_value(<const unsigned char *> PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
 
 
 cdef inline Py_ssize_t decimal_digits(Py_ssize_t value) noexcept:
@@ -257,23 +216,6 @@ cpdef bytes frame_response(list lines, Py_ssize_t length, bytes head_end, Py_ssi
     if p != PyBytes_AS_STRING(out) + total:  # the size arithmetic above is wrong: fail loudly
         raise SystemError(f"response buffer mis-sized: {p - PyBytes_AS_STRING(out)} != {total}")
     return out
-
-
-cpdef bytes join_bytes(list parts):
-    """``b"".join(parts)`` for a list of bytes objects (a response's pieces), copied once into an
-    object of the exact size."""
-    cdef Py_ssize_t total = 0, size
-    cdef bytes part, joined
-    cdef char *out
-    for part in parts:
-        total += PyBytes_GET_SIZE(part)
-    joined = PyBytes_FromStringAndSize(NULL, total)
-    out = PyBytes_AS_STRING(joined)
-    for part in parts:
-        size = PyBytes_GET_SIZE(part)
-        memcpy(out, PyBytes_AS_STRING(part), size)
-        out += size
-    return joined
 
 
 # Requests ------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 
 class ClientDisconnected(OSError):
     """Raised by ``send()`` once the client is gone (ASGI HTTP spec 2.4)."""
@@ -17,7 +19,14 @@ class RequestRejected(Exception):
         self.log_message = log_message
 
 
-def bad_request() -> RequestRejected:
+_bad_request_logger = logging.getLogger("uvicorn.error")
+
+
+def bad_request(detail: str = "") -> RequestRejected:
+    """400 for a malformed request; ``detail`` (what was wrong) is logged at debug level only,
+    never sent to the client."""
+    if detail:
+        _bad_request_logger.debug("Invalid HTTP request: %s", detail)
     return RequestRejected(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
 
 

@@ -8,7 +8,7 @@ the pure build.
   connection's context, eagerly where Python allows it.
 * ``monotonic()``: the clock of the deadlines.
 * Response fields: ``header_name``, ``valid_field_value``, ``parse_content_length`` (the rules of
-  ``rules.py``), ``content_length_line`` and ``chunk_line``.
+  ``rules.py``), and ``frame_response``: a response's bytes in one object.
 * Requests: ``is_ascii``, ``has_proxy_headers``, ``split_target``.
 """
 
@@ -24,15 +24,12 @@ from cyasgi._compat import HAS_EAGER_TASKS
 from cyasgi.protocols.http.rules import is_valid_header_name, is_valid_header_value, parse_content_length, split_target
 
 __all__ = [
-    "chunk_line",
     "completed",
-    "content_length_line",
     "failed",
     "frame_response",
     "has_proxy_headers",
     "header_name",
     "is_ascii",
-    "join_bytes",
     "monotonic",
     "parse_content_length",
     "split_target",
@@ -116,15 +113,3 @@ def frame_response(
     parts.append(body)
     parts.append(tail)
     return b"".join(parts)
-
-
-def join_bytes(parts: list[bytes]) -> bytes:
-    return b"".join(parts)
-
-
-def content_length_line(size: int) -> bytes:
-    return b"content-length: %d\r\n" % size
-
-
-def chunk_line(size: int) -> bytes:
-    return b"%x\r\n" % size

@@ -31,6 +31,7 @@ from typing import Any
 
 from cyasgi.protocols.http.errors import (
     RequestRejected,
+    bad_request,
     body_too_large,
     head_too_large,
     too_many_headers,
@@ -38,7 +39,15 @@ from cyasgi.protocols.http.errors import (
     version_not_supported,
 )
 from cyasgi.protocols.http.foreign import ParserUpgrade
-from cyasgi.protocols.http.rules import FRAMING_FIELDS, is_valid_host, is_valid_target, outside_table
+from cyasgi.protocols.http.rules import (
+    FIELD_VALUE_CHARS,
+    FRAMING_FIELDS,
+    TCHAR,
+    is_valid_host,
+    is_valid_target,
+    outside_table,
+    parse_content_length,
+)
 
 __all__ = ["RequestParser"]
 
@@ -50,18 +59,16 @@ MAX_CHUNK_SIZE_DIGITS = 15
 # States
 HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UPGRADED, FAILED = range(8)
 
-_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _TARGET_CHARS = bytes(range(0x21, 0x7F))
-_VALUE_CHARS = bytes([0x09]) + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 _HEX = b"0123456789abcdefABCDEF"
 _OWS = b" \t"
 
 # The head is split with bytes methods and checked with translate() tables that change exactly the
 # bytes outside a set (see outside_table): one pass in C each on CPython, and on PyPy several times
 # cheaper than regular expressions (perf/microbench.py).
-_OUTSIDE_TCHAR = outside_table(_TCHAR)
+_OUTSIDE_TCHAR = outside_table(TCHAR)
 _OUTSIDE_TARGET_CHARS = outside_table(_TARGET_CHARS)
-_OUTSIDE_FIELD_LINES = outside_table(_VALUE_CHARS + b"\r\n")  # field lines with their CRLFs, at once
+_OUTSIDE_FIELD_LINES = outside_table(FIELD_VALUE_CHARS + b"\r\n")  # field lines with their CRLFs, at once
 _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 # Only for a head already found bad: which field line fails decides between 431 and 400.
 _TCHAR_CLASS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
@@ -77,20 +84,9 @@ _SPECIAL_FIELDS = frozenset((b"host", b"content-length", b"transfer-encoding", b
 _KNOWN_METHODS = {m.encode("ascii"): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE")}
 
 
-def _bad_request(detail: str) -> RequestRejected:
-    logger.debug("Invalid HTTP request: %s", detail)
-    return RequestRejected(400, b"Invalid HTTP request received.", "Invalid HTTP request received.")
-
-
 def _tokens(value: bytes) -> set[bytes]:
     return {token.strip(_OWS).lower() for token in value.split(b",")}
 
-
-def _content_length(value: bytes) -> int:
-    """Digits only (OWS already stripped); -1 when invalid."""
-    if len(value) > 18 or not value.isdigit():  # bytes.isdigit(): ASCII digits, at least one
-        return -1
-    return int(value)
 
 
 class RequestSink:
@@ -172,7 +168,7 @@ class RequestParser:
 
     def _start(self, data: bytes, hold: bool) -> bytes | None:
         if self.state == FAILED:
-            raise _bad_request("data after a malformed request")
+            raise bad_request("data after a malformed request")
         if self.state == UPGRADED:
             return None
         data = bytes(data)
@@ -218,11 +214,11 @@ class RequestParser:
             elif state == CHUNK_END:
                 if size - pos < 2:
                     if data[pos] != 13:
-                        raise _bad_request("chunk data not followed by CRLF")
+                        raise bad_request("chunk data not followed by CRLF")
                     self.buffer = data[pos:]
                     return None
                 if data[pos : pos + 2] != b"\r\n":
-                    raise _bad_request("chunk data not followed by CRLF")
+                    raise bad_request("chunk data not followed by CRLF")
                 pos += 2
                 self.state = CHUNK_SIZE
             elif state == CHUNK_SIZE:
@@ -255,13 +251,13 @@ class RequestParser:
         lf = data.find(b"\n", pos)
         if lf < 0:
             if len(data) - pos > limit:
-                raise _bad_request(what + " too long")
+                raise bad_request(what + " too long")
             return -1
         end = lf - 1
         if end < pos or data[end] != 13:
-            raise _bad_request("bare LF in " + what)
+            raise bad_request("bare LF in " + what)
         if end - pos > limit:
-            raise _bad_request(what + " too long")
+            raise bad_request(what + " too long")
         return end
 
     def _find_head_end(self, data: bytes, pos: int) -> int:
@@ -275,7 +271,7 @@ class RequestParser:
         stop = size if end < 0 else end + 4
         # Every LF must follow a CR: as many LFs as CRLFs in what is newly seen.
         if data.count(b"\n", start, stop) != data.count(b"\r\n", max(start - 1, pos), stop) or data[pos : pos + 1] == b"\n":
-            raise _bad_request("bare LF in the request head")
+            raise bad_request("bare LF in the request head")
         if end < 0:
             if size - pos > self.max_head_size:
                 raise head_too_large()
@@ -292,7 +288,7 @@ class RequestParser:
         valid_end = _FIELD_LINES.match(data, fields_start, end + 2).end()
         if data.count(b"\r\n", fields_start, valid_end) > self.max_headers:
             return too_many_headers()
-        return _bad_request("malformed header field")
+        return bad_request("malformed header field")
 
     def _parse_head(self, data: bytes, pos: int, end: int) -> int:
         """Parse the head in ``data[pos:end]`` (end: its final CRLFCRLF); return the offset after it."""
@@ -301,25 +297,25 @@ class RequestParser:
         # request-line = method SP request-target SP HTTP-version
         request_line = lines[0].split(b" ")
         if len(request_line) != 3:
-            raise _bad_request("malformed request line")
+            raise bad_request("malformed request line")
         method_raw, target, version_raw = request_line
         method = _KNOWN_METHODS.get(method_raw)
         if method is None:
             if not method_raw or method_raw.translate(_OUTSIDE_TCHAR) != method_raw:
-                raise _bad_request("malformed request line")
+                raise bad_request("malformed request line")
             method = method_raw.decode("ascii")
         if not target or target.translate(_OUTSIDE_TARGET_CHARS) != target:
-            raise _bad_request("malformed request line")
+            raise bad_request("malformed request line")
         version = _VERSIONS.get(version_raw)
         if version is None:
             # HTTP/d.d with other digits is understood, and refused
             if len(version_raw) == 8 and version_raw[:5] == b"HTTP/" and version_raw[6] == 0x2E and version_raw[5:8:2].isdigit():
                 if version_raw[5] == 0x30:
-                    raise _bad_request("HTTP/0.x")  # no such version on the wire: HTTP/0.9 requests have none
+                    raise bad_request("HTTP/0.x")  # no such version on the wire: HTTP/0.9 requests have none
                 raise version_not_supported()
-            raise _bad_request("malformed request line")
+            raise bad_request("malformed request line")
         if (target[0] != 47 or method == "CONNECT") and not is_valid_target(method, target):
-            raise _bad_request("request-target of the wrong form")
+            raise bad_request("request-target of the wrong form")
 
         # field-line = field-name ":" OWS field-value OWS CRLF
         headers: list[tuple[bytes, bytes]] = []
@@ -354,17 +350,17 @@ class RequestParser:
             if name == b"host":
                 hosts += 1
                 if not is_valid_host(value):
-                    raise _bad_request("invalid Host")
+                    raise bad_request("invalid Host")
             elif name == b"content-length":
                 if content_length != -1:
-                    raise _bad_request("duplicate Content-Length")
-                content_length = _content_length(value)
+                    raise bad_request("duplicate Content-Length")
+                content_length = parse_content_length(value)
                 if content_length < 0:
-                    raise _bad_request("invalid Content-Length")
+                    raise bad_request("invalid Content-Length")
             elif name == b"transfer-encoding":
                 if has_transfer_encoding:
                     # a second field: any coding after "chunked" leaves the framing unknown
-                    raise _bad_request("Transfer-Encoding after chunked")
+                    raise bad_request("Transfer-Encoding after chunked")
                 has_transfer_encoding = True
                 if value.lower() != b"chunked":
                     raise transfer_coding_rejection(value)
@@ -378,11 +374,11 @@ class RequestParser:
 
         # Framing and host rules (RFC 9112 3.2, 6.1, 6.3).
         if has_transfer_encoding and content_length != -1:
-            raise _bad_request("both Transfer-Encoding and Content-Length")
+            raise bad_request("both Transfer-Encoding and Content-Length")
         if has_transfer_encoding and version == "1.0":
-            raise _bad_request("Transfer-Encoding in an HTTP/1.0 request")
+            raise bad_request("Transfer-Encoding in an HTTP/1.0 request")
         if hosts > 1 or (hosts == 0 and version == "1.1"):
-            raise _bad_request("missing or duplicate Host")
+            raise bad_request("missing or duplicate Host")
         if method == "CONNECT":
             # RFC 9110 9.3.6: a CONNECT request has no content; what follows its head is the tunnel's.
             content_length = -1
@@ -415,12 +411,12 @@ class RequestParser:
             if significant or line[digits] != 48:
                 significant += 1
                 if significant > MAX_CHUNK_SIZE_DIGITS:
-                    raise _bad_request("chunk size too large")
+                    raise bad_request("chunk size too large")
             digits += 1
         if digits == 0:
-            raise _bad_request("invalid chunk size")
+            raise bad_request("invalid chunk size")
         if digits < len(line) and _CHUNK_EXTENSIONS.fullmatch(line, digits) is None:
-            raise _bad_request("invalid chunk extension")
+            raise bad_request("invalid chunk extension")
         value = int(line[:digits], 16)
         if value == 0:
             self.state = TRAILERS
@@ -435,14 +431,14 @@ class RequestParser:
     @staticmethod
     def _check_field_line(line: bytes) -> None:
         if line[:1] in (b" ", b"\t"):
-            raise _bad_request("obsolete line folding in trailers")
+            raise bad_request("obsolete line folding in trailers")
         name, colon, value = line.partition(b":")
-        if not colon or not name or name.translate(None, _TCHAR):
-            raise _bad_request("malformed trailer field")
-        if value.translate(None, _VALUE_CHARS):
-            raise _bad_request("invalid character in a trailer field")
+        if not colon or not name or name.translate(None, TCHAR):
+            raise bad_request("malformed trailer field")
+        if value.translate(None, FIELD_VALUE_CHARS):
+            raise bad_request("invalid character in a trailer field")
         if name.lower() in FRAMING_FIELDS:
-            raise _bad_request("framing field in trailers")  # RFC 9110 6.5.1
+            raise bad_request("framing field in trailers")  # RFC 9110 6.5.1
 
     def _message_complete(self) -> None:
         self.state = UPGRADED if self.upgrade else HEAD

@@ -33,7 +33,7 @@ try:
 except ImportError:  # no Cython where this runs: the pure build, as with PyPy
     from cyasgi import _cython_shim as cython
 
-from cyasgi._compat import HAS_EAGER_TASKS, IS_PYPY
+from cyasgi._compat import IS_PYPY
 from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
 from cyasgi.protocols.http.access import ACCESS_LOG_MESSAGE, access_log_extra
@@ -64,15 +64,12 @@ from cyasgi.protocols.http.foreign import (
 )
 if not cython.compiled:  # the compiled build takes these from the C kernel and parser (http.pxd)
     from cyasgi.protocols.http.kernel import (
-        chunk_line,
         completed,
-        content_length_line,
         failed,
         has_proxy_headers,
         header_name,
         frame_response,
         is_ascii,
-        join_bytes,
         monotonic,
         parse_content_length,
         split_target,
@@ -81,13 +78,7 @@ if not cython.compiled:  # the compiled build takes these from the C kernel and 
         valid_field_value,
     )
     from cyasgi.protocols.http.parser import RequestParser, RequestSink
-from cyasgi.protocols.http.rules import (
-    FRAMING_FIELDS,
-    as_bytes,
-    check_request_head,
-    is_valid_header_name,
-    is_valid_header_value,
-)
+from cyasgi.protocols.http.rules import FRAMING_FIELDS, as_bytes, check_request_head, header_pair
 from cyasgi.protocols.http.server_apps import HealthCheck, service_unavailable
 from cyasgi.protocols.http.upgrade import (
     is_websocket_upgrade,
@@ -474,7 +465,9 @@ class RequestCycle:
         content_length = -1
         keep_alive = self.keep_alive
         connection_header = False
-        for raw_name, raw_value in headers:
+        for field in headers:
+            pair = field if type(field) is tuple and len(field) == 2 else header_pair(field)
+            raw_name, raw_value = pair
             name = header_name(raw_name if type(raw_name) is bytes else as_bytes(raw_name, "header name"))
             value = raw_value if type(raw_value) is bytes else as_bytes(raw_value, "header value")
             if name is None:
@@ -643,7 +636,7 @@ class RequestCycle:
             self._bytes_sent += count
         protocol = self.protocol
         if self._chunked and count:
-            head += chunk_line(count)
+            head += frame_response(None, -1, b"", count, b"", b"")  # the chunk-size line
         if head:
             protocol._write(head)
         if count:

@@ -87,9 +87,11 @@ def check_request_head(
             if value.lower() != b"chunked":
                 raise transfer_coding_rejection(value)
         elif name == b"content-length":
-            if content_length != -1 or not value.isdigit() or len(value) > 18:
-                raise bad_request()
-            content_length = int(value)
+            if content_length != -1:
+                raise bad_request("more than one Content-Length")
+            content_length = parse_content_length(value)
+            if content_length == -1:
+                raise bad_request("invalid Content-Length")
     if transfer_encoding and (content_length != -1 or http_version == "1.0"):
         raise bad_request()
     if hosts > 1 or (hosts == 0 and http_version == "1.1"):
@@ -98,10 +100,11 @@ def check_request_head(
         raise body_too_large()
 
 
-# RFC 9110 token characters (header names); anything left after deleting these is invalid.
-_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-# Field-value characters: HTAB, SP, VCHAR and obs-text; everything else (CR, LF, NUL...) is refused.
-_VALUE_CHARS = bytes([0x09]) + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+#: RFC 9110 5.6.2 token characters (field names, methods, transfer codings): the one definition.
+TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: Characters a field value may hold (RFC 9110 5.5): HTAB, SP, VCHAR and obs-text; CR, LF, NUL and
+#: the other controls are refused (RFC 9110 5.5 lets a recipient refuse them; a sender must not send them).
+FIELD_VALUE_CHARS = bytes([0x09]) + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 
 
 def outside_table(allowed: bytes) -> bytes:
@@ -110,22 +113,33 @@ def outside_table(allowed: bytes) -> bytes:
     return bytes(c if c in allowed else (c + 1) & 0xFF for c in range(256))
 
 
-_OUTSIDE_TCHAR = outside_table(_TCHAR)
-_OUTSIDE_VALUE_CHARS = outside_table(_VALUE_CHARS)
+_OUTSIDE_TCHAR = outside_table(TCHAR)
+_OUTSIDE_VALUE_CHARS = outside_table(FIELD_VALUE_CHARS)
 
 
-#: Content-Length values past this many digits are refused rather than parsed (they would not fit
-#: the compiled build's integers, and no body is that large).
-CONTENT_LENGTH_DIGITS_LIMIT = 18
+#: Digits a content-length may have: 10**18 bytes is past any body that can arrive (RFC 9112 6.3 (5)
+#: lets a recipient refuse a length it cannot parse), and the value stays within a signed 64-bit int.
+MAX_CONTENT_LENGTH_DIGITS = 18
 
 
 def parse_content_length(value: bytes) -> int:
-    """``1*DIGIT`` (RFC 9110 8.6), spaces or tabs around allowed; -1 for anything else (signs,
-    underscores, inner spaces, lists, more than CONTENT_LENGTH_DIGITS_LIMIT digits)."""
-    value = value.strip(b" \t")
-    if not value.isdigit() or len(value) > CONTENT_LENGTH_DIGITS_LIMIT:  # (ASCII digits, at least one)
+    """The length of a ``Content-Length`` value, or -1 when it is not one.
+
+    ``Content-Length = 1*DIGIT`` (RFC 9110 8.6): ASCII digits only, up to 18 of them; no sign, no
+    ``_``, no OWS (a field value has none around it, RFC 9110 5.5: the request parsers strip it, and
+    a response value from the app is written as it is), no list (``5, 5``). The one rule for
+    request and response, so that no two places read a length differently."""
+    if not value.isdigit() or len(value) > MAX_CONTENT_LENGTH_DIGITS:  # bytes.isdigit(): ASCII only, non-empty
         return -1
     return int(value)
+
+
+def header_pair(field: Any) -> tuple[Any, Any]:
+    """A response header the app gave as something other than a 2-tuple: a (name, value) list is
+    taken; anything else is refused with the same error in both builds."""
+    if isinstance(field, (list, tuple)) and len(field) == 2:
+        return field[0], field[1]
+    raise TypeError(f"HTTP response headers must be (name, value) pairs, not {field!r}.")
 
 
 def is_valid_header_name(name: bytes) -> bool:
