@@ -28,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 def run_hypothesis(examples: int) -> int:
     env = dict(os.environ, CYASGI_FUZZ_EXAMPLES=str(examples))
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=0", "-s", "tests/test_fuzz.py"]
+    command = [
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=0", "-s", "tests/test_fuzz.py"
+    ]
     print("hypothesis:", examples, "examples per property", flush=True)
     return subprocess.call(command, cwd=ROOT, env=env)
 

@@ -133,7 +133,8 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[bytes]) -> bytes:
 @st.composite
 def stream(draw: st.DrawFn) -> bytes:
     """One to three pipelined requests, sometimes mutated, sometimes with a tail of junk."""
-    requests = [draw(st.one_of(http_request(), http_request(), mutated(http_request()))) for _ in range(draw(st.integers(1, 3)))]
+    count = draw(st.integers(1, 3))
+    requests = [draw(st.one_of(http_request(), http_request(), mutated(http_request()))) for _ in range(count)]
     tail = draw(mostly(st.just(b""), [b"\r\n", b"GET / HTT", b"\x00\xff", b"\r\n\r\n"], odds=6))
     return b"".join(requests) + tail
 

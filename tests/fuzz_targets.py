@@ -34,7 +34,8 @@ DIVERGENCES = {
     "request_line_spaces": "RFC 9112 3: one SP between method, target and version; llhttp takes any run of "
     "spaces (not closed: its callbacks do not show them)",
     "host": "RFC 9112 3.2: exactly one valid Host in HTTP/1.1, at most one in 1.0 (closed)",
-    "version": "RFC 9110 15.6.6 / RFC 9112 2.3: llhttp accepts HTTP/0.9 and HTTP/2.0 request lines (closed: 400 and 505)",
+    "version": "RFC 9110 15.6.6 / RFC 9112 2.3: llhttp accepts HTTP/0.9 and HTTP/2.0 request lines "
+    "(closed: 400 and 505)",
     "transfer_encoding": "RFC 9112 6.1: Transfer-Encoding in HTTP/1.0, or codings before chunked (closed: 400, 501)",
     "target_form": "RFC 9112 3.2: authority-form only for CONNECT (and CONNECT only with it), '*' only for "
     "OPTIONS; llhttp takes anything after CONNECT and '*...' for any method (closed)",
@@ -43,7 +44,8 @@ DIVERGENCES = {
     "chunk_size_digits": "a chunk size over 15 significant hex digits (2^60 bytes) is refused, RFC 9112 7.1; llhttp "
     "takes up to 2^64-1 (not closed; no such chunk can arrive)",
     "chunk_line_length": "a chunk-size line over 4 KiB (extensions) is refused; llhttp has no limit (not closed)",
-    "head_limits": "the head over --limit-request-head-size or --limit-request-headers: 431; llhttp has no limit (closed)",
+    "head_limits": "the head over --limit-request-head-size or --limit-request-headers: 431; llhttp has no "
+    "limit (closed)",
     "trailer_size": "trailers over --limit-request-head-size: 400; llhttp has no limit (closed)",
     "bare_lf_between_requests": "RFC 9112 2.2: only CRLF empty lines before a request are skipped; llhttp also "
     "skips a bare LF or CR there (not closed; harmless: no request is misread)",
@@ -141,7 +143,8 @@ def explain(
         request = theirs.requests[index]
         if request.http_version not in ("1.0", "1.1"):
             return "version"
-        if not is_valid_target(request.method, request.raw_path + (b"?" + request.query_string if request.query_string else b"")):
+        target = request.raw_path + (b"?" + request.query_string if request.query_string else b"")
+        if not is_valid_target(request.method, target):
             return "target_form"
         if _host_problem(request):
             return "host"

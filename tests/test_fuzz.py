@@ -102,7 +102,12 @@ def test_native_parser_agrees_with_httptools(twins, loop, chunks):
 @FUZZ
 @given(chunks=cut_bytes())
 @example(chunks=[b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n"])
-@example(chunks=[b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n"])
+@example(
+    chunks=[
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n"
+    ]
+)
 def test_data_received_of_both_twins_with_every_parser(twins, chunks):
     """No exception escapes, nothing hangs, the app sees only well-formed requests, and the two
     twins answer byte for byte the same with each parser."""
