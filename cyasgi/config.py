@@ -644,9 +644,10 @@ class Config:
                 message = f"--http {self.http} needs the {missing!r} package, which is not installed."
                 raise config_error(message, ModuleNotFoundError)
             if parser_path is not None:
-                self.http_parser_factory = _import_setting("HTTP parser", parser_path)
+                factory = _import_setting("HTTP parser", parser_path)
                 if self.http == "h11":
-                    self.http_parser_factory = self.http_parser_factory.factory(self)
+                    factory = factory.factory(self)
+                self.http_parser_factory = factory
         else:
             self.http_protocol_class = self.http
 

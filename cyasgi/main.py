@@ -57,7 +57,7 @@ class ChoiceOrImportString(click.ParamType):
         self.choices = list(choices)
         self.shown = [choice for choice in choices if choice not in hidden]
 
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:  # type: ignore[override]
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "[" + "|".join(self.shown) + "]"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:

@@ -170,7 +170,7 @@ class Server:
         self._refresh_default_headers(time.time())
 
         def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
-            return config.http_protocol_class(  # type: ignore[no-any-return]
+            return config.http_protocol_class(
                 config=config,
                 server_state=self.server_state,
                 app_state=self.lifespan.state,
@@ -305,7 +305,7 @@ class Server:
             if limit is not None and self.config.limit_max_requests_jitter > 0:
                 limit += random.randint(0, self.config.limit_max_requests_jitter)
             self._limit_max_requests = limit
-        return self._limit_max_requests  # type: ignore[return-value]
+        return self._limit_max_requests
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop accepting, let in-flight requests finish (bounded), then run lifespan shutdown.
@@ -380,8 +380,8 @@ class Server:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        for sig in reversed(self._captured_signals):
-            signal.raise_signal(sig)
+        for captured in reversed(self._captured_signals):
+            signal.raise_signal(captured)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._captured_signals.append(sig)
