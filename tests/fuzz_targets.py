@@ -79,6 +79,11 @@ _SPACES_IN_REQUEST_LINE = re.compile(
 )
 _CHUNK_BWS = re.compile(rb"\n[0-9A-Fa-f]+[^\r\n]*(?:[ \t];|;[ \t]|[ \t]=|=[ \t])")
 _LONG_CHUNK_LINE = re.compile(rb"\n[0-9A-Fa-f]+;[^\n]{4000}")
+# The last chunk followed by a field line: a trailer section.
+_TRAILER_FIELDS = re.compile(rb"\n0[^\r\n]*\r\n[^\r\n]+\r\n")
+# An absolute-form target whose scheme (RFC 3986 3.1) holds something else than letters. The parsed
+# raw_path no longer shows it: split_target keeps only the path.
+_SCHEME_NOT_LETTERS = re.compile(rb"(?:^|\n)[^\s:]+ [A-Za-z][A-Za-z0-9+\-.]*[0-9+\-.][A-Za-z0-9+\-.]*://")
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -153,12 +158,14 @@ def explain(
         if _cl_digits(request):
             return "content_length_digits"
         if len(request.headers) > 100 or len(data) > 60_000:
+            if index < len(ours.requests) and _TRAILER_FIELDS.search(data):
+                return "trailer_size"  # the native parser took the head: the trailers went over the limit
             return "head_limits"
     if ours.rejected and _LONG_CHUNK_LINE.search(data):
         return "chunk_line_length"
     if ours.rejected and re.search(rb"\n0*[1-9A-Fa-f][0-9A-Fa-f]{15}", data):
         return "chunk_size_digits"
-    if ours.rejected and len(data) > 60_000 and re.search(rb"\n0[^\r\n]*\r\n[^\r\n]+\r\n", data):
+    if ours.rejected and len(data) > 60_000 and _TRAILER_FIELDS.search(data):
         return "trailer_size"
     if ours.rejected and theirs.accepted() and not theirs.partial and theirs.requests == ours.requests:
         # the same requests, then bytes llhttp skipped (CR, LF) and the native parser refused
@@ -180,7 +187,7 @@ def explain(
         request = ours.requests[index]
         if request.method not in LLHTTP_METHODS:
             return "method"
-        if re.match(rb"[A-Za-z]*[^A-Za-z:/?#][^:/?#]*://", request.raw_path):
+        if _SCHEME_NOT_LETTERS.search(data):
             return "scheme"
         if any(name == b"transfer-encoding" for name, _ in request.headers) and b"chunked\t" in data.lower():
             return "transfer_encoding_tab"
