@@ -95,10 +95,18 @@ perf-check:
 annotate: $(VENV)/.installed
 	cd cyasgi/_speedups && ../../$(BIN)/cython -3 -a *.pyx
 
-lint: $(VENV)/.installed
-	$(PY) -m pip install -q ruff
+# ruff (cyasgi, tests, perf), mypy (cyasgi) and cython-lint (the .pyx/.pxd/.pxi of cyasgi/_speedups), their
+# settings in pyproject.toml; the pinned tools of requirements/lint.txt go into the venv on first use.
+# cython-lint runs pycodestyle from the PATH: the venv's.
+$(VENV)/.lint-installed: $(VENV)/.installed requirements/lint.txt
+	$(PY) -m pip install -q -r requirements/lint.txt
+	touch $@
+
+lint: $(VENV)/.lint-installed
 	$(BIN)/ruff check cyasgi tests perf
+	$(BIN)/mypy
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/cython-lint cyasgi/_speedups
 
 clean:
-	rm -rf build dist *.egg-info cyasgi/_speedups/*.c cyasgi/_speedups/*.html cyasgi/_speedups/*.so
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache cyasgi/_speedups/*.c cyasgi/_speedups/*.html cyasgi/_speedups/*.so
 	find . -name __pycache__ -prune -exec rm -rf {} +

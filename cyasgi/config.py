@@ -12,15 +12,16 @@ import os
 import socket
 import ssl
 import sys
+from collections.abc import Awaitable
 from configparser import RawConfigParser
 from pathlib import Path
-from typing import IO, Any, Awaitable, Callable, Literal
+from typing import IO, Any, Callable, Literal
 
 from cyasgi._compat import IS_PYPY
 from cyasgi.importer import ImportFromStringError, import_from_string
 from cyasgi.logging import TRACE_LOG_LEVEL
-from cyasgi.protocols.http.server_apps import encode_health_path
 from cyasgi.protocols.http.foreign import missing_parser_package
+from cyasgi.protocols.http.server_apps import encode_health_path
 
 HTTPProtocolType = Literal["auto", "cyasgi", "h11", "httptools"]
 WSProtocolType = Literal["auto", "none", "websockets", "websockets-sansio", "wsproto"]
@@ -522,7 +523,8 @@ class Config:
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 (a broken file or dict, whatever the error: say which)
-            source = self.log_config if isinstance(self.log_config, (str, os.PathLike)) else type(self.log_config).__name__
+            log_config = self.log_config
+            source = log_config if isinstance(log_config, (str, os.PathLike)) else type(log_config).__name__
             message = f"Could not load the logging configuration {os.fspath(source)!r}: {exc}"
             raise config_error(message, kind_of(exc)) from None
 
@@ -607,14 +609,16 @@ class Config:
                         ciphers=self.ssl_ciphers,
                     )
                 except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                    files = ", ".join(str(path) for path in (self.ssl_certfile, self.ssl_keyfile, self.ssl_ca_certs) if path)
+                    paths = (self.ssl_certfile, self.ssl_keyfile, self.ssl_ca_certs)
+                    files = ", ".join(str(path) for path in paths if path)
                     raise config_error(f"Could not set up TLS from {files}: {exc}", kind_of(exc)) from None
 
             if self.ssl_context_factory is not None:
                 context = self.ssl_context_factory(self, default_ssl_context_factory)
                 if not isinstance(context, ssl.SSLContext):
                     raise config_error(
-                        f"`ssl_context_factory` must return an `ssl.SSLContext`, got {type(context).__name__}.", TypeError
+                        f"`ssl_context_factory` must return an `ssl.SSLContext`, got {type(context).__name__}.",
+                        TypeError,
                     )
                 self.ssl: ssl.SSLContext | None = context
             else:
@@ -647,9 +651,10 @@ class Config:
                 message = f"--http {parser_name} needs the {missing!r} package, which is not installed."
                 raise config_error(message, ModuleNotFoundError)
             if parser_path is not None:
-                self.http_parser_factory = _import_setting("HTTP parser", parser_path)
+                factory = _import_setting("HTTP parser", parser_path)
                 if parser_name == "h11":
-                    self.http_parser_factory = self.http_parser_factory.factory(self)
+                    factory = factory.factory(self)
+                self.http_parser_factory = factory
 
         if isinstance(self.ws, str):
             ws_protocol_class = WS_PROTOCOLS.get(self.ws, self.ws)
@@ -724,7 +729,7 @@ class Config:
         try:
             return import_from_string(self.app)
         except ImportFromStringError as exc:
-            logger.error("Error loading ASGI app. %s" % exc)
+            logger.error("Error loading ASGI app. %s", exc)
             sys.exit(STARTUP_FAILURE)
 
     def setup_event_loop(self) -> None:
@@ -746,7 +751,7 @@ class Config:
         try:
             return import_from_string(self.loop)
         except ImportFromStringError as exc:
-            logger.error("Error loading custom loop setup function. %s" % exc)
+            logger.error("Error loading custom loop setup function. %s", exc)
             sys.exit(STARTUP_FAILURE)
 
     def bind_socket(self, *, announce: bool = True) -> socket.socket:

@@ -136,7 +136,7 @@ class JsonAccessFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         args = record.args
         moment = time.gmtime(record.created)
-        stamp = "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", moment), int(record.msecs))
+        stamp = f"{time.strftime('%Y-%m-%dT%H:%M:%S', moment)}.{int(record.msecs):03d}Z"
         if isinstance(args, tuple) and len(args) == 5:
             client_addr, method, path, http_version, status = args
             duration = getattr(record, "duration", None)

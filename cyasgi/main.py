@@ -9,8 +9,9 @@ import ssl
 import stat
 import sys
 import warnings
+from collections.abc import Awaitable
 from configparser import RawConfigParser
-from typing import IO, Any, Awaitable, Callable
+from typing import IO, Any, Callable
 
 import click
 
@@ -56,7 +57,7 @@ class ChoiceOrImportString(click.ParamType):
         self.choices = list(choices)
         self.shown = [choice for choice in choices if choice not in hidden]
 
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:  # type: ignore[override]
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "[" + "|".join(self.shown) + "]"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -78,13 +79,10 @@ LOOP_CHOICES = ChoiceOrImportString(list(LOOP_FACTORIES.keys()), hidden=("none",
 def version_text() -> str:
     from cyasgi.protocols.http import IMPLEMENTATION, IMPLEMENTATION_MODULE
 
-    return "Running cyasgi %s with %s %s on %s (HTTP/1.1: %s twin, %s)" % (
-        cyasgi.__version__,
-        platform.python_implementation(),
-        platform.python_version(),
-        platform.system(),
-        IMPLEMENTATION,
-        IMPLEMENTATION_MODULE,
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return (
+        f"Running cyasgi {cyasgi.__version__} with {python} on {platform.system()}"
+        f" (HTTP/1.1: {IMPLEMENTATION} twin, {IMPLEMENTATION_MODULE})"
     )
 
 

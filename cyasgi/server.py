@@ -13,9 +13,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Generator, Sequence
 from email.utils import formatdate
 from types import FrameType
-from typing import Any, Generator, Sequence
+from typing import Any
 
 import click
 
@@ -156,7 +157,8 @@ class Server:
         else:
             description = f"custom protocol {protocol.__module__}.{protocol.__qualname__}"
         loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
-        logger.info("HTTP/1.1: %s on %s, %s %s", description, loop_name, platform.python_implementation(), platform.python_version())
+        python = f"{platform.python_implementation()} {platform.python_version()}"
+        logger.info("HTTP/1.1: %s on %s, %s", description, loop_name, python)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await self.lifespan.startup()
@@ -168,7 +170,7 @@ class Server:
         self._refresh_default_headers(time.time())
 
         def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
-            return config.http_protocol_class(  # type: ignore[no-any-return]
+            return config.http_protocol_class(
                 config=config,
                 server_state=self.server_state,
                 app_state=self.lifespan.state,
@@ -181,7 +183,9 @@ class Server:
             if sockets is not None:
                 # Sockets bound by a parent process (--workers, --reload) or by the caller.
                 for sock in sockets:
-                    server = await loop.create_server(create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog)
+                    server = await loop.create_server(
+                        create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog
+                    )
                     self.servers.append(server)
                 listeners = sockets
             elif config.fd is not None:
@@ -278,7 +282,8 @@ class Server:
         if not self._delay_until:
             self._delay_until = now + delay
             logger.info(
-                "Shutdown delay: serving %gs more with health checks failing, then shutting down. (CTRL+C to force quit)",
+                "Shutdown delay: serving %gs more with health checks failing, then shutting down."
+                " (CTRL+C to force quit)",
                 delay,
             )
         return now >= self._delay_until
@@ -300,7 +305,7 @@ class Server:
             if limit is not None and self.config.limit_max_requests_jitter > 0:
                 limit += random.randint(0, self.config.limit_max_requests_jitter)
             self._limit_max_requests = limit
-        return self._limit_max_requests  # type: ignore[return-value]
+        return self._limit_max_requests
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop accepting, let in-flight requests finish (bounded), then run lifespan shutdown.
@@ -375,8 +380,8 @@ class Server:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        for sig in reversed(self._captured_signals):
-            signal.raise_signal(sig)
+        for captured in reversed(self._captured_signals):
+            signal.raise_signal(captured)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._captured_signals.append(sig)

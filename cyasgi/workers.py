@@ -89,7 +89,7 @@ class CyasgiWorker(Worker):
             if options.get("ciphers"):
                 context.set_ciphers(options["ciphers"])
             return context
-        return ssl_context(self.cfg)  # type: ignore[no-any-return]
+        return ssl_context(self.cfg)
 
     def init_signals(self) -> None:
         # gunicorn's handlers only flip self.alive, which the server never reads: start from the

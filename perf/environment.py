@@ -65,7 +65,9 @@ def find_pypy(requested: str | None = None) -> str:
     """``requested`` if given, else ``pypy3`` on the PATH (``make test-pypy`` installs Debian's)."""
     found = shutil.which(requested or "pypy3")
     if found is None:
-        raise SystemExit(f"{requested or 'pypy3'}: no such interpreter (Debian: apt-get install pypy3 pypy3-venv pypy3-dev)")
+        raise SystemExit(
+            f"{requested or 'pypy3'}: no such interpreter (Debian: apt-get install pypy3 pypy3-venv pypy3-dev)"
+        )
     return found
 
 

@@ -158,7 +158,8 @@ def main() -> None:
         run(impl, workload, int(count))
         return
     first, repeat = browser_blocks()
-    print(f"{sys.implementation.name} {sys.version.split()[0]}; GET block {len(first)} octets first, {len(repeat)} repeated")
+    version = sys.version.split()[0]
+    print(f"{sys.implementation.name} {version}; GET block {len(first)} octets first, {len(repeat)} repeated")
     for workload in args.workloads.split(","):
         for impl in args.impls.split(","):
             if args.callgrind:

@@ -217,7 +217,8 @@ register_server(Server(
 ))  # fmt: skip
 register_server(Server(
     BASELINE, "uvicorn[standard] (httptools, uvloop)",
-    _uvicorn_style("uvicorn", "--loop", "uvloop", "--http", "httptools"), check=importable("uvicorn", "httptools", "uvloop"),
+    _uvicorn_style("uvicorn", "--loop", "uvloop", "--http", "httptools"),
+    check=importable("uvicorn", "httptools", "uvloop"),
 ))  # fmt: skip
 register_server(Server(
     "uvicorn-h11", "uvicorn (h11, uvloop)", _uvicorn_style("uvicorn", "--loop", "uvloop", "--http", "h11"),
@@ -245,7 +246,8 @@ register_server(Server(
     interpreter=PYPY, workloads=_PYPY_WORKLOADS,
 ))  # fmt: skip
 register_server(Server(
-    "uvicorn-h11-pypy", "uvicorn on PyPy (h11, asyncio)", _uvicorn_style("uvicorn", "--loop", "asyncio", "--http", "h11"),
+    "uvicorn-h11-pypy", "uvicorn on PyPy (h11, asyncio)",
+    _uvicorn_style("uvicorn", "--loop", "asyncio", "--http", "h11"),
     check=importable("uvicorn", "h11"), interpreter=PYPY, workloads=_PYPY_WORKLOADS,
 ))  # fmt: skip
 register_server(Server(

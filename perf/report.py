@@ -127,7 +127,8 @@ def render_summary(doc: dict[str, Any], level: int = 1, image: str | None = None
             f"- **Load**: `{meta['wrk']}`, `wrk -t1 -c{meta['connections']} -d{meta['duration_s']:g}s --latency` "
             f"after a {meta['warmup_s']:g} s warm-up, {meta['rounds']} round(s) interleaved across servers; "
             "medians of the rounds are shown"
-            + (f"; each server first got {meta['first_warmup_s']} s of load (JIT warm-up)" if meta.get("first_warmup_s") else "")
+            + (f"; each server first got {meta['first_warmup_s']} s of load (JIT warm-up)"
+               if meta.get("first_warmup_s") else "")
         ),
         f"- **Machine load** (1/5/15 min) before: {meta['load_before']}, after: {meta['load_after']}. "
         + (meta.get("note") or ""),
@@ -168,7 +169,8 @@ def render_details(doc: dict[str, Any], level: int = 2) -> list[str]:
     section = "#" * level
     out = [f"{section} Per workload", ""]
     detail_header = [
-        "server", "req/s", "× " + doc.get("meta", {}).get("baseline", BASELINE), "× ceiling", "p50 ms", "p99 ms", "CPU µs/req", "CPU µs × ceiling",
+        "server", "req/s", "× " + doc.get("meta", {}).get("baseline", BASELINE), "× ceiling", "p50 ms", "p99 ms",
+        "CPU µs/req", "CPU µs × ceiling",
         "server CPU", "wrk CPU", "peak RSS MiB", "errors",
     ]  # fmt: skip
     for name, workload in workloads.items():

@@ -28,8 +28,11 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any, state: dict[s
             return
 
 
-async def send_text(send: Any, body: bytes, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers or [(b"content-type", b"text/plain")]})
+async def send_text(
+    send: Any, body: bytes, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = headers or [(b"content-type", b"text/plain")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -30,14 +30,33 @@ sys.path.insert(0, str(ROOT))
 def run_send_parity(examples: int) -> int:
     """The send-side differential test (hypothesis only: its input is a message sequence)."""
     env = dict(os.environ, CYASGI_FUZZ_EXAMPLES=str(examples))
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=0", "tests/test_send_parity.py"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--timeout=0",
+        "tests/test_send_parity.py",
+    ]
     print("send parity:", examples, "examples", flush=True)
     return subprocess.call(command, cwd=ROOT, env=env)
 
 
 def run_hypothesis(examples: int) -> int:
     env = dict(os.environ, CYASGI_FUZZ_EXAMPLES=str(examples))
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=0", "-s", "tests/test_fuzz.py"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--timeout=0",
+        "-s",
+        "tests/test_fuzz.py",
+    ]
     print("hypothesis:", examples, "examples per property", flush=True)
     return subprocess.call(command, cwd=ROOT, env=env)
 
@@ -82,11 +101,17 @@ def run_atheris(atheris: object, seconds: int) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=600, help="how long atheris runs")
     parser.add_argument("--examples", type=int, default=20000, help="hypothesis examples per property")
-    parser.add_argument("--hypothesis", action="store_true", help="use hypothesis even if atheris is installed")
-    parser.add_argument("--send-examples", type=int, default=20000, help="examples of the send-side parity test")
+    parser.add_argument(
+        "--hypothesis", action="store_true", help="use hypothesis even if atheris is installed"
+    )
+    parser.add_argument(
+        "--send-examples", type=int, default=20000, help="examples of the send-side parity test"
+    )
     args = parser.parse_args()
     status = run_send_parity(args.send_examples)
     if status:

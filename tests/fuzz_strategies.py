@@ -162,7 +162,8 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[bytes]) -> bytes:
 @st.composite
 def stream(draw: st.DrawFn) -> bytes:
     """One to three pipelined requests, sometimes mutated, sometimes with a tail of junk."""
-    requests = [draw(st.one_of(http_request(), http_request(), mutated(http_request()))) for _ in range(draw(st.integers(1, 3)))]
+    count = draw(st.integers(1, 3))
+    requests = [draw(st.one_of(http_request(), http_request(), mutated(http_request()))) for _ in range(count)]
     tail = draw(mostly(st.just(b""), [b"\r\n", b"GET / HTT", b"\x00\xff", b"\r\n\r\n"], odds=6))
     return b"".join(requests) + tail
 
@@ -376,7 +377,8 @@ def body_message(draw: st.DrawFn, more_body: bool | None = None, clean: bool = F
 
 @st.composite
 def trailers_message(draw: st.DrawFn, clean: bool = False) -> tuple[str, dict[str, Any]]:
-    field = st.tuples(st.sampled_from([b"x-checksum", b"X-Digest"]), text(VISIBLE, max_size=6)) if clean else TRAILER_FIELD
+    clean_field = st.tuples(st.sampled_from([b"x-checksum", b"X-Digest"]), text(VISIBLE, max_size=6))
+    field = clean_field if clean else TRAILER_FIELD
     message: dict[str, Any] = {"type": "http.response.trailers", "headers": draw(st.lists(field, max_size=3))}
     more = draw(st.integers(0, 6))
     if more == 0:

@@ -16,13 +16,13 @@ import asyncio
 import re
 from typing import Any, Callable
 
+from cyasgi.protocols.http.foreign import httptools
 from cyasgi.protocols.http.rules import (
     is_valid_header_name,
     is_valid_header_value,
     is_valid_host,
     is_valid_target,
 )
-from cyasgi.protocols.http.foreign import httptools
 from tests.parser_harness import NativeParser, Outcome, Parsed, RawHttptools, parse
 from tests.utils import make_protocol
 
@@ -34,7 +34,8 @@ DIVERGENCES = {
     "request_line_spaces": "RFC 9112 3: one SP between method, target and version; llhttp takes any run of "
     "spaces (not closed: its callbacks do not show them)",
     "host": "RFC 9112 3.2: exactly one valid Host in HTTP/1.1, at most one in 1.0 (closed)",
-    "version": "RFC 9110 15.6.6 / RFC 9112 2.3: llhttp accepts HTTP/0.9 and HTTP/2.0 request lines (closed: 400 and 505)",
+    "version": "RFC 9110 15.6.6 / RFC 9112 2.3: llhttp accepts HTTP/0.9 and HTTP/2.0 request lines "
+    "(closed: 400 and 505)",
     "transfer_encoding": "RFC 9112 6.1: Transfer-Encoding in HTTP/1.0, or codings before chunked (closed: 400, 501)",
     "target_form": "RFC 9112 3.2: authority-form only for CONNECT (and CONNECT only with it), '*' only for "
     "OPTIONS; llhttp takes anything after CONNECT and '*...' for any method (closed)",
@@ -43,7 +44,8 @@ DIVERGENCES = {
     "chunk_size_digits": "a chunk size over 15 significant hex digits (2^60 bytes) is refused, RFC 9112 7.1; llhttp "
     "takes up to 2^64-1 (not closed; no such chunk can arrive)",
     "chunk_line_length": "a chunk-size line over 4 KiB (extensions) is refused; llhttp has no limit (not closed)",
-    "head_limits": "the head over --limit-request-head-size or --limit-request-headers: 431; llhttp has no limit (closed)",
+    "head_limits": "the head over --limit-request-head-size or --limit-request-headers: 431; llhttp has no "
+    "limit (closed)",
     "trailer_size": "trailers over --limit-request-head-size: 400; llhttp has no limit (closed)",
     "bare_lf_between_requests": "RFC 9112 2.2: only CRLF empty lines before a request are skipped; llhttp also "
     "skips a bare LF or CR there (not closed; harmless: no request is misread)",
@@ -77,6 +79,11 @@ _SPACES_IN_REQUEST_LINE = re.compile(
 )
 _CHUNK_BWS = re.compile(rb"\n[0-9A-Fa-f]+[^\r\n]*(?:[ \t];|;[ \t]|[ \t]=|=[ \t])")
 _LONG_CHUNK_LINE = re.compile(rb"\n[0-9A-Fa-f]+;[^\n]{4000}")
+# The last chunk followed by a field line: a trailer section.
+_TRAILER_FIELDS = re.compile(rb"\n0[^\r\n]*\r\n[^\r\n]+\r\n")
+# An absolute-form target whose scheme (RFC 3986 3.1) holds something else than letters. The parsed
+# raw_path no longer shows it: split_target keeps only the path.
+_SCHEME_NOT_LETTERS = re.compile(rb"(?:^|\n)[^\s:]+ [A-Za-z][A-Za-z0-9+\-.]*[0-9+\-.][A-Za-z0-9+\-.]*://")
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -141,7 +148,8 @@ def explain(
         request = theirs.requests[index]
         if request.http_version not in ("1.0", "1.1"):
             return "version"
-        if not is_valid_target(request.method, request.raw_path + (b"?" + request.query_string if request.query_string else b"")):
+        target = request.raw_path + (b"?" + request.query_string if request.query_string else b"")
+        if not is_valid_target(request.method, target):
             return "target_form"
         if _host_problem(request):
             return "host"
@@ -150,12 +158,14 @@ def explain(
         if _cl_digits(request):
             return "content_length_digits"
         if len(request.headers) > 100 or len(data) > 60_000:
+            if index < len(ours.requests) and _TRAILER_FIELDS.search(data):
+                return "trailer_size"  # the native parser took the head: the trailers went over the limit
             return "head_limits"
     if ours.rejected and _LONG_CHUNK_LINE.search(data):
         return "chunk_line_length"
     if ours.rejected and re.search(rb"\n0*[1-9A-Fa-f][0-9A-Fa-f]{15}", data):
         return "chunk_size_digits"
-    if ours.rejected and len(data) > 60_000 and re.search(rb"\n0[^\r\n]*\r\n[^\r\n]+\r\n", data):
+    if ours.rejected and len(data) > 60_000 and _TRAILER_FIELDS.search(data):
         return "trailer_size"
     if ours.rejected and theirs.accepted() and not theirs.partial and theirs.requests == ours.requests:
         # the same requests, then bytes llhttp skipped (CR, LF) and the native parser refused
@@ -177,7 +187,7 @@ def explain(
         request = ours.requests[index]
         if request.method not in LLHTTP_METHODS:
             return "method"
-        if re.match(rb"[A-Za-z]*[^A-Za-z:/?#][^:/?#]*://", request.raw_path):
+        if _SCHEME_NOT_LETTERS.search(data):
             return "scheme"
         if any(name == b"transfer-encoding" for name, _ in request.headers) and b"chunked\t" in data.lower():
             return "transfer_encoding_tab"

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cyasgi.protocols.http.errors import RequestRejected
-from cyasgi.protocols.http.rules import split_target
 from cyasgi.protocols.http.foreign import OWN_PARSER, PARSER_UPGRADES, httptools
+from cyasgi.protocols.http.rules import split_target
 from tests.utils import MockTransport, make_config, make_state
 
 

@@ -36,5 +36,6 @@ async def app(scope, receive, send):
         body = f"{scope['scheme']} {client[0]}".encode()
     else:
         body = str(os.getpid()).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})

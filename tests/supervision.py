@@ -11,7 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Callable
 
 import httpx
 

@@ -22,7 +22,8 @@ BUILD_TIMEOUT = 300
 def copy_sources(destination: Path) -> Path:
     """The checkout without build products, venvs or caches (what a fresh clone would hold)."""
     ignore = shutil.ignore_patterns(
-        ".git", ".venv*", "build", "dist", "*.egg-info", "*.so", "*.c", "*.html", "__pycache__", ".pytest_cache", ".hypothesis"
+        ".git", ".venv*", "build", "dist", "*.egg-info", "*.so", "*.c", "*.html",
+        "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache",
     )
     target = destination / "src"
     shutil.copytree(ROOT, target, ignore=ignore)

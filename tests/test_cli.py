@@ -7,9 +7,9 @@ Process-level behaviour runs a real ``python -m cyasgi`` subprocess. The option-
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
-import importlib.util
 import platform
 import re
 import socket

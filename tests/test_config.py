@@ -308,7 +308,10 @@ def test_log_config_dict_is_not_modified_by_use_colors():
 
 @pytest.mark.parametrize(
     ("level", "expected"),
-    [("critical", 50), ("error", 40), ("warning", 30), ("info", 20), ("debug", 10), ("trace", 5), ("DEBUG", 10), (15, 15)],
+    [
+        ("critical", 50), ("error", 40), ("warning", 30), ("info", 20), ("debug", 10), ("trace", 5),
+        ("DEBUG", 10), (15, 15),
+    ],
 )
 def test_log_levels(level, expected):
     Config(apps.hello, log_config=None, log_level=level)
@@ -399,7 +402,8 @@ def access_record(*args: Any) -> logging.LogRecord:
 
 
 def test_access_format():
-    formatter = AccessFormatter('%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False)
+    fmt = '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'
+    formatter = AccessFormatter(fmt, use_colors=False)
     line = formatter.format(access_record("127.0.0.1:5000", "GET", "/path?q", "1.1", 200))
     assert line == 'INFO:     127.0.0.1:5000 - "GET /path?q HTTP/1.1" 200 OK'
     assert formatter.format(access_record("[::1]:1", "POST", "/", "1.0", 599)).endswith('"POST / HTTP/1.0" 599 ')

@@ -149,7 +149,8 @@ def framework(request: pytest.FixtureRequest) -> str:
 def served(framework: str, twin: Any) -> Iterator[tuple[httpx.Client, Background]]:
     background = Background()
     app = starlette_app(background) if framework == "starlette" else fastapi_app(background)
-    with run_server(make_config(app, twin, lifespan="on")) as server, httpx.Client(base_url=server.url, timeout=WAIT) as client:
+    config = make_config(app, twin, lifespan="on")
+    with run_server(config) as server, httpx.Client(base_url=server.url, timeout=WAIT) as client:
         yield client, background
     background.release.set()
 

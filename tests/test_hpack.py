@@ -101,8 +101,20 @@ RESPONSES = [
     ),
 ]
 RESPONSE_TABLES = [
-    (222, fields("location: https://www.example.com\ndate: Mon, 21 Oct 2013 20:13:21 GMT\ncache-control: private\n:status: 302")),
-    (222, fields(":status: 307\nlocation: https://www.example.com\ndate: Mon, 21 Oct 2013 20:13:21 GMT\ncache-control: private")),
+    (
+        222,
+        fields(
+            "location: https://www.example.com\ndate: Mon, 21 Oct 2013 20:13:21 GMT\n"
+            "cache-control: private\n:status: 302"
+        ),
+    ),
+    (
+        222,
+        fields(
+            ":status: 307\nlocation: https://www.example.com\ndate: Mon, 21 Oct 2013 20:13:21 GMT\n"
+            "cache-control: private"
+        ),
+    ),
     (
         215,
         fields(
@@ -162,7 +174,8 @@ def test_rfc_appendix_c_sequences(twin, blocks, lists, tables, table_limit):
         (b"gzip", "9bd9 ab"),
         (
             b"foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1",
-            "94e7 821d d7f2 e6c7 b335 dfdf cd5b 3960 d5af 2708 7f36 72c1 ab27 0fb5 291f 9587 3160 65c0 03ed 4ee5 b106 3d50 07",
+            "94e7 821d d7f2 e6c7 b335 dfdf cd5b 3960 d5af 2708 7f36 72c1 ab27 0fb5 291f 9587 3160 65c0 "
+            "03ed 4ee5 b106 3d50 07",
         ),
     ],
 )
@@ -180,7 +193,7 @@ def test_transcribed_tables_match_the_hpack_package():
     assert pure.STATIC_TABLE[1:] == [(bytes(n), bytes(v)) for n, v in HeaderTable.STATIC_TABLE]
     assert pure.HUFFMAN_CODES == list(REQUEST_CODES)
     assert pure.HUFFMAN_LENGTHS == list(REQUEST_CODES_LENGTH)
-    assert sum(2.0 ** -length for length in pure.HUFFMAN_LENGTHS) == 1.0  # a complete prefix code
+    assert sum(2.0**-length for length in pure.HUFFMAN_LENGTHS) == 1.0  # a complete prefix code
 
 
 @given(st.binary(max_size=64))
@@ -199,7 +212,9 @@ def test_huffman_round_trip(twin, data):
 
 def test_encoder_uses_the_static_table_and_never_indexes_secrets(twin):
     encoder = twin.Encoder()
-    block = encoder.encode([(b":status", b"200"), (b"content-length", b"13"), (b"set-cookie", b"a=b"), (b"authorization", b"x")])
+    block = encoder.encode(
+        [(b":status", b"200"), (b"content-length", b"13"), (b"set-cookie", b"a=b"), (b"authorization", b"x")]
+    )
     # :status 200 is one octet; content-length is static name 28 without indexing; the secrets are
     # never indexed (0001 prefix) with their static names 55 and 23.
     assert block == unhex("88 0f0d 02 3133 1f28 03 613d62 1f08 01 78")
@@ -208,7 +223,12 @@ def test_encoder_uses_the_static_table_and_never_indexes_secrets(twin):
 
 def test_encoder_indexes_repeated_fields(twin):
     encoder = twin.Encoder()
-    response = [(b":status", b"200"), (b"content-type", b"text/plain"), (b"server", b"cyasgi"), (b"date", b"Mon, 21 Oct 2013 20:13:21 GMT")]
+    response = [
+        (b":status", b"200"),
+        (b"content-type", b"text/plain"),
+        (b"server", b"cyasgi"),
+        (b"date", b"Mon, 21 Oct 2013 20:13:21 GMT"),
+    ]
     first = encoder.encode(response)
     second = encoder.encode(response)
     assert second == unhex("88 c0 bf be")
@@ -237,7 +257,12 @@ def test_encoder_round_trip_through_hpack(twin, huffman):
     encoder = twin.Encoder(huffman=huffman)
     oracle = hpack_lib.Decoder()
     for _ in range(3):
-        response = [(b":status", b"404"), (b"content-type", b"text/html; charset=utf-8"), (b"x-request-id", b"abc123"), (b"vary", b"accept-encoding")]
+        response = [
+            (b":status", b"404"),
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"x-request-id", b"abc123"),
+            (b"vary", b"accept-encoding"),
+        ]
         assert oracle.decode(encoder.encode(response), raw=True) == response
 
 
@@ -245,10 +270,25 @@ def test_encoder_round_trip_through_hpack(twin, huffman):
 # Differential: random header lists against the hpack package, both directions
 
 NAMES = st.one_of(
-    st.sampled_from([b":status", b":path", b"content-type", b"server", b"date", b"set-cookie", b"cookie", b"accept-encoding", b"vary", b"x-a"]),
+    st.sampled_from(
+        [
+            b":status",
+            b":path",
+            b"content-type",
+            b"server",
+            b"date",
+            b"set-cookie",
+            b"cookie",
+            b"accept-encoding",
+            b"vary",
+            b"x-a",
+        ]
+    ),
     st.binary(min_size=1, max_size=20),
 )
-VALUES = st.one_of(st.sampled_from([b"", b"200", b"/", b"gzip, deflate", b"text/plain", b"cyasgi"]), st.binary(max_size=60))
+VALUES = st.one_of(
+    st.sampled_from([b"", b"200", b"/", b"gzip, deflate", b"text/plain", b"cyasgi"]), st.binary(max_size=60)
+)
 HEADER_LISTS = st.lists(st.lists(st.tuples(NAMES, VALUES), max_size=12), min_size=1, max_size=4)
 
 
@@ -261,7 +301,9 @@ def test_decoder_matches_hpack(twin, blocks, huffman, table_size):
         encoder.header_table_size = table_size
     for headers in blocks:
         assert decoder.decode(encoder.encode(headers, huffman=huffman)) == headers
-        assert decoder.table_size == sum(32 + len(n) + len(v) for n, v in encoder.header_table.dynamic_entries)
+        assert decoder.table_size == sum(
+            32 + len(n) + len(v) for n, v in encoder.header_table.dynamic_entries
+        )
 
 
 @given(blocks=HEADER_LISTS, huffman=st.booleans(), table_size=st.sampled_from([0, 64, 256, 4096]))
@@ -406,7 +448,9 @@ def test_arbitrary_bytes_raise_only_hpack_error(twin, data):
 # The twins
 
 
-@pytest.mark.skipif(not EXPECT_COMPILED, reason="the compiled twin is not expected here (pure mode or not CPython)")
+@pytest.mark.skipif(
+    not EXPECT_COMPILED, reason="the compiled twin is not expected here (pure mode or not CPython)"
+)
 def test_compiled_codec_is_the_one_loaded():
     assert codec.IMPLEMENTATION == "compiled"
     assert codec.Decoder.__module__ == "cyasgi._speedups.hpack"
@@ -441,4 +485,6 @@ def test_twins_have_the_same_public_api():
     for name in ("Decoder", "Encoder"):
         public = {attr for attr in dir(getattr(pure, name)) if not attr.startswith("_")}
         assert public <= set(dir(getattr(compiled, name))), name
-        assert {attr for attr in vars(getattr(pure, name)()) if not attr.startswith("_")} <= set(dir(getattr(compiled, name)()))
+        assert {attr for attr in vars(getattr(pure, name)()) if not attr.startswith("_")} <= set(
+            dir(getattr(compiled, name)())
+        )

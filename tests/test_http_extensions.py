@@ -445,7 +445,9 @@ async def test_zerocopysend_with_offset_count_and_more_body(twin, data_file):
 
         async def app(scope, receive, send):
             await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.zerocopysend", "file": file, "offset": 10, "count": 100, "more_body": True})
+            await send(
+                {"type": "http.response.zerocopysend", "file": file, "offset": 10, "count": 100, "more_body": True}
+            )
             await send({"type": "http.response.body", "body": b"|", "more_body": True})
             await send({"type": "http.response.zerocopysend", "file": file, "count": 5, "more_body": True})
             await send({"type": "http.response.zerocopysend", "file": file, "offset": len(data) - 3})
@@ -547,6 +549,8 @@ async def test_the_transport_sees_the_batched_head_before_the_file(twin, data_fi
 
     transport.write = write
     protocol, transport = make_protocol(twin, app, transport=transport)
-    protocol.data_received(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /file HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+    protocol.data_received(
+        b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /file HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
     responses = await transport.responses(3)
     assert [r.body for r in responses] == [b"small", data, b"small"]

@@ -11,13 +11,8 @@ from typing import Any
 
 import pytest
 
-from cyasgi.protocols.http.wire import (
-    FOREIGN_FEED_STEP,
-    PIPELINE_HEAD_LIMIT,
-    PIPELINE_LIMIT,
-    SHUTDOWN_GRACE,
-)
 from cyasgi._compat import HAS_EAGER_TASKS
+from cyasgi.protocols.http.wire import FOREIGN_FEED_STEP, PIPELINE_HEAD_LIMIT, PIPELINE_LIMIT, SHUTDOWN_GRACE
 from tests.utils import MockTransport, make_protocol, parse_responses
 
 pytestmark = pytest.mark.anyio

@@ -240,7 +240,9 @@ async def test_health_checks_and_concurrency_refusals_are_logged(twin, caplog):
 # Formatters ------------------------------------------------------------------------------------------
 
 
-def access_record(args: tuple[Any, ...] = ("127.0.0.1:5000", "GET", "/x", "1.1", 200), **extra: Any) -> logging.LogRecord:
+def access_record(
+    args: tuple[Any, ...] = ("127.0.0.1:5000", "GET", "/x", "1.1", 200), **extra: Any
+) -> logging.LogRecord:
     record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None)
     record.created = 1767225600.25  # 2026-01-01T00:00:00.250Z
     record.msecs = 250.0

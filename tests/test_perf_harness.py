@@ -237,7 +237,9 @@ def test_pypy_rows_run_in_their_own_venv_and_ratios_can_be_to_another_baseline()
     expected = "requirements-pypy.txt" if IS_PYPY else "requirements.txt"
     assert environment.venv_for(sys.executable)[0].requirements.name == expected
 
-    cells = [cell("uvicorn-pypy", "hello", [100.0]), cell("cyasgi-pypy", "hello", [300.0]), cell(BASELINE, "hello", [1.0])]
+    cells = [
+        cell("uvicorn-pypy", "hello", [100.0]), cell("cyasgi-pypy", "hello", [300.0]), cell(BASELINE, "hello", [1.0])
+    ]
     report.add_ratios(cells, "uvicorn-pypy")
     assert cells[1]["vs_baseline"] == pytest.approx(3.0)
     meta = {

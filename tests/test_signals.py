@@ -131,7 +131,8 @@ def get(sock: socket.socket, path: str) -> Any:
 def test_shutdown_delay_keeps_serving_while_health_checks_fail():
     delay = 4.0
     with run_cli(
-        "tests.apps:slow", "--port", "0", "--lifespan", "on", "--health-path", "/healthz", "--shutdown-delay", str(delay)
+        "tests.apps:slow", "--port", "0", "--lifespan", "on",
+        "--health-path", "/healthz", "--shutdown-delay", str(delay),
     ) as proc:
         url = proc.wait_until_serving()
         kept = request(url, "/healthz")

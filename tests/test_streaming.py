@@ -371,7 +371,8 @@ def test_chromium_event_source_opens_before_the_first_event_and_its_close_is_hea
             await send({"type": "http.response.start", "status": 204, "headers": []})
             await send({"type": "http.response.body", "body": b""})
         elif scope["path"] == "/events":
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+            event_stream = [(b"content-type", b"text/event-stream")]
+            await send({"type": "http.response.start", "status": 200, "headers": event_stream})
             await wait_in_thread(opened)
             await send({"type": "http.response.body", "body": b"data: hello\n\n", "more_body": True})
             await receive()

@@ -97,7 +97,11 @@ def test_keyfile_password_and_combined_file(twin, ca, pki, variant):
     [
         ({"ssl_keyfile": "key-encrypted.pem", "ssl_keyfile_password": "wrong"}, "Could not set up TLS from ", OSError),
         ({"ssl_keyfile": "key-encrypted.pem"}, "Could not set up TLS from ", OSError),
-        ({"ssl_certfile": "/nonexistent/cert.pem"}, "Could not set up TLS from /nonexistent/cert.pem", FileNotFoundError),
+        (
+            {"ssl_certfile": "/nonexistent/cert.pem"},
+            "Could not set up TLS from /nonexistent/cert.pem",
+            FileNotFoundError,
+        ),
         ({"ssl_ca_certs": "/nonexistent/ca.pem"}, "/nonexistent/ca.pem", FileNotFoundError),
         ({"ssl_ciphers": "NO-SUCH-CIPHER"}, "Could not set up TLS from ", OSError),
         ({"ssl_version": 99}, "Could not set up TLS from ", ValueError),

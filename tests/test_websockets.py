@@ -1059,7 +1059,8 @@ CLI_APP = """
 async def app(scope, receive, send):
     if scope["type"] == "http":
         body = b"http: " + scope["path"].encode()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body)).encode())]})
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return
     if scope["type"] != "websocket":

@@ -14,11 +14,11 @@ import pytest
 from cyasgi._subprocess import rebuild_socket
 from tests.supervision import (
     APP,
-    ignore_http_errors,
     SPAWN_WAIT,
     Load,
     cyasgi,
     get,
+    ignore_http_errors,
     pid_alive,
     run_supervised,
     started_pids,
@@ -72,7 +72,8 @@ def test_sighup_replaces_every_worker_under_load_without_a_failed_request():
         assert load.errors == []
         assert set(load.statuses) == {200}
         assert len(new) == 2 and not set(new) & set(old)
-        assert {f"Finished server process [{pid}]" for pid in old} <= {line.split("INFO:", 1)[-1].strip() for line in finished}
+        logged = {line.split("INFO:", 1)[-1].strip() for line in finished}
+        assert {f"Finished server process [{pid}]" for pid in old} <= logged
         # One at a time: each new worker was ready before its predecessor was told to stop.
         out = cli.output
         starts = sorted(out.index(f"Started server process [{pid}]") for pid in new)

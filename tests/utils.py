@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 from cyasgi._compat import asyncio_run
 from cyasgi.config import Config
-from cyasgi.protocols.http.wire import encode_headers_block
 from cyasgi.protocols.http.foreign import OWN_PARSER, H11Parser, httptools_parser_factory
+from cyasgi.protocols.http.wire import encode_headers_block
 from cyasgi.server import Server, ServerState
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,24 +10,31 @@ cdef bytes _HUF_ACCEPT
 cdef bytes _NAME_BYTES
 cdef dict _STATIC_NAMES
 
+
 @cython.locals(next_states=list, emits=list, pieces=list, state=cython.uint, entry=cython.uint, octet=cython.uchar)
 cdef bytes _huffman_decode(bytes data, Py_ssize_t start, Py_ssize_t end)
+
 
 @cython.locals(codes=list, lengths=list, out=bytearray, acc=cython.ulonglong, code=cython.ulonglong,
                bits=cython.int, length=cython.int, octet=cython.uchar)
 cpdef bytes huffman_encode(data)
 
+
 @cython.locals(shift=cython.int, octet=cython.uchar)
 cdef (Py_ssize_t, Py_ssize_t) _decode_int(bytes data, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t value)
+
 
 @cython.locals(octet=cython.uchar, length=Py_ssize_t, stop=Py_ssize_t)
 cdef (Py_ssize_t, Py_ssize_t, bint) _string_bounds(bytes data, Py_ssize_t pos, Py_ssize_t end)
 
+
 @cython.locals(rest=bytes)
 cdef bint _name_invalid(bytes name) except -1
 
+
 @cython.locals(first=cython.uchar, last=cython.uchar)
 cdef bint _value_invalid(bytes value) except -1
+
 
 cdef _encode_int(bytearray out, Py_ssize_t first, Py_ssize_t mask, Py_ssize_t value)
 
@@ -47,7 +54,8 @@ cdef class Decoder:
 
     @cython.locals(buf=bytes, end=Py_ssize_t, pos=Py_ssize_t, size=Py_ssize_t, headers=list, entries=list,
                    limit=Py_ssize_t, total=Py_ssize_t, valid=bint, octet=cython.uchar, index=Py_ssize_t,
-                   count=Py_ssize_t, static=list, invalid=dict, start=Py_ssize_t, huffman=bint, field=tuple, name=bytes, value=bytes, indexing=bint, field_ok=bint)
+                   count=Py_ssize_t, static=list, invalid=dict, start=Py_ssize_t, huffman=bint, field=tuple,
+                   name=bytes, value=bytes, indexing=bint, field_ok=bint)
     cpdef list decode(self, data)
 
     cdef _add(self, tuple field, Py_ssize_t size, bint field_ok)

@@ -82,16 +82,19 @@ cdef class RequestCycle:
     cpdef wake(self)
     cdef object _send(self, dict message)
     cdef object _send_extension(self, object message_type, dict message)
+
     @cython.locals(code=int, trailers_mode=int, lines=list, content_length=Py_ssize_t, length=Py_ssize_t,
                    keep_alive=bint, connection_header=bint, name=bytes, value=bytes, pair=tuple)
     cdef _start_response(self, object status, object headers, object trailers=*)
     cdef _log_access(self, bint aborted)
     cdef int _trailers_mode(self, int status) except -1
+
     @cython.locals(http10=bint, length=Py_ssize_t, chunked=bint, connection=int)
     cdef bytes _framing(self, Py_ssize_t body_size, bint more_body)
     cdef bytes _head_bytes(self, Py_ssize_t body_size, bint more_body)
     cdef _init(self, HttpProtocol protocol, dict scope, object app, bint keep_alive, bint expect_100_continue)
     cdef _flush_head(self)
+
     @cython.locals(size=Py_ssize_t, lines=list, length=Py_ssize_t, head_end=bytes, chunk_size=Py_ssize_t, tail=bytes)
     cdef _send_body(self, object body, bint more_body)
     cdef _end_body(self)
@@ -179,6 +182,7 @@ cdef class HttpProtocol(RequestSink):
     cdef _feed_foreign(self, bytes data)
     cdef bint _read_for_eof(self)
     cdef _resume_held_soon(self)
+
     @cython.locals(cycle=RequestCycle, raw_path=bytes, query_string=bytes, path=str, scope=dict, template=dict,
                    extensions=dict, asgi=dict, limit=Py_ssize_t)
     cdef _on_request(self, str method, bytes target, str http_version, list headers, bint keep_alive,
@@ -192,6 +196,7 @@ cdef class HttpProtocol(RequestSink):
     cdef _flush_head(self)
     cdef _write(self, bytes data)
     cdef _writelines(self, list parts)
+
     @cython.locals(batch=list)
     cdef _flush(self)
     cdef _flush_writes(self)

@@ -9,7 +9,7 @@ from cpython.object cimport PyObject_Call
 from libc.string cimport memchr, memcpy
 
 from cyasgi._speedups.includes.ascii cimport (
-    CR, HTAB, LF, SP, UPPER_A, UPPER_Z, CASE_BIT, digits_value, is_field_value_char, is_tchar,
+    CR, LF, UPPER_A, UPPER_Z, CASE_BIT, digits_value, is_field_value_char, is_tchar,
 )
 
 import asyncio

@@ -11,7 +11,10 @@ from libc.string cimport memchr, memcmp
 
 from cyasgi._speedups.includes.ascii cimport HTAB, SP, digits_value, is_field_value_char, is_tchar
 
-from cyasgi.protocols.http.errors import RequestRejected, bad_request, body_too_large, head_too_large, too_many_headers, version_not_supported, transfer_coding_rejection
+from cyasgi.protocols.http.errors import (
+    RequestRejected, bad_request, body_too_large, head_too_large, too_many_headers, version_not_supported,
+    transfer_coding_rejection,
+)
 from cyasgi.protocols.http.foreign import ParserUpgrade
 from cyasgi.protocols.http.rules import is_valid_target
 
@@ -160,7 +163,6 @@ cdef inline bint has_token(const unsigned char *data, Py_ssize_t size, const cha
             if match:
                 return True
     return False
-
 
 
 # reg-name characters of a Host (RFC 3986 unreserved and sub-delims); hex digits.

@@ -10,7 +10,12 @@ import asyncio
 import logging
 from typing import Any
 
-_EVENTS = ("lifespan.startup.complete", "lifespan.startup.failed", "lifespan.shutdown.complete", "lifespan.shutdown.failed")
+_EVENTS = (
+    "lifespan.startup.complete",
+    "lifespan.startup.failed",
+    "lifespan.shutdown.complete",
+    "lifespan.shutdown.failed",
+)
 _OUT_OF_ORDER = "Got invalid state transition on lifespan protocol."
 
 

@@ -41,7 +41,7 @@ class MessageLoggerMiddleware:
         self.task_counter += 1
         task_counter = self.task_counter
         client = scope.get("client")
-        prefix = "%s:%d - ASGI" % (client[0], client[1]) if client else "ASGI"
+        prefix = f"{client[0]}:{client[1]:d} - ASGI" if client else "ASGI"
 
         async def inner_receive() -> Any:
             message = await receive()

@@ -99,7 +99,9 @@ class ProxyHeadersMiddleware:
         self.trusted_hosts = TrustedHosts(trusted_hosts)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if scope["type"] in ("http", "websocket") and is_trusted_peer(self.trusted_hosts, scope.get("client"), scope.get("server")):
+        if scope["type"] in ("http", "websocket") and is_trusted_peer(
+            self.trusted_hosts, scope.get("client"), scope.get("server")
+        ):
             apply_proxy_headers(scope, self.trusted_hosts)
         return await self.app(scope, receive, send)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 _ENVIRON_SKIPPED_HEADERS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
 
@@ -73,7 +74,9 @@ class _BuiltinWSGIMiddleware:
         def send_from_thread(message: dict[str, Any]) -> None:
             asyncio.run_coroutine_threadsafe(send(message), loop).result()
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
             if exc_info is not None and started and started[0].get("sent"):
                 raise exc_info[1].with_traceback(exc_info[2])
             code = int(status.split(" ", 1)[0])

@@ -69,7 +69,7 @@ def _as_pem(cert: Any) -> str:
     """A certificate of ``get_verified_chain()``: DER bytes (ssl.SSLObject), or an _ssl.Certificate."""
     if isinstance(cert, (bytes, bytearray)):
         return ssl.DER_cert_to_PEM_cert(bytes(cert))
-    pem = cert.public_bytes(ssl.ENCODING_PEM)
+    pem = cert.public_bytes()  # PEM, its default format (the ssl module has no ENCODING_PEM)
     return pem.decode("ascii") if isinstance(pem, bytes) else pem
 
 

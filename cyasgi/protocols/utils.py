@@ -46,7 +46,8 @@ def get_client_addr(scope: dict[str, Any]) -> str:
     client = scope.get("client")
     if not client:
         return ""
-    text = "%s:%d" % tuple(client)
+    host, port = client
+    text = f"{host}:{port:d}"
     return text if text.isascii() and text.isprintable() else escape_log_text(text)
 
 

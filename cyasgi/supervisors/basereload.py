@@ -6,10 +6,11 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from socket import socket
 from types import FrameType
-from typing import Callable, Iterator
+from typing import Callable
 
 import click
 

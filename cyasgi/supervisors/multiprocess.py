@@ -37,7 +37,7 @@ from cyasgi._subprocess import get_subprocess
 from cyasgi.config import STARTUP_FAILURE, Config
 from cyasgi.server import Server
 
-SIGNALS = {
+SIGNALS: dict[int, str] = {
     signal.SIGINT: "INT",
     signal.SIGTERM: "TERM",
     signal.SIGHUP: "HUP",

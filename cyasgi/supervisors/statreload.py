@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from socket import socket
-from typing import Callable, Iterator
+from typing import Callable
 
 from cyasgi.config import Config
 from cyasgi.supervisors.basereload import BaseReload

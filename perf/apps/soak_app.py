@@ -45,7 +45,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/stream":
         query = scope["query_string"]
         count = int(query[2:]) if query.startswith(b"n=") else 64
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/octet-stream")]})
+        headers = [(b"content-type", b"application/octet-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         for _ in range(count):
             await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
         await send({"type": "http.response.body", "body": b""})

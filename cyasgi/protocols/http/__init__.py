@@ -8,7 +8,19 @@ first use, so importing a submodule (``cyasgi.protocols.http.rules``) does not l
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what __getattr__ gives, for type checkers
+    from cyasgi.protocols.http.auto import (
+        IMPLEMENTATION,
+        IMPLEMENTATION_MODULE,
+        AutoHTTPProtocol,
+        FlowControl,
+        HttpProtocol,
+        RequestCycle,
+        sweep_deadlines,
+        twin_name,
+    )
 
 __all__ = [
     "IMPLEMENTATION",

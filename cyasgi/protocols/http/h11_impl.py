@@ -9,7 +9,7 @@ from cyasgi.protocols.http.auto import HttpProtocol
 __all__ = ["H11Protocol"]
 
 
-class H11Protocol(HttpProtocol):  # type: ignore[misc,valid-type]
+class H11Protocol(HttpProtocol):
     """The selected build of cyasgi's protocol; Config reads ``parser_name`` to pick the parser."""
 
     parser_name = "h11"

@@ -20,8 +20,12 @@ import time
 from typing import Any
 
 from cyasgi._compat import HAS_EAGER_TASKS
-
-from cyasgi.protocols.http.rules import is_valid_header_name, is_valid_header_value, parse_content_length, split_target
+from cyasgi.protocols.http.rules import (
+    is_valid_header_name,
+    is_valid_header_value,
+    parse_content_length,
+    split_target,
+)
 
 __all__ = [
     "completed",

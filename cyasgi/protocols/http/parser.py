@@ -81,12 +81,14 @@ _CHUNK_EXTENSIONS = re.compile(
 )
 _SPECIAL_FIELDS = frozenset((b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect"))
 
-_KNOWN_METHODS = {m.encode("ascii"): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE")}
+_KNOWN_METHODS = {
+    m.encode("ascii"): m
+    for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE")
+}
 
 
 def _tokens(value: bytes) -> set[bytes]:
     return {token.strip(_OWS).lower() for token in value.split(b",")}
-
 
 
 class RequestSink:
@@ -120,7 +122,9 @@ class RequestSink:
 class RequestParser:
     """Parses a stream of HTTP/1.1 requests; hands each to the protocol as it completes."""
 
-    def __init__(self, protocol: Any, max_head_size: int = 65536, max_headers: int = 100, max_body_size: int = -1) -> None:
+    def __init__(
+        self, protocol: Any, max_head_size: int = 65536, max_headers: int = 100, max_body_size: int = -1
+    ) -> None:
         self.protocol = protocol
         self.state = HEAD
         self.buffer = b""  # bytes of an incomplete head, chunk line or trailer section
@@ -229,7 +233,9 @@ class RequestParser:
                 self._parse_chunk_size(data[pos:end])
                 pos = end + 2
             elif state == TRAILERS:
-                end = self._find_line_end(data, pos, self.max_head_size - self.trailer_size, "trailer section")
+                end = self._find_line_end(
+                    data, pos, self.max_head_size - self.trailer_size, "trailer section"
+                )
                 if end < 0:
                     self.buffer = data[pos:]
                     return None
@@ -270,7 +276,10 @@ class RequestParser:
         end = data.find(b"\r\n\r\n", start)
         stop = size if end < 0 else end + 4
         # Every LF must follow a CR: as many LFs as CRLFs in what is newly seen.
-        if data.count(b"\n", start, stop) != data.count(b"\r\n", max(start - 1, pos), stop) or data[pos : pos + 1] == b"\n":
+        if (
+            data.count(b"\n", start, stop) != data.count(b"\r\n", max(start - 1, pos), stop)
+            or data[pos : pos + 1] == b"\n"
+        ):
             raise bad_request("bare LF in the request head")
         if end < 0:
             if size - pos > self.max_head_size:
@@ -285,7 +294,9 @@ class RequestParser:
     def _field_error(self, data: bytes, fields_start: int, end: int) -> RequestRejected:
         """The rejection for field lines found bad: fields are checked in order, so too many valid
         ones before the bad line is a 431, else a 400."""
-        valid_end = _FIELD_LINES.match(data, fields_start, end + 2).end()
+        match = _FIELD_LINES.match(data, fields_start, end + 2)
+        assert match is not None  # the pattern matches the empty string
+        valid_end = match.end()
         if data.count(b"\r\n", fields_start, valid_end) > self.max_headers:
             return too_many_headers()
         return bad_request("malformed header field")
@@ -309,7 +320,12 @@ class RequestParser:
         version = _VERSIONS.get(version_raw)
         if version is None:
             # HTTP/d.d with other digits is understood, and refused
-            if len(version_raw) == 8 and version_raw[:5] == b"HTTP/" and version_raw[6] == 0x2E and version_raw[5:8:2].isdigit():
+            if (
+                len(version_raw) == 8
+                and version_raw[:5] == b"HTTP/"
+                and version_raw[6] == 0x2E
+                and version_raw[5:8:2].isdigit()
+            ):
                 if version_raw[5] == 0x30:
                     raise bad_request("HTTP/0.x")  # no such version on the wire: HTTP/0.9 requests have none
                 raise version_not_supported()

@@ -25,7 +25,8 @@ import inspect
 import logging
 import os
 from collections import deque
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Any, Callable
 from urllib.parse import unquote
 
 try:
@@ -62,13 +63,14 @@ from cyasgi.protocols.http.foreign import (
     httptools,
     httptools_parser_factory,
 )
+
 if not cython.compiled:  # the compiled build takes these from the C kernel and parser (http.pxd)
     from cyasgi.protocols.http.kernel import (
         completed,
         failed,
+        frame_response,
         has_proxy_headers,
         header_name,
-        frame_response,
         is_ascii,
         monotonic,
         parse_content_length,
@@ -448,7 +450,9 @@ class RequestCycle:
             finally:
                 os.close(fd)
         else:
-            fd, offset, count, advance = zerocopy_range(message.get("file"), message.get("offset"), message.get("count"))
+            fd, offset, count, advance = zerocopy_range(
+                message.get("file"), message.get("offset"), message.get("count")
+            )
             await self._send_file(fd, offset, count, message.get("more_body", False))
             if advance:
                 os.lseek(fd, offset + count, os.SEEK_SET)
@@ -524,7 +528,13 @@ class RequestCycle:
         """For a start with ``trailers``: TRAILERS_WRITTEN when they can be (an HTTP/1.1 response
         with a body, to a request that said ``TE: trailers``), which makes the body chunked; else
         TRAILERS_DROPPED: the response is framed as usual and the trailers are dropped."""
-        if self._bodyless or status == 204 or status == 304 or status < 200 or self.scope["http_version"] != "1.1":
+        if (
+            self._bodyless
+            or status == 204
+            or status == 304
+            or status < 200
+            or self.scope["http_version"] != "1.1"
+        ):
             return TRAILERS_DROPPED
         return TRAILERS_WRITTEN if accepts_trailers(self.scope["headers"]) else TRAILERS_DROPPED
 
@@ -550,7 +560,7 @@ class RequestCycle:
         else:
             connection = CONNECTION_AS_GIVEN
         self._framed_length = length
-        return HEAD_ENDS[chunked][connection]  # type: ignore[no-any-return]
+        return HEAD_ENDS[chunked][connection]
 
     def _head_bytes(self, body_size: int, more_body: bool) -> bytes:
         """The held head, framed for a body chunk of ``body_size`` bytes (not the hot path)."""
@@ -602,7 +612,9 @@ class RequestCycle:
             if data:
                 self.protocol._write(data)
         else:  # a large body is not copied next to its framing
-            self.protocol._writelines([frame_response(lines, length, head_end, chunk_size, b"", b""), body, tail])
+            self.protocol._writelines(
+                [frame_response(lines, length, head_end, chunk_size, b"", b""), body, tail]
+            )
         if not more_body:
             self._end_body()
 
@@ -720,7 +732,8 @@ class HttpProtocol(RequestSink):
             self._native_parser: RequestParser | None = RequestParser(
                 self, self._limit_head, self._limit_headers, self._limit_body
             )
-            self.parser = self._native_parser
+            # RequestParser, or a foreign parser (httptools' interface); None once the connection is done
+            self.parser: Any = self._native_parser
         else:
             self._native_parser = None
             self.parser = parser_factory(self)
@@ -796,12 +809,12 @@ class HttpProtocol(RequestSink):
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         self.connections.add(self)
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport
         self._transport_is_closing = transport.is_closing  # (bound once: asked at every step)
         self._transport_write = transport.write
-        self.flow = FlowControl(transport)  # type: ignore[arg-type]
+        self.flow = FlowControl(transport)
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
@@ -1083,7 +1096,11 @@ class HttpProtocol(RequestSink):
 
         app = self.app
         limit = self._limit
-        if self._health_path is not None and raw_path == self._health_path and (method == "GET" or method == "HEAD"):
+        if (
+            self._health_path is not None
+            and raw_path == self._health_path
+            and (method == "GET" or method == "HEAD")
+        ):
             app = self._health_app  # answered by the server, never refused by --limit-concurrency
         elif limit >= 0 and (len(self.connections) >= limit or len(self.tasks) >= limit):
             app = service_unavailable
@@ -1182,7 +1199,9 @@ class HttpProtocol(RequestSink):
         elif self._eof:
             self._close()
         elif not self._reading_stopped:
-            if not self._parsing and (self._native_parser is None or not self._native_parser.has_partial_message()):
+            if not self._parsing and (
+                self._native_parser is None or not self._native_parser.has_partial_message()
+            ):
                 # Idle: closed after --timeout-keep-alive without a byte; bytes that are no request
                 # yet (empty lines) do not extend the head deadline.
                 now = monotonic()
@@ -1201,6 +1220,7 @@ class HttpProtocol(RequestSink):
     def _run(self, cycle: RequestCycle) -> None:
         coro = cycle.run_asgi()
         context = contextvars.Context() if self.reset_contextvars else self._context
+        assert context is not None  # set by connection_made
         task = start_task(self.loop, coro, context, self._task_kwargs)
         if not task.done():
             self.tasks.add(task)
@@ -1315,7 +1335,7 @@ class HttpProtocol(RequestSink):
         data = self._upgrade or b""
         self._upgrade = None
         self.connections.discard(self)
-        protocol = self.ws_protocol_class(  # type: ignore[misc]
+        protocol = self.ws_protocol_class(
             config=self.config, server_state=self.server_state, app_state=self.app_state
         )
         protocol.connection_made(self.transport)
@@ -1332,9 +1352,7 @@ class HttpProtocol(RequestSink):
         if self.active is None and not self.pipeline and not self._transport_is_closing():
             if self._native_parser.in_head() if self._native_parser is not None else self._in_head:
                 self.logger.debug("%sRequest head not complete in time: 408.", self._log_prefix())
-                self._write(
-                    simple_response(408, b"Request Timeout", self.server_state.default_headers_block)
-                )
+                self._write(simple_response(408, b"Request Timeout", self.server_state.default_headers_block))
             self._close()
 
     def shutdown(self) -> None:
@@ -1357,7 +1375,7 @@ class HttpProtocol(RequestSink):
             self._close()
 
     def _log_prefix(self) -> str:
-        return "%s:%d - " % self.client if self.client else ""
+        return f"{self.client[0]}:{self.client[1]} - " if self.client else ""
 
 
 def sweep_deadlines(connections: Any, now: float) -> None:

@@ -94,8 +94,8 @@ _STATIC_TEXT = (
 STATIC_TABLE_LENGTH = len(_STATIC_TEXT)  # 61
 
 #: index -> the (name, value) tuple handed out for it; names are shared objects.
-STATIC_TABLE = [None]
-_names = {}
+STATIC_TABLE: list[tuple[bytes, bytes]] = [None]  # type: ignore[list-item]  # index 0 is never read
+_names: dict[str, bytes] = {}
 for _name, _value in _STATIC_TEXT:
     _bname = _names.setdefault(_name, _name.encode("ascii"))
     STATIC_TABLE.append((_bname, _value.encode("ascii")))
@@ -148,8 +148,8 @@ def _build_huffman_machine() -> tuple:
     """The decoding state machine: states are the internal nodes of the code tree (0 = root) plus
     a dead state entered on EOS; entry ``state << 8 | octet`` gives the next state and the octets
     emitted. A string may end only in a state that is on the all-ones path less than 8 bits deep."""
-    zero = [None]  # node -> child for bit 0: a node number, or ~symbol for a leaf
-    one = [None]
+    zero: list[int | None] = [None]  # node -> child for bit 0: a node number, or ~symbol for a leaf
+    one: list[int | None] = [None]
     for symbol in range(257):
         code = HUFFMAN_CODES[symbol]
         node = 0
@@ -167,16 +167,20 @@ def _build_huffman_machine() -> tuple:
     node = 0
     for _ in range(8):
         accepting[node] = 1
-        node = one[node]
+        child = one[node]
+        assert child is not None  # the code is complete: every internal node has both children
+        node = child
     # Nibble steps first (state x 16), then octets as two nibble steps.
     nibble_next = []
     nibble_emit = []
+    emitted: list[int] | bytes  # the octets a step emits: a list while built
     for state in range(dead):
         for nibble in range(16):
             node = state
             emitted = []
             for shift in (3, 2, 1, 0):
                 child = (one if (nibble >> shift) & 1 else zero)[node]
+                assert child is not None
                 if child >= 0:
                     node = child
                 elif child == ~EOS:
@@ -187,7 +191,7 @@ def _build_huffman_machine() -> tuple:
                     node = 0
             nibble_next.append(node)
             nibble_emit.append(bytes(emitted))
-    shared = {}
+    shared: dict[bytes, bytes] = {}
     next_states = []
     emits = []
     for state in range(dead):
@@ -313,7 +317,9 @@ class Decoder:
     §8.2.1 (a malformed request for the HTTP/2 layer: a stream error, not a decoding error).
     """
 
-    def __init__(self, max_table_size: int = DEFAULT_TABLE_SIZE, max_header_list_size: int = DEFAULT_MAX_HEADER_LIST_SIZE) -> None:
+    def __init__(
+        self, max_table_size: int = DEFAULT_TABLE_SIZE, max_header_list_size: int = DEFAULT_MAX_HEADER_LIST_SIZE
+    ) -> None:
         #: Our SETTINGS_HEADER_TABLE_SIZE: the most a size update may ask for.
         self.max_allowed_table_size = max_table_size
         #: The table's current maximum size, as the peer's encoder last set it.
@@ -322,8 +328,9 @@ class Decoder:
         self.table_size = 0
         self.max_header_list_size = max_header_list_size
         self.fields_valid = True
-        self._entries = []  # the dynamic table, oldest first
-        self._invalid = {}  # {entry: count}: entries in the table that break RFC 9113 §8.2.1
+        self._entries: list[tuple[bytes, bytes]] = []  # the dynamic table, oldest first
+        # {entry: count}: entries in the table that break RFC 9113 §8.2.1
+        self._invalid: dict[tuple[bytes, bytes], int] = {}
         self._update_required = False
 
     def set_max_allowed_table_size(self, size: int) -> None:
@@ -351,7 +358,9 @@ class Decoder:
             if size == 0x1F:
                 size, pos = _decode_int(buf, pos, end, size)
             if size > self.max_allowed_table_size:
-                raise HPACKError(f"dynamic table size update to {size} exceeds the limit {self.max_allowed_table_size}")
+                raise HPACKError(
+                    f"dynamic table size update to {size} exceeds the limit {self.max_allowed_table_size}"
+                )
             self.max_table_size = size
             self._update_required = False
             self._evict(size)
@@ -407,7 +416,9 @@ class Decoder:
                     count = len(entries)
                     index -= STATIC_TABLE_LENGTH
                     if index > count:
-                        raise HPACKError(f"name index {index + STATIC_TABLE_LENGTH} is past the end of the tables")
+                        raise HPACKError(
+                            f"name index {index + STATIC_TABLE_LENGTH} is past the end of the tables"
+                        )
                     name = entries[count - index][0]
                     if invalid and _name_invalid(name):
                         field_ok = False
@@ -492,18 +503,31 @@ SENSITIVE_NAMES = frozenset([b"authorization", b"proxy-authorization", b"cookie"
 #: Names whose values repeat across the responses of a connection: sent with incremental indexing,
 #: then as one octet while they stay in the encoder's dynamic table.
 INDEXED_NAMES = frozenset(
-    [b"server", b"content-type", b"date", b"cache-control", b"vary", b"content-encoding", b"access-control-allow-origin"]
+    [
+        b"server",
+        b"content-type",
+        b"date",
+        b"cache-control",
+        b"vary",
+        b"content-encoding",
+        b"access-control-allow-origin",
+    ]
 )
 
 # name -> (literal-without-indexing prefix, with-indexing prefix, never-indexed prefix, {value: index}).
-_STATIC_NAMES = {}
+_STATIC_NAMES: dict[bytes, tuple[bytes, bytes, bytes, dict[bytes, int]]] = {}
 for _index in range(STATIC_TABLE_LENGTH, 0, -1):  # backwards: the lowest index of a name wins
     _bname, _bvalue = STATIC_TABLE[_index]
     _known = _STATIC_NAMES.get(_bname)
     _values = _known[3] if _known is not None else {}
     if _bvalue:
         _values[_bvalue] = _index
-    _STATIC_NAMES[_bname] = (_int_bytes(0x00, 0x0F, _index), _int_bytes(0x40, 0x3F, _index), _int_bytes(0x10, 0x0F, _index), _values)
+    _STATIC_NAMES[_bname] = (
+        _int_bytes(0x00, 0x0F, _index),
+        _int_bytes(0x40, 0x3F, _index),
+        _int_bytes(0x10, 0x0F, _index),
+        _values,
+    )
 del _index, _bname, _bvalue, _known, _values, _name, _value, _names, _words
 
 
@@ -524,8 +548,9 @@ class Encoder:
         self.max_table_size = min(max_table_size, DEFAULT_TABLE_SIZE)
         self.table_size = 0
         self.huffman = huffman
-        self._index = {}  # (name, value) -> insertion number of its newest copy
-        self._entries = deque()  # (key, size, insertion number), oldest first
+        # (name, value) -> insertion number of its newest copy
+        self._index: dict[tuple[bytes, bytes], int] = {}
+        self._entries: deque[tuple[tuple[bytes, bytes], int, int]] = deque()  # (key, size, insertion number)
         self._inserted = 0  # insertions so far: entry n has index 62 + (inserted - 1 - n)
         self._smallest_update = -1  # the smallest size since the last block, when a change is pending
         self._pending_update = False

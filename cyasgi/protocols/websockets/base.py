@@ -21,8 +21,9 @@ Life of a connection (``_phase``):
 * ``RESPONSE``: the app answers with a plain HTTP response (``websocket.http.response``).
 * ``CLOSED``: nothing more is written; the transport is closing or gone.
 
-Timers are one ``deadline`` (``time.monotonic()`` seconds, the clock ``sweep_deadlines`` uses) that the server's tick checks; ``on_deadline`` sends the next
-keepalive ping, fails a peer that did not answer one, or drops a peer that never finished closing.
+Timers are one ``deadline`` (``time.monotonic()`` seconds, the clock ``sweep_deadlines`` uses) that the
+server's tick checks; ``on_deadline`` sends the next keepalive ping, fails a peer that did not answer
+one, or drops a peer that never finished closing.
 """
 
 from __future__ import annotations
@@ -252,7 +253,7 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
 
     # asyncio.Protocol ----------------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.connections.add(self)
         self.transport = transport  # type: ignore[assignment]
         self.server = get_local_addr(transport)

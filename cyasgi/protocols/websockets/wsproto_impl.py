@@ -19,7 +19,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.extensions import PerMessageDeflate
+from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, RsvBits
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
@@ -81,7 +81,7 @@ class WSProtocol(WebSocketProtocolBase):
         return None
 
     def _engine_accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
-        extensions = [_PerMessageDeflate()] if self.per_message_deflate else []
+        extensions: list[Extension] = [_PerMessageDeflate()] if self.per_message_deflate else []
         response = self._conn.send(
             AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers)
         )
@@ -103,6 +103,7 @@ class WSProtocol(WebSocketProtocolBase):
         """Parse ``data``; False once the connection is over."""
         conn = self._conn
         conn.receive_data(data)
+        event: Any  # dispatched on its exact type (cheaper than isinstance), which mypy cannot follow
         for event in conn.events():
             kind = type(event)
             if kind is TextMessage or kind is BytesMessage:
