@@ -282,13 +282,13 @@ def _header_not_a_pair(scenario: SendScenario) -> bool:
 
 
 def _compiled_length(value: bytes) -> int:
-    """The compiled twin's reading of a response content-length (http.pyx parse_content_length)."""
+    """How the hand-written compiled twin read a response content-length (before the one source)."""
     digits = value.strip(b" \t")
     return int(digits) if digits.isdigit() and len(digits) <= 18 else -1
 
 
 def _pure_length(value: bytes) -> int:
-    """The pure twin's reading (http_pure.py: ``int(value)``, refused when negative)."""
+    """How the hand-written pure twin read it (``int(value)``, refused when negative)."""
     try:
         return max(int(value), -1)
     except ValueError:

@@ -6,6 +6,7 @@
 cimport cython
 
 from cyasgi._speedups.kernel cimport (
+    close_file,
     completed,
     failed,
     has_proxy_headers,
@@ -13,7 +14,11 @@ from cyasgi._speedups.kernel cimport (
     frame_response,
     is_ascii,
     monotonic,
+    open_file,
     parse_content_length,
+    send_file,
+    send_more,
+    sendfile_supported,
     split_target,
     start_task,
     task_kwargs,
@@ -24,6 +29,7 @@ cdef int TRAILERS_NONE, TRAILERS_WRITTEN, TRAILERS_DROPPED
 cdef double HEAD_CLOCK_OFF, HEAD_CLOCK_STARTED
 cdef bytes CRLF, CONTINUE, LAST_CHUNK, CHUNKED_LINE, CLOSE_LINE, KEEP_ALIVE_LINE, CHUNK_END_LAST
 cdef int CONNECTION_AS_GIVEN, CONNECTION_CLOSE, CONNECTION_KEEP_ALIVE
+cdef int FILE_WAY_UNKNOWN, FILE_WAY_GENERAL, FILE_WAY_DIRECT
 cdef tuple HEAD_ENDS
 cdef Py_ssize_t COALESCE_LIMIT, HIGH_WATER_LIMIT, WRITE_BATCH_LIMIT, PIPELINE_LIMIT, PIPELINE_HEAD_LIMIT
 cdef Py_ssize_t FOREIGN_FEED_STEP, HELD_ROUNDS_LIMIT
@@ -100,6 +106,10 @@ cdef class RequestCycle:
     cdef _end_body(self)
     cdef _complete(self)
     cdef _send_trailers(self, object headers, object more_trailers)
+
+    @cython.locals(sock_fd=int, fd=int, size=Py_ssize_t, sent=Py_ssize_t, offset=Py_ssize_t, pending=bytes,
+                   batch=list, protocol=HttpProtocol)
+    cdef object _send_path_now(self, object path)
     cdef _send_early_hint(self, object links)
     cdef bint _can_replace_response(self)
     cdef _send_500(self)
@@ -176,6 +186,8 @@ cdef class HttpProtocol(RequestSink):
         object _transport_write       # transport.write, bound once
         dict _scope_template          # the scope's keys, with the values the connection's requests share
         Py_ssize_t _limit             # --limit-concurrency; -1: none
+        int _file_way                 # FILE_WAY_*
+        int _file_socket              # the socket's descriptor with FILE_WAY_DIRECT
 
     cdef _parse(self, object data)
     cdef _abandon(self, RequestCycle cycle)
@@ -199,6 +211,7 @@ cdef class HttpProtocol(RequestSink):
 
     @cython.locals(batch=list)
     cdef _flush(self)
+    cdef int _sendfile_socket(self)
     cdef _flush_writes(self)
     cdef _close(self)
     cdef _on_response_aborted(self, RequestCycle cycle)

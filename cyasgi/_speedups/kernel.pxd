@@ -23,3 +23,8 @@ cpdef bint is_ascii(bytes data) noexcept
 cpdef bint has_proxy_headers(list headers)
 cpdef tuple split_target(bytes target)
 cpdef bytes frame_response(list lines, Py_ssize_t length, bytes head_end, Py_ssize_t chunk_size, bytes body, bytes tail)
+cpdef bint sendfile_supported()
+cpdef object open_file(object path)
+cpdef Py_ssize_t send_more(int sock_fd, bytes data)
+cpdef Py_ssize_t send_file(int sock_fd, int fd, Py_ssize_t offset, Py_ssize_t end)
+cpdef close_file(int fd)

@@ -9,11 +9,43 @@ from cpython.object cimport PyObject_Call
 from libc.string cimport memchr, memcpy
 
 from cyasgi._speedups.includes.ascii cimport (
-    CR, LF, UPPER_A, UPPER_Z, CASE_BIT, digits_value, is_field_value_char, is_tchar,
+    CR, LF, UPPER_A, UPPER_Z, CASE_BIT, digits_value, fill_field_tables,
 )
+
+from posix.fcntl cimport O_CLOEXEC, O_NONBLOCK, O_RDONLY
+from posix.fcntl cimport open as c_open
+from posix.stat cimport S_ISREG, fstat, struct_stat
+from posix.types cimport off_t
+from posix.unistd cimport close as c_close
 
 import asyncio
 import sys
+
+
+cdef extern from *:
+    """
+    #ifdef __linux__
+    #include <sys/sendfile.h>
+    #include <sys/socket.h>
+    /* A file response's head, sent with MSG_MORE: it leaves in the file's first segment. */
+    static Py_ssize_t cyasgi_send_more(int fd, const char *data, size_t size) {
+        return send(fd, data, size, MSG_MORE | MSG_NOSIGNAL);
+    }
+    static Py_ssize_t cyasgi_sendfile(int out_fd, int in_fd, off_t *offset, size_t count) {
+        return sendfile(out_fd, in_fd, offset, count);
+    }
+    #define CYASGI_HAVE_SENDFILE 1
+    #else
+    #include <errno.h>
+    static Py_ssize_t cyasgi_send_more(int fd, const char *data, size_t size) { errno = ENOSYS; return -1; }
+    static Py_ssize_t cyasgi_sendfile(int out_fd, int in_fd, off_t *offset, size_t count) { errno = ENOSYS; return -1; }
+    #define CYASGI_HAVE_SENDFILE 0
+    #endif
+    """
+    const bint CYASGI_HAVE_SENDFILE
+    bytes PyUnicode_EncodeFSDefault(object text)
+    Py_ssize_t cyasgi_send_more(int fd, const char *data, size_t size) nogil
+    Py_ssize_t cyasgi_sendfile(int out_fd, int in_fd, off_t *offset, size_t count) nogil
 
 from cyasgi.protocols.http import rules
 
@@ -102,10 +134,7 @@ cpdef object start_task(object loop, object coro, object context, dict kwargs):
 
 cdef bint[256] IS_TCHAR
 cdef bint[256] IS_VALUE_CHAR
-cdef int _byte
-for _byte in range(256):
-    IS_TCHAR[_byte] = is_tchar(_byte)
-    IS_VALUE_CHAR[_byte] = is_field_value_char(_byte)
+fill_field_tables(IS_TCHAR, IS_VALUE_CHAR)
 
 cdef bytes CONTENT_LENGTH_PREFIX = b"content-length: "
 cdef const char *HEX_DIGITS = b"0123456789abcdef"
@@ -258,3 +287,52 @@ cpdef tuple split_target(bytes target):
             PyBytes_FromStringAndSize(question + 1, size - (question - data) - 1),
         )
     return split_target_slowly(target)
+
+
+# Files: a whole file on a plain TCP socket, without a coroutine --------------------------------
+
+
+cpdef bint sendfile_supported():
+    """The file fast path exists here (Linux: send(2) with MSG_MORE and sendfile(2))."""
+    return CYASGI_HAVE_SENDFILE
+
+
+cpdef object open_file(object path):
+    """``(fd, size)`` of a regular file opened for reading (non-blocking, close-on-exec); None when
+    ``path`` is not a str naming one (the general path then says what is wrong)."""
+    cdef bytes encoded
+    cdef struct_stat info
+    cdef int fd
+    if type(path) is not str:
+        return None
+    encoded = PyUnicode_EncodeFSDefault(path)
+    if memchr(PyBytes_AS_STRING(encoded), 0, PyBytes_GET_SIZE(encoded)) != NULL:
+        return None
+    fd = c_open(PyBytes_AS_STRING(encoded), O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+    if fd < 0:
+        return None
+    if fstat(fd, &info) != 0 or not S_ISREG(info.st_mode):
+        c_close(fd)
+        return None
+    return fd, info.st_size
+
+
+cpdef Py_ssize_t send_more(int sock_fd, bytes data):
+    """send(2) ``data`` flagged MSG_MORE: the bytes the socket took (-1: none, an error)."""
+    return cyasgi_send_more(sock_fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+
+cpdef Py_ssize_t send_file(int sock_fd, int fd, Py_ssize_t offset, Py_ssize_t end):
+    """sendfile(2) from ``offset`` until ``end`` or until the socket takes no more: the offset
+    reached (the caller sends the rest the general way, which also meets any error)."""
+    cdef off_t position = offset
+    cdef Py_ssize_t sent
+    while position < end:
+        sent = cyasgi_sendfile(sock_fd, fd, &position, <size_t> (end - position))
+        if sent <= 0:
+            break
+    return position
+
+
+cpdef close_file(int fd):
+    c_close(fd)

@@ -9,7 +9,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcmp
 
-from cyasgi._speedups.includes.ascii cimport HTAB, SP, digits_value, is_field_value_char, is_tchar
+from cyasgi._speedups.includes.ascii cimport HTAB, SP, digits_value, fill_field_tables
 
 from cyasgi.protocols.http.errors import (
     RequestRejected, bad_request, body_too_large, head_too_large, too_many_headers, version_not_supported,
@@ -24,10 +24,7 @@ cdef object logger = logging.getLogger("uvicorn.error")
 
 cdef bint[256] IS_TCHAR
 cdef bint[256] IS_VALUE_CHAR
-cdef int _byte
-for _byte in range(256):
-    IS_TCHAR[_byte] = is_tchar(_byte)
-    IS_VALUE_CHAR[_byte] = is_field_value_char(_byte)
+fill_field_tables(IS_TCHAR, IS_VALUE_CHAR)
 
 
 cdef inline bint valid_value(const unsigned char *data, Py_ssize_t size):

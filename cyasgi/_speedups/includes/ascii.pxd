@@ -40,3 +40,11 @@ cdef inline Py_ssize_t digits_value(const unsigned char *data, Py_ssize_t size) 
             return -1
         result = result * 10 + (data[i] - DIGIT_0)
     return result
+
+
+cdef inline void fill_field_tables(bint *tchar, bint *value_char) noexcept:
+    """256-entry tables of is_tchar and is_field_value_char, for loops over bytes."""
+    cdef int byte
+    for byte in range(256):
+        tchar[byte] = is_tchar(byte)
+        value_char[byte] = is_field_value_char(byte)

@@ -139,23 +139,23 @@ class _Descriptor:
 
 
 _NATIVE_SENDFILE = getattr(getattr(asyncio.constants, "_SendfileMode", None), "TRY_NATIVE", None)
-_LOOP_SENDFILE = 1  # the loop's own sendfile (asyncio's selector loop, plain TCP)
-_DIRECT_SENDFILE = 2  # os.sendfile on the transport's socket (uvloop, which has no loop.sendfile)
-_COPY = 3  # read and write (TLS, other loops, no os.sendfile)
+LOOP_SENDFILE = 1  # the loop's own sendfile (asyncio's selector loop, plain TCP)
+DIRECT_SENDFILE = 2  # os.sendfile on the transport's socket (uvloop, which has no loop.sendfile)
+COPY_FILE = 3  # read and write (TLS, other loops, no os.sendfile)
 _DISCONNECT_ERRNOS = frozenset((errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF, errno.ESHUTDOWN))
 
 
 def sendfile_way(loop: Any, transport: Any) -> int:
     """How a file goes out on this transport."""
     if transport.get_extra_info("sslcontext") or not hasattr(os, "sendfile"):
-        return _COPY
+        return COPY_FILE
     if _NATIVE_SENDFILE is not None and getattr(transport, "_sendfile_compatible", None) is _NATIVE_SENDFILE:
-        return _LOOP_SENDFILE
+        return LOOP_SENDFILE
     if type(loop).sendfile is asyncio.AbstractEventLoop.sendfile and type(loop).__module__.startswith("uvloop"):
         sock = transport.get_extra_info("socket")
         if sock is not None and getattr(sock, "type", None) == socket.SOCK_STREAM:
-            return _DIRECT_SENDFILE
-    return _COPY
+            return DIRECT_SENDFILE
+    return COPY_FILE
 
 
 async def transmit_file(cycle: Any, fd: int, offset: int, count: int) -> None:
@@ -171,7 +171,7 @@ async def transmit_file(cycle: Any, fd: int, offset: int, count: int) -> None:
         if cycle.disconnected or transport.is_closing():
             raise ClientDisconnected
         way = sendfile_way(cycle.protocol.loop, transport)
-        if way == _LOOP_SENDFILE:
+        if way == LOOP_SENDFILE:
             try:
                 offset += await cycle.protocol.loop.sendfile(transport, _Descriptor(fd), offset, count, fallback=False)
             except asyncio.SendfileNotAvailableError:
@@ -179,7 +179,7 @@ async def transmit_file(cycle: Any, fd: int, offset: int, count: int) -> None:
                 # client that reset the connection among other reasons. The copying way sends
                 # the rest, or meets the real error.
                 offset = await _copy_file(cycle, fd, offset, end)
-        elif way == _DIRECT_SENDFILE:
+        elif way == DIRECT_SENDFILE:
             offset = await _sendfile_direct(cycle, fd, offset, end)
         else:
             offset = await _copy_file(cycle, fd, offset, end)

@@ -10,12 +10,16 @@ the pure build.
 * Response fields: ``header_name``, ``valid_field_value``, ``parse_content_length`` (the rules of
   ``rules.py``), and ``frame_response``: a response's bytes in one object.
 * Requests: ``is_ascii``, ``has_proxy_headers``, ``split_target``.
+* Files: ``sendfile_supported()`` is False here, so the protocol never calls ``open_file``,
+  ``send_more``, ``send_file`` or ``close_file`` (the compiled kernel's fast path for a whole file):
+  it sends files the general way, which writes the same bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import time
 from typing import Any
 
@@ -29,12 +33,17 @@ from cyasgi.protocols.http.rules import (
 
 __all__ = [
     "completed",
+    "close_file",
     "failed",
     "frame_response",
     "has_proxy_headers",
     "header_name",
     "is_ascii",
     "monotonic",
+    "open_file",
+    "send_file",
+    "send_more",
+    "sendfile_supported",
     "parse_content_length",
     "split_target",
     "start_task",
@@ -117,3 +126,23 @@ def frame_response(
     parts.append(body)
     parts.append(tail)
     return b"".join(parts)
+
+
+def sendfile_supported() -> bool:
+    return False
+
+
+def open_file(path: Any) -> tuple[int, int] | None:
+    raise NotImplementedError("the pure kernel has no file fast path (sendfile_supported() is False)")
+
+
+def send_more(sock_fd: int, data: bytes) -> int:
+    raise NotImplementedError("the pure kernel has no file fast path (sendfile_supported() is False)")
+
+
+def send_file(sock_fd: int, fd: int, offset: int, end: int) -> int:
+    raise NotImplementedError("the pure kernel has no file fast path (sendfile_supported() is False)")
+
+
+def close_file(fd: int) -> None:
+    os.close(fd)

@@ -47,9 +47,12 @@ from cyasgi.protocols.http.errors import (
     too_many_headers,
 )
 from cyasgi.protocols.http.extensions import (
+    DIRECT_SENDFILE,
+    LOOP_SENDFILE,
     accepts_trailers,
     early_hint_head,
     open_path,
+    sendfile_way,
     trailer_block,
     transmit_file,
     zerocopy_range,
@@ -66,6 +69,7 @@ from cyasgi.protocols.http.foreign import (
 
 if not cython.compiled:  # the compiled build takes these from the C kernel and parser (http.pxd)
     from cyasgi.protocols.http.kernel import (
+        close_file,
         completed,
         failed,
         frame_response,
@@ -73,7 +77,11 @@ if not cython.compiled:  # the compiled build takes these from the C kernel and 
         header_name,
         is_ascii,
         monotonic,
+        open_file,
         parse_content_length,
+        send_file,
+        send_more,
+        sendfile_supported,
         split_target,
         start_task,
         task_kwargs,
@@ -145,6 +153,12 @@ HEAD_CLOCK_STARTED = -1.0
 CONNECTION_AS_GIVEN = 0
 CONNECTION_CLOSE = 1
 CONNECTION_KEEP_ALIVE = 2
+
+#: How files go out on a connection: not decided yet, the general way (transmit_file), or the
+#: kernel's fast path straight to the socket.
+FILE_WAY_UNKNOWN = 0
+FILE_WAY_GENERAL = 1
+FILE_WAY_DIRECT = 2
 
 #: The lines that end a head, by [chunked][connection header].
 HEAD_ENDS = (
@@ -438,6 +452,10 @@ class RequestCycle:
                 raise RuntimeError(f"Expected ASGI message 'http.response.trailers', but got '{message_type}'.")
             self._send_trailers(message.get("headers", ()), message.get("more_trailers", False))
             return None
+        if message_type == "http.response.pathsend":
+            pending = self._send_path_now(message.get("path"))
+            if pending is not False:
+                return pending
         if message_type == "http.response.pathsend" or message_type == "http.response.zerocopysend":
             return self._send_file_message(message_type, message)
         raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message_type}'.")
@@ -456,6 +474,67 @@ class RequestCycle:
             await self._send_file(fd, offset, count, message.get("more_body", False))
             if advance:
                 os.lseek(fd, offset + count, os.SEEK_SET)
+
+    def _send_path_now(self, path: Any) -> Any:
+        """pathsend without a coroutine in the common case, where the kernel has the file fast path:
+        a whole regular file on a plain TCP socket whose transport holds nothing, answered by one
+        send(2) of the head with MSG_MORE (it leaves in the file's first segment instead of a
+        packet of its own) and sendfile(2).
+
+        False: this case does not apply and nothing was done (the general path then opens the file
+        and raises what the app should see). None: the response is out. Else a coroutine sending
+        the rest once the socket takes more."""
+        protocol = self.protocol
+        if (
+            type(path) is not str
+            or self._head is None
+            or self._bodyless
+            or self._trailers == TRAILERS_WRITTEN
+            or self.disconnected
+        ):
+            return False
+        sock_fd = protocol._sendfile_socket()
+        if sock_fd < 0 or protocol._transport_is_closing() or self.transport.get_write_buffer_size():
+            return False
+        opened = open_file(path)
+        if opened is None:
+            return False
+        fd, size = opened
+        if self._content_length != -1 and self._content_length != size:
+            close_file(fd)
+            return False  # the general path says which way the lengths disagree
+        pending = self._head_bytes(size, False)
+        self._bytes_sent += size
+        batch = protocol._write_batch
+        if batch:  # earlier pipelined responses of this dispatch loop go first
+            batch.append(pending)
+            pending = b"".join(batch)
+            protocol._write_batch = []
+            protocol._write_batch_size = 0
+        if not size:
+            close_file(fd)
+            protocol._write(pending)
+            self._end_body()
+            return None
+        sent = send_more(sock_fd, pending)
+        if sent != len(pending):
+            # The socket took part of it, or failed: the transport sends the rest (or meets the
+            # error), and transmit_file waits until the transport is empty before the file.
+            protocol._transport_write(pending[sent:] if sent > 0 else pending)
+            return self._send_file_rest(fd, 0, size)
+        offset = send_file(sock_fd, fd, 0, size)
+        if offset < size:
+            return self._send_file_rest(fd, offset, size)
+        close_file(fd)
+        self._end_body()
+        return None
+
+    async def _send_file_rest(self, fd: int, offset: int, end: int) -> None:
+        try:
+            await transmit_file(self, fd, offset, end - offset)
+        finally:
+            os.close(fd)
+        self._end_body()
 
     # Response framing -------------------------------------------------------------------------
 
@@ -806,6 +885,8 @@ class HttpProtocol(RequestSink):
         self._write_batch_size = 0
         self._task_kwargs = task_kwargs(self.loop)
         self._scope_template: dict[str, Any] | None = None  # made at the first request
+        self._file_way = FILE_WAY_UNKNOWN  # how files go out on this connection (see _sendfile_socket)
+        self._file_socket = -1
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
@@ -1284,6 +1365,18 @@ class HttpProtocol(RequestSink):
                 self._transport_write(batch[0])
             else:
                 self.transport.writelines(batch)
+
+    def _sendfile_socket(self) -> int:
+        """The socket's descriptor where the kernel's file fast path may write to it (plain TCP on
+        uvloop or asyncio's selector loop), else -1. Decided once per connection."""
+        if self._file_way == FILE_WAY_UNKNOWN:
+            self._file_way = FILE_WAY_GENERAL
+            if sendfile_supported():
+                way = sendfile_way(self.loop, self.transport)
+                if way == DIRECT_SENDFILE or way == LOOP_SENDFILE:
+                    self._file_socket = self.transport.get_extra_info("socket").fileno()
+                    self._file_way = FILE_WAY_DIRECT
+        return self._file_socket if self._file_way == FILE_WAY_DIRECT else -1
 
     def _flush_writes(self) -> None:
         """What the running dispatch loop batched goes on the transport now (a file must follow it)."""
