@@ -33,7 +33,7 @@ run: build
 test: build
 	$(PY) -m pytest $(PYTEST_ARGS)
 	# The protocol contract again under the debug allocator: an overrun in the compiled twin aborts here.
-	PYTHONMALLOC=debug $(PY) -m pytest -q -p no:cacheprovider tests/test_http_protocol.py
+	PYTHONMALLOC=debug $(PY) -m pytest -q -p no:cacheprovider tests/http1/test_http_protocol.py
 
 # The Autobahn TestSuite's fuzzing-client cases 1-7 and 10 against a real server for every --ws
 # (tests/autobahn.py, run by kosoku); a summary per implementation, non-zero on any FAILED case.
@@ -42,7 +42,7 @@ test-autobahn: build
 	$(PY) tests/autobahn.py $(AUTOBAHN_ARGS)
 
 # A long fuzz run (tests/fuzz_http.py): coverage-guided with atheris when it installs, else hypothesis
-# with many examples. `make test` already runs a short, bounded one (tests/test_fuzz.py).
+# with many examples. `make test` already runs a short, bounded one (tests/http1/test_fuzz.py).
 FUZZ_SECONDS ?= 600
 fuzz: build
 	-$(PY) -m pip install -q atheris || echo "atheris did not install: hypothesis runs instead"

@@ -1,4 +1,4 @@
-"""A program that embeds cyasgi and has SIGINT/SIGTERM handlers of its own (tests/test_signals.py).
+"""A program that embeds cyasgi and has SIGINT/SIGTERM handlers of its own (tests/server/test_signals.py).
 
     python -m tests.embedding_program run           cyasgi.run(app, port=0)
     python -m tests.embedding_program serve         asyncio.run(cyasgi.Server(config).serve())

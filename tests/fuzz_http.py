@@ -2,14 +2,14 @@
 
 Coverage-guided under atheris when it is installed (it instruments the pure twin, the protocol
 code and the checks; the compiled twin is compared against them on every input), else the
-hypothesis properties of tests/test_fuzz.py with many examples. Either way the send side
-(tests/test_send_parity.py: what apps send, through both twins) runs first, with hypothesis.
+hypothesis properties of tests/http1/test_fuzz.py with many examples. Either way the send side
+(tests/http1/test_send_parity.py: what apps send, through both twins) runs first, with hypothesis.
 
     python tests/fuzz_http.py --seconds 600
     python tests/fuzz_http.py --hypothesis --examples 50000
 
 A crasher atheris finds is written as ``crash-*`` in the working directory: add its bytes to
-tests/http_corpus.py (or as an ``@example`` in tests/test_fuzz.py) once fixed.
+tests/http_corpus.py (or as an ``@example`` in tests/http1/test_fuzz.py) once fixed.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def run_send_parity(examples: int) -> int:
         "-p",
         "no:cacheprovider",
         "--timeout=0",
-        "tests/test_send_parity.py",
+        "tests/http1/test_send_parity.py",
     ]
     print("send parity:", examples, "examples", flush=True)
     return subprocess.call(command, cwd=ROOT, env=env)
@@ -55,7 +55,7 @@ def run_hypothesis(examples: int) -> int:
         "no:cacheprovider",
         "--timeout=0",
         "-s",
-        "tests/test_fuzz.py",
+        "tests/http1/test_fuzz.py",
     ]
     print("hypothesis:", examples, "examples per property", flush=True)
     return subprocess.call(command, cwd=ROOT, env=env)

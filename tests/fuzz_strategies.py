@@ -1,8 +1,8 @@
 """Hypothesis strategies and settings for the fuzz tests.
 
-* Request side (tests/test_fuzz.py): HTTP/1.1 request streams, mostly well-formed, with the rare
+* Request side (tests/http1/test_fuzz.py): HTTP/1.1 request streams, mostly well-formed, with the rare
   wrong byte in the places where parsers disagree (framing fields, line ends, chunk lines, versions).
-* Send side (tests/test_send_parity.py): what an ASGI app sends, as ``SendScenario`` values: a
+* Send side (tests/http1/test_send_parity.py): what an ASGI app sends, as ``SendScenario`` values: a
   request (method, version), then a sequence of response messages, mostly in a plausible order with
   the rare invalid status, header, content-length, extension message or misplaced message.
 """

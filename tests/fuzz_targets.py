@@ -1,4 +1,4 @@
-"""What the fuzzers check, shared by tests/test_fuzz.py (hypothesis, part of ``make test``) and
+"""What the fuzzers check, shared by tests/http1/test_fuzz.py (hypothesis, part of ``make test``) and
 tests/fuzz_http.py (``make fuzz``: atheris when it installs, else hypothesis with many examples).
 
 * ``twins_agree``: the compiled and the pure native parser make the same of any byte stream, cut

@@ -251,7 +251,7 @@ def test_no_signal_handlers_left_behind_in_a_thread():
         check=False,
         text=True,
         timeout=WAIT * 2,
-        cwd=os.path.dirname(os.path.dirname(__file__)),
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
     )
     assert result.stdout.strip() == "ok", result.stderr
 

@@ -937,7 +937,7 @@ async def test_wss_scheme(ws: str, tmp_path: Any) -> None:
         recorder.wait_done()
     assert recorder.scopes[0]["scheme"] == "wss"
     assert recorder.messages[0] == {"type": "websocket.receive", "text": "over tls"}
-    # The ASGI TLS extension, as in HTTP scopes (tests/test_tls.py has the details).
+    # The ASGI TLS extension, as in HTTP scopes (tests/server/test_tls.py has the details).
     tls = recorder.scopes[0]["extensions"]["tls"]
     assert tls["tls_version"] in (0x0303, 0x0304) and isinstance(tls["cipher_suite"], int)
     assert tls["server_cert"] == cert.cert_chain_pems[0].bytes().decode()

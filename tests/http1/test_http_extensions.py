@@ -1,6 +1,6 @@
 """ASGI HTTP extensions in memory, for both twins ([c] and [py]): trailers, early hints, pathsend and
 zerocopysend (over the in-memory transport, files go through the read-and-write path; the
-sendfile(2) paths are in tests/test_files_server.py)."""
+sendfile(2) paths are in tests/http1/test_files_server.py)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import pytest
 
 from cyasgi._compat import IS_PYPY
 from cyasgi.protocols.http.errors import ClientDisconnected
-from tests.test_tls import ca, client_context, pki, tls_config  # noqa: F401 (fixtures below)  # noqa: F401
+from tests.server.test_tls import ca, client_context, pki, tls_config  # noqa: F401 (fixtures below)
 from tests.utils import WAIT, connect, make_config, recv_responses, recv_until_closed, run_server
 
 

@@ -1,0 +1,1 @@
+"""The server as a process: signals, workers, reload, gunicorn, TLS, faults, deployment behind nginx."""

@@ -1,0 +1,1 @@
+"""WebSockets: every --ws engine, real clients, a browser, the frame reader."""
