@@ -9,7 +9,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcmp
 
-from cyasgi._speedups.includes.ascii cimport HTAB, SP, digits_value, fill_field_tables
+from cyasgi._speedups.includes.ascii cimport CASE_BIT, HTAB, SP, digits_value, fill_field_tables
 
 from cyasgi.protocols.http.errors import (
     RequestRejected, bad_request, body_too_large, head_too_large, too_many_headers, version_not_supported,
@@ -112,7 +112,7 @@ cdef inline bint lower_equals(const unsigned char *data, Py_ssize_t size, bytes 
         return False
     for i in range(size):
         c = data[i]
-        if 65 <= c <= 90:
+        if c'A' <= c <= c'Z':
             c += 32
         if c != other[i]:
             return False
@@ -134,7 +134,7 @@ cdef bytes header_name(const unsigned char *data, Py_ssize_t size):
     name = PyBytes_FromStringAndSize(NULL, size)
     out = <unsigned char *> PyBytes_AS_STRING(name)
     for i in range(size):
-        out[i] = data[i] + 32 if 65 <= data[i] <= 90 else data[i]
+        out[i] = data[i] | CASE_BIT if c'A' <= data[i] <= c'Z' else data[i]
     return name
 
 
@@ -143,13 +143,13 @@ cdef inline bint has_token(const unsigned char *data, Py_ssize_t size, const cha
     cdef Py_ssize_t i = 0, start, end, j
     cdef bint match
     while i < size:
-        while i < size and (data[i] == 32 or data[i] == 9 or data[i] == 44):
+        while i < size and (data[i] == c' ' or data[i] == c'\t' or data[i] == c','):
             i += 1
         start = i
-        while i < size and data[i] != 44:
+        while i < size and data[i] != c',':
             i += 1
         end = i
-        while end > start and (data[end - 1] == 32 or data[end - 1] == 9):
+        while end > start and (data[end - 1] == c' ' or data[end - 1] == c'\t'):
             end -= 1
         if end - start == token_size:
             match = True
@@ -167,32 +167,32 @@ cdef bint[256] IS_REG_NAME
 cdef bint[256] IS_HEX
 for _byte in range(256):
     IS_REG_NAME[_byte] = (
-        (48 <= _byte <= 57) or (65 <= _byte <= 90) or (97 <= _byte <= 122) or _byte in b"-._~!$&'()*+,;="
+        (c'0' <= _byte <= c'9') or (c'A' <= _byte <= c'Z') or (c'a' <= _byte <= c'z') or _byte in b"-._~!$&'()*+,;="
     )
-    IS_HEX[_byte] = (48 <= _byte <= 57) or (65 <= _byte <= 70) or (97 <= _byte <= 102)
+    IS_HEX[_byte] = (c'0' <= _byte <= c'9') or (c'A' <= _byte <= c'F') or (c'a' <= _byte <= c'f')
 
 
 cdef bint valid_host(const unsigned char *s, Py_ssize_t n):
     """``uri-host [":" port]`` (RFC 9110 7.2): the C twin of rules.is_valid_host."""
     cdef Py_ssize_t i = 0, start
-    if n and s[0] == 91:  # "[": IP-literal
+    if n and s[0] == c'[':  # "[": IP-literal
         i = 1
         if i < n and (s[i] | 32) == 118:  # "v": IPvFuture
             i += 1
             start = i
             while i < n and IS_HEX[s[i]]:
                 i += 1
-            if i == start or i >= n or s[i] != 46:
+            if i == start or i >= n or s[i] != c'.':
                 return False
             i += 1
             start = i
-            while i < n and (IS_REG_NAME[s[i]] or s[i] == 58):
+            while i < n and (IS_REG_NAME[s[i]] or s[i] == c':'):
                 i += 1
         else:
             start = i
-            while i < n and (IS_HEX[s[i]] or s[i] == 58 or s[i] == 46):
+            while i < n and (IS_HEX[s[i]] or s[i] == c':' or s[i] == c'.'):
                 i += 1
-        if i == start or i >= n or s[i] != 93:
+        if i == start or i >= n or s[i] != c']':
             return False
         i += 1
     else:
@@ -204,11 +204,11 @@ cdef bint valid_host(const unsigned char *s, Py_ssize_t n):
             else:
                 break
     if i < n:
-        if s[i] != 58:
+        if s[i] != c':':
             return False
         i += 1
         while i < n:
-            if not 48 <= s[i] <= 57:
+            if not c'0' <= s[i] <= c'9':
                 return False
             i += 1
     return True
@@ -219,12 +219,12 @@ cdef bint valid_chunk_extensions(const unsigned char *s, Py_ssize_t n):
     cdef Py_ssize_t i = 0, j, start
     cdef unsigned char c
     while i < n:
-        while i < n and (s[i] == 32 or s[i] == 9):
+        while i < n and (s[i] == c' ' or s[i] == c'\t'):
             i += 1
-        if i >= n or s[i] != 59:  # ";"
+        if i >= n or s[i] != c';':  # ";"
             return False
         i += 1
-        while i < n and (s[i] == 32 or s[i] == 9):
+        while i < n and (s[i] == c' ' or s[i] == c'\t'):
             i += 1
         start = i
         while i < n and IS_TCHAR[s[i]]:
@@ -232,12 +232,12 @@ cdef bint valid_chunk_extensions(const unsigned char *s, Py_ssize_t n):
         if i == start:
             return False
         j = i
-        while j < n and (s[j] == 32 or s[j] == 9):
+        while j < n and (s[j] == c' ' or s[j] == c'\t'):
             j += 1
         if j >= n or s[j] != 61:  # no "=": the next extension (or the end) follows
             continue
         i = j + 1
-        while i < n and (s[i] == 32 or s[i] == 9):
+        while i < n and (s[i] == c' ' or s[i] == c'\t'):
             i += 1
         if i < n and s[i] == 34:  # quoted-string
             i += 1
@@ -249,10 +249,10 @@ cdef bint valid_chunk_extensions(const unsigned char *s, Py_ssize_t n):
                     i += 1
                     break
                 if c == 92:  # quoted-pair
-                    if i + 1 >= n or not (s[i + 1] == 9 or 32 <= s[i + 1] <= 126 or s[i + 1] >= 128):
+                    if i + 1 >= n or not (s[i + 1] == c'\t' or c' ' <= s[i + 1] <= c'~' or s[i + 1] >= 128):
                         return False
                     i += 2
-                elif c == 9 or c == 32 or c == 33 or 35 <= c <= 91 or 93 <= c <= 126 or c >= 128:
+                elif c == c'\t' or c == c' ' or c == c'!' or c'#' <= c <= c'[' or c']' <= c <= c'~' or c >= 128:
                     i += 1
                 else:
                     return False
@@ -350,7 +350,7 @@ cdef class RequestParser:
         while pos < size or self.state == STATE_UPGRADED:
             if self.state == STATE_HEAD:
                 # Empty lines before a request are skipped (RFC 9112 2.2); a head never starts with CR.
-                while size - pos >= 2 and base[pos] == 13 and base[pos + 1] == 10:
+                while size - pos >= 2 and base[pos] == c'\r' and base[pos + 1] == c'\n':
                     pos += 2
                 if pos == size:
                     return None
@@ -373,11 +373,11 @@ cdef class RequestParser:
                         self.state = STATE_CHUNK_END
             elif self.state == STATE_CHUNK_END:
                 if size - pos < 2:
-                    if base[pos] != 13:
+                    if base[pos] != c'\r':
                         raise bad_request("chunk data not followed by CRLF")
                     self.buffer = data[pos:]
                     return None
-                if base[pos] != 13 or base[pos + 1] != 10:
+                if base[pos] != c'\r' or base[pos + 1] != c'\n':
                     raise bad_request("chunk data not followed by CRLF")
                 pos += 2
                 self.state = STATE_CHUNK_SIZE
@@ -415,7 +415,7 @@ cdef class RequestParser:
                 raise bad_request(what + " too long")
             return -1
         end = lf - base - 1
-        if end < pos or base[end] != 13:
+        if end < pos or base[end] != c'\r':
             raise bad_request("bare LF in " + what)
         if end - pos > limit:
             raise bad_request(what + " too long")
@@ -436,9 +436,9 @@ cdef class RequestParser:
             if lf == NULL:
                 break
             i = lf - base
-            if i == pos or base[i - 1] != 13:
+            if i == pos or base[i - 1] != c'\r':
                 raise bad_request("bare LF in the request head")
-            if i - pos >= 3 and base[i - 2] == 10 and base[i - 3] == 13:
+            if i - pos >= 3 and base[i - 2] == c'\n' and base[i - 3] == c'\r':
                 if i + 1 - pos > self.max_head_size:
                     raise head_too_large()
                 self.scanned = 0
@@ -468,26 +468,26 @@ cdef class RequestParser:
         sp1 = pos
         while sp1 < line_end and IS_TCHAR[base[sp1]]:
             sp1 += 1
-        if sp1 == pos or sp1 >= line_end or base[sp1] != 32:
+        if sp1 == pos or sp1 >= line_end or base[sp1] != c' ':
             raise bad_request("malformed method")
         sp2 = sp1 + 1
         while sp2 < line_end and 0x21 <= base[sp2] <= 0x7E:
             sp2 += 1
-        if sp2 == sp1 + 1 or sp2 >= line_end or base[sp2] != 32:
+        if sp2 == sp1 + 1 or sp2 >= line_end or base[sp2] != c' ':
             raise bad_request("malformed request target")
         i = sp2 + 1
-        if (line_end - i != 8 or memcmp(base + i, b"HTTP/", 5) != 0 or not 48 <= base[i + 5] <= 57
-                or base[i + 6] != 46 or not 48 <= base[i + 7] <= 57):
+        if (line_end - i != 8 or memcmp(base + i, b"HTTP/", 5) != 0 or not c'0' <= base[i + 5] <= c'9'
+                or base[i + 6] != c'.' or not c'0' <= base[i + 7] <= c'9'):
             raise bad_request("malformed HTTP version")
-        if base[i + 5] == 48:
+        if base[i + 5] == c'0':
             raise bad_request("HTTP/0.x")  # no such version on the wire: HTTP/0.9 requests have none
-        if base[i + 5] != 49 or (base[i + 7] != 49 and base[i + 7] != 48):
+        if base[i + 5] != c'1' or (base[i + 7] != c'1' and base[i + 7] != c'0'):
             raise version_not_supported()
-        version = HTTP11 if base[i + 7] == 49 else HTTP10
+        version = HTTP11 if base[i + 7] == c'1' else HTTP10
         method = method_name(base + pos, sp1 - pos)
         target = PyBytes_FromStringAndSize(<const char *> base + sp1 + 1, sp2 - sp1 - 1)
         connect = method == "CONNECT"
-        if (base[sp1 + 1] != 47 or connect) and not is_valid_target(method, target):
+        if (base[sp1 + 1] != c'/' or connect) and not is_valid_target(method, target):
             raise bad_request("request-target of the wrong form")
 
         # field-line = field-name ":" OWS field-value OWS CRLF
@@ -495,18 +495,18 @@ cdef class RequestParser:
         while i < end + 2:
             lf = <const unsigned char *> memchr(base + i, 10, end + 2 - i)
             line_end = lf - base - 1
-            if base[i] == 32 or base[i] == 9:
+            if base[i] == c' ' or base[i] == c'\t':
                 raise bad_request("obsolete line folding")
             name_end = i
             while name_end < line_end and IS_TCHAR[base[name_end]]:
                 name_end += 1
-            if name_end == i or name_end >= line_end or base[name_end] != 58:
+            if name_end == i or name_end >= line_end or base[name_end] != c':':
                 raise bad_request("malformed header name")
             value_start = name_end + 1
-            while value_start < line_end and (base[value_start] == 32 or base[value_start] == 9):
+            while value_start < line_end and (base[value_start] == c' ' or base[value_start] == c'\t'):
                 value_start += 1
             value_end = line_end
-            while value_end > value_start and (base[value_end - 1] == 32 or base[value_end - 1] == 9):
+            while value_end > value_start and (base[value_end - 1] == c' ' or base[value_end - 1] == c'\t'):
                 value_end -= 1
             if not valid_value(base + value_start, value_end - value_start):
                 raise bad_request("invalid character in a header value")
@@ -594,10 +594,10 @@ cdef class RequestParser:
         cdef unsigned char c
         while i < size:
             c = line[i]
-            if 48 <= c <= 57:
+            if c'0' <= c <= c'9':
                 value = value * 16 + (c - 48)
-            elif 97 <= (c | 32) <= 102:
-                value = value * 16 + ((c | 32) - 87)
+            elif c'a' <= (c | CASE_BIT) <= c'f':
+                value = value * 16 + ((c | CASE_BIT) - 87)
             else:
                 break
             i += 1
@@ -621,11 +621,11 @@ cdef class RequestParser:
 
     cdef _check_field_line(self, const unsigned char *line, Py_ssize_t size):
         cdef Py_ssize_t i = 0
-        if line[0] == 32 or line[0] == 9:
+        if line[0] == c' ' or line[0] == c'\t':
             raise bad_request("obsolete line folding in trailers")
         while i < size and IS_TCHAR[line[i]]:
             i += 1
-        if i == 0 or i >= size or line[i] != 58:
+        if i == 0 or i >= size or line[i] != c':':
             raise bad_request("malformed trailer field")
         if not valid_value(line + i + 1, size - i - 1):
             raise bad_request("invalid character in a trailer field")
