@@ -1,4 +1,4 @@
-"""HPACK exceptions, defined once in plain Python so both twins raise the very same classes."""
+"""HTTP/2 exceptions and error codes, defined once in plain Python so both twins raise the very same classes."""
 
 from __future__ import annotations
 
@@ -27,3 +27,46 @@ class HeaderListTooLarge(HPACKError):
     """
 
     error_code = ENHANCE_YOUR_CALM
+
+
+# RFC 9113 §7: every error code, for RST_STREAM and GOAWAY.
+NO_ERROR = 0x0
+PROTOCOL_ERROR = 0x1
+INTERNAL_ERROR = 0x2
+FLOW_CONTROL_ERROR = 0x3
+SETTINGS_TIMEOUT = 0x4
+STREAM_CLOSED = 0x5
+FRAME_SIZE_ERROR = 0x6
+REFUSED_STREAM = 0x7
+CANCEL = 0x8
+CONNECT_ERROR = 0xA
+INADEQUATE_SECURITY = 0xC
+HTTP_1_1_REQUIRED = 0xD
+
+
+class H2ConnectionError(Exception):
+    """A connection error (RFC 9113 §5.4.1): send GOAWAY with ``error_code`` (and ``message`` as its
+    debug data, if wanted), then close the TCP connection. Nothing read after it is trusted."""
+
+    def __init__(self, error_code: int, message: str) -> None:
+        super().__init__(error_code, message)
+        self.error_code = error_code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.message} (error code 0x{self.error_code:x})"
+
+
+class H2StreamError(Exception):
+    """A stream error (RFC 9113 §5.4.2): send RST_STREAM(``stream_id``, ``error_code``); the
+    connection goes on. The frame reader does not raise it: it sets it on the frame (``frame.error``),
+    which is still delivered (a HEADERS frame's block must still be decoded to keep HPACK in step)."""
+
+    def __init__(self, stream_id: int, error_code: int, message: str) -> None:
+        super().__init__(stream_id, error_code, message)
+        self.stream_id = stream_id
+        self.error_code = error_code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"stream {self.stream_id}: {self.message} (error code 0x{self.error_code:x})"
