@@ -282,7 +282,7 @@ class FrameReader:
             self._pending = bytearray()
         else:
             buf = data if type(data) is bytes else bytes(data)
-        frames = []
+        frames: list[Frame] = []
         end = len(buf)
         pos = 0
         if self._preface:
@@ -306,7 +306,8 @@ class FrameReader:
             if length > max_frame_size:
                 raise self._fail(
                     FRAME_SIZE_ERROR,
-                    f"{type_name(frame_type)} frame of {length} octets exceeds SETTINGS_MAX_FRAME_SIZE {max_frame_size}",
+                    f"{type_name(frame_type)} frame of {length} octets exceeds "
+                    f"SETTINGS_MAX_FRAME_SIZE {max_frame_size}",
                 )
             self._check_header(length, frame_type, flags, stream_id)
             if avail - 9 < length:
