@@ -754,11 +754,15 @@ class Config:
             logger.error("Error loading custom loop setup function. %s", exc)
             sys.exit(STARTUP_FAILURE)
 
-    def bind_socket(self, *, announce: bool = True) -> socket.socket:
+    def bind_socket(self, *, announce: bool = True, listen: bool = True) -> socket.socket:
         """Bind the listening socket in the parent process (for --workers and --reload).
 
         With ``reuse_port`` the socket gets SO_REUSEPORT, so other sockets (other workers) can bind
         the same address. ``announce=False`` skips the "running on" line (a worker binding its own).
+        ``listen`` listens at once: a connection made while the server process starts (or restarts,
+        with --reload) waits in the backlog instead of being refused. A socket that only holds the
+        address for the workers' own (--workers with --reuse-port) must not listen: the kernel would
+        hand it connections nobody accepts.
         """
         logger_args: list[str | int]
         if self.uds is not None:
@@ -805,6 +809,8 @@ class Config:
             protocol_name = "https" if self.is_ssl else "http"
             port = sock.getsockname()[1] if self.port == 0 else self.port
             logger_args = [protocol_name, self.host, port]
+        if listen:
+            sock.listen(self.backlog)
         if announce:
             logger.info(message, *logger_args, extra={"color_message": color_message})
         sock.set_inheritable(True)

@@ -771,7 +771,7 @@ def run(
         elif config.workers > 1:
             from cyasgi.supervisors import Multiprocess
 
-            sock = config.bind_socket()
+            sock = config.bind_socket(listen=not config.reuse_port)
             Multiprocess(config, sockets=[sock]).run()
         elif config.reuse_port:
             server.run(sockets=[config.bind_socket()])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -69,6 +70,48 @@ def check_reload_cycle(command: list[str], app_dir: Path, reloader: str) -> None
 
 def test_watchfiles_reload_on_change_and_after_a_fixed_syntax_error(app_dir: Path):
     check_reload_cycle(cyasgi(*reload_command(app_dir)), app_dir, "WatchFiles")
+
+
+SLOW_START_SOURCE = """
+import asyncio
+import os
+import time
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                deadline = time.monotonic() + 30
+                while not os.path.exists("go") and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)  # not serving until the test says so
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+def test_a_connection_made_while_the_server_starts_waits_instead_of_being_refused(tmp_path: Path):
+    """The reloader listens on the socket it binds before the server process starts: a client that
+    connects during start-up (or a restart) is answered once the app is ready, not refused."""
+    (tmp_path / "slow_app.py").write_text(SLOW_START_SOURCE)
+    command = cyasgi(
+        "slow_app:app", "--reload", "--reload-dir", str(tmp_path), "--port", "0", "--lifespan", "on",
+        "--app-dir", str(tmp_path),
+    )
+    with run_supervised(command, cwd=tmp_path) as cli:
+        url = cli.wait_until_serving(SPAWN_WAIT)
+        host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=SPAWN_WAIT) as sock:  # during start-up
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert READY not in cli.output  # still starting: it waits for "go"
+            (tmp_path / "go").write_text("")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"ok")
 
 
 def test_stat_reload_is_the_fallback_without_watchfiles(app_dir: Path):
