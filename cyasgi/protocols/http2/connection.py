@@ -82,7 +82,9 @@ RESET_MEMORY = 128
 # A PING we send during a graceful shutdown: its ACK means the client saw the first GOAWAY.
 SHUTDOWN_PING = b"cyasgi\x00\x01"
 
-_CONNECTION_FIELDS = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
+_CONNECTION_FIELDS = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
 _PSEUDO_FIELDS = frozenset((b":method", b":scheme", b":path", b":authority"))
 
 
@@ -310,7 +312,7 @@ def validate_trailers(headers) -> str | None:
 def asgi_headers(headers) -> list:
     """The ASGI header list of a request head: pseudo-headers removed, ``:authority`` first as ``host``
     (replacing any ``host`` field), cookie crumbs joined with ``"; "`` where the first one was."""
-    out = []
+    out: list = []
     authority = None
     cookies = None
     cookie_at = -1
@@ -608,7 +610,8 @@ class H2Connection:
             self._rapid_resets += 1
             if self._rapid_resets > self.max_rapid_resets:
                 raise H2ConnectionError(
-                    ENHANCE_YOUR_CALM, f"more than {self.max_rapid_resets} streams reset before their response"
+                    ENHANCE_YOUR_CALM,
+                    f"more than {self.max_rapid_resets} streams reset before their response",
                 )
         if stream.announced or stream.refused:
             self._events.append(StreamReset(stream_id, frame.error_code, True))
@@ -649,9 +652,10 @@ class H2Connection:
         if stream_id <= self._highest_stream:
             if stream_id in self._reset_ids:
                 return  # we reset it: ignored (§5.1)
-            if stream_id & 1:
-                raise H2ConnectionError(STREAM_CLOSED, f"HEADERS on closed stream {stream_id}")
-            raise H2ConnectionError(PROTOCOL_ERROR, f"HEADERS on stream {stream_id}: not a client stream")
+            raise H2ConnectionError(
+                PROTOCOL_ERROR,
+                f"HEADERS on stream {stream_id}: not above the highest stream {self._highest_stream}",
+            )
         if not stream_id & 1:
             raise H2ConnectionError(PROTOCOL_ERROR, f"HEADERS on stream {stream_id}: not a client stream")
         self._highest_stream = stream_id
@@ -667,7 +671,9 @@ class H2Connection:
         stream = H2Stream(
             stream_id,
             self._peer_initial_window,
-            self.initial_window_size if self._settings_acked else max(self.initial_window_size, DEFAULT_WINDOW_SIZE),
+            self.initial_window_size
+            if self._settings_acked
+            else max(self.initial_window_size, DEFAULT_WINDOW_SIZE),
         )
         if not self._settings_acked and self.initial_window_size < DEFAULT_WINDOW_SIZE:
             stream.recv_window = DEFAULT_WINDOW_SIZE  # lowered by the delta when our SETTINGS are acked
@@ -729,7 +735,9 @@ class H2Connection:
             return
         stream.received += len(data)
         if stream.content_length >= 0:
-            if stream.received > stream.content_length or (end_stream and stream.received != stream.content_length):
+            if stream.received > stream.content_length or (
+                end_stream and stream.received != stream.content_length
+            ):
                 self._release(length)
                 self._stream_error(stream_id, PROTOCOL_ERROR, "body length differs from content-length")
                 return
@@ -804,7 +812,9 @@ class H2Connection:
     def send_headers(self, stream_id: int, headers, end_stream: bool = False) -> None:
         """A response head (or trailers, with ``end_stream``): ``[(name, value), ...]`` lowercase bytes."""
         stream = self._sendable(stream_id)
-        self._out.append(headers_frames(stream_id, self._encoder.encode(headers), end_stream, self._peer_max_frame_size))
+        self._out.append(
+            headers_frames(stream_id, self._encoder.encode(headers), end_stream, self._peer_max_frame_size)
+        )
         if not stream.response_started:
             stream.response_started = True
             if self._rapid_resets > 0:
@@ -823,7 +833,9 @@ class H2Connection:
         if n == 0 and size:
             return 0
         last = end_stream and n == size
-        self._out.append(data_frames(stream_id, data[:n] if n < size else data, last, self._peer_max_frame_size))
+        self._out.append(
+            data_frames(stream_id, data[:n] if n < size else data, last, self._peer_max_frame_size)
+        )
         self._send_window -= n
         stream.send_window -= n
         if last:
@@ -886,4 +898,3 @@ class H2Connection:
         self._send_goaway(NO_ERROR, MAX_WINDOW_SIZE)
         self._shutting_down = True
         self._out.append(ping_frame(SHUTDOWN_PING))
-
