@@ -654,3 +654,14 @@ def test_twins_agree():
     if not EXPECT_COMPILED:
         pytest.skip("the compiled twin is disabled here")
     assert scenario(load("c")) == scenario(load("py"))
+
+
+def test_our_window_applies_once_acknowledged(twin):
+    pair = Pair(twin, handshake=False, initial_window_size=1000, connection_window_size=1 << 20)
+    pair.server.initiate()
+    pair.request(1, POST, end_stream=False)
+    # the client has not seen our SETTINGS: the default window holds for stream 1
+    assert names(pair.server.receive(raw(0x0, 0x0, 1, b"x" * 5000))) == ["DataReceived"]
+    assert names(pair.server.receive(F.SETTINGS_ACK_FRAME)) == ["SettingsAcknowledged"]
+    events = pair.server.receive(raw(0x0, 0x0, 1, b"x" * 1))  # 65535 - 5000 + (1000 - 65535) < 0
+    assert names(events) == ["StreamReset"] and events[0].error_code == FLOW_CONTROL_ERROR

@@ -668,15 +668,13 @@ class H2Connection:
             self._reset(stream_id, REFUSED_STREAM)
             return
         self._last_processed = stream_id
+        # Until the client acknowledged our SETTINGS it may use the default window; the difference
+        # is applied to every stream when the ACK comes.
         stream = H2Stream(
             stream_id,
             self._peer_initial_window,
-            self.initial_window_size
-            if self._settings_acked
-            else max(self.initial_window_size, DEFAULT_WINDOW_SIZE),
+            self.initial_window_size if self._settings_acked else DEFAULT_WINDOW_SIZE,
         )
-        if not self._settings_acked and self.initial_window_size < DEFAULT_WINDOW_SIZE:
-            stream.recv_window = DEFAULT_WINDOW_SIZE  # lowered by the delta when our SETTINGS are acked
         self._streams[stream_id] = stream
         if too_large:
             stream.refused = True
