@@ -665,3 +665,22 @@ def test_our_window_applies_once_acknowledged(twin):
     assert names(pair.server.receive(F.SETTINGS_ACK_FRAME)) == ["SettingsAcknowledged"]
     events = pair.server.receive(raw(0x0, 0x0, 1, b"x" * 1))  # 65535 - 5000 + (1000 - 65535) < 0
     assert names(events) == ["StreamReset"] and events[0].error_code == FLOW_CONTROL_ERROR
+
+
+def test_stream_error_budget(twin):
+    pair = Pair(twin, validate=False, max_stream_errors=5)
+    for stream_id in range(1, 13, 2):
+        pair.client.send_headers(stream_id, GET + [("connection", "close")], end_stream=True)
+    events = pair.to_server()
+    assert names(events) == ["ConnectionTerminated"] and events[0].error_code == ENHANCE_YOUR_CALM
+    assert client_resets(pair.to_client()) == [(stream_id, PROTOCOL_ERROR) for stream_id in range(1, 10, 2)]
+
+
+def test_frames_past_our_goaway_are_ignored(twin):
+    pair = Pair(twin)
+    pair.request(1)
+    pair.server.close_connection(NO_ERROR)
+    pair.server.data_to_send()
+    assert pair.server.receive(raw(0x1, 0x4, 3, b"\x83\x86\x84") + raw(0x0, 0x1, 3, b"body")) == []
+    assert pair.server.data_to_send() == b""
+    assert not pair.server.closed and pair.server.open_streams == 1

@@ -644,8 +644,7 @@ class H2Connection:
             if problem is not None:
                 self._stream_error(stream_id, PROTOCOL_ERROR, problem)
                 return
-            if not self._remote_end(stream):
-                return
+            self._remote_end(stream)
             if stream.announced:
                 self._events.append(TrailersReceived(stream_id, headers))
             return
@@ -713,7 +712,7 @@ class H2Connection:
             if stream_id > self._highest_stream:
                 raise H2ConnectionError(PROTOCOL_ERROR, f"DATA on idle stream {stream_id}")
             self._release(length)
-            if stream_id not in self._reset_ids:
+            if stream_id not in self._reset_ids and not (self._goaway_sent and stream_id > self._goaway_last):
                 self._stream_error(stream_id, STREAM_CLOSED, "DATA on a closed stream")
             return
         if stream.state == HALF_CLOSED_REMOTE:
@@ -739,18 +738,17 @@ class H2Connection:
                 self._release(length)
                 self._stream_error(stream_id, PROTOCOL_ERROR, "body length differs from content-length")
                 return
-        if end_stream and not self._remote_end(stream):
-            return
+        if end_stream:
+            self._remote_end(stream)
         self._events.append(DataReceived(stream_id, data, length, end_stream))
 
-    def _remote_end(self, stream) -> bool:
-        """The client ended its side of ``stream``; False when that closed it."""
+    def _remote_end(self, stream) -> None:
+        """The client ended its side of ``stream`` (the application still gets what ended it)."""
         if stream.state == HALF_CLOSED_LOCAL:
             del self._streams[stream.stream_id]
             self._release(stream.recv_unacked)
-            return True  # closed, but the application still gets what ended it
-        stream.state = HALF_CLOSED_REMOTE
-        return True
+        else:
+            stream.state = HALF_CLOSED_REMOTE
 
     def _stream_error(self, stream_id: int, code: int, message: str) -> None:
         """The client broke a rule on ``stream_id`` (RFC 9113 §5.4.2): RST_STREAM, the stream closed."""
