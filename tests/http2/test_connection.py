@@ -645,8 +645,7 @@ def scenario(module: Any) -> tuple:
     pair.server.graceful_shutdown()
     out.append(pair.server.data_to_send())
     return [
-        [e.fields() if hasattr(e, "fields") else e for e in step] if isinstance(step, list) else step
-        for step in log
+        [(type(e).__name__, *e.fields()) for e in step] if isinstance(step, list) else step for step in log
     ], out
 
 
