@@ -70,3 +70,16 @@ class H2StreamError(Exception):
 
     def __str__(self) -> str:
         return f"stream {self.stream_id}: {self.message} (error code 0x{self.error_code:x})"
+
+
+class StreamClosedError(Exception):
+    """The application tried to send on a stream that is not open for sending (closed, reset, ended
+    by us, or the connection is closed). Not a protocol error: nothing is sent."""
+
+    def __init__(self, stream_id: int, message: str) -> None:
+        super().__init__(stream_id, message)
+        self.stream_id = stream_id
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

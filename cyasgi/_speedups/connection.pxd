@@ -1,0 +1,53 @@
+# cython: language_level=3
+# The augmenting declarations that compile cyasgi/protocols/http2/connection.py (symlinked here as
+# connection.py) into cyasgi._speedups.connection: the same source, with C classes and typed fields.
+import cython
+
+
+cdef class H2Stream:
+    cdef public Py_ssize_t stream_id
+    cdef public int state                    # OPEN, HALF_CLOSED_REMOTE, HALF_CLOSED_LOCAL
+    cdef public long long send_window        # what we may still send (the client's window)
+    cdef public long long recv_window        # what the client may still send
+    cdef public long long recv_unacked       # consumed by the application, not yet given back
+    cdef public long long content_length     # the request's content-length, -1: none
+    cdef public long long received           # body octets received
+    cdef public bint announced               # RequestReceived was returned
+    cdef public bint refused                 # HeadersTooLarge: nothing goes to the application
+    cdef public bint response_started        # we sent its response head
+
+
+cdef class H2Connection:
+    cdef public Py_ssize_t max_concurrent_streams    # our SETTINGS_MAX_CONCURRENT_STREAMS
+    cdef public long long initial_window_size        # our SETTINGS_INITIAL_WINDOW_SIZE
+    cdef public Py_ssize_t max_frame_size            # our SETTINGS_MAX_FRAME_SIZE
+    cdef public Py_ssize_t max_header_list_size      # our SETTINGS_MAX_HEADER_LIST_SIZE
+    cdef public long long connection_window_size     # the connection's receive window
+    cdef public Py_ssize_t max_rapid_resets          # budget: streams reset before their response
+    cdef public Py_ssize_t max_empty_data_frames     # budget: empty DATA without END_STREAM
+    cdef public Py_ssize_t max_control_frames        # budget: SETTINGS/PING/PRIORITY per batch
+    cdef public Py_ssize_t max_stream_errors         # budget: streams we reset for a broken rule
+    cdef object _reader                              # FrameReader
+    cdef object _decoder                             # hpack Decoder
+    cdef object _encoder                             # hpack Encoder
+    cdef list _out                                   # bytes queued for the client
+    cdef dict _streams                               # stream id -> H2Stream (open, half-closed)
+    cdef dict _reset_ids                             # ids of streams we reset lately, oldest first
+    cdef Py_ssize_t _highest_stream                  # the highest client stream id seen
+    cdef Py_ssize_t _last_processed                  # the highest stream id whose request we took
+    cdef bint _settings_acked                        # the client acknowledged our SETTINGS
+    cdef Py_ssize_t _peer_max_frame_size             # the client's SETTINGS_MAX_FRAME_SIZE
+    cdef long long _peer_initial_window              # the client's SETTINGS_INITIAL_WINDOW_SIZE
+    cdef long long _send_window                      # the connection window for what we send
+    cdef long long _recv_window                      # what the client may still send on the connection
+    cdef long long _recv_unacked                     # consumed, not yet given back
+    cdef Py_ssize_t _rapid_resets
+    cdef Py_ssize_t _empty_data_frames
+    cdef Py_ssize_t _control_frames
+    cdef Py_ssize_t _stream_errors
+    cdef bint _goaway_sent
+    cdef Py_ssize_t _goaway_last                     # streams above it are ignored after our GOAWAY
+    cdef bint _shutting_down                         # graceful shutdown: waiting for the PING ACK
+    cdef bint _remote_goaway
+    cdef bint _closed
+    cdef list _events                                # the events of the receive() in progress
