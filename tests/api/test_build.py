@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,3 +63,24 @@ def test_require_extensions_turns_a_failed_compile_into_a_failed_build(tmp_path)
     result = build_wheel(source, tmp_path / "wheels", CYASGI_REQUIRE_EXTENSIONS="1")
     assert result.returncode != 0
     assert not list((tmp_path / "wheels").glob("cyasgi-*.whl"))
+
+
+def test_every_package_and_cython_include_is_shipped():
+    """A package directory missing from pyproject's list installs without it (an editable install,
+    which the rest of the suite uses, would never notice); so would a .pxd the compile needs."""
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "pyproject.toml").read_text()
+    listed = set(re.findall(r'^\s+"(cyasgi[\w.]*)",$', text.split("packages = [", 1)[1].split("]", 1)[0], re.M))
+    found = {
+        ".".join(path.parent.relative_to(root).parts)
+        for path in (root / "cyasgi").rglob("__init__.py")
+    }
+    assert found == listed
+    speedups = root / "cyasgi" / "_speedups"
+    patterns = re.search(r'^"cyasgi._speedups" = \[(.*)\]$', text, re.M)
+    assert patterns is not None
+    globs = [glob.strip(' "') for glob in patterns.group(1).split(",")]
+    needed = {path.relative_to(speedups).as_posix() for path in speedups.rglob("*.pxd")}
+    needed |= {path.relative_to(speedups).as_posix() for path in speedups.rglob("*.pyx")}
+    shipped = {path.relative_to(speedups).as_posix() for glob in globs for path in speedups.glob(glob)}
+    assert needed <= shipped, needed - shipped
