@@ -374,4 +374,8 @@ def test_ten_thousand_reset_connections_leave_nothing_behind(twin):
         loop_handles = server.lifespan  # keep the server alive while counting
         after = (live(twin.HttpProtocol), live(twin.RequestCycle))
         assert loop_handles is not None
-    assert after == before, f"live (protocols, request cycles): {before} before, {after} after"
+    # None of the 10,000 is left: at most what lived before (objects of earlier tests may be freed
+    # meanwhile; PyPy's collector frees some of them only at a later collection).
+    assert after[0] <= before[0] and after[1] <= before[1], (
+        f"live (protocols, request cycles): {before} before, {after} after"
+    )
