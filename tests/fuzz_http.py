@@ -27,38 +27,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def run_pytest(test_file: str, examples: int, *options: str) -> int:
+    """One test file with ``examples`` hypothesis examples per property, no time limit."""
+    env = dict(os.environ, CYASGI_FUZZ_EXAMPLES=str(examples))
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=0", *options, test_file]
+    return subprocess.call(command, cwd=ROOT, env=env)
+
+
 def run_send_parity(examples: int) -> int:
     """The send-side differential test (hypothesis only: its input is a message sequence)."""
-    env = dict(os.environ, CYASGI_FUZZ_EXAMPLES=str(examples))
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--timeout=0",
-        "tests/http1/test_send_parity.py",
-    ]
     print("send parity:", examples, "examples", flush=True)
-    return subprocess.call(command, cwd=ROOT, env=env)
+    return run_pytest("tests/http1/test_send_parity.py", examples)
 
 
 def run_hypothesis(examples: int) -> int:
-    env = dict(os.environ, CYASGI_FUZZ_EXAMPLES=str(examples))
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--timeout=0",
-        "-s",
-        "tests/http1/test_fuzz.py",
-    ]
     print("hypothesis:", examples, "examples per property", flush=True)
-    return subprocess.call(command, cwd=ROOT, env=env)
+    return run_pytest("tests/http1/test_fuzz.py", examples, "-s")
 
 
 def run_atheris(atheris: object, seconds: int) -> int:
