@@ -1459,7 +1459,11 @@ class HttpProtocol(RequestSink):
         return data
 
     def _hand_over_h2(self, data: bytes) -> None:
-        from cyasgi.protocols.http2.serving import H2Protocol
+        # The HTTP/2 protocol of the same build: compiled with compiled, pure with pure.
+        if cython.compiled:
+            from cyasgi._speedups.h2protocol import H2Protocol
+        else:
+            from cyasgi.protocols.http2.protocol import H2Protocol
 
         self._h2_sniff = False
         self._reading_stopped = True
