@@ -1463,7 +1463,7 @@ class HttpProtocol(RequestSink):
         if cython.compiled:
             from cyasgi._speedups.h2protocol import H2Protocol
         else:
-            from cyasgi.protocols.http2.protocol import H2Protocol
+            from cyasgi.protocols.http2.protocol import H2Protocol  # type: ignore[assignment]
 
         self._h2_sniff = False
         self._reading_stopped = True

@@ -45,19 +45,21 @@ from cyasgi.protocols.http.extensions import (
     trailer_fields,
     zerocopy_range,
 )
-from cyasgi.protocols.http.kernel import (
-    completed,
-    failed,
-    has_proxy_headers,
-    header_name,
-    is_ascii,
-    monotonic,
-    parse_content_length,
-    split_target,
-    start_task,
-    task_kwargs,
-    valid_field_value,
-)
+
+if not cython.compiled:  # the compiled build takes these from the C kernel (h2protocol.pxd)
+    from cyasgi.protocols.http.kernel import (
+        completed,
+        failed,
+        has_proxy_headers,
+        header_name,
+        is_ascii,
+        monotonic,
+        parse_content_length,
+        split_target,
+        start_task,
+        task_kwargs,
+        valid_field_value,
+    )
 from cyasgi.protocols.http.rules import as_bytes, header_pair
 from cyasgi.protocols.http.server_apps import HealthCheck, service_unavailable
 from cyasgi.protocols.http.wire import ASGI_SPEC_VERSION, FILE_CHUNK_SIZE, HTTP_EXTENSIONS, SHUTDOWN_GRACE
@@ -430,7 +432,8 @@ class StreamCycle:
         values = early_hint_links(links)
         if values:
             head = [(b":status", b"103")]
-            head.extend((b"link", value) for value in values)
+            for value in values:
+                head.append((b"link", value))
             self.conn.send_headers(self.stream_id, head, False)
             self.protocol.flush_soon()
 
