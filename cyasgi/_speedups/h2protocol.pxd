@@ -68,16 +68,21 @@ cdef class StreamCycle:
     cdef wake_sender(self)
     cdef on_reset(self)
     cdef object _send(self, dict message)
+
     @cython.locals(code=int, content_length=Py_ssize_t, length=Py_ssize_t, head=list)
     cdef start_response(self, object status, object headers, object trailers)
     cdef send_head(self, Py_ssize_t body_size, bint more_body)
+
     @cython.locals(size=Py_ssize_t)
     cdef object send_body(self, object body, object more_body)
+
     @cython.locals(protocol=H2Protocol, taken=Py_ssize_t)
     cdef object send_data(self, object data, bint end_stream)
+
     @cython.locals(size=Py_ssize_t, taken=Py_ssize_t, last=bint)
     cdef Py_ssize_t send_pending(self, Py_ssize_t quantum) except -1
     cdef end_body(self)
+
     @cython.locals(protocol=H2Protocol)
     cdef complete(self)
     cdef send_trailers(self, object headers, object more_trailers)
@@ -142,6 +147,7 @@ cdef class H2Protocol:
                    extensions=dict, limit=Py_ssize_t)
     cdef on_request(self, Py_ssize_t stream_id, list headers, bint end_stream)
     cdef dict new_scope_template(self)
+
     @cython.locals(cycle=StreamCycle)
     cdef on_data(self, Py_ssize_t stream_id, bytes data, Py_ssize_t credit, bint end_stream)
     cdef body_too_large(self, StreamCycle cycle)
@@ -149,13 +155,16 @@ cdef class H2Protocol:
     cdef consumed(self, Py_ssize_t stream_id, Py_ssize_t credit)
     cdef Py_ssize_t window_for(self, Py_ssize_t stream_id) except -1
     cdef wait_for_window(self, StreamCycle cycle)
+
     @cython.locals(cycle=StreamCycle)
     cdef pump(self)
     cdef flush_soon(self)
     cdef reset(self, Py_ssize_t stream_id, int code)
     cdef response_complete(self, StreamCycle cycle)
     cdef stream_done(self, StreamCycle cycle)
+
     @cython.locals(cycle=StreamCycle)
     cdef on_terminated(self, object event)
+
     @cython.locals(deadline=double, stall=double, ping=double)
     cdef refresh_deadline(self)
