@@ -66,7 +66,7 @@ cdef class StreamCycle:
     cdef _init(self, H2Protocol protocol, Py_ssize_t stream_id, dict scope, object app, bint end_stream)
     cdef wake(self)
     cdef wake_sender(self)
-    cdef on_reset(self)
+    cpdef on_reset(self)
     cdef object _send(self, dict message)
 
     @cython.locals(code=int, content_length=Py_ssize_t, length=Py_ssize_t, head=list)
