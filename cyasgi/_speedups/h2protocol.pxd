@@ -18,6 +18,7 @@ from cyasgi._speedups.kernel cimport (
     task_kwargs,
     valid_field_value,
 )
+from cyasgi._speedups.connection cimport H2Connection
 
 cdef frozenset CONNECTION_SPECIFIC
 cdef list STATUS_VALUES
@@ -32,7 +33,7 @@ cdef class H2Protocol
 cdef class StreamCycle:
     cdef:
         public H2Protocol protocol
-        public object conn               # the H2Connection (engine.py)
+        public H2Connection conn
         public Py_ssize_t stream_id
         public dict scope
         public object app
@@ -119,7 +120,7 @@ cdef class H2Protocol:
         public object server_state
         public set connections
         public set tasks
-        public object conn               # the H2Connection (engine.py)
+        public H2Connection conn
         public object transport
         public object server
         public object client

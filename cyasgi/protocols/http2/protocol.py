@@ -46,7 +46,8 @@ from cyasgi.protocols.http.extensions import (
     zerocopy_range,
 )
 
-if not cython.compiled:  # the compiled build takes these from the C kernel (h2protocol.pxd)
+if not cython.compiled:  # the compiled build takes these from the C kernel and core (h2protocol.pxd)
+    from cyasgi.protocols.http2.engine import H2Connection
     from cyasgi.protocols.http.kernel import (
         completed,
         failed,
@@ -66,7 +67,6 @@ from cyasgi.protocols.http.wire import ASGI_SPEC_VERSION, FILE_CHUNK_SIZE, HTTP_
 from cyasgi.protocols.http2.engine import (
     ConnectionTerminated,
     DataReceived,
-    H2Connection,
     HeadersTooLarge,
     PingAckReceived,
     RemoteSettingsChanged,
