@@ -47,7 +47,6 @@ from cyasgi.protocols.http.extensions import (
 )
 
 if not cython.compiled:  # the compiled build takes these from the C kernel and core (h2protocol.pxd)
-    from cyasgi.protocols.http2.engine import H2Connection
     from cyasgi.protocols.http.kernel import (
         completed,
         failed,
@@ -61,6 +60,7 @@ if not cython.compiled:  # the compiled build takes these from the C kernel and 
         task_kwargs,
         valid_field_value,
     )
+    from cyasgi.protocols.http2.engine import H2Connection
 from cyasgi.protocols.http.rules import as_bytes, header_pair
 from cyasgi.protocols.http.server_apps import HealthCheck, service_unavailable
 from cyasgi.protocols.http.wire import ASGI_SPEC_VERSION, FILE_CHUNK_SIZE, HTTP_EXTENSIONS, SHUTDOWN_GRACE
