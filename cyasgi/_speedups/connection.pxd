@@ -9,8 +9,10 @@ cdef Py_ssize_t COLON
 @cython.locals(name=bytes, value=bytes, seen=int, bit=int, regular=bint)
 cpdef validate_request_headers(list headers)
 
+
 @cython.locals(name=bytes)
 cpdef validate_trailers(list headers)
+
 
 @cython.locals(name=bytes, value=bytes, out=list, cookie_at=Py_ssize_t)
 cpdef list asgi_headers(list headers)
