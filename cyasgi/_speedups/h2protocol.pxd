@@ -145,7 +145,7 @@ cdef class H2Protocol:
         public double ping_sent
 
     @cython.locals(cycle=StreamCycle, raw_path=bytes, query_string=bytes, path=str, scope=dict, template=dict,
-                   extensions=dict, limit=Py_ssize_t)
+                   extensions=dict, limit=Py_ssize_t, name=bytes, value=bytes, target=bytes, fields=list)
     cdef on_request(self, Py_ssize_t stream_id, list headers, bint end_stream)
     cdef dict new_scope_template(self)
 

@@ -657,12 +657,12 @@ class H2Protocol:
     def on_request(self, stream_id: int, headers: list, end_stream: bool) -> None:
         method = ""
         target = b""
-        for name, value in headers:
+        for name, value in headers:  # (pseudo-headers come first: the core checked it)
             if name == b":method":
                 method = value.decode("ascii", "replace")
             elif name == b":path":
                 target = value
-            elif name[:1] != b":":
+            elif not name.startswith(b":"):
                 break
         fields = asgi_headers(headers)
         if self.limit_headers and len(fields) > self.limit_headers:
