@@ -649,8 +649,11 @@ class H2Protocol:
             elif kind is ConnectionTerminated:
                 self.on_terminated(event)
         self.flush()
-        if not self.closed and (self.deadline == 0.0 or not self.streams or self.waiting or self.ping_interval):
-            self.refresh_deadline()
+        if not self.closed:
+            if self.streams and not self.waiting and not self.ping_interval:
+                self.deadline = 0.0  # busy: no timeout runs (stream_done arms the idle one)
+            else:
+                self.refresh_deadline()
 
     # Requests --------------------------------------------------------------------------------------
 
