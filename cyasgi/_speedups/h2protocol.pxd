@@ -136,6 +136,9 @@ cdef class H2Protocol:
         public bint write_paused
         public bint reading_paused
         public bint flush_due
+        public bint receiving
+        public bint sending
+        public bint write_due
         bint pumping
         public bint closed
         public bint draining
@@ -160,6 +163,10 @@ cdef class H2Protocol:
     @cython.locals(cycle=StreamCycle)
     cdef pump(self)
     cdef flush_soon(self)
+    cdef write_after_send(self)
+
+    @cython.locals(kind=object)
+    cdef on_events(self, list events)
     cdef reset(self, Py_ssize_t stream_id, int code)
     cdef response_complete(self, StreamCycle cycle)
     cdef stream_done(self, StreamCycle cycle)
