@@ -96,6 +96,7 @@ class AppState:
     values: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     file_path: str = ""
+    changed: threading.Condition = field(default_factory=threading.Condition)
 
     def event(self, name: str) -> threading.Event:
         with self.lock:
@@ -107,6 +108,13 @@ class AppState:
         with self.lock:
             self.values.setdefault(name, []).append(value)
         self.event(name).set()
+        with self.changed:
+            self.changed.notify_all()
+
+    def wait_count(self, name: str, count: int, timeout: float = WAIT) -> None:
+        with self.changed:
+            reached = self.changed.wait_for(lambda: len(self.values.get(name, ())) >= count, timeout)
+        assert reached, f"the app reached {name!r} {len(self.values.get(name, ()))} times, not {count}"
 
     def wait(self, name: str, timeout: float = WAIT) -> Any:
         assert self.event(name).wait(timeout), f"the app never reached {name!r}; seen: {sorted(self.values)}"
@@ -241,6 +249,17 @@ def make_app(state: AppState) -> Any:
     return app
 
 
+def until(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
+    """Poll a condition no event tells about (state inside the server thread), bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
+
+
 # A raw HTTP/2 client on the h2 library -------------------------------------------------------------
 
 
@@ -259,6 +278,7 @@ class H2Client:
         settings: dict | None = None,
         sock: socket.socket | None = None,
         validate: bool = True,
+        preface_sent: bool = False,
     ) -> None:
         self.sock = sock or socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
         self.sock.settimeout(WAIT)
@@ -269,6 +289,8 @@ class H2Client:
         if settings:
             self.conn.local_settings = h2.settings.Settings(client=True, initial_values=settings)
         self.conn.initiate_connection()
+        if preface_sent:
+            assert self.conn.data_to_send(len(PREFACE)) == PREFACE
         self.flush()
         self.events: list = []
         self.closed = False
