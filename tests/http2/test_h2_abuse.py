@@ -20,7 +20,9 @@ from tests.http2.h2util import (
     ENHANCE_YOUR_CALM,
     HEADERS,
     PING,
+    PRIORITY,
     RST_STREAM,
+    SETTINGS,
     AppState,
     H2Client,
     frame,
@@ -98,6 +100,26 @@ def test_empty_data_frame_flood(server):
 def test_ping_flood_in_one_write(server):
     pings = b"".join(frame(PING, 0, 0, struct.pack(">Q", index)) for index in range(1100))
     assert flood(server, pings) == [ENHANCE_YOUR_CALM]
+
+
+def test_settings_flood_in_one_write(server):
+    settings = frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 65535)) * 1100
+    assert flood(server, settings) == [ENHANCE_YOUR_CALM]
+
+
+def test_priority_flood_in_one_write(server):
+    priorities = b"".join(frame(PRIORITY, 0, 2 * i + 1, struct.pack(">IB", 0, 16)) for i in range(1100))
+    assert flood(server, priorities) == [ENHANCE_YOUR_CALM]
+
+
+def test_server_provoked_resets(server):
+    # MadeYouReset (CVE-2025-8671): streams the server must reset for a broken rule (an uppercase field
+    # name: a malformed request), past --http2-max-stream-errors (1000).
+    malformed = [*request_headers("/hello"), ("X-Upper", "1")]
+    frames = b"".join(
+        frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 1, hpack_block(malformed)) for i in range(1100)
+    )
+    assert flood(server, frames) == [ENHANCE_YOUR_CALM]
 
 
 def test_continuation_flood(server):

@@ -15,6 +15,7 @@ import pytest
 
 from tests.http2.h2util import (
     ACK,
+    CANCEL,
     DATA,
     END_HEADERS,
     END_STREAM,
@@ -34,6 +35,7 @@ from tests.http2.h2util import (
     make_app,
     parse_frames,
     raw_connect,
+    raw_until_closed,
     request_headers,
     status,
     until,
@@ -249,3 +251,74 @@ def test_settings_with_a_small_max_frame_size_peer(server):
     head = next(payload for kind, _, _, payload in frames if kind == HEADERS)
     assert dict(hpack.Decoder().decode(head))[":status"] == "200"
     sock.close()
+
+
+# Per-stream server features and the HTTP/2 timers --------------------------------------------------
+
+
+def test_limit_max_requests_counts_streams(twin, state):
+    with run_server(h2_config(make_app(state), twin, limit_max_requests=3)) as server:
+        sock = raw_connect(server)
+        for stream_id in (1, 3, 5):
+            sock.sendall(frame(HEADERS, END_HEADERS | END_STREAM, stream_id, hpack_block(request_headers("/hello"))))
+        # The server winds down after the third stream: GOAWAY(NO_ERROR), the connection closes (the
+        # shutdown PING is answered), the server stops.
+        data = read_until(sock, b"", lambda d: any(kind == PING for kind, _, _, _ in parse_frames(d)))
+        ping = next(payload for kind, flags, _, payload in parse_frames(data) if kind == PING and not flags & ACK)
+        sock.sendall(frame(PING, ACK, 0, ping))
+        data += raw_until_closed(sock)
+        sock.close()
+        assert server.finished.wait(WAIT)
+    frames = parse_frames(data)
+    assert b"".join(p for kind, _, _, p in frames if kind == DATA) == b"Hello, world!" * 3
+    assert goaways(data) and all(code == NO_ERROR for _, code in goaways(data))
+
+
+def test_health_path_is_answered_by_the_server(twin, state):
+    with run_server(h2_config(make_app(state), twin, health_path="/healthz")) as server:
+        client = H2Client(server)
+        response = client.get("/healthz")
+        assert status(response) == 200
+        assert "slow-started" not in state.values
+        client.close()
+
+
+def test_keep_alive_ping_unanswered_closes_the_connection(twin, state):
+    config = h2_config(make_app(state), twin, http2_keep_alive_interval=0.5, http2_keep_alive_timeout=0.5)
+    with run_server(config) as server:
+        sock = raw_connect(server)
+        started = time.monotonic()
+        # The client reads but never answers the PING.
+        data = read_until(sock, b"", lambda d: any(kind == PING for kind, _, _, _ in parse_frames(d)))
+        ping = next(payload for kind, _, _, payload in parse_frames(data) if kind == PING)
+        sock.settimeout(WAIT)
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert time.monotonic() - started < WAIT
+        assert len(ping) == 8
+        sock.close()
+
+
+def test_keep_alive_ping_answered_keeps_the_connection(twin, state):
+    config = h2_config(make_app(state), twin, http2_keep_alive_interval=0.3, http2_keep_alive_timeout=0.5)
+    with run_server(config) as server:
+        client = H2Client(server)  # the h2 library answers PINGs
+        client.wait_for(lambda: len([e for e in client.events if isinstance(e, h2.events.PingReceived)]) >= 3)
+        assert not any(isinstance(e, h2.events.ConnectionTerminated) for e in client.events)
+        assert status(client.get("/hello")) == 200
+        client.close()
+
+
+def test_a_stream_stalled_on_a_zero_window_is_reset(twin, state):
+    config = h2_config(make_app(state), twin, http2_stall_timeout=1.0)
+    with run_server(config) as server:
+        client = H2Client(server, settings={4: 0})  # INITIAL_WINDOW_SIZE 0, never raised
+        stream_id = client.request("/big?100000")
+        state.wait("big-sending")
+        response = client.response(stream_id)
+        assert response["reset"] == CANCEL
+        assert not state.event("big-returned").is_set()  # the app's send() raised instead
+        client.close()
