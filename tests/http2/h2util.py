@@ -27,7 +27,9 @@ from tests.utils import WAIT, ThreadedServer, make_config
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # Frame types and error codes (RFC 9113 §6, §7).
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
+    range(10)
+)
 END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
 STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 0x5, 0x6, 0x7, 0x8, 0x9
@@ -197,7 +199,9 @@ def make_app(state: AppState) -> Any:
             await send({"type": "http.response.body", "body": b"with trailers"})
             await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")]})
         elif path == "/early-hint":
-            await send({"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload; as=style"]})
+            await send(
+                {"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload; as=style"]}
+            )
             await respond(b"after the hint")
         elif path == "/pathsend":
             await send({"type": "http.response.start", "status": 200, "headers": plain})
@@ -215,7 +219,11 @@ def make_app(state: AppState) -> Any:
         elif path == "/bad-value":
             await respond(b"no", headers=[(b"x-bad", b"a\nb")])
         elif path == "/connection-headers":
-            headers = [(b"connection", b"keep-alive"), (b"transfer-encoding", b"chunked"), (b"x-kept", b"yes")]
+            headers = [
+                (b"connection", b"keep-alive"),
+                (b"transfer-encoding", b"chunked"),
+                (b"x-kept", b"yes"),
+            ]
             await respond(b"framed by HTTP/2", headers=headers)
         elif path == "/wait-disconnect":
             await send({"type": "http.response.start", "status": 200, "headers": plain})
@@ -283,7 +291,10 @@ class H2Client:
         self.sock = sock or socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
         self.sock.settimeout(WAIT)
         config = h2.config.H2Configuration(
-            client_side=True, header_encoding="utf-8", validate_inbound_headers=validate, validate_outbound_headers=False
+            client_side=True,
+            header_encoding="utf-8",
+            validate_inbound_headers=validate,
+            validate_outbound_headers=False,
         )
         self.conn = h2.connection.H2Connection(config)
         if settings:
@@ -302,7 +313,9 @@ class H2Client:
         if data:
             self.sock.sendall(data)
 
-    def request(self, path: str, method: str = "GET", body: bytes | None = None, end: bool = True, **extra: str) -> int:
+    def request(
+        self, path: str, method: str = "GET", body: bytes | None = None, end: bool = True, **extra: str
+    ) -> int:
         stream_id = self.conn.get_next_available_stream_id()
         headers = request_headers(path, method, **extra)
         self.conn.send_headers(stream_id, headers, end_stream=end and not body)
@@ -314,7 +327,9 @@ class H2Client:
     def send_body(self, stream_id: int, body: bytes, end: bool = True) -> None:
         view = memoryview(body)
         while view:
-            size = min(len(view), self.conn.max_outbound_frame_size, self.conn.local_flow_control_window(stream_id))
+            size = min(
+                len(view), self.conn.max_outbound_frame_size, self.conn.local_flow_control_window(stream_id)
+            )
             if size <= 0:
                 self.wait_for(lambda: self.conn.local_flow_control_window(stream_id) > 0)
                 continue
@@ -351,7 +366,8 @@ class H2Client:
         if stream_id is None:
             return
         response = self.responses.setdefault(
-            stream_id, {"headers": [], "informational": [], "body": b"", "trailers": [], "ended": False, "reset": None}
+            stream_id,
+            {"headers": [], "informational": [], "body": b"", "trailers": [], "ended": False, "reset": None},
         )
         if isinstance(event, h2.events.ResponseReceived):
             response["headers"] = event.headers
@@ -387,8 +403,10 @@ class H2Client:
     def response(self, stream_id: int, timeout: float = WAIT) -> dict:
         """The stream's response once it ended (or was reset)."""
         self.wait_for(
-            lambda: stream_id in self.responses
-            and (self.responses[stream_id]["ended"] or self.responses[stream_id]["reset"] is not None),
+            lambda: (
+                stream_id in self.responses
+                and (self.responses[stream_id]["ended"] or self.responses[stream_id]["reset"] is not None)
+            ),
             timeout,
         )
         return self.responses[stream_id]
@@ -398,7 +416,8 @@ class H2Client:
 
     def terminated(self, timeout: float = WAIT) -> h2.events.ConnectionTerminated:
         return self.wait_for(
-            lambda: next((e for e in self.events if isinstance(e, h2.events.ConnectionTerminated)), None), timeout
+            lambda: next((e for e in self.events if isinstance(e, h2.events.ConnectionTerminated)), None),
+            timeout,
         )
 
     def wait_closed(self, timeout: float = WAIT) -> None:

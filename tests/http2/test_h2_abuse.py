@@ -30,8 +30,8 @@ from tests.http2.h2util import (
     h2_config,
     hpack_block,
     make_app,
-    raw_connect,
     parse_frames,
+    raw_connect,
     raw_until_closed,
     request_headers,
     status,
@@ -147,7 +147,9 @@ def hpack_bomb(streams: int) -> bytes:
         stream_id = 2 * index + 1
         block = head + (literal if index == 0 else b"") + b"\xbe" * 60000  # 62: the x-bomb entry
         chunks = [block[i : i + 16384] for i in range(0, len(block), 16384)]
-        out.append(frame(HEADERS, END_STREAM | (END_HEADERS if len(chunks) == 1 else 0), stream_id, chunks[0]))
+        out.append(
+            frame(HEADERS, END_STREAM | (END_HEADERS if len(chunks) == 1 else 0), stream_id, chunks[0])
+        )
         for position, chunk in enumerate(chunks[1:], 2):
             out.append(frame(CONTINUATION, END_HEADERS if position == len(chunks) else 0, stream_id, chunk))
     return b"".join(out)

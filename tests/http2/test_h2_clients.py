@@ -75,7 +75,14 @@ def run(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
 
 @needs_curl
 def test_curl_prior_knowledge(server):
-    result = run("curl", "-sS", "--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}", server.url + "/hello")
+    result = run(
+        "curl",
+        "-sS",
+        "--http2-prior-knowledge",
+        "-w",
+        "\n%{http_version} %{http_code}",
+        server.url + "/hello",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"Hello, world!\n2 200"
 

@@ -77,7 +77,9 @@ def test_an_app_that_does_not_read_stops_the_upload(server, state):
     with pytest.raises(socket.timeout):
         while True:
             client.read_once(SETTLE)
-    updates = [e for e in client.events if isinstance(e, h2.events.WindowUpdated) and e.stream_id == stream_id]
+    updates = [
+        e for e in client.events if isinstance(e, h2.events.WindowUpdated) and e.stream_id == stream_id
+    ]
     assert updates == []
     assert client.conn.local_flow_control_window(stream_id) == 0
     # The app reads: the windows open again.

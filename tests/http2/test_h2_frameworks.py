@@ -113,7 +113,9 @@ def test_upload_file(framework_server):
     server, _ = framework_server
     upload = bytes(range(256)) * 3000 + b"tail"
     with client() as http:
-        response = http.post(server.url + "/upload", files={"file": ("data.bin", upload, "application/octet-stream")})
+        response = http.post(
+            server.url + "/upload", files={"file": ("data.bin", upload, "application/octet-stream")}
+        )
     assert response.http_version == "HTTP/2"
     assert response.status_code == 200, response.text
     assert response.json() == {"size": len(upload), "sha256": hashlib.sha256(upload).hexdigest()}

@@ -11,6 +11,7 @@ import h2.events
 import pytest
 
 from tests.http2.h2util import (
+    COMPRESSION_ERROR,
     CONTINUATION,
     DATA,
     END_HEADERS,
@@ -26,7 +27,6 @@ from tests.http2.h2util import (
     SETTINGS,
     STREAM_CLOSED,
     WINDOW_UPDATE,
-    COMPRESSION_ERROR,
     AppState,
     H2Client,
     frame,
@@ -67,7 +67,9 @@ def connection_error(server: Any, frames: bytes, settings: bytes | None = None) 
     return goaways(data)
 
 
-def headers_frame(stream_id: int, path: str = "/hello", flags: int = END_HEADERS | END_STREAM, **extra: str) -> bytes:
+def headers_frame(
+    stream_id: int, path: str = "/hello", flags: int = END_HEADERS | END_STREAM, **extra: str
+) -> bytes:
     return frame(HEADERS, flags, stream_id, hpack_block(request_headers(path, **extra)))
 
 
@@ -92,7 +94,9 @@ def test_http11_after_the_preface_is_protocol_error(server):
 
 def test_bad_hpack_is_compression_error(server):
     # Indexed field with index 0 (RFC 7541 §6.1: a decoding error).
-    assert connection_error(server, frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x80")) == [(0, COMPRESSION_ERROR)]
+    assert connection_error(server, frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x80")) == [
+        (0, COMPRESSION_ERROR)
+    ]
 
 
 def test_hpack_index_past_the_tables_is_compression_error(server):
@@ -188,7 +192,9 @@ def test_header_list_over_the_limit_is_431_and_the_connection_lives(server):
 
 def test_malformed_request_is_a_stream_error(server):
     sock = raw_connect(server)
-    bad = frame(HEADERS, END_HEADERS | END_STREAM, 1, hpack_block([*request_headers("/hello"), ("X-Upper", "1")]))
+    bad = frame(
+        HEADERS, END_HEADERS | END_STREAM, 1, hpack_block([*request_headers("/hello"), ("X-Upper", "1")])
+    )
     sock.sendall(bad + headers_frame(3, "/hello"))
     data = b""
     while not any(kind == DATA and stream_id == 3 for kind, _, stream_id, _ in parse_frames(data)):
@@ -231,7 +237,9 @@ def test_settings_are_acknowledged(server):
         chunk = sock.recv(65536)
         assert chunk
         data += chunk
-    settings = [payload for kind, flags, _, payload in parse_frames(data) if kind == SETTINGS and not flags & 1]
+    settings = [
+        payload for kind, flags, _, payload in parse_frames(data) if kind == SETTINGS and not flags & 1
+    ]
     values = dict(struct.unpack(">HI", settings[0][i : i + 6]) for i in range(0, len(settings[0]), 6))
     assert values.get(3) == 100  # MAX_CONCURRENT_STREAMS
     assert values.get(4) == 262144  # INITIAL_WINDOW_SIZE

@@ -91,7 +91,13 @@ def test_scope(server, client):
 
 def test_authority_replaces_a_host_field(server, client):
     stream_id = client.conn.get_next_available_stream_id()
-    headers = [(":method", "GET"), (":scheme", "http"), (":authority", "real"), (":path", "/scope"), ("host", "other")]
+    headers = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "real"),
+        (":path", "/scope"),
+        ("host", "other"),
+    ]
     client.conn.send_headers(stream_id, headers, end_stream=True)
     client.flush()
     info = json.loads(client.response(stream_id)["body"])
@@ -121,7 +127,9 @@ def test_streaming_response(server, client):
     assert status(response) == 200
     assert response["body"] == b"chunk0;chunk1;chunk2;chunk3;chunk4;"
     assert header(response, "content-length") is None
-    chunks = [e.data for e in client.events if isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id]
+    chunks = [
+        e.data for e in client.events if isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id
+    ]
     assert len([chunk for chunk in chunks if chunk]) >= 2, chunks  # not collected into one body
 
 
@@ -174,7 +182,9 @@ def test_trailers_only_with_te_trailers(server, client):
 
 def test_early_hints(server, client):
     response = client.get("/early-hint")
-    assert response["informational"] == [[(":status", "103"), ("link", "</style.css>; rel=preload; as=style")]]
+    assert response["informational"] == [
+        [(":status", "103"), ("link", "</style.css>; rel=preload; as=style")]
+    ]
     assert status(response) == 200
     assert response["body"] == b"after the hint"
 

@@ -70,7 +70,9 @@ def test_graceful_shutdown_lets_a_stream_in_flight_complete(twin, state):
         # First GOAWAY(2^31-1, NO_ERROR) and a PING; the client answers the PING.
         data = read_until(sock, b"", lambda d: any(kind == PING for kind, _, _, _ in parse_frames(d)))
         assert goaways(data) == [(MAX_STREAM_ID, NO_ERROR)]
-        ping = next(payload for kind, flags, _, payload in parse_frames(data) if kind == PING and not flags & ACK)
+        ping = next(
+            payload for kind, flags, _, payload in parse_frames(data) if kind == PING and not flags & ACK
+        )
         sock.sendall(frame(PING, ACK, 0, ping))
         # Then GOAWAY(1): stream 1 was processed.
         data = read_until(sock, data, lambda d: len(goaways(d)) == 2)
@@ -260,11 +262,15 @@ def test_limit_max_requests_counts_streams(twin, state):
     with run_server(h2_config(make_app(state), twin, limit_max_requests=3)) as server:
         sock = raw_connect(server)
         for stream_id in (1, 3, 5):
-            sock.sendall(frame(HEADERS, END_HEADERS | END_STREAM, stream_id, hpack_block(request_headers("/hello"))))
+            sock.sendall(
+                frame(HEADERS, END_HEADERS | END_STREAM, stream_id, hpack_block(request_headers("/hello")))
+            )
         # The server winds down after the third stream: GOAWAY(NO_ERROR), the connection closes (the
         # shutdown PING is answered), the server stops.
         data = read_until(sock, b"", lambda d: any(kind == PING for kind, _, _, _ in parse_frames(d)))
-        ping = next(payload for kind, flags, _, payload in parse_frames(data) if kind == PING and not flags & ACK)
+        ping = next(
+            payload for kind, flags, _, payload in parse_frames(data) if kind == PING and not flags & ACK
+        )
         sock.sendall(frame(PING, ACK, 0, ping))
         data += raw_until_closed(sock)
         sock.close()
