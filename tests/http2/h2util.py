@@ -214,6 +214,10 @@ def make_app(state: AppState) -> Any:
             state.set("zerocopy-returned")
         elif path == "/error":
             raise RuntimeError("the app failed on purpose")
+        elif path == "/error-after-start":
+            await send({"type": "http.response.start", "status": 200, "headers": plain})
+            await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+            raise RuntimeError("the app failed on purpose, mid-response")
         elif path == "/bad-name":
             await respond(b"no", headers=[(b"bad name", b"x")])
         elif path == "/bad-value":

@@ -10,7 +10,7 @@ import h2.events
 import h2.settings
 import pytest
 
-from tests.http2.h2util import AppState, H2Client, h2_config, make_app, status
+from tests.http2.h2util import AppState, H2Client, h2_config, make_app, status, write_file
 from tests.utils import run_server
 
 #: How long a negative check waits for something that must not happen.
@@ -126,4 +126,23 @@ def test_a_stream_stalled_on_a_zero_window_does_not_hold_the_others(server, stat
     response = client.response(other)
     assert response["body"] == b"Hello, world!"
     assert received(client, stalled) == 0
+    client.close()
+
+
+@pytest.mark.parametrize("route", ["/pathsend", "/zerocopy"])
+def test_a_file_is_sent_as_the_window_allows(server, state, tmp_path, route):
+    state.file_path = str(tmp_path / "file.bin")
+    content = write_file(state.file_path, 2 << 20)
+    client = H2Client(server, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+    client.auto_ack = False
+    stream_id = client.request(route)
+    client.wait_for(lambda: received(client, stream_id) == 1000)
+    # The window is closed: the app's send of the file has not returned.
+    assert not state.event(route[1:] + "-returned").wait(SETTLE)
+    client.auto_ack = True
+    client.conn.increment_flow_control_window(len(content), stream_id)
+    client.conn.increment_flow_control_window(len(content))
+    client.flush()
+    assert client.response(stream_id)["body"] == content
+    state.wait(route[1:] + "-returned")
     client.close()

@@ -246,3 +246,75 @@ def test_settings_are_acknowledged(server):
     assert values.get(6) == 65536  # MAX_HEADER_LIST_SIZE
     assert values.get(8, 0) == 0  # no ENABLE_CONNECT_PROTOCOL before RFC 8441 works
     sock.close()
+
+
+def test_stream_id_going_back_is_protocol_error(server):
+    frames = headers_frame(3) + headers_frame(1)
+    assert [code for _, code in connection_error(server, frames)] == [PROTOCOL_ERROR]
+
+
+def test_initial_window_size_over_the_maximum_is_flow_control_error(server):
+    settings = frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 2**31))
+    assert [code for _, code in connection_error(server, b"", settings=settings)] == [FLOW_CONTROL_ERROR]
+
+
+@pytest.mark.parametrize("value", [16383, 2**24])
+def test_max_frame_size_out_of_range_is_protocol_error(server, value):
+    settings = frame(SETTINGS, 0, 0, struct.pack(">HI", 5, value))
+    assert [code for _, code in connection_error(server, b"", settings=settings)] == [PROTOCOL_ERROR]
+
+
+def test_data_beyond_the_stream_window_is_flow_control_error(server, state):
+    # The client never acknowledges the server's SETTINGS: the stream window is the default 65535.
+    sock = raw_connect(server)
+    opening = frame(HEADERS, END_HEADERS, 1, hpack_block(request_headers("/noread", method="POST")))
+    sock.sendall(opening + frame(DATA, 0, 1, b"d" * 14000) * 5)
+    data = b""
+    sock.settimeout(WAIT)
+    while not rst_streams(data) and not goaways(data):
+        chunk = sock.recv(65536)
+        assert chunk, parse_frames(data)
+        data += chunk
+    assert rst_streams(data) == [(1, FLOW_CONTROL_ERROR)]
+    assert goaways(data) == []
+    state.set("noread-go")
+    state.set("noread-finish")
+    sock.close()
+
+
+def test_headers_on_a_half_closed_stream_is_stream_closed(server, state):
+    sock = raw_connect(server)
+    sock.sendall(headers_frame(1, "/slow"))
+    state.wait("slow-started")
+    sock.sendall(headers_frame(1, "/slow"))
+    data = b""
+    sock.settimeout(WAIT)
+    while not rst_streams(data) and not goaways(data):
+        chunk = sock.recv(65536)
+        assert chunk, parse_frames(data)
+        data += chunk
+    assert rst_streams(data) == [(1, STREAM_CLOSED)]
+    state.set("slow-go")
+    sock.close()
+
+
+def test_data_after_the_stream_closed_is_stream_closed(server):
+    # RFC 9113 §6.1: DATA on a stream not open or half-closed (local) is a stream error STREAM_CLOSED
+    # (§5.1 says connection error for frames after END_STREAM; §6.1 is the rule for DATA).
+    sock = raw_connect(server)
+    sock.sendall(headers_frame(1, "/hello"))
+    data = b""
+    sock.settimeout(WAIT)
+    while not any(kind == DATA and flags & END_STREAM for kind, flags, _, _ in parse_frames(data)):
+        chunk = sock.recv(65536)
+        assert chunk, parse_frames(data)
+        data += chunk
+    # The late DATA, then a PING: its ACK shows the DATA was processed.
+    sock.sendall(frame(DATA, 0, 1, b"late") + frame(PING, 0, 0, b"afterdat"))
+    while not any(kind == PING and payload == b"afterdat" for kind, _, _, payload in parse_frames(data)):
+        chunk = sock.recv(65536)
+        assert chunk, parse_frames(data)
+        data += chunk
+    sock.close()
+    assert rst_streams(data) == [(1, STREAM_CLOSED)]
+    assert goaways(data) == []

@@ -12,6 +12,7 @@ import pytest
 
 from tests.http2.h2util import (
     CANCEL,
+    INTERNAL_ERROR,
     AppState,
     H2Client,
     h2_config,
@@ -222,6 +223,23 @@ def test_app_exception_is_a_500_on_its_stream_only(server, client, state):
     state.set("slow-go")
     assert client.response(slow)["body"] == b"slow done"
     assert not client.closed
+
+
+def test_app_exception_after_the_response_started_resets_the_stream(server, client):
+    stream_id = client.request("/error-after-start")
+    response = client.response(stream_id)
+    assert status(response) == 200
+    assert response["reset"] == INTERNAL_ERROR
+    assert status(client.get("/hello")) == 200
+
+
+def test_request_trailers_end_the_body_and_are_not_passed_on(server, client):
+    stream_id = client.request("/echo", method="POST", body=b"body before trailers", end=False, te="trailers")
+    client.conn.send_headers(stream_id, [("x-trailer", "t")], end_stream=True)
+    client.flush()
+    response = client.response(stream_id)
+    assert status(response) == 200
+    assert response["body"] == b"body before trailers"
 
 
 @pytest.mark.parametrize("route", ["/bad-name", "/bad-value"])
