@@ -189,6 +189,8 @@ def make_app(state: AppState) -> Any:
             for index in range(5):
                 await send({"type": "http.response.body", "body": b"chunk%d;" % index, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
+        elif path == "/big-header":
+            await respond(b"big head", headers=[(b"x-big", b"h" * 40000), (b"content-type", b"text/plain")])
         elif path == "/hello":
             await respond(b"Hello, world!")
         elif path.startswith("/status/"):

@@ -5,19 +5,30 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 from typing import Any
 
 import h2.events
+import h2.settings
+import hpack
 import pytest
 
 from tests.http2.h2util import (
     CANCEL,
+    END_HEADERS,
+    END_STREAM,
+    HEADERS,
     INTERNAL_ERROR,
+    SETTINGS,
     AppState,
     H2Client,
+    frame,
     h2_config,
     header,
     make_app,
+    parse_frames,
+    raw_connect,
+    request_headers,
     status,
     write_file,
 )
@@ -262,3 +273,29 @@ def test_many_streams_on_one_connection(server, client):
     ids = [client.request("/hello") for _ in range(30)]
     for stream_id in ids:
         assert client.response(stream_id)["body"] == b"Hello, world!"
+
+
+def test_a_response_head_bigger_than_a_frame_is_sent_with_continuation(server, client):
+    response = client.get("/big-header")
+    assert status(response) == 200
+    assert header(response, "x-big") == "h" * 40000
+    assert response["body"] == b"big head"
+
+
+def test_the_client_header_table_size_is_honoured(server):
+    # HEADER_TABLE_SIZE 0: nothing the server indexes may be referenced later; a decoder with a table of
+    # 0 octets (hpack) fails on an index past the static table.
+    decoder = hpack.Decoder()
+    decoder.header_table_size = 0
+    sock = raw_connect(server, settings=frame(SETTINGS, 0, 0, struct.pack(">HI", 1, 0)))
+    data = b""
+    for stream_id in (1, 3, 5):
+        block = hpack.Encoder().encode(request_headers("/hello"))
+        sock.sendall(frame(HEADERS, END_HEADERS | END_STREAM, stream_id, block))
+        while not any(kind == HEADERS and sid == stream_id for kind, _, sid, _ in parse_frames(data)):
+            chunk = sock.recv(65536)
+            assert chunk, parse_frames(data)
+            data += chunk
+    sock.close()
+    heads = [dict(decoder.decode(payload)) for kind, _, _, payload in parse_frames(data) if kind == HEADERS]
+    assert [(head[":status"], head["server"]) for head in heads] == [("200", "cyasgi")] * 3
