@@ -99,12 +99,25 @@ class AppState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     file_path: str = ""
     changed: threading.Condition = field(default_factory=threading.Condition)
+    #: Bumped by reset(): an app started before it is released from every wait.
+    generation: int = 0
 
     def event(self, name: str) -> threading.Event:
         with self.lock:
             if name not in self.events:
                 self.events[name] = threading.Event()
             return self.events[name]
+
+    def reset(self) -> None:
+        """Forget everything; first release whatever an earlier test left the app waiting for."""
+        with self.lock:
+            self.generation += 1
+            events = list(self.events.values())
+            self.events = {}
+            self.values = {}
+            self.file_path = ""
+        for event in events:
+            event.set()
 
     def set(self, name: str, value: Any = True) -> None:
         with self.lock:
@@ -123,13 +136,13 @@ class AppState:
         return self.values[name][-1]
 
 
-async def _release(state: AppState, name: str) -> None:
-    """Wait (in the server's loop) until the test thread sets ``name``; bounded."""
+async def _release(state: AppState, name: str, generation: int) -> None:
+    """Wait (in the server's loop) until the test thread sets ``name`` (or the test is over); bounded."""
     import asyncio
 
     deadline = time.monotonic() + WAIT
     event = state.event(name)
-    while not event.is_set():
+    while not event.is_set() and state.generation == generation:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the test never released {name!r}")
         await asyncio.sleep(0.005)
@@ -154,6 +167,7 @@ def make_app(state: AppState) -> Any:
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
+        generation = state.generation
         path = scope["path"]
         plain = [(b"content-type", b"text/plain")]
 
@@ -248,14 +262,14 @@ def make_app(state: AppState) -> Any:
             state.set("big-returned")
         elif path == "/noread":
             state.set("noread-started")
-            await _release(state, "noread-go")
+            await _release(state, "noread-go", generation)
             message = await receive()
             state.set("noread-read", len(message.get("body", b"")))
-            await _release(state, "noread-finish")
+            await _release(state, "noread-finish", generation)
             await respond(b"done")
         elif path == "/slow":
             state.set("slow-started")
-            await _release(state, "slow-go")
+            await _release(state, "slow-go", generation)
             await respond(b"slow done")
         else:
             await respond(b"not found", status=404)

@@ -24,31 +24,17 @@ from tests.http2.h2util import (
     PRIORITY,
     RST_STREAM,
     SETTINGS,
-    AppState,
     H2Client,
     frame,
     goaways,
-    h2_config,
     hpack_block,
-    make_app,
     parse_frames,
     raw_connect,
     raw_until_closed,
     request_headers,
     status,
 )
-from tests.utils import WAIT, run_server
-
-
-@pytest.fixture
-def state() -> AppState:
-    return AppState()
-
-
-@pytest.fixture
-def server(twin: Any, state: AppState) -> Any:
-    with run_server(h2_config(make_app(state), twin)) as running:
-        yield running
+from tests.utils import WAIT
 
 
 def flood(server: Any, frames: bytes, timeout: float = WAIT) -> list[int]:

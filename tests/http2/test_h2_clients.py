@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trustme
 
+from tests.conftest import load_twin
 from tests.http2.h2util import AppState, H2Client, h2_config, make_app, status
 from tests.utils import WAIT, run_server
 
@@ -48,20 +49,10 @@ def pki(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, s
     return {name: str(path) for name, path in paths.items()}
 
 
-@pytest.fixture
-def state() -> AppState:
-    return AppState()
-
-
-@pytest.fixture
-def server(twin: Any, state: AppState) -> Any:
-    with run_server(h2_config(make_app(state), twin)) as running:
-        yield running
-
-
-@pytest.fixture
-def tls_server(twin: Any, state: AppState, pki: dict[str, str]) -> Any:
-    config = h2_config(make_app(state), twin, ssl_certfile=pki["cert"], ssl_keyfile=pki["key"])
+@pytest.fixture(scope="module", params=["c", "py"])
+def tls_server(request: pytest.FixtureRequest, shared_state: AppState, pki: dict[str, str]) -> Any:
+    twin = load_twin(request.param)
+    config = h2_config(make_app(shared_state), twin, ssl_certfile=pki["cert"], ssl_keyfile=pki["key"])
     with run_server(config) as running:
         yield running
 

@@ -4,28 +4,15 @@ that does not read stops the upload, and streams with data waiting are served in
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 import h2.events
 import h2.settings
 import pytest
 
-from tests.http2.h2util import AppState, H2Client, h2_config, make_app, status, write_file
-from tests.utils import run_server
+from tests.http2.h2util import H2Client, status, write_file
 
 #: How long a negative check waits for something that must not happen.
 SETTLE = 0.5
-
-
-@pytest.fixture
-def state() -> AppState:
-    return AppState()
-
-
-@pytest.fixture
-def server(twin: Any, state: AppState) -> Any:
-    with run_server(h2_config(make_app(state), twin)) as running:
-        yield running
 
 
 def received(client: H2Client, stream_id: int) -> int:

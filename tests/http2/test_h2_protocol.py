@@ -27,13 +27,10 @@ from tests.http2.h2util import (
     SETTINGS,
     STREAM_CLOSED,
     WINDOW_UPDATE,
-    AppState,
     H2Client,
     frame,
     goaways,
-    h2_config,
     hpack_block,
-    make_app,
     parse_frames,
     raw_connect,
     raw_until_closed,
@@ -41,18 +38,7 @@ from tests.http2.h2util import (
     rst_streams,
     status,
 )
-from tests.utils import WAIT, run_server
-
-
-@pytest.fixture
-def state() -> AppState:
-    return AppState()
-
-
-@pytest.fixture
-def server(twin: Any, state: AppState) -> Any:
-    with run_server(h2_config(make_app(state), twin)) as running:
-        yield running
+from tests.utils import WAIT
 
 
 def connection_error(server: Any, frames: bytes, settings: bytes | None = None) -> list[tuple[int, int]]:

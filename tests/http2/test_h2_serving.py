@@ -26,7 +26,6 @@ from tests.http2.h2util import (
     PREFACE,
     SETTINGS,
     WINDOW_UPDATE,
-    AppState,
     H2Client,
     frame,
     goaways,
@@ -41,11 +40,6 @@ from tests.http2.h2util import (
     until,
 )
 from tests.utils import WAIT, connect, recv_responses, run_server
-
-
-@pytest.fixture
-def state() -> AppState:
-    return AppState()
 
 
 def read_until(sock: socket.socket, data: bytes, predicate: Any, timeout: float = WAIT) -> bytes:
@@ -153,12 +147,6 @@ def test_a_busy_connection_is_not_idle(twin, state):
 
 
 # HTTP/1.1 on the same port -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def server(twin: Any, state: AppState) -> Any:
-    with run_server(h2_config(make_app(state), twin)) as running:
-        yield running
 
 
 def http11(server: Any, pieces: list[bytes]) -> Any:
