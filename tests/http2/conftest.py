@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import load_twin
-from tests.http2.h2util import AppState, h2_config, make_app
+from tests.http2.h2util import AppState, close_sockets, h2_config, make_app
 from tests.utils import ThreadedServer, run_server
 
 
@@ -31,3 +31,9 @@ def server(request: pytest.FixtureRequest, shared_state: AppState) -> Iterator[T
     twin: Any = load_twin(request.param)
     with run_server(h2_config(make_app(shared_state), twin)) as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def _close_client_sockets() -> Iterator[None]:
+    yield
+    close_sockets()

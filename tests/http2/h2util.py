@@ -26,6 +26,15 @@ from tests.utils import WAIT, ThreadedServer, make_config
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
+#: Client sockets of the running test, closed after it (conftest.py) even when it failed half-way: a
+#: connection left open would hold the shared server's shutdown.
+OPEN_SOCKETS: list[socket.socket] = []
+
+
+def close_sockets() -> None:
+    while OPEN_SOCKETS:
+        OPEN_SOCKETS.pop().close()
+
 # Frame types and error codes (RFC 9113 §6, §7).
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
     range(10)
@@ -169,6 +178,11 @@ def make_app(state: AppState) -> Any:
         assert scope["type"] == "http"
         generation = state.generation
         path = scope["path"]
+
+        def mark(name: str, value: Any = True) -> None:
+            # What an app of an earlier test does late must not show in this test's state.
+            if state.generation == generation:
+                state.set(name, value)
         plain = [(b"content-type", b"text/plain")]
 
         async def respond(body: bytes, status: int = 200, headers: Any = None) -> None:
@@ -193,7 +207,7 @@ def make_app(state: AppState) -> Any:
             await respond(json.dumps(info).encode(), headers=[(b"content-type", b"application/json")])
         elif path == "/receive-once":
             message = await receive()
-            state.set("receive-once", message)
+            mark("receive-once", message)
             await respond(repr(sorted(message.items())).encode())
         elif path == "/echo":
             body, _ = await _read_body(receive)
@@ -222,12 +236,12 @@ def make_app(state: AppState) -> Any:
         elif path == "/pathsend":
             await send({"type": "http.response.start", "status": 200, "headers": plain})
             await send({"type": "http.response.pathsend", "path": state.file_path})
-            state.set("pathsend-returned")
+            mark("pathsend-returned")
         elif path == "/zerocopy":
             with open(state.file_path, "rb") as file:
                 await send({"type": "http.response.start", "status": 200, "headers": plain})
                 await send({"type": "http.response.zerocopysend", "file": file.fileno()})
-            state.set("zerocopy-returned")
+            mark("zerocopy-returned")
         elif path == "/error":
             raise RuntimeError("the app failed on purpose")
         elif path == "/error-after-start":
@@ -248,27 +262,27 @@ def make_app(state: AppState) -> Any:
         elif path == "/wait-disconnect":
             await send({"type": "http.response.start", "status": 200, "headers": plain})
             await send({"type": "http.response.body", "body": b"started", "more_body": True})
-            state.set("wait-disconnect-started")
+            mark("wait-disconnect-started")
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    state.set("disconnect", message)
+                    mark("disconnect", message)
                     return
         elif path == "/big":
             size = int(scope["query_string"] or b"1048576")
             await send({"type": "http.response.start", "status": 200, "headers": plain})
-            state.set("big-sending")
+            mark("big-sending")
             await send({"type": "http.response.body", "body": b"b" * size})
-            state.set("big-returned")
+            mark("big-returned")
         elif path == "/noread":
-            state.set("noread-started")
+            mark("noread-started")
             await _release(state, "noread-go", generation)
             message = await receive()
-            state.set("noread-read", len(message.get("body", b"")))
+            mark("noread-read", len(message.get("body", b"")))
             await _release(state, "noread-finish", generation)
             await respond(b"done")
         elif path == "/slow":
-            state.set("slow-started")
+            mark("slow-started")
             await _release(state, "slow-go", generation)
             await respond(b"slow done")
         else:
@@ -309,6 +323,7 @@ class H2Client:
         preface_sent: bool = False,
     ) -> None:
         self.sock = sock or socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        OPEN_SOCKETS.append(self.sock)
         self.sock.settimeout(WAIT)
         config = h2.config.H2Configuration(
             client_side=True,
@@ -534,6 +549,7 @@ def rst_streams(data: bytes) -> list[tuple[int, int]]:
 def raw_connect(server: ThreadedServer, settings: bytes | None = None) -> socket.socket:
     """A plain socket that sent the preface and a SETTINGS frame (empty unless given)."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+    OPEN_SOCKETS.append(sock)
     sock.sendall(PREFACE + (settings if settings is not None else frame(SETTINGS, 0, 0)))
     return sock
 

@@ -9,7 +9,7 @@ import h2.events
 import h2.settings
 import pytest
 
-from tests.http2.h2util import H2Client, status, write_file
+from tests.http2.h2util import H2Client, status, until, write_file
 
 #: How long a negative check waits for something that must not happen.
 SETTLE = 0.5
@@ -132,4 +132,76 @@ def test_a_file_is_sent_as_the_window_allows(server, state, tmp_path, route):
     client.flush()
     assert client.response(stream_id)["body"] == content
     state.wait(route[1:] + "-returned")
+    client.close()
+
+
+def test_a_settings_change_opens_the_windows_of_waiting_streams(server, state):
+    # RFC 9113 §6.9.2: a new SETTINGS_INITIAL_WINDOW_SIZE changes the window of every open stream.
+    client = H2Client(server, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    stream_id = client.request("/big?100000")
+    state.wait("big-sending")
+    with pytest.raises(socket.timeout):
+        while True:
+            client.read_once(SETTLE)
+    assert received(client, stream_id) == 0
+    client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    client.conn.increment_flow_control_window(1 << 20)
+    client.flush()
+    assert client.response(stream_id)["body"] == b"b" * 100000
+    client.close()
+
+
+def test_a_reset_while_send_waits_for_window_ends_the_app(server, state):
+    client = H2Client(server, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+    client.auto_ack = False
+    stream_id = client.request("/big?1000000")
+    client.wait_for(lambda: received(client, stream_id) == 1000)
+    client.conn.reset_stream(stream_id, 0x8)
+    client.flush()
+    # The app's send() gives up (ClientDisconnected): its task ends, nothing is left behind.
+    until(lambda: not server.server_state.tasks)
+    assert not state.event("big-returned").is_set()
+    client.auto_ack = True
+    assert status(client.get("/hello")) == 200
+    client.close()
+
+
+def test_concurrent_uploads_share_the_connection_window(server):
+    # Eight 512 KiB uploads at once: 4 MiB through a 1 MiB connection window, released as the app reads.
+    client = H2Client(server)
+    bodies = {}
+    for index in range(8):
+        stream_id = client.request("/echo", method="POST", end=False)
+        bodies[stream_id] = bytes([index]) * (512 * 1024)
+    offsets = dict.fromkeys(bodies, 0)
+    while any(offsets[s] < len(bodies[s]) for s in bodies):
+        progress = False
+        for stream_id, body in bodies.items():
+            offset = offsets[stream_id]
+            if offset >= len(body):
+                continue
+            size = min(16384, len(body) - offset, client.conn.local_flow_control_window(stream_id))
+            if size > 0:
+                end = offset + size == len(body)
+                client.conn.send_data(stream_id, body[offset : offset + size], end_stream=end)
+                offsets[stream_id] += size
+                progress = True
+        client.flush()
+        if not progress:
+            client.read_once()
+    for stream_id, body in bodies.items():
+        response = client.response(stream_id)
+        assert status(response) == 200 and response["body"] == body
+    client.close()
+
+
+def test_a_response_before_the_upload_ended(server):
+    # The app answers without reading: the response is complete, then the rest of the request is not
+    # wanted (RST_STREAM NO_ERROR, RFC 9113 §8.1); the connection goes on.
+    client = H2Client(server)
+    stream_id = client.request("/hello", method="POST", body=b"x" * 20000, end=False)
+    response = client.response(stream_id)
+    assert status(response) == 200 and response["body"] == b"Hello, world!"
+    assert response["reset"] in (None, 0)
+    assert status(client.get("/hello")) == 200
     client.close()

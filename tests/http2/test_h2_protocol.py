@@ -94,7 +94,7 @@ def test_hpack_index_past_the_tables_is_compression_error(server):
 def test_oversized_frame_is_rejected_from_its_header(server):
     # A DATA frame declaring 1 MiB: FRAME_SIZE_ERROR without waiting for the payload (none is sent).
     header_only = struct.pack(">I", 1 << 20)[1:] + struct.pack(">BBI", DATA, 0, 1)
-    result = connection_error(server, headers_frame(1, "/slow", flags=END_HEADERS) + header_only)
+    result = connection_error(server, headers_frame(1, "/echo", flags=END_HEADERS) + header_only)
     assert [code for _, code in result] == [FRAME_SIZE_ERROR]
 
 
@@ -263,6 +263,7 @@ def test_data_beyond_the_stream_window_is_flow_control_error(server, state):
         data += chunk
     assert rst_streams(data) == [(1, FLOW_CONTROL_ERROR)]
     assert goaways(data) == []
+    state.wait("noread-started")
     state.set("noread-go")
     state.set("noread-finish")
     sock.close()
