@@ -1,9 +1,10 @@
 """Benchmark cyasgi against its peers on this machine: ``python perf/bench.py --help`` (or ``make bench``).
 
 For each workload, every selected server that can answer it is started (pinned to one core), checked
-with one request, then loaded with wrk (pinned to the other core) for a warm-up and a measured window
-per round. Rounds are interleaved across servers, so drifting background load hits all of them alike.
-Then the servers of that workload are stopped and reaped, and the next workload starts afresh.
+with one request, then loaded with wrk, or h2load for the HTTP/2 (h2c) workloads (pinned to the other
+core), for a warm-up and a measured window per round. Rounds are interleaved across servers, so drifting
+background load hits all of them alike. Then the servers of that workload are stopped and reaped, and the
+next workload starts afresh.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +26,19 @@ if __package__ in (None, ""):  # run as a script: make the ``perf`` package impo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from perf import environment, measure, report
-from perf.registry import APPS, BASELINE, CPYTHON, PERF, PYPY, SERVERS, WORKLOADS, Context, Server, Workload
+from perf.registry import (
+    APPS,
+    BASELINE,
+    CPYTHON,
+    H2C,
+    PERF,
+    PYPY,
+    SERVERS,
+    WORKLOADS,
+    Context,
+    Server,
+    Workload,
+)
 
 RESULTS = PERF / "results"
 RAW = RESULTS / "raw"
@@ -116,9 +130,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if args.list:
         for server in SERVERS.values():
             only = f"  (only {', '.join(sorted(server.workloads))})" if server.workloads is not None else ""
+            only += "  (h2c only)" if server.protocols == {H2C} else ""
             print(f"server    {server.name:16} {server.label}{only}")
         for workload in WORKLOADS.values():
-            print(f"workload  {workload.name:16} {workload.description}")
+            print(f"workload  {workload.name:16} {workload.description}  ({workload.tool})")
         raise SystemExit(0)
     if args.from_json is not None:
         doc = json.loads(args.from_json.read_text())
@@ -178,15 +193,59 @@ def start(ctx: Context, server: Server, workload: Workload, settings: Settings) 
 
 def check_answer(process: measure.ServerProcess, workload: Workload) -> None:
     probe = workload.probe
-    status, _headers, body = measure.http_request(
-        process.host, process.port, probe.method, workload.path, probe.headers, probe.body
-    )
+    if workload.protocol == H2C:
+        status, body = measure.curl_h2c(
+            process.host, process.port, probe.method, workload.path, probe.headers, probe.body
+        )
+    else:
+        status, _headers, body = measure.http_request(
+            process.host, process.port, probe.method, workload.path, probe.headers, probe.body
+        )
     if status != 200 or not probe.check(body):
         raise RuntimeError(f"wrong answer: status {status}, wanted 200 and {probe.expect}, got {body[:60]!r}")
 
 
-def load(process: measure.ServerProcess, workload: Workload, settings: Settings, seconds: int) -> measure.WrkRun:
-    """wrk against the server for ``seconds``, as a round does."""
+#: The commands the h2c workloads need on the PATH, and the Debian package of each.
+H2_TOOLS = {"h2load": "nghttp2-client", "curl": "curl"}
+
+
+def missing_h2_tools() -> list[str]:
+    return [f"{tool} (Debian: {package})" for tool, package in H2_TOOLS.items() if shutil.which(tool) is None]
+
+
+def upload_file(workload: Workload) -> Path | None:
+    """The file h2load posts (``-d``) for ``workload``, written once per run."""
+    if not workload.upload:
+        return None
+    path = RAW / f"{workload.name}-upload.bin"
+    if not path.exists() or path.read_bytes() != workload.upload:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(workload.upload)
+    return path
+
+
+def load_h2(
+    process: measure.ServerProcess, workload: Workload, settings: Settings, seconds: int, warmup: int = 0
+) -> measure.H2loadRun:
+    """h2load over h2c against the server: ``warmup`` seconds, then ``seconds`` measured, one run."""
+    argv = measure.h2load_command(
+        f"http://{process.host}:{process.port}{workload.path}",
+        duration=seconds,
+        warmup=warmup,
+        connections=settings.connections,
+        streams=workload.streams,
+        body=upload_file(workload),
+        cpu=settings.client_cpu,
+    )
+    return measure.run_h2load(argv, seconds, warmup, process.cpu_seconds)
+
+
+def load(
+    process: measure.ServerProcess, workload: Workload, settings: Settings, seconds: int
+) -> measure.WrkRun | measure.H2loadRun:
+    """wrk (h2load for an h2c workload) against the server for ``seconds``, as a round does."""
+    if workload.protocol == H2C:
+        return load_h2(process, workload, settings, seconds)
     url = f"http://{process.host}:{process.port}{workload.path}"
     argv = measure.wrk_command(
         url,
@@ -200,6 +259,16 @@ def load(process: measure.ServerProcess, workload: Workload, settings: Settings,
 
 
 def measure_round(process: measure.ServerProcess, workload: Workload, settings: Settings) -> dict[str, Any]:
+    if workload.protocol == H2C:
+        # h2load warms up on the connections it measures on; the server's CPU is sampled after it.
+        h2 = load_h2(process, workload, settings, settings.duration, settings.warmup)
+        requests = h2.result.requests
+        return {
+            **h2.result.as_dict(),
+            "cpu_us_per_req": h2.server_cpu_seconds * 1e6 / requests if requests else None,
+            "server_cpu_pct": 100.0 * h2.server_cpu_seconds / h2.elapsed,
+            "client_cpu_pct": 100.0 * h2.client_cpu_seconds / h2.wall,
+        }
     if settings.warmup:
         load(process, workload, settings, settings.warmup)
     cpu_before, started = process.cpu_seconds(), time.monotonic()
@@ -284,7 +353,7 @@ def run_workload(
                 cell["rounds"].append(result)
                 log(
                     f"{workload.name} round {index + 1}/{settings.rounds} {cell['server']:12} "
-                    f"{result['rps']:>10,.0f} req/s  p99 {_ms(result['p99_ms'])} ms  "
+                    f"{result['rps']:>10,.0f} req/s  p99 {_ms(result.get('p99_ms'))} ms  "
                     f"{result['cpu_us_per_req'] or 0:6.1f} µs/req  errors {result['errors']}"
                 )
     finally:
@@ -341,12 +410,27 @@ def run(settings: Settings) -> dict[str, Any]:
         + ", ".join(f"{infos[kind]['implementation']} {infos[kind]['version']}" for kind in interpreters)
     )
 
+    skipped = skips(runnable, settings.workloads)
+    for server, reason, names in skipped:
+        log(f"skipping {server} on {', '.join(names)}: {reason}")
+    missing = missing_h2_tools() if any(WORKLOADS[name].protocol == H2C for name in settings.workloads) else []
+    if missing:
+        log(f"not installed: {', '.join(missing)}; the h2c workloads are not run (make bench installs them)")
+
     load_before = environment.load_average()
     cells: list[dict[str, Any]] = []
     for name in settings.workloads:
         workload = WORKLOADS[name]
-        cells += run_workload(contexts, workload, [s for s in runnable if s.serves(workload)], settings)
+        servers = [s for s in runnable if s.serves(workload)]
+        if missing and workload.protocol == H2C:
+            cells += [report.summarize({"server": server.name, "workload": name, "status": "h2load not installed",
+                                        "error": ", ".join(missing), "rounds": []}) for server in servers]  # fmt: skip
+            continue
+        cells += run_workload(contexts, workload, servers, settings)
     report.add_ratios(cells, settings.baseline)
+    bars = report.check_bars(cells, server_info, settings.workloads)
+    for bar in bars:
+        log(bar["line"])
 
     doc = {
         "meta": {
@@ -370,6 +454,7 @@ def run(settings: Settings) -> dict[str, Any]:
             "server_cpu": settings.server_cpu,
             "client_cpu": settings.client_cpu,
             "wrk": environment.wrk_version(),
+            "h2load": environment.h2load_version(),
             "connections": settings.connections,
             "duration_s": settings.duration,
             "warmup_s": settings.warmup,
@@ -390,12 +475,32 @@ def run(settings: Settings) -> dict[str, Any]:
         },
         "servers": server_info,
         "workloads": {
-            name: {"description": WORKLOADS[name].description, "latency": WORKLOADS[name].latency}
+            name: {
+                "description": WORKLOADS[name].description,
+                "latency": WORKLOADS[name].latency,
+                "protocol": WORKLOADS[name].protocol,
+                "tool": WORKLOADS[name].tool,
+                "streams": WORKLOADS[name].streams,
+                "upload_bytes": len(WORKLOADS[name].upload),
+            }
             for name in settings.workloads
         },
         "results": cells,
+        "skipped": [{"server": server, "reason": reason, "workloads": names} for server, reason, names in skipped],
+        "bars": bars,
     }
     return doc
+
+
+def skips(servers: list[Server], workloads: list[str]) -> list[tuple[str, str, list[str]]]:
+    """``(server, reason, workloads)`` for each server and reason it does not run some of ``workloads``."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for server in servers:
+        for name in workloads:
+            reason = server.skip_reason(WORKLOADS[name])
+            if reason is not None:
+                out.setdefault((server.name, reason), []).append(name)
+    return [(server, reason, names) for (server, reason), names in out.items()]
 
 
 def write(doc: dict[str, Any], directory: Path, name: str, update_docs: Path | None = None) -> None:

@@ -153,7 +153,7 @@ def test_registry_is_complete() -> None:
     assert {BASELINE, CEILING, "cyasgi", "cyasgi-pure", "uvicorn-h11", "granian", "hypercorn"} <= set(SERVERS)
     assert list(WORKLOADS) == [
         "hello", "headers", "pipelined", "new-connection", "echo-1k", "echo-64k", "stream-1m", "file-64k",
-        "file-4m", "starlette-file-64k", "starlette-file-4m", "fastapi-json",
+        "file-4m", "starlette-file-64k", "starlette-file-4m", "fastapi-json", "h2-hello", "h2-hello-m1", "h2-echo-1k",
     ]  # fmt: skip
     ceiling = SERVERS[CEILING]
     assert ceiling.workloads == {"hello", "headers", "pipelined", "new-connection"}
