@@ -8,6 +8,7 @@ import inspect
 import json
 import logging
 import logging.config
+import math
 import os
 import socket
 import ssl
@@ -23,7 +24,7 @@ from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.protocols.http.foreign import missing_parser_package
 from cyasgi.protocols.http.server_apps import encode_health_path
 
-HTTPProtocolType = Literal["auto", "cyasgi", "h11", "httptools"]
+HTTPProtocolType = Literal["auto", "cyasgi", "h11", "httptools", "zttp"]
 WSProtocolType = Literal["auto", "none", "websockets", "websockets-sansio", "wsproto"]
 LifespanType = Literal["auto", "on", "off"]
 LoopFactoryType = Literal["none", "auto", "asyncio", "uvloop"]
@@ -37,6 +38,41 @@ DEFAULT_LIMIT_REQUEST_HEAD_SIZE = 65536
 DEFAULT_LIMIT_REQUEST_HEADERS = 100
 DEFAULT_TIMEOUT_HEADER_READ = 30.0
 MIN_LIMIT_REQUEST_HEAD_SIZE = 64
+
+#: HTTP/2 (``--http2``; docs/settings.md): the SETTINGS the server announces, its keep-alive PINGs,
+#: and the per-connection abuse budgets past which it answers GOAWAY(ENHANCE_YOUR_CALM).
+DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS = 100
+DEFAULT_HTTP2_INITIAL_STREAM_WINDOW_SIZE = 262144  # 256 KiB
+DEFAULT_HTTP2_INITIAL_CONNECTION_WINDOW_SIZE = 1048576  # 1 MiB
+DEFAULT_HTTP2_MAX_FRAME_SIZE = 16384  # RFC 9113's initial value
+DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE = 65536
+DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL: float | None = None  # no PINGs
+DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT = 20.0
+DEFAULT_HTTP2_STALL_TIMEOUT = 60.0
+DEFAULT_HTTP2_MAX_RAPID_RESETS = 100
+DEFAULT_HTTP2_MAX_EMPTY_DATA_FRAMES = 100
+DEFAULT_HTTP2_MAX_CONTROL_FRAMES = 1000
+DEFAULT_HTTP2_MAX_STREAM_ERRORS = 1000
+#: RFC 9113 bounds: a flow-control window is at most 2**31-1 (§6.9.1), the connection window starts
+#: at 65535 and can only grow (§6.9.2), SETTINGS_MAX_FRAME_SIZE lies in [2**14, 2**24-1] (§6.5.2).
+HTTP2_MAX_WINDOW_SIZE = 2**31 - 1
+HTTP2_MIN_CONNECTION_WINDOW_SIZE = 65535
+HTTP2_MIN_FRAME_SIZE = 16384
+HTTP2_MAX_FRAME_SIZE = 16777215
+#: Integer HTTP/2 settings: (lowest, highest or None) allowed.
+HTTP2_INT_RANGES: dict[str, tuple[int, int | None]] = {
+    "http2_max_concurrent_streams": (1, None),
+    "http2_initial_stream_window_size": (1, HTTP2_MAX_WINDOW_SIZE),
+    "http2_initial_connection_window_size": (HTTP2_MIN_CONNECTION_WINDOW_SIZE, HTTP2_MAX_WINDOW_SIZE),
+    "http2_max_frame_size": (HTTP2_MIN_FRAME_SIZE, HTTP2_MAX_FRAME_SIZE),
+    "http2_max_header_list_size": (1, None),
+    "http2_max_rapid_resets": (1, None),
+    "http2_max_empty_data_frames": (1, None),
+    "http2_max_control_frames": (1, None),
+    "http2_max_stream_errors": (1, None),
+}
+#: ALPN offered over TLS with ``--http2`` (h2 preferred); without it the context offers none, as before.
+HTTP2_ALPN_PROTOCOLS = ["h2", "http/1.1"]
 
 #: Exit status when the server could not start (bad app, port in use, failed lifespan startup).
 STARTUP_FAILURE = 3
@@ -57,6 +93,9 @@ HTTP_PROTOCOLS: dict[str, str] = {
     "cyasgi": "cyasgi.protocols.http:HttpProtocol",
     "h11": "cyasgi.protocols.http:HttpProtocol",
     "httptools": "cyasgi.protocols.http:HttpProtocol",
+    # uvicorn 0.54's Zig protocol: accepted so its command lines work; here cyasgi's own HTTP/1.1
+    # (as "auto"), and HTTP/2 is --http2's, whatever --http says.
+    "zttp": "cyasgi.protocols.http:HttpProtocol",
 }
 # None: the twin picks (its own strict parser, or for the pure twin on CPython httptools, which is
 # faster there); "cyasgi" forces the twin's own parser.
@@ -65,6 +104,7 @@ HTTP_PARSERS: dict[str, str | None] = {
     "cyasgi": "cyasgi.protocols.http.foreign:OWN_PARSER",
     "h11": "cyasgi.protocols.http.foreign:H11Parser",
     "httptools": "cyasgi.protocols.http.foreign:httptools_parser_factory",
+    "zttp": None,
 }
 WS_PROTOCOLS: dict[str, str | None] = {
     "auto": "cyasgi.protocols.websockets.auto:AutoWebSocketsProtocol",
@@ -200,6 +240,30 @@ def create_ssl_context(
     return ctx
 
 
+#: Protocol constants that pin one TLS version below 1.2 (deprecated; absent from some builds).
+_PINNED_OLD_TLS = {
+    getattr(ssl, name) for name in ("PROTOCOL_TLSv1", "PROTOCOL_TLSv1_1") if hasattr(ssl, name)
+}
+
+
+def prepare_http2_tls(ctx: ssl.SSLContext) -> None:
+    """Make a server context fit for HTTP/2 (RFC 9113 §9.2): ALPN ``h2, http/1.1``, TLS 1.2 or newer,
+    no TLS-level compression and no renegotiation. Applied to ``ssl_context_factory``'s context too;
+    a minimum version already above 1.2 is kept."""
+    if ctx.protocol in _PINNED_OLD_TLS:
+        raise ConfigError(
+            f"--http2 needs TLS 1.2 or newer, but --ssl-version {int(ctx.protocol)} allows only an older "
+            "version; leave --ssl-version at its default."
+        )
+    try:
+        if ctx.minimum_version < ssl.TLSVersion.TLSv1_2:
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    except ValueError:  # a context pinned to one version (PROTOCOL_TLSv1_2): nothing to raise
+        pass
+    ctx.options |= ssl.OP_NO_COMPRESSION | getattr(ssl, "OP_NO_RENEGOTIATION", 0)
+    ctx.set_alpn_protocols(HTTP2_ALPN_PROTOCOLS)
+
+
 def is_dir(path: Path) -> bool:
     try:
         return path.resolve().is_dir()
@@ -332,6 +396,18 @@ class Config:
         access_log_format: AccessLogFormatType = "text",
         health_path: str | None = None,
         shutdown_delay: float = 0,
+        http2_max_concurrent_streams: int = DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+        http2_initial_stream_window_size: int = DEFAULT_HTTP2_INITIAL_STREAM_WINDOW_SIZE,
+        http2_initial_connection_window_size: int = DEFAULT_HTTP2_INITIAL_CONNECTION_WINDOW_SIZE,
+        http2_max_frame_size: int = DEFAULT_HTTP2_MAX_FRAME_SIZE,
+        http2_max_header_list_size: int = DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE,
+        http2_keep_alive_interval: float | None = DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL,
+        http2_keep_alive_timeout: float = DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT,
+        http2_stall_timeout: float = DEFAULT_HTTP2_STALL_TIMEOUT,
+        http2_max_rapid_resets: int = DEFAULT_HTTP2_MAX_RAPID_RESETS,
+        http2_max_empty_data_frames: int = DEFAULT_HTTP2_MAX_EMPTY_DATA_FRAMES,
+        http2_max_control_frames: int = DEFAULT_HTTP2_MAX_CONTROL_FRAMES,
+        http2_max_stream_errors: int = DEFAULT_HTTP2_MAX_STREAM_ERRORS,
     ):
         self.app = app
         self.host = host
@@ -391,11 +467,26 @@ class Config:
         self.access_log_format = access_log_format
         self.health_path = health_path
         self.shutdown_delay = shutdown_delay
-        self._check_limits()
-        self._check_operations()
+        # HTTP/2 (read by cyasgi.protocols.http2; checked by _check_http2).
+        self.http2_max_concurrent_streams = http2_max_concurrent_streams
+        self.http2_initial_stream_window_size = http2_initial_stream_window_size
+        self.http2_initial_connection_window_size = http2_initial_connection_window_size
+        self.http2_max_frame_size = http2_max_frame_size
+        self.http2_max_header_list_size = http2_max_header_list_size
+        self.http2_keep_alive_interval = http2_keep_alive_interval
+        self.http2_keep_alive_timeout = http2_keep_alive_timeout
+        self.http2_stall_timeout = http2_stall_timeout
+        self.http2_max_rapid_resets = http2_max_rapid_resets
+        self.http2_max_empty_data_frames = http2_max_empty_data_frames
+        self.http2_max_control_frames = http2_max_control_frames
+        self.http2_max_stream_errors = http2_max_stream_errors
 
         self.loaded = False
         self.configure_logging()
+        # After the logging configuration: run() reports a ConfigError as an "ERROR:" line through it.
+        self._check_limits()
+        self._check_operations()
+        self._check_http2()
 
         self.reload_dirs: list[Path] = []
         self.reload_dirs_excludes: list[Path] = []
@@ -476,6 +567,34 @@ class Config:
             raise ConfigError(str(exc)) from None
         if self.shutdown_delay is None or self.shutdown_delay < 0:
             raise ConfigError(f"--shutdown-delay cannot be negative ({self.shutdown_delay}).")
+
+    def _check_http2(self) -> None:
+        """The HTTP/2 tunables (checked whether or not --http2 is on, so a typo never waits for it)."""
+        for name, (lowest, highest) in HTTP2_INT_RANGES.items():
+            value = getattr(self, name)
+            flag = "--" + name.replace("_", "-")
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{flag} must be a whole number, not {value!r}.")
+            if highest is None and value < lowest:
+                raise ConfigError(f"{flag} must be at least {lowest}, not {value}.")
+            if highest is not None and not lowest <= value <= highest:
+                raise ConfigError(f"{flag} must be between {lowest} and {highest}, not {value}.")
+        if self.http2_keep_alive_interval == 0:  # 0 is off, like None
+            self.http2_keep_alive_interval = None
+        seconds = {
+            "http2_keep_alive_interval": self.http2_keep_alive_interval,
+            "http2_keep_alive_timeout": self.http2_keep_alive_timeout,
+            "http2_stall_timeout": self.http2_stall_timeout,
+        }
+        for name, value in seconds.items():
+            if value is None and name == "http2_keep_alive_interval":
+                continue
+            flag = "--" + name.replace("_", "-")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{flag} must be a number of seconds, not {value!r}.")
+            if not (math.isfinite(value) and value > 0):
+                off = " (0 turns it off)" if name == "http2_keep_alive_interval" else ""
+                raise ConfigError(f"{flag} must be a positive number of seconds{off}, not {value}.")
 
     def _resolve_reload_settings(self, dirs: list[str], includes: list[str], excludes: list[str]) -> None:
         self.reload_includes, self.reload_dirs = resolve_reload_patterns(includes, dirs)
@@ -582,9 +701,6 @@ class Config:
         """Resolve everything the server needs: TLS, headers, protocol classes, lifespan and the app."""
         assert not self.loaded
 
-        if self.http2:
-            raise ConfigError("HTTP/2 is not supported by cyasgi yet; remove --http2.")
-
         if self.is_ssl:
             if not self.ssl_certfile and self.ssl_context_factory is None:
                 raise ConfigError("--ssl-keyfile needs --ssl-certfile (the certificate to serve).")
@@ -623,6 +739,8 @@ class Config:
                 self.ssl: ssl.SSLContext | None = context
             else:
                 self.ssl = default_ssl_context_factory()
+            if self.http2:
+                prepare_http2_tls(self.ssl)
         else:
             self.ssl = None
 

@@ -18,6 +18,18 @@ import click
 import cyasgi
 from cyasgi.config import (
     ACCESS_LOG_FORMATS,
+    DEFAULT_HTTP2_INITIAL_CONNECTION_WINDOW_SIZE,
+    DEFAULT_HTTP2_INITIAL_STREAM_WINDOW_SIZE,
+    DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL,
+    DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT,
+    DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+    DEFAULT_HTTP2_MAX_CONTROL_FRAMES,
+    DEFAULT_HTTP2_MAX_EMPTY_DATA_FRAMES,
+    DEFAULT_HTTP2_MAX_FRAME_SIZE,
+    DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE,
+    DEFAULT_HTTP2_MAX_RAPID_RESETS,
+    DEFAULT_HTTP2_MAX_STREAM_ERRORS,
+    DEFAULT_HTTP2_STALL_TIMEOUT,
     DEFAULT_LIMIT_REQUEST_HEAD_SIZE,
     DEFAULT_LIMIT_REQUEST_HEADERS,
     DEFAULT_TIMEOUT_HEADER_READ,
@@ -71,7 +83,8 @@ class ChoiceOrImportString(click.ParamType):
         )
 
 
-HTTP_CHOICES = ChoiceOrImportString(list(HTTP_PROTOCOLS.keys()))
+# zttp (uvicorn's Zig protocol) is accepted, not listed: it runs cyasgi's own HTTP/1.1, as auto does.
+HTTP_CHOICES = ChoiceOrImportString(list(HTTP_PROTOCOLS.keys()), hidden=("zttp",))
 WS_CHOICES = ChoiceOrImportString(list(WS_PROTOCOLS.keys()), hidden=("none",))
 LOOP_CHOICES = ChoiceOrImportString(list(LOOP_FACTORIES.keys()), hidden=("none",))
 
@@ -103,12 +116,6 @@ def check_headers(ctx: click.Context, param: click.Parameter, value: tuple[str, 
     for header in value:
         if ":" not in header:
             raise click.BadParameter(f"{header!r} is not a Name:Value pair.", ctx=ctx, param=param)
-    return value
-
-
-def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
-    if value:
-        raise click.BadParameter("HTTP/2 is not supported by cyasgi yet.", ctx=ctx, param=param)
     return value
 
 
@@ -189,9 +196,91 @@ def refuse_http2(ctx: click.Context, param: click.Parameter, value: bool) -> boo
     "--http2",
     is_flag=True,
     default=False,
-    hidden=True,
-    callback=refuse_http2,
-    help="Enable HTTP/2 support (not supported by cyasgi yet).",
+    help="Enable HTTP/2: h2c with prior knowledge on the HTTP/1.1 port, and ALPN h2 with --ssl-*.",
+)
+@click.option(
+    "--http2-max-concurrent-streams",
+    type=int,
+    default=DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+    help="HTTP/2: streams a client may have open at once; one more is refused (REFUSED_STREAM).",
+    show_default=True,
+)
+@click.option(
+    "--http2-initial-stream-window-size",
+    type=int,
+    default=DEFAULT_HTTP2_INITIAL_STREAM_WINDOW_SIZE,
+    help="HTTP/2: bytes of request body a stream may send before the application reads it.",
+    show_default=True,
+)
+@click.option(
+    "--http2-initial-connection-window-size",
+    type=int,
+    default=DEFAULT_HTTP2_INITIAL_CONNECTION_WINDOW_SIZE,
+    help="HTTP/2: the same for all the streams of a connection together (65535 at least).",
+    show_default=True,
+)
+@click.option(
+    "--http2-max-frame-size",
+    type=int,
+    default=DEFAULT_HTTP2_MAX_FRAME_SIZE,
+    help="HTTP/2: largest frame payload accepted, 16384 to 16777215 bytes.",
+    show_default=True,
+)
+@click.option(
+    "--http2-max-header-list-size",
+    type=int,
+    default=DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE,
+    help="HTTP/2: largest decoded header list of a request, in bytes.",
+    show_default=True,
+)
+@click.option(
+    "--http2-keep-alive-interval",
+    type=float,
+    default=DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL,
+    help="HTTP/2: seconds between PINGs on an idle connection. Off by default.",
+)
+@click.option(
+    "--http2-keep-alive-timeout",
+    type=float,
+    default=DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT,
+    help="HTTP/2: seconds to wait for a PING's answer before closing the connection.",
+    show_default=True,
+)
+@click.option(
+    "--http2-stall-timeout",
+    type=float,
+    default=DEFAULT_HTTP2_STALL_TIMEOUT,
+    help="HTTP/2: seconds a response may wait for flow-control window before its stream is reset.",
+    show_default=True,
+)
+@click.option(
+    "--http2-max-rapid-resets",
+    type=int,
+    default=DEFAULT_HTTP2_MAX_RAPID_RESETS,
+    help="HTTP/2: streams a client may reset on one connection before it is closed (ENHANCE_YOUR_CALM).",
+    show_default=True,
+)
+@click.option(
+    "--http2-max-empty-data-frames",
+    type=int,
+    default=DEFAULT_HTTP2_MAX_EMPTY_DATA_FRAMES,
+    help="HTTP/2: empty DATA frames a client may send on one connection before it is closed.",
+    show_default=True,
+)
+@click.option(
+    "--http2-max-control-frames",
+    type=int,
+    default=DEFAULT_HTTP2_MAX_CONTROL_FRAMES,
+    help="HTTP/2: SETTINGS, PING, PRIORITY and WINDOW_UPDATE frames a client may send on one connection "
+    "before it is closed.",
+    show_default=True,
+)
+@click.option(
+    "--http2-max-stream-errors",
+    type=int,
+    default=DEFAULT_HTTP2_MAX_STREAM_ERRORS,
+    help="HTTP/2: streams the server may reset for a client's errors on one connection before it is closed.",
+    show_default=True,
 )
 @click.option(
     "--ws",
@@ -546,6 +635,18 @@ def main(
     access_log_format: AccessLogFormatType,
     shutdown_delay: float,
     health_path: str | None,
+    http2_max_concurrent_streams: int,
+    http2_initial_stream_window_size: int,
+    http2_initial_connection_window_size: int,
+    http2_max_frame_size: int,
+    http2_max_header_list_size: int,
+    http2_keep_alive_interval: float | None,
+    http2_keep_alive_timeout: float,
+    http2_stall_timeout: float,
+    http2_max_rapid_resets: int,
+    http2_max_empty_data_frames: int,
+    http2_max_control_frames: int,
+    http2_max_stream_errors: int,
     reset_contextvars: bool = False,
 ) -> None:
     run(
@@ -556,6 +657,7 @@ def main(
         fd=fd,
         loop=loop,
         http=http,
+        http2=http2,
         ws=ws,
         ws_max_size=ws_max_size,
         ws_max_queue=ws_max_queue,
@@ -608,6 +710,18 @@ def main(
         access_log_format=access_log_format,
         health_path=health_path,
         shutdown_delay=shutdown_delay,
+        http2_max_concurrent_streams=http2_max_concurrent_streams,
+        http2_initial_stream_window_size=http2_initial_stream_window_size,
+        http2_initial_connection_window_size=http2_initial_connection_window_size,
+        http2_max_frame_size=http2_max_frame_size,
+        http2_max_header_list_size=http2_max_header_list_size,
+        http2_keep_alive_interval=http2_keep_alive_interval,
+        http2_keep_alive_timeout=http2_keep_alive_timeout,
+        http2_stall_timeout=http2_stall_timeout,
+        http2_max_rapid_resets=http2_max_rapid_resets,
+        http2_max_empty_data_frames=http2_max_empty_data_frames,
+        http2_max_control_frames=http2_max_control_frames,
+        http2_max_stream_errors=http2_max_stream_errors,
     )
 
 
@@ -676,6 +790,18 @@ def run(
     access_log_format: AccessLogFormatType = "text",
     health_path: str | None = None,
     shutdown_delay: float = 0,
+    http2_max_concurrent_streams: int = DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+    http2_initial_stream_window_size: int = DEFAULT_HTTP2_INITIAL_STREAM_WINDOW_SIZE,
+    http2_initial_connection_window_size: int = DEFAULT_HTTP2_INITIAL_CONNECTION_WINDOW_SIZE,
+    http2_max_frame_size: int = DEFAULT_HTTP2_MAX_FRAME_SIZE,
+    http2_max_header_list_size: int = DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE,
+    http2_keep_alive_interval: float | None = DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL,
+    http2_keep_alive_timeout: float = DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT,
+    http2_stall_timeout: float = DEFAULT_HTTP2_STALL_TIMEOUT,
+    http2_max_rapid_resets: int = DEFAULT_HTTP2_MAX_RAPID_RESETS,
+    http2_max_empty_data_frames: int = DEFAULT_HTTP2_MAX_EMPTY_DATA_FRAMES,
+    http2_max_control_frames: int = DEFAULT_HTTP2_MAX_CONTROL_FRAMES,
+    http2_max_stream_errors: int = DEFAULT_HTTP2_MAX_STREAM_ERRORS,
 ) -> None:
     """Run ``app`` (an ASGI app or a ``"module:attr"`` string) with ``Config``'s settings, like ``uvicorn.run``.
 
@@ -748,6 +874,18 @@ def run(
             access_log_format=access_log_format,
             health_path=health_path,
             shutdown_delay=shutdown_delay,
+            http2_max_concurrent_streams=http2_max_concurrent_streams,
+            http2_initial_stream_window_size=http2_initial_stream_window_size,
+            http2_initial_connection_window_size=http2_initial_connection_window_size,
+            http2_max_frame_size=http2_max_frame_size,
+            http2_max_header_list_size=http2_max_header_list_size,
+            http2_keep_alive_interval=http2_keep_alive_interval,
+            http2_keep_alive_timeout=http2_keep_alive_timeout,
+            http2_stall_timeout=http2_stall_timeout,
+            http2_max_rapid_resets=http2_max_rapid_resets,
+            http2_max_empty_data_frames=http2_max_empty_data_frames,
+            http2_max_control_frames=http2_max_control_frames,
+            http2_max_stream_errors=http2_max_stream_errors,
         )
     except (ConfigError, OSError) as exc:  # e.g. an unreadable --log-config
         logging.getLogger("uvicorn.error").error("%s", exc)

@@ -159,6 +159,11 @@ class Server:
         loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
         python = f"{platform.python_implementation()} {platform.python_version()}"
         logger.info("HTTP/1.1: %s on %s, %s", description, loop_name, python)
+        if self.config.http2 and twin is not None:
+            # The HTTP/1.1 protocol hands h2c and ALPN h2 connections to the HTTP/2 protocol of its build.
+            module = "cyasgi._speedups.h2protocol" if twin == "compiled" else "cyasgi.protocols.http2.protocol"
+            ways = "ALPN h2 over TLS" if self.config.is_ssl else "h2c with prior knowledge"
+            logger.info("HTTP/2: %s twin (%s), %s", twin, module, ways)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await self.lifespan.startup()

@@ -31,6 +31,8 @@ cdef bytes CRLF, CONTINUE, LAST_CHUNK, CHUNKED_LINE, CLOSE_LINE, KEEP_ALIVE_LINE
 cdef int CONNECTION_AS_GIVEN, CONNECTION_CLOSE, CONNECTION_KEEP_ALIVE
 cdef int FILE_WAY_UNKNOWN, FILE_WAY_GENERAL, FILE_WAY_DIRECT
 cdef tuple HEAD_ENDS
+cdef bytes H2_PREFACE
+cdef Py_ssize_t H2_PREFACE_SIZE
 cdef Py_ssize_t COALESCE_LIMIT, HIGH_WATER_LIMIT, WRITE_BATCH_LIMIT, PIPELINE_LIMIT, PIPELINE_HEAD_LIMIT
 cdef Py_ssize_t FOREIGN_FEED_STEP, HELD_ROUNDS_LIMIT
 cdef dict HTTP_EXTENSIONS, STATUS_LINES
@@ -164,6 +166,8 @@ cdef class HttpProtocol(RequestSink):
         bytes _pending_error
         bytes _upgrade
         bytes _held
+        bint _h2_sniff
+        bytes _h2_prefix
         public bytes url
         public list headers
         public bint expect_100_continue
@@ -219,6 +223,8 @@ cdef class HttpProtocol(RequestSink):
     cdef _reject(self, int status, bytes body, str log_message)
     cdef _on_upgrade(self, bytes trailing)
     cdef _hand_over_upgrade(self)
+    cdef bytes _sniff_h2(self, bytes data)
+    cdef _hand_over_h2(self, bytes data)
     cdef str _log_prefix(self)
 
 

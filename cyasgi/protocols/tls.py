@@ -73,6 +73,14 @@ def _as_pem(cert: Any) -> str:
     return pem.decode("ascii") if isinstance(pem, bytes) else pem
 
 
+def alpn_protocol(transport: Any) -> str | None:
+    """The protocol ALPN selected on a TLS connection (``"h2"``, ``"http/1.1"``), or None."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    return ssl_object.selected_alpn_protocol()
+
+
 def tls_extension(transport: Any, server_cert: str | None) -> dict[str, Any] | None:
     """The ``tls`` scope extension of a connection, or None when it is not over TLS.
 

@@ -69,20 +69,59 @@ SHUTDOWN_OPTIONS_HELP = """
   --health-path TEXT Answer GET/HEAD requests to this path in the server itself: 200, or 503 once
     shutdown has begun. Off by default.
 """
+#: --http2 is uvicorn's flag with cyasgi's own meaning (no --http zttp needed); its tunables follow it.
+HTTP2_HELP = """
+  --http2 Enable HTTP/2: h2c with prior knowledge on the HTTP/1.1 port, and ALPN h2 with --ssl-*.
+"""
+HTTP2_OPTIONS_HELP = """
+  --http2-max-concurrent-streams INTEGER HTTP/2: streams a client may have open at once; one more is
+    refused (REFUSED_STREAM). [default: 100]
+  --http2-initial-stream-window-size INTEGER HTTP/2: bytes of request body a stream may send before the
+    application reads it. [default: 262144]
+  --http2-initial-connection-window-size INTEGER HTTP/2: the same for all the streams of a connection
+    together (65535 at least). [default: 1048576]
+  --http2-max-frame-size INTEGER HTTP/2: largest frame payload accepted, 16384 to 16777215 bytes.
+    [default: 16384]
+  --http2-max-header-list-size INTEGER HTTP/2: largest decoded header list of a request, in bytes.
+    [default: 65536]
+  --http2-keep-alive-interval FLOAT HTTP/2: seconds between PINGs on an idle connection. Off by default.
+  --http2-keep-alive-timeout FLOAT HTTP/2: seconds to wait for a PING's answer before closing the
+    connection. [default: 20.0]
+  --http2-stall-timeout FLOAT HTTP/2: seconds a response may wait for flow-control window before its
+    stream is reset. [default: 60.0]
+  --http2-max-rapid-resets INTEGER HTTP/2: streams a client may reset on one connection before it is
+    closed (ENHANCE_YOUR_CALM). [default: 100]
+  --http2-max-empty-data-frames INTEGER HTTP/2: empty DATA frames a client may send on one connection
+    before it is closed. [default: 100]
+  --http2-max-control-frames INTEGER HTTP/2: SETTINGS, PING, PRIORITY and WINDOW_UPDATE frames a client
+    may send on one connection before it is closed. [default: 1000]
+  --http2-max-stream-errors INTEGER HTTP/2: streams the server may reset for a client's errors on one
+    connection before it is closed. [default: 1000]
+"""
 NEW_OPTIONS = set(
     re.findall(
-        r"--[a-z-]+", LIMIT_OPTIONS_HELP + TIMEOUT_OPTIONS_HELP + ACCESS_LOG_FORMAT_HELP + SHUTDOWN_OPTIONS_HELP
+        r"--[a-z0-9-]+",
+        LIMIT_OPTIONS_HELP
+        + TIMEOUT_OPTIONS_HELP
+        + ACCESS_LOG_FORMAT_HELP
+        + SHUTDOWN_OPTIONS_HELP
+        + HTTP2_OPTIONS_HELP,
     )
 )
+HTTP2_OPTIONS = set(re.findall(r"--[a-z0-9-]+", HTTP2_OPTIONS_HELP))
 
 
-def test_help_is_uvicorns_help_without_http2_and_zig_values():
+def test_help_is_uvicorns_help_with_cyasgis_http2_and_without_zig_values():
     reference = FROM_REFERENCE.read_text()
     # run_cli runs `python -m cyasgi`, which click names as such (uvicorn does the same).
     expected = reference.replace("Usage: uvicorn", "Usage: python -m cyasgi").replace("uvicorn", "cyasgi")
+    # zuvloop is not offered; zttp is accepted but not listed (it runs cyasgi's own HTTP/1.1, as auto).
     expected = expected.replace("[auto|asyncio|uvloop|zuvloop]", "[auto|asyncio|uvloop]")
     expected = expected.replace("[auto|h11|httptools|zttp]", "[auto|cyasgi|h11|httptools]")
-    expected = expected.replace("--http2                         Enable HTTP/2 support. Requires --http zttp.\n", "")
+    # --http2 is there, with its own text (it needs no --http zttp), and then its tunables.
+    uvicorn_http2 = "--http2                         Enable HTTP/2 support. Requires --http zttp.\n"
+    assert uvicorn_http2 in expected
+    expected = expected.replace(uvicorn_http2, HTTP2_HELP.strip() + "\n" + HTTP2_OPTIONS_HELP.strip() + "\n")
     # cyasgi's one addition, right after --workers (docs/deployment.md).
     expected = expected.replace(
         "Not valid with --reload.",
@@ -129,7 +168,7 @@ def option_params() -> list[click.Option]:
     return [
         param
         for param in cli.main.params
-        if isinstance(param, click.Option) and param.expose_value and param.name not in ("http2",)
+        if isinstance(param, click.Option) and param.expose_value
     ]
 
 
@@ -195,7 +234,7 @@ def test_every_option_is_settable_by_env_var(captured_run, tmp_path):
     params = option_params()
     flags = {opt for param in params for opt in param.opts}
     in_reference = set(re.findall(r"^  (--[a-z0-9-]+)", FROM_REFERENCE.read_text(), re.MULTILINE))
-    assert flags == (in_reference - {"--http2", "--version", "--help"}) | {"--reuse-port"} | NEW_OPTIONS
+    assert flags == (in_reference - {"--version", "--help"}) | {"--reuse-port"} | NEW_OPTIONS
     for param in params:
         env_name = "CYASGI_" + param.name.upper()
         raw, expected = sample(param, tmp_path)
@@ -350,6 +389,8 @@ def test_lifespan_on_with_raising_startup_exits_3():
         (["--ws", "tests.no_such_module:Protocol"], 'Could not import module "tests.no_such_module"'),
         (["--loop", "tests.no_such_module:factory"], 'Could not import module "tests.no_such_module"'),
         (["--header", "bad name:value"], "Invalid default header name 'bad name'"),
+        (["--limit-request-headers", "0"], "--limit-request-headers must be at least 1, not 0."),
+        (["--shutdown-delay", "-1"], "--shutdown-delay cannot be negative (-1.0)."),
     ],
 )
 def test_unusable_settings_exit_3(args, reason):
@@ -428,10 +469,113 @@ def test_missing_app_exits_2():
     assert "Error: Missing argument 'APP'." in result.stdout
 
 
-def test_http2_is_refused_clearly():
-    result = run_cli_to_exit("tests.apps:hello", "--http2")
-    assert result.returncode == 2
-    assert "Error: Invalid value for '--http2': HTTP/2 is not supported by cyasgi yet." in result.stdout
+# --http2, its tunables and --http zttp ----------------------------------------------------------
+
+
+def test_http2_options_reach_run(captured_run):
+    args = [
+        "tests.apps:hello",
+        "--http", "zttp",
+        "--http2",
+        "--http2-max-concurrent-streams", "7",
+        "--http2-initial-stream-window-size", "1000",
+        "--http2-initial-connection-window-size", "70000",
+        "--http2-max-frame-size", "32768",
+        "--http2-max-header-list-size", "4096",
+        "--http2-keep-alive-interval", "2.5",
+        "--http2-keep-alive-timeout", "4",
+        "--http2-stall-timeout", "9.5",
+        "--http2-max-rapid-resets", "11",
+        "--http2-max-empty-data-frames", "12",
+        "--http2-max-control-frames", "13",
+        "--http2-max-stream-errors", "14",
+    ]  # fmt: skip
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    [(_args, kwargs)] = captured_run
+    assert {name: value for name, value in kwargs.items() if name.startswith("http")} == {
+        "http": "zttp",
+        "http2": True,
+        "http2_max_concurrent_streams": 7,
+        "http2_initial_stream_window_size": 1000,
+        "http2_initial_connection_window_size": 70000,
+        "http2_max_frame_size": 32768,
+        "http2_max_header_list_size": 4096,
+        "http2_keep_alive_interval": 2.5,
+        "http2_keep_alive_timeout": 4.0,
+        "http2_stall_timeout": 9.5,
+        "http2_max_rapid_resets": 11,
+        "http2_max_empty_data_frames": 12,
+        "http2_max_control_frames": 13,
+        "http2_max_stream_errors": 14,
+    }
+
+
+@pytest.mark.parametrize("raw", ["1", "true", "yes"])
+def test_http2_env_var(captured_run, raw):
+    invoke(["tests.apps:hello"], env={"CYASGI_HTTP2": raw, "CYASGI_HTTP2_MAX_FRAME_SIZE": "65536"})
+    [(_args, kwargs)] = captured_run
+    assert kwargs["http2"] is True
+    assert kwargs["http2_max_frame_size"] == 65536
+
+
+def test_http_zttp_is_accepted_but_not_listed(captured_run):
+    result = invoke(["tests.apps:hello", "--http", "zttp"])
+    assert result.exit_code == 0, result.output
+    assert captured_run[0][1]["http"] == "zttp"
+    assert "zttp" not in invoke(["--help"]).output
+
+
+@pytest.mark.parametrize("args", [["--http2"], ["--http", "zttp"], ["--http", "zttp", "--http2"]])
+def test_uvicorn_http2_command_lines_start_and_serve_http11(args):
+    """uvicorn 0.54's `--http zttp --http2` starts, and HTTP/1.1 clients are still served on the port."""
+    with run_cli("tests.apps:hello", "--port", "0", "--lifespan", "off", *args) as proc:
+        url = proc.wait_until_serving()
+        response = httpx.get(url, timeout=WAIT)
+    assert response.status_code == 200
+    assert response.text == "hello"
+    assert "ERROR" not in proc.output
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--http2-max-concurrent-streams", "0"], "--http2-max-concurrent-streams must be at least 1, not 0."),
+        (
+            ["--http2-max-frame-size", "1024"],
+            "--http2-max-frame-size must be between 16384 and 16777215, not 1024.",
+        ),
+        (
+            ["--http2-initial-connection-window-size", "100"],
+            "--http2-initial-connection-window-size must be between 65535 and 2147483647, not 100.",
+        ),
+        (["--http2-stall-timeout", "0"], "--http2-stall-timeout must be a positive number of seconds, not 0.0."),
+    ],
+)
+def test_out_of_range_http2_settings_exit_3(args, reason):
+    """Out of range, like --limit-request-headers 0: one ERROR line naming the flag, exit 3."""
+    result = run_cli_to_exit("tests.apps:hello", "--port", "0", "--http2", *args)
+    assert_startup_failure(result, reason)
+    assert " running on " not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--http2-max-frame-size", "big"],
+            "Invalid value for '--http2-max-frame-size': 'big' is not a valid integer.",
+        ),
+        (
+            ["--http2-keep-alive-interval", "often"],
+            "Invalid value for '--http2-keep-alive-interval': 'often' is not a valid float.",
+        ),
+    ],
+)
+def test_http2_settings_of_the_wrong_type_exit_2(args, message):
+    result = run_cli_to_exit("tests.apps:hello", *args)
+    assert result.returncode == 2, result.stdout
+    assert message in result.stdout
 
 
 # A normal start and stop -----------------------------------------------------------------------

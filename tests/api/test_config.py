@@ -422,7 +422,7 @@ def test_access_format_colours():
     assert line == "\x1b[1mGET / HTTP/1.1\x1b[0m \x1b[91m500 Internal Server Error\x1b[0m"
 
 
-# Default headers, HTTP/2, misc -------------------------------------------------------------------
+# Default headers, misc (HTTP/2: test_http2_settings.py) --------------------------------------------
 
 
 def test_headers_are_encoded_lowercase_with_server_first():
@@ -443,12 +443,6 @@ def test_custom_server_header_replaces_the_default():
 def test_invalid_default_headers_are_refused(header):
     config = make_config(apps.hello, headers=[header])
     with pytest.raises(ConfigError):
-        config.load()
-
-
-def test_http2_is_refused():
-    config = make_config(apps.hello, http2=True)
-    with pytest.raises(ConfigError, match="HTTP/2 is not supported by cyasgi yet"):
         config.load()
 
 
@@ -572,7 +566,6 @@ def test_broken_log_config_keeps_the_builtin_type_of_the_error(tmp_path):
 @pytest.mark.parametrize(
     ("settings", "kind"),
     [
-        ({"http2": True}, ValueError),
         ({"http": "tests.no_such_module:Protocol"}, ImportFromStringError),
         ({"ws": "tests.apps:no_such_protocol"}, ImportFromStringError),
         ({"headers": [("x-snowman", "\u2603")]}, ValueError),

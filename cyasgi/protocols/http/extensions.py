@@ -39,10 +39,10 @@ def accepts_trailers(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-def trailer_block(headers: Any) -> bytes:
-    """``name: value\\r\\n`` lines of an ``http.response.trailers`` message, checked like response
-    headers (tokens, no CR, LF, NUL) and refused for the fields trailers may not carry."""
-    lines = []
+def trailer_fields(headers: Any) -> list[tuple[bytes, bytes]]:
+    """The ``(name, value)`` pairs of an ``http.response.trailers`` message, names lower-cased, checked
+    like response headers (tokens, no CR, LF, NUL) and refused for the fields trailers may not carry."""
+    fields = []
     for name, value in headers:
         name = as_bytes(name, "trailer name").lower()
         value = as_bytes(value, "trailer value")
@@ -52,24 +52,35 @@ def trailer_block(headers: Any) -> bytes:
             raise RuntimeError("Invalid HTTP trailer value.")
         if name in FORBIDDEN_TRAILERS:
             raise RuntimeError(f"The field {name.decode('ascii')!r} is not allowed in trailers.")
-        lines.append(b"%s: %s\r\n" % (name, value))
-    return b"".join(lines)
+        fields.append((name, value))
+    return fields
+
+
+def trailer_block(headers: Any) -> bytes:
+    """The trailers of an ``http.response.trailers`` message as ``name: value\\r\\n`` lines."""
+    return b"".join([b"%s: %s\r\n" % field for field in trailer_fields(headers)])
+
+
+def early_hint_links(links: Any) -> list[bytes]:
+    """The links of an ``http.response.early_hint`` message, checked (one ``link`` field each)."""
+    if isinstance(links, (bytes, bytearray, memoryview, str)):
+        raise TypeError("The 'links' of http.response.early_hint must be a list of bytes.")
+    values = []
+    for link in links:
+        link = as_bytes(link, "early hint link")
+        if not link or not is_valid_header_value(link):
+            raise RuntimeError("Invalid link in http.response.early_hint.")
+        values.append(link)
+    return values
 
 
 def early_hint_head(links: Any) -> bytes:
     """``103 Early Hints`` with one ``link`` field per link of an ``http.response.early_hint``
     message; empty when there are no links (nothing worth a 103)."""
-    if isinstance(links, (bytes, bytearray, memoryview, str)):
-        raise TypeError("The 'links' of http.response.early_hint must be a list of bytes.")
-    lines = []
-    for link in links:
-        link = as_bytes(link, "early hint link")
-        if not link or not is_valid_header_value(link):
-            raise RuntimeError("Invalid link in http.response.early_hint.")
-        lines.append(b"link: %s\r\n" % link)
-    if not lines:
+    values = early_hint_links(links)
+    if not values:
         return b""
-    return b"HTTP/1.1 103 Early Hints\r\n" + b"".join(lines) + b"\r\n"
+    return b"HTTP/1.1 103 Early Hints\r\n" + b"".join([b"link: %s\r\n" % link for link in values]) + b"\r\n"
 
 
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)

@@ -115,7 +115,7 @@ from cyasgi.protocols.http.wire import (
     WRITE_BATCH_LIMIT,
     simple_response,
 )
-from cyasgi.protocols.tls import tls_extension
+from cyasgi.protocols.tls import alpn_protocol, tls_extension
 from cyasgi.protocols.utils import (
     get_client_addr,
     get_local_addr,
@@ -128,6 +128,11 @@ __all__ = ["COMPILED", "FlowControl", "HttpProtocol", "RequestCycle", "sweep_dea
 
 #: True in the compiled build (cyasgi._speedups.http), False where this file runs as Python.
 COMPILED = cython.compiled
+
+#: The HTTP/2 connection preface (RFC 9113 §3.4): with --http2, a plain connection that starts with it is
+#: h2c with prior knowledge.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_PREFACE_SIZE = len(H2_PREFACE)
 
 logger = logging.getLogger("uvicorn.error")
 access_logger = logging.getLogger("uvicorn.access")
@@ -862,6 +867,10 @@ class HttpProtocol(RequestSink):
         self._pending_error: bytes | None = None  # written once earlier responses are out
         self._upgrade: bytes | None = None  # request head + trailing bytes for the WebSocket protocol
         self._held: bytes | None = None  # read past a full pipeline, parsed once there is room
+        # --http2: the first bytes are looked at for the h2c preface (then the connection is handed
+        # over to the HTTP/2 protocol); what came of it so far, while it could still be the preface.
+        self._h2_sniff = bool(config.http2)
+        self._h2_prefix = b""
         self._queued_head_bytes = 0  # head bytes of the requests parsed since the pipeline was empty
 
         # Requests: the one being parsed, the one answering, the ones waiting in order.
@@ -909,6 +918,10 @@ class HttpProtocol(RequestSink):
             self._head_deadline = self.deadline = monotonic() + self._timeout_head
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", self._log_prefix())
+        if self._h2_sniff and self._tls is not None:
+            self._h2_sniff = False  # over TLS, ALPN decides (no prior knowledge)
+            if alpn_protocol(transport) == "h2":
+                self._hand_over_h2(b"")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
@@ -943,6 +956,10 @@ class HttpProtocol(RequestSink):
     def data_received(self, data: bytes) -> None:
         if self._reading_stopped:
             return
+        if self._h2_sniff:
+            data = self._sniff_h2(data)
+            if not data:
+                return
         if self._held is not None:
             # Read while earlier bytes wait for room (reading resumed to watch for EOF, or a
             # transport's buffered data): kept after them, up to a bound.
@@ -1423,6 +1440,42 @@ class HttpProtocol(RequestSink):
         self._parsing = False
         if self._upgrade is not None:
             self._upgrade += trailing
+
+    def _sniff_h2(self, data: bytes) -> bytes:
+        """The first bytes of a plain connection with --http2: the h2c preface hands the connection
+        over to HTTP/2 (nothing is left to parse: b""); anything else is HTTP/1.1 (returned whole)."""
+        if self._h2_prefix:
+            data = self._h2_prefix + data
+            self._h2_prefix = b""
+        size = len(data)
+        if size < H2_PREFACE_SIZE:
+            if data == H2_PREFACE[:size]:
+                self._h2_prefix = data  # maybe the preface: wait for the rest
+                return b""
+        elif data.startswith(H2_PREFACE):
+            self._hand_over_h2(data)
+            return b""
+        self._h2_sniff = False
+        return data
+
+    def _hand_over_h2(self, data: bytes) -> None:
+        # The HTTP/2 protocol of the same build: compiled with compiled, pure with pure.
+        if cython.compiled:
+            from cyasgi._speedups.h2protocol import H2Protocol
+        else:
+            from cyasgi.protocols.http2.protocol import H2Protocol  # type: ignore[assignment]
+
+        self._h2_sniff = False
+        self._reading_stopped = True
+        self.deadline = 0.0
+        self.connections.discard(self)
+        protocol = H2Protocol(self.config, self.server_state, self.app_state, self.loop)
+        self.transport.set_protocol(protocol)  # type: ignore[arg-type]  # (an asyncio.Protocol by its methods)
+        protocol.connection_made(self.transport)
+        if data:
+            protocol.data_received(data)
+        self.parser = None
+        self._native_parser = None
 
     def _hand_over_upgrade(self) -> None:
         data = self._upgrade or b""

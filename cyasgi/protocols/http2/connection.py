@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 #: True in the compiled build.
-COMPILED = cython.compiled
+COMPILED: bool = cython.compiled
 
 MAX_WINDOW_SIZE = 2**31 - 1
 DEFAULT_WINDOW_SIZE = 65535

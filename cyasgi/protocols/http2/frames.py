@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 #: True in the compiled build.
-COMPILED = cython.compiled
+COMPILED: bool = cython.compiled
 
 # Frame types (RFC 9113 §6).
 DATA = 0x0
@@ -518,7 +518,7 @@ def _header(length, frame_type, flags, stream_id):
 
 
 #: A SETTINGS frame with the ACK flag.
-SETTINGS_ACK_FRAME = _header(0, 0x4, 0x1, 0)
+SETTINGS_ACK_FRAME: bytes = _header(0, 0x4, 0x1, 0)
 
 
 def settings_frame(settings) -> bytes:
