@@ -81,6 +81,7 @@ def check_bars(
         if workload not in present:
             continue
         figures: list[float] = []
+        busy: list[str] = []
         missing: list[str] = []
         for name, load in ((server, workload), (reference, reference_workload)):
             cell = by_key.get((name, load))
@@ -90,6 +91,7 @@ def check_bars(
                 missing.append(f"{name} on {load}: {'not in this run' if status == 'ok' else status}")
             else:
                 figures.append(value)
+                busy.append(_num(cell["median"]["server_cpu_pct"], 0, " %"))
         bar: dict[str, Any] = {"what": what, "server": server, "reference": reference, "bound": bound}
         if missing:
             bar.update(met=None, ratio=None, line=f"bar: {what}: not measured ({'; '.join(missing)})")
@@ -100,6 +102,9 @@ def check_bars(
             unit = "req/s" if metric == "rps" else "µs/req"
             digits = 0 if metric == "rps" else 1
             figure = f"{_times(got)}: {_num(value, digits)} vs {_num(other, digits)} {unit}"
+            if metric != "rps":
+                # CPU per request grows when a server is not kept busy (fewer requests per wake-up): say how busy.
+                figure += f"; the servers used {busy[0]} and {busy[1]} of their core"
             bar.update(met=met, ratio=got, line=f"bar: {what}: {'met' if met else 'missed'} ({figure})")
         out.append(bar)
     return out
