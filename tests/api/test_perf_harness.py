@@ -416,6 +416,9 @@ def test_bars_of_http2_are_met_missed_or_not_measured() -> None:
     ]
     assert [bar["met"] for bar in bars] == [True, True, None, False]
     assert report.check_bars(cells, servers, ["hello"]) == []  # no h2c workload, no bar
+    close = [h2_cell("cyasgi-h2", "h2-hello", 84_056.0, 10.0), h2_cell("granian-h2", "h2-hello", 56_046.0, 13.0)]
+    line = report.check_bars(close, servers, ["h2-hello"])[0]["line"]
+    assert line == "bar: h2-hello req/s ≥ 1.5× granian's: missed (1.4998×: 84,056 vs 56,046 req/s)"
     only_hello_m1 = report.check_bars(cells[3:4], {"cyasgi": {"status": "not built"}}, ["h2-hello-m1"])
     assert only_hello_m1[0]["line"].endswith("not measured (cyasgi on hello: not built)")
 
