@@ -75,12 +75,14 @@ bench: h2load-installed
 
 # Only the HTTP/2 rows (h2load -c64 -m10 / -m1 / 1 KiB POST -m10 over h2c with prior knowledge) and what the
 # HTTP/2 bar of issue 14 is checked against: cyasgi --http2 beside granian --http 2 (the reference peer),
-# hypercorn and uvicorn --http zttp --http2, plus cyasgi's HTTP/1.1 hello (the -m1 CPU bar). The report
-# ends with "bar: ... met/missed (figure)" lines. BENCH_ARGS="--quick", "--rounds 5", ...
+# hypercorn and uvicorn --http zttp --http2, plus cyasgi's HTTP/1.1 hello (the -m1 CPU bar, so its rounds
+# alternate with the -m1 ones: --interleave). The report's HTTP/2 section ends with "bar: ... met/missed
+# (figure)" lines, written to perf/results/h2.md. BENCH_ARGS="--quick", "--rounds 5", ...
 H2_BENCH_SERVERS := cyasgi,cyasgi-h2,granian-h2,hypercorn-h2,uvicorn-h2
 H2_BENCH_WORKLOADS := hello,h2-hello,h2-hello-m1,h2-echo-1k
 bench-h2: h2load-installed
-	$(PYTHON) perf/bench.py --servers $(H2_BENCH_SERVERS) --workloads $(H2_BENCH_WORKLOADS) --name h2 $(BENCH_ARGS)
+	$(PYTHON) perf/bench.py --servers $(H2_BENCH_SERVERS) --workloads $(H2_BENCH_WORKLOADS) \
+	  --interleave hello,h2-hello-m1 --name h2 $(BENCH_ARGS)
 
 # h2load (Debian's nghttp2-client) and curl with HTTP/2, installed when missing; a warning, not a failure,
 # where they cannot be (no root, no network): only the h2c workloads need them.

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,8 @@ class Settings:
     baseline: str = BASELINE
     #: Seconds of load each server gets once, before its first round (a JIT's warm-up).
     first_warmup: int = 0
+    #: Groups of workloads whose servers run together and whose rounds are taken in turn.
+    interleave: list[list[str]] = field(default_factory=list)
 
 
 def log(message: str) -> None:
@@ -101,6 +103,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument(
         "--first-warmup", type=int, default=0,
         help="seconds of load for each server once, before its first round: a JIT's warm-up (0)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--interleave", action="append", default=[], metavar="W1,W2",
+        help="run these workloads' servers together and take their rounds in turn, so that a ratio between "
+        "two workloads (the h2-hello-m1 CPU bar against hello) meets the same machine load; repeatable",
     )  # fmt: skip
     parser.add_argument("--baseline", default=BASELINE, help=f"the server ratios are given to ({BASELINE})")
     parser.add_argument("--no-install", action="store_true", help="use the venv as it is, install nothing")
@@ -170,6 +177,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         update_docs=args.update_docs,
         baseline=args.baseline,
         first_warmup=args.first_warmup,
+        interleave=[_names(group, WORKLOADS, "workload") for group in args.interleave],
     )
 
 
@@ -306,32 +314,41 @@ def _fail(cell: dict[str, Any], process: measure.ServerProcess | None, error: st
 def run_workload(
     contexts: dict[str, Context], workload: Workload, servers: list[Server], settings: Settings
 ) -> list[dict[str, Any]]:
+    return run_group(contexts, [(workload, servers)], settings)
+
+
+def run_group(
+    contexts: dict[str, Context], plan: list[tuple[Workload, list[Server]]], settings: Settings
+) -> list[dict[str, Any]]:
+    """The servers of one workload (or of several, ``--interleave``: all started together, their rounds
+    taken in turn), probed, loaded round by round, then stopped and reaped."""
     cells: list[dict[str, Any]] = []
-    running: list[tuple[dict[str, Any], measure.ServerProcess]] = []
+    running: list[tuple[dict[str, Any], measure.ServerProcess, Workload]] = []
     try:
-        for server in servers:
-            cell: dict[str, Any] = {
-                "server": server.name,
-                "workload": workload.name,
-                "status": "ok",
-                "rounds": [],
-            }
-            cells.append(cell)
-            try:
-                process = start(contexts[server.interpreter], server, workload, settings)
-            except OSError as exc:
-                _fail(cell, None, f"could not start: {exc}")
-                continue
-            try:
-                process.wait_ready(START_TIMEOUT)
-                check_answer(process, workload)
-            except Exception as exc:  # noqa: BLE001 - any failure to start or answer is reported, not fatal
-                _fail(cell, process, str(exc))
-                cell["exit_code"] = process.stop()
-                continue
-            running.append((cell, process))
+        for workload, servers in plan:
+            for server in servers:
+                cell: dict[str, Any] = {
+                    "server": server.name,
+                    "workload": workload.name,
+                    "status": "ok",
+                    "rounds": [],
+                }
+                cells.append(cell)
+                try:
+                    process = start(contexts[server.interpreter], server, workload, settings)
+                except OSError as exc:
+                    _fail(cell, None, f"could not start: {exc}")
+                    continue
+                try:
+                    process.wait_ready(START_TIMEOUT)
+                    check_answer(process, workload)
+                except Exception as exc:  # noqa: BLE001 - any failure to start or answer is reported, not fatal
+                    _fail(cell, process, str(exc))
+                    cell["exit_code"] = process.stop()
+                    continue
+                running.append((cell, process, workload))
         if settings.first_warmup:
-            for cell, process in running:
+            for cell, process, workload in running:
                 log(f"{workload.name} first warm-up {cell['server']:12} {settings.first_warmup} s")
                 try:
                     load(process, workload, settings, settings.first_warmup)
@@ -339,7 +356,7 @@ def run_workload(
                     _fail(cell, process, str(exc))
         for index in range(settings.rounds):
             shift = index % max(1, len(running))
-            for cell, process in running[shift:] + running[:shift]:
+            for cell, process, workload in running[shift:] + running[:shift]:
                 if cell["status"] != "ok":
                     continue
                 if not process.alive:
@@ -357,10 +374,25 @@ def run_workload(
                     f"{result['cpu_us_per_req'] or 0:6.1f} µs/req  errors {result['errors']}"
                 )
     finally:
-        for cell, process in running:
+        for cell, process, _workload in running:
             cell["peak_rss_kb"] = process.peak_rss_kb()
             cell["exit_code"] = process.stop()
     return [report.summarize(cell) for cell in cells]
+
+
+def groups(workloads: list[str], interleave: list[list[str]]) -> list[list[str]]:
+    """``workloads`` in their order, those of one ``interleave`` group together at the place of the first
+    of them (a name in no group is a group of its own; a group's names not in ``workloads`` are left out)."""
+    out: list[list[str]] = []
+    placed: set[str] = set()
+    for name in workloads:
+        if name in placed:
+            continue
+        group = next((g for g in interleave if name in g), [name])
+        members = [member for member in group if member in workloads and member not in placed]
+        placed.update(members)
+        out.append(members)
+    return out
 
 
 def estimate_seconds(settings: Settings, servers: list[Server]) -> float:
@@ -419,14 +451,21 @@ def run(settings: Settings) -> dict[str, Any]:
 
     load_before = environment.load_average()
     cells: list[dict[str, Any]] = []
-    for name in settings.workloads:
-        workload = WORKLOADS[name]
-        servers = [s for s in runnable if s.serves(workload)]
-        if missing and workload.protocol == H2C:
-            cells += [report.summarize({"server": server.name, "workload": name, "status": "h2load not installed",
-                                        "error": ", ".join(missing), "rounds": []}) for server in servers]  # fmt: skip
-            continue
-        cells += run_workload(contexts, workload, servers, settings)
+    for group in groups(settings.workloads, settings.interleave):
+        plan = []
+        for name in group:
+            workload = WORKLOADS[name]
+            servers = [s for s in runnable if s.serves(workload)]
+            if missing and workload.protocol == H2C:
+                for server in servers:
+                    cell = {"server": server.name, "workload": name, "status": "h2load not installed",
+                            "error": ", ".join(missing), "rounds": []}  # fmt: skip
+                    cells.append(report.summarize(cell))
+            else:
+                plan.append((workload, servers))
+        cells += run_group(contexts, plan, settings)
+    # In the order of the workloads asked for, whatever the grouping.
+    cells.sort(key=lambda cell: settings.workloads.index(cell["workload"]))
     report.add_ratios(cells, settings.baseline)
     bars = report.check_bars(cells, server_info, settings.workloads)
     for bar in bars:

@@ -460,6 +460,20 @@ def test_markdown_of_a_run_with_http2_rows() -> None:
     assert "10 concurrent stream(s) per connection" in text
 
 
+def test_interleaved_workloads_run_as_one_group_in_the_order_asked() -> None:
+    from perf import bench
+
+    assert bench.groups(["hello", "h2-hello", "h2-hello-m1"], []) == [["hello"], ["h2-hello"], ["h2-hello-m1"]]
+    assert bench.groups(["hello", "h2-hello", "h2-hello-m1", "h2-echo-1k"], [["hello", "h2-hello-m1"]]) == [
+        ["hello", "h2-hello-m1"], ["h2-hello"], ["h2-echo-1k"]
+    ]
+    assert bench.groups(["h2-hello-m1", "headers"], [["hello", "h2-hello-m1"]]) == [["h2-hello-m1"], ["headers"]]
+    settings = bench.parse_args(["--interleave", "hello,h2-hello-m1", "--interleave", "echo-1k,h2-echo-1k"])
+    assert settings.interleave == [["hello", "h2-hello-m1"], ["echo-1k", "h2-echo-1k"]]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--interleave", "hello,no-such-workload"])
+
+
 def test_bench_options_for_a_pypy_run() -> None:
     from perf import bench
 
