@@ -3,6 +3,20 @@
 # connection.py) into cyasgi._speedups.connection: the same source, with C classes and typed fields.
 import cython
 
+cdef Py_ssize_t COLON
+
+
+@cython.locals(name=bytes, value=bytes, seen=int, bit=int, regular=bint)
+cpdef validate_request_headers(list headers)
+
+
+@cython.locals(name=bytes)
+cpdef validate_trailers(list headers)
+
+
+@cython.locals(name=bytes, value=bytes, out=list, cookie_at=Py_ssize_t)
+cpdef list asgi_headers(list headers)
+
 
 cdef class H2Stream:
     cdef public Py_ssize_t stream_id
@@ -51,3 +65,24 @@ cdef class H2Connection:
     cdef bint _remote_goaway
     cdef bint _closed
     cdef list _events                                # the events of the receive() in progress
+
+    # The application's side, called from C by the compiled HTTP/2 protocol (h2protocol.pxd).
+    cpdef bytes data_to_send(self)
+    cpdef list receive(self, data)
+    cpdef acknowledge_received(self, Py_ssize_t stream_id, Py_ssize_t n)
+    cpdef send_headers(self, Py_ssize_t stream_id, headers, bint end_stream=*)
+
+    @cython.locals(size=Py_ssize_t, n=Py_ssize_t, last=bint)
+    cpdef Py_ssize_t send_data(self, Py_ssize_t stream_id, data, bint end_stream=*) except -1
+    cpdef end_stream(self, Py_ssize_t stream_id)
+    cpdef reset_stream(self, Py_ssize_t stream_id, int error_code=*)
+    cpdef Py_ssize_t local_flow_window(self, Py_ssize_t stream_id) except -1
+
+    # Internal steps of receive(), C calls only.
+    cdef _frame(self, frame)
+    cdef _headers(self, frame)
+    cdef _data(self, frame)
+    cdef _remote_end(self, H2Stream stream)
+    cdef _local_end(self, H2Stream stream)
+    cdef _release(self, long long n)
+    cdef H2Stream _sendable(self, Py_ssize_t stream_id)

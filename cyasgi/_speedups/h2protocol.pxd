@@ -18,6 +18,7 @@ from cyasgi._speedups.kernel cimport (
     task_kwargs,
     valid_field_value,
 )
+from cyasgi._speedups.connection cimport H2Connection
 
 cdef frozenset CONNECTION_SPECIFIC
 cdef list STATUS_VALUES
@@ -32,7 +33,7 @@ cdef class H2Protocol
 cdef class StreamCycle:
     cdef:
         public H2Protocol protocol
-        public object conn               # the H2Connection (engine.py)
+        public H2Connection conn
         public Py_ssize_t stream_id
         public dict scope
         public object app
@@ -119,7 +120,7 @@ cdef class H2Protocol:
         public object server_state
         public set connections
         public set tasks
-        public object conn               # the H2Connection (engine.py)
+        public H2Connection conn
         public object transport
         public object server
         public object client
@@ -135,6 +136,9 @@ cdef class H2Protocol:
         public bint write_paused
         public bint reading_paused
         public bint flush_due
+        public bint receiving
+        public bint sending
+        public bint write_due
         bint pumping
         public bint closed
         public bint draining
@@ -144,7 +148,7 @@ cdef class H2Protocol:
         public double ping_sent
 
     @cython.locals(cycle=StreamCycle, raw_path=bytes, query_string=bytes, path=str, scope=dict, template=dict,
-                   extensions=dict, limit=Py_ssize_t)
+                   extensions=dict, limit=Py_ssize_t, name=bytes, value=bytes, target=bytes, fields=list)
     cdef on_request(self, Py_ssize_t stream_id, list headers, bint end_stream)
     cdef dict new_scope_template(self)
 
@@ -159,6 +163,10 @@ cdef class H2Protocol:
     @cython.locals(cycle=StreamCycle)
     cdef pump(self)
     cdef flush_soon(self)
+    cdef write_after_send(self)
+
+    @cython.locals(kind=object)
+    cdef on_events(self, list events)
     cdef reset(self, Py_ssize_t stream_id, int code)
     cdef response_complete(self, StreamCycle cycle)
     cdef stream_done(self, StreamCycle cycle)

@@ -64,6 +64,9 @@ cdef class Decoder:
     cdef _evict(self, Py_ssize_t target)
 
 
+cdef Py_ssize_t ENCODED_CACHE_LIMIT
+
+
 cdef class Encoder:
     cdef public Py_ssize_t table_size_limit  # the most this encoder uses, whatever the peer allows
     cdef readonly Py_ssize_t max_table_size  # min(limit, the peer's SETTINGS_HEADER_TABLE_SIZE)
@@ -77,8 +80,13 @@ cdef class Encoder:
 
     cpdef set_max_table_size(self, Py_ssize_t size)
 
-    @cython.locals(out=bytearray, index=dict, static=tuple, key=tuple, size=Py_ssize_t)
+    cdef dict _cache                         # field -> its octets, while the table does not change
+
+    @cython.locals(out=bytearray, cache=dict, encoded=bytes, start=Py_ssize_t)
     cpdef bytes encode(self, headers)
+
+    @cython.locals(static=tuple, key=tuple, size=Py_ssize_t)
+    cdef bint _field(self, bytearray out, bytes name, bytes value) except -1
 
     @cython.locals(coded=bytes)
     cdef _string(self, bytearray out, data)

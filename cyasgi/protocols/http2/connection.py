@@ -82,10 +82,12 @@ RESET_MEMORY = 128
 # A PING we send during a graceful shutdown: its ACK means the client saw the first GOAWAY.
 SHUTDOWN_PING = b"cyasgi\x00\x01"
 
+#: ``:``, the first octet of a pseudo-header's name.
+COLON = 0x3A
+
 _CONNECTION_FIELDS = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
-_PSEUDO_FIELDS = frozenset((b":method", b":scheme", b":path", b":authority"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -249,26 +251,30 @@ def validate_request_headers(headers) -> str | None:
     scheme = None
     path = None
     authority = None
-    seen = set()
+    seen = 0  # the pseudo-headers met, one bit each
     regular = False
     content_length = None
     for name, value in headers:
-        if name[:1] == b":":
+        if len(name) and name[0] == COLON:
             if regular:
                 return f"pseudo-header {name!r} after a regular field"
-            if name not in _PSEUDO_FIELDS:
-                return f"unknown pseudo-header {name!r}"
-            if name in seen:
-                return f"duplicate pseudo-header {name!r}"
-            seen.add(name)
             if name == b":method":
+                bit = 1
                 method = value
-            elif name == b":scheme":
-                scheme = value
             elif name == b":path":
+                bit = 2
                 path = value
-            else:
+            elif name == b":scheme":
+                bit = 4
+                scheme = value
+            elif name == b":authority":
+                bit = 8
                 authority = value
+            else:
+                return f"unknown pseudo-header {name!r}"
+            if seen & bit:
+                return f"duplicate pseudo-header {name!r}"
+            seen |= bit
             continue
         regular = True
         if name in _CONNECTION_FIELDS:
@@ -302,7 +308,7 @@ def validate_request_headers(headers) -> str | None:
 def validate_trailers(headers) -> str | None:
     """Why request trailers are malformed (a pseudo-header or connection-specific field), or None."""
     for name, _ in headers:
-        if name[:1] == b":":
+        if len(name) and name[0] == COLON:
             return f"pseudo-header {name!r} in trailers"
         if name in _CONNECTION_FIELDS:
             return f"connection-specific field {name!r} in trailers"
@@ -317,7 +323,7 @@ def asgi_headers(headers) -> list:
     cookies = None
     cookie_at = -1
     for name, value in headers:
-        if name[:1] == b":":
+        if len(name) and name[0] == COLON:
             if name == b":authority":
                 authority = value
             continue

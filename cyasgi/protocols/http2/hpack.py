@@ -515,6 +515,9 @@ INDEXED_NAMES = frozenset(
 )
 
 # name -> (literal-without-indexing prefix, with-indexing prefix, never-indexed prefix, {value: index}).
+#: Fields whose encoding an Encoder keeps between blocks (a bound: one-off values come and go).
+ENCODED_CACHE_LIMIT = 64
+
 _STATIC_NAMES: dict[bytes, tuple[bytes, bytes, bytes, dict[bytes, int]]] = {}
 for _index in range(STATIC_TABLE_LENGTH, 0, -1):  # backwards: the lowest index of a name wins
     _bname, _bvalue = STATIC_TABLE[_index]
@@ -554,6 +557,7 @@ class Encoder:
         self._inserted = 0  # insertions so far: entry n has index 62 + (inserted - 1 - n)
         self._smallest_update = -1  # the smallest size since the last block, when a change is pending
         self._pending_update = False
+        self._cache: dict[tuple[bytes, bytes], bytes] = {}  # field -> its octets while the table holds still
 
     def set_max_table_size(self, size: int) -> None:
         """The peer's SETTINGS_HEADER_TABLE_SIZE changed: the next block starts with a size update."""
@@ -566,6 +570,7 @@ class Encoder:
             self._smallest_update = size
         self._pending_update = True
         self.max_table_size = size
+        self._cache.clear()
         self._evict(size)
 
     def encode(self, headers) -> bytes:
@@ -576,45 +581,61 @@ class Encoder:
                 _encode_int(out, 0x20, 0x1F, self._smallest_update)
             _encode_int(out, 0x20, 0x1F, self.max_table_size)
             self._pending_update = False
-        index = self._index
-        for name, value in headers:
-            static = _STATIC_NAMES.get(name)
-            if static is not None:
-                full = static[3].get(value)
-                if full is not None:
-                    out.append(0x80 | full)
-                    continue
-            if name in SENSITIVE_NAMES:
-                if static is not None:
-                    out += static[2]
-                else:
-                    out.append(0x10)
-                    self._string(out, name)
-                self._string(out, value)
+        cache = self._cache
+        for field in headers:
+            encoded = cache.get(field) if type(field) is tuple else None
+            if encoded is not None:
+                out += encoded
                 continue
-            if name in INDEXED_NAMES:
-                key = (name, value)
-                number = index.get(key)
-                if number is not None:
-                    _encode_int(out, 0x80, 0x7F, STATIC_TABLE_LENGTH + self._inserted - number)
-                    continue
-                size = len(name) + len(value) + 32
-                if 2 * size <= self.max_table_size:
-                    if static is not None:
-                        out += static[1]
-                    else:
-                        out.append(0x40)
-                        self._string(out, name)
-                    self._string(out, value)
-                    self._add(key, size)
-                    continue
+            name, value = field
+            start = len(out)
+            if not self._field(out, name, value) and type(field) is tuple:
+                # The same octets encode this field until the table changes: kept (a response's
+                # fields mostly repeat the previous response's).
+                if len(cache) >= ENCODED_CACHE_LIMIT:
+                    cache.clear()
+                cache[field] = bytes(out[start:])
+        return bytes(out)
+
+    def _field(self, out, name, value) -> bool:
+        """Append one field's representation; True when it was added to the dynamic table."""
+        static = _STATIC_NAMES.get(name)
+        if static is not None:
+            full = static[3].get(value)
+            if full is not None:
+                out.append(0x80 | full)
+                return False
+        if name in SENSITIVE_NAMES:
             if static is not None:
-                out += static[0]
+                out += static[2]
             else:
-                out.append(0x00)
+                out.append(0x10)
                 self._string(out, name)
             self._string(out, value)
-        return bytes(out)
+            return False
+        if name in INDEXED_NAMES:
+            key = (name, value)
+            number = self._index.get(key)
+            if number is not None:
+                _encode_int(out, 0x80, 0x7F, STATIC_TABLE_LENGTH + self._inserted - number)
+                return False
+            size = len(name) + len(value) + 32
+            if 2 * size <= self.max_table_size:
+                if static is not None:
+                    out += static[1]
+                else:
+                    out.append(0x40)
+                    self._string(out, name)
+                self._string(out, value)
+                self._add(key, size)
+                return True
+        if static is not None:
+            out += static[0]
+        else:
+            out.append(0x00)
+            self._string(out, name)
+        self._string(out, value)
+        return False
 
     def _string(self, out, data):
         if self.huffman and data:
@@ -627,6 +648,7 @@ class Encoder:
         out += data
 
     def _add(self, key, size):
+        self._cache.clear()  # indexes shift: what was cached may now point elsewhere
         self._evict(self.max_table_size - size)
         self._entries.append((key, size, self._inserted))
         self._index[key] = self._inserted

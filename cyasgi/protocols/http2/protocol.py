@@ -46,7 +46,7 @@ from cyasgi.protocols.http.extensions import (
     zerocopy_range,
 )
 
-if not cython.compiled:  # the compiled build takes these from the C kernel (h2protocol.pxd)
+if not cython.compiled:  # the compiled build takes these from the C kernel and core (h2protocol.pxd)
     from cyasgi.protocols.http.kernel import (
         completed,
         failed,
@@ -60,13 +60,13 @@ if not cython.compiled:  # the compiled build takes these from the C kernel (h2p
         task_kwargs,
         valid_field_value,
     )
+    from cyasgi.protocols.http2.engine import H2Connection
 from cyasgi.protocols.http.rules import as_bytes, header_pair
 from cyasgi.protocols.http.server_apps import HealthCheck, service_unavailable
 from cyasgi.protocols.http.wire import ASGI_SPEC_VERSION, FILE_CHUNK_SIZE, HTTP_EXTENSIONS, SHUTDOWN_GRACE
 from cyasgi.protocols.http2.engine import (
     ConnectionTerminated,
     DataReceived,
-    H2Connection,
     HeadersTooLarge,
     PingAckReceived,
     RemoteSettingsChanged,
@@ -238,10 +238,15 @@ class StreamCycle:
     def send(self, message: dict) -> Any:
         """ASGI ``send``. Handled at once when nothing needs waiting (the returned awaitable is done);
         else the awaitable waits for the client's window (or the transport) to take the data."""
+        protocol = self.protocol
+        protocol.sending = True
         try:
             pending = self._send(message)
         except BaseException as error:
-            return failed(error)
+            pending = failed(error)
+        protocol.sending = False
+        if protocol.write_due:
+            protocol.write_after_send()
         if pending is not None:
             return pending
         return completed()
@@ -563,6 +568,9 @@ class H2Protocol:
         self.write_paused = False
         self.reading_paused = False
         self.flush_due = False
+        self.receiving = False  # inside data_received: it writes at its end
+        self.sending = False  # inside an application's send(): it writes at its end
+        self.write_due = False  # that send() queued something
         self.pumping = False
         self.closed = False
         self.draining = False
@@ -625,7 +633,20 @@ class H2Protocol:
         conn = self.conn
         if self.ping_interval:
             self.last_read = monotonic()
-        for event in conn.receive(data):
+        self.receiving = True  # what the streams queue now is written once, at the end
+        try:
+            self.on_events(conn.receive(data))
+        finally:
+            self.receiving = False
+        self.flush()
+        if not self.closed:
+            if self.streams and not self.waiting and not self.ping_interval:
+                self.deadline = 0.0  # busy: no timeout runs (stream_done arms the idle one)
+            else:
+                self.refresh_deadline()
+
+    def on_events(self, events: list) -> None:
+        for event in events:
             kind = type(event)
             if kind is RequestReceived:
                 self.on_request(event.stream_id, event.headers, event.end_stream)
@@ -648,21 +669,18 @@ class H2Protocol:
                     self.close_if_done()
             elif kind is ConnectionTerminated:
                 self.on_terminated(event)
-        self.flush()
-        if not self.closed and (self.deadline == 0.0 or not self.streams or self.waiting or self.ping_interval):
-            self.refresh_deadline()
 
     # Requests --------------------------------------------------------------------------------------
 
     def on_request(self, stream_id: int, headers: list, end_stream: bool) -> None:
         method = ""
         target = b""
-        for name, value in headers:
+        for name, value in headers:  # (pseudo-headers come first: the core checked it)
             if name == b":method":
                 method = value.decode("ascii", "replace")
             elif name == b":path":
                 target = value
-            elif name[:1] != b":":
+            elif not name.startswith(b":"):
                 break
         fields = asgi_headers(headers)
         if self.limit_headers and len(fields) > self.limit_headers:
@@ -819,11 +837,25 @@ class H2Protocol:
         self.flush()
 
     def flush_soon(self) -> None:
-        """Write what the connection queued at the end of this loop iteration (one write for all the
-        streams that sent in it)."""
-        if not self.flush_due:
-            self.flush_due = True
-            self.loop.call_soon(self.flush)
+        """Write what the connection queued: at the end of ``data_received`` when it runs (an eager
+        application), at the end of the application's ``send()``, or at the end of this loop
+        iteration (one write for all the streams that sent in it)."""
+        if self.receiving or self.flush_due:
+            return
+        if self.sending:
+            self.write_due = True
+            return
+        self.flush_due = True
+        self.loop.call_soon(self.flush)
+
+    def write_after_send(self) -> None:
+        """An application's ``send()`` queued frames: the only stream writes them now; with others
+        busy, they go in one write at the end of the iteration."""
+        self.write_due = False
+        if len(self.streams) <= 1:
+            self.flush()
+        else:
+            self.flush_soon()
 
     def flush(self) -> None:
         self.flush_due = False
