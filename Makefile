@@ -11,7 +11,7 @@ PYPY ?= pypy3
 # The .py files there are symlinks to pure modules compiled with their augmenting .pxd.
 SPEEDUPS := $(wildcard cyasgi/_speedups/*.pyx cyasgi/_speedups/*.pxd cyasgi/_speedups/*.pxi cyasgi/_speedups/*.py)
 
-.PHONY: run test test-pure test-pypy test-autobahn pypy-installed bench bench-pypy bench-ws perf-check build annotate lint clean fuzz venv
+.PHONY: run test test-pure test-pypy test-autobahn pypy-installed h2load-installed bench bench-h2 bench-pypy bench-ws perf-check build annotate lint clean fuzz venv
 
 # Create the venv and install cyasgi (editable) with its test dependencies.
 $(VENV)/.installed: pyproject.toml setup.py requirements/test.txt
@@ -67,8 +67,30 @@ pypy-installed:
 
 # The benchmark harness builds its own venv (perf/.venv-3.12: cyasgi from this checkout + the peers);
 # any python3 >= 3.9 runs it. BENCH_ARGS="--quick", "--servers cyasgi,uvicorn --workloads hello", ...
-bench:
+# Every registered workload runs, the HTTP/2 (h2c) ones too: h2load and curl load and probe those, so they
+# are installed from Debian first when missing (h2load-installed; where that fails the h2c rows say
+# "h2load not installed" and the rest of the bench runs).
+bench: h2load-installed
 	$(PYTHON) perf/bench.py $(BENCH_ARGS)
+
+# Only the HTTP/2 rows (h2load -c64 -m10 / -m1 / 1 KiB POST -m10 over h2c with prior knowledge) and what the
+# HTTP/2 bar of issue 14 is checked against: cyasgi --http2 beside granian --http 2 (the reference peer),
+# hypercorn and uvicorn --http zttp --http2, plus cyasgi's HTTP/1.1 hello (the -m1 CPU bar, so its rounds
+# alternate with the -m1 ones: --interleave). The report's HTTP/2 section ends with "bar: ... met/missed
+# (figure)" lines, written to perf/results/h2.md. BENCH_ARGS="--quick", "--rounds 5", ...
+H2_BENCH_SERVERS := cyasgi,cyasgi-h2,granian-h2,hypercorn-h2,uvicorn-h2
+H2_BENCH_WORKLOADS := hello,h2-hello,h2-hello-m1,h2-echo-1k
+bench-h2: h2load-installed
+	$(PYTHON) perf/bench.py --servers $(H2_BENCH_SERVERS) --workloads $(H2_BENCH_WORKLOADS) \
+	  --interleave hello,h2-hello-m1 --name h2 $(BENCH_ARGS)
+
+# h2load (Debian's nghttp2-client) and curl with HTTP/2, installed when missing; a warning, not a failure,
+# where they cannot be (no root, no network): only the h2c workloads need them.
+h2load-installed:
+	@(command -v h2load && curl -V | grep -q HTTP2) >/dev/null 2>&1 \
+	  || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client curl >/dev/null 2>&1 \
+	      || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client curl >/dev/null)) \
+	  || echo "h2load could not be installed from Debian (apt-get install nghttp2-client curl): the h2c workloads will not run"
 
 # cyasgi on PyPy beside uvicorn and hypercorn on PyPy and the compiled twin on CPython (docs/pypy.md);
 # the PyPy servers get 10 s of load first (the JIT's warm-up). BENCH_ARGS="--update-docs docs/pypy.md", ...

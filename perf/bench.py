@@ -1,9 +1,10 @@
 """Benchmark cyasgi against its peers on this machine: ``python perf/bench.py --help`` (or ``make bench``).
 
 For each workload, every selected server that can answer it is started (pinned to one core), checked
-with one request, then loaded with wrk (pinned to the other core) for a warm-up and a measured window
-per round. Rounds are interleaved across servers, so drifting background load hits all of them alike.
-Then the servers of that workload are stopped and reaped, and the next workload starts afresh.
+with one request, then loaded with wrk, or h2load for the HTTP/2 (h2c) workloads (pinned to the other
+core), for a warm-up and a measured window per round. Rounds are interleaved across servers, so drifting
+background load hits all of them alike. Then the servers of that workload are stopped and reaped, and the
+next workload starts afresh.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,19 @@ if __package__ in (None, ""):  # run as a script: make the ``perf`` package impo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from perf import environment, measure, report
-from perf.registry import APPS, BASELINE, CPYTHON, PERF, PYPY, SERVERS, WORKLOADS, Context, Server, Workload
+from perf.registry import (
+    APPS,
+    BASELINE,
+    CPYTHON,
+    H2C,
+    PERF,
+    PYPY,
+    SERVERS,
+    WORKLOADS,
+    Context,
+    Server,
+    Workload,
+)
 
 RESULTS = PERF / "results"
 RAW = RESULTS / "raw"
@@ -53,6 +67,8 @@ class Settings:
     baseline: str = BASELINE
     #: Seconds of load each server gets once, before its first round (a JIT's warm-up).
     first_warmup: int = 0
+    #: Groups of workloads whose servers run together and whose rounds are taken in turn.
+    interleave: list[list[str]] = field(default_factory=list)
 
 
 def log(message: str) -> None:
@@ -88,6 +104,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "--first-warmup", type=int, default=0,
         help="seconds of load for each server once, before its first round: a JIT's warm-up (0)",
     )  # fmt: skip
+    parser.add_argument(
+        "--interleave", action="append", default=[], metavar="W1,W2",
+        help="run these workloads' servers together and take their rounds in turn, so that a ratio between "
+        "two workloads (the h2-hello-m1 CPU bar against hello) meets the same machine load; repeatable",
+    )  # fmt: skip
     parser.add_argument("--baseline", default=BASELINE, help=f"the server ratios are given to ({BASELINE})")
     parser.add_argument("--no-install", action="store_true", help="use the venv as it is, install nothing")
     parser.add_argument(
@@ -116,9 +137,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if args.list:
         for server in SERVERS.values():
             only = f"  (only {', '.join(sorted(server.workloads))})" if server.workloads is not None else ""
+            only += "  (h2c only)" if server.protocols == {H2C} else ""
             print(f"server    {server.name:16} {server.label}{only}")
         for workload in WORKLOADS.values():
-            print(f"workload  {workload.name:16} {workload.description}")
+            print(f"workload  {workload.name:16} {workload.description}  ({workload.tool})")
         raise SystemExit(0)
     if args.from_json is not None:
         doc = json.loads(args.from_json.read_text())
@@ -155,6 +177,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         update_docs=args.update_docs,
         baseline=args.baseline,
         first_warmup=args.first_warmup,
+        interleave=[_names(group, WORKLOADS, "workload") for group in args.interleave],
     )
 
 
@@ -178,15 +201,59 @@ def start(ctx: Context, server: Server, workload: Workload, settings: Settings) 
 
 def check_answer(process: measure.ServerProcess, workload: Workload) -> None:
     probe = workload.probe
-    status, _headers, body = measure.http_request(
-        process.host, process.port, probe.method, workload.path, probe.headers, probe.body
-    )
+    if workload.protocol == H2C:
+        status, body = measure.curl_h2c(
+            process.host, process.port, probe.method, workload.path, probe.headers, probe.body
+        )
+    else:
+        status, _headers, body = measure.http_request(
+            process.host, process.port, probe.method, workload.path, probe.headers, probe.body
+        )
     if status != 200 or not probe.check(body):
         raise RuntimeError(f"wrong answer: status {status}, wanted 200 and {probe.expect}, got {body[:60]!r}")
 
 
-def load(process: measure.ServerProcess, workload: Workload, settings: Settings, seconds: int) -> measure.WrkRun:
-    """wrk against the server for ``seconds``, as a round does."""
+#: The commands the h2c workloads need on the PATH, and the Debian package of each.
+H2_TOOLS = {"h2load": "nghttp2-client", "curl": "curl"}
+
+
+def missing_h2_tools() -> list[str]:
+    return [f"{tool} (Debian: {package})" for tool, package in H2_TOOLS.items() if shutil.which(tool) is None]
+
+
+def upload_file(workload: Workload) -> Path | None:
+    """The file h2load posts (``-d``) for ``workload``, written once per run."""
+    if not workload.upload:
+        return None
+    path = RAW / f"{workload.name}-upload.bin"
+    if not path.exists() or path.read_bytes() != workload.upload:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(workload.upload)
+    return path
+
+
+def load_h2(
+    process: measure.ServerProcess, workload: Workload, settings: Settings, seconds: int, warmup: int = 0
+) -> measure.H2loadRun:
+    """h2load over h2c against the server: ``warmup`` seconds, then ``seconds`` measured, one run."""
+    argv = measure.h2load_command(
+        f"http://{process.host}:{process.port}{workload.path}",
+        duration=seconds,
+        warmup=warmup,
+        connections=settings.connections,
+        streams=workload.streams,
+        body=upload_file(workload),
+        cpu=settings.client_cpu,
+    )
+    return measure.run_h2load(argv, seconds, warmup, process.cpu_seconds)
+
+
+def load(
+    process: measure.ServerProcess, workload: Workload, settings: Settings, seconds: int
+) -> measure.WrkRun | measure.H2loadRun:
+    """wrk (h2load for an h2c workload) against the server for ``seconds``, as a round does."""
+    if workload.protocol == H2C:
+        return load_h2(process, workload, settings, seconds)
     url = f"http://{process.host}:{process.port}{workload.path}"
     argv = measure.wrk_command(
         url,
@@ -200,6 +267,16 @@ def load(process: measure.ServerProcess, workload: Workload, settings: Settings,
 
 
 def measure_round(process: measure.ServerProcess, workload: Workload, settings: Settings) -> dict[str, Any]:
+    if workload.protocol == H2C:
+        # h2load warms up on the connections it measures on; the server's CPU is sampled after it.
+        h2 = load_h2(process, workload, settings, settings.duration, settings.warmup)
+        requests = h2.result.requests
+        return {
+            **h2.result.as_dict(),
+            "cpu_us_per_req": h2.server_cpu_seconds * 1e6 / requests if requests else None,
+            "server_cpu_pct": 100.0 * h2.server_cpu_seconds / h2.elapsed,
+            "client_cpu_pct": 100.0 * h2.client_cpu_seconds / h2.wall,
+        }
     if settings.warmup:
         load(process, workload, settings, settings.warmup)
     cpu_before, started = process.cpu_seconds(), time.monotonic()
@@ -237,32 +314,41 @@ def _fail(cell: dict[str, Any], process: measure.ServerProcess | None, error: st
 def run_workload(
     contexts: dict[str, Context], workload: Workload, servers: list[Server], settings: Settings
 ) -> list[dict[str, Any]]:
+    return run_group(contexts, [(workload, servers)], settings)
+
+
+def run_group(
+    contexts: dict[str, Context], plan: list[tuple[Workload, list[Server]]], settings: Settings
+) -> list[dict[str, Any]]:
+    """The servers of one workload (or of several, ``--interleave``: all started together, their rounds
+    taken in turn), probed, loaded round by round, then stopped and reaped."""
     cells: list[dict[str, Any]] = []
-    running: list[tuple[dict[str, Any], measure.ServerProcess]] = []
+    running: list[tuple[dict[str, Any], measure.ServerProcess, Workload]] = []
     try:
-        for server in servers:
-            cell: dict[str, Any] = {
-                "server": server.name,
-                "workload": workload.name,
-                "status": "ok",
-                "rounds": [],
-            }
-            cells.append(cell)
-            try:
-                process = start(contexts[server.interpreter], server, workload, settings)
-            except OSError as exc:
-                _fail(cell, None, f"could not start: {exc}")
-                continue
-            try:
-                process.wait_ready(START_TIMEOUT)
-                check_answer(process, workload)
-            except Exception as exc:  # noqa: BLE001 - any failure to start or answer is reported, not fatal
-                _fail(cell, process, str(exc))
-                cell["exit_code"] = process.stop()
-                continue
-            running.append((cell, process))
+        for workload, servers in plan:
+            for server in servers:
+                cell: dict[str, Any] = {
+                    "server": server.name,
+                    "workload": workload.name,
+                    "status": "ok",
+                    "rounds": [],
+                }
+                cells.append(cell)
+                try:
+                    process = start(contexts[server.interpreter], server, workload, settings)
+                except OSError as exc:
+                    _fail(cell, None, f"could not start: {exc}")
+                    continue
+                try:
+                    process.wait_ready(START_TIMEOUT)
+                    check_answer(process, workload)
+                except Exception as exc:  # noqa: BLE001 - any failure to start or answer is reported, not fatal
+                    _fail(cell, process, str(exc))
+                    cell["exit_code"] = process.stop()
+                    continue
+                running.append((cell, process, workload))
         if settings.first_warmup:
-            for cell, process in running:
+            for cell, process, workload in running:
                 log(f"{workload.name} first warm-up {cell['server']:12} {settings.first_warmup} s")
                 try:
                     load(process, workload, settings, settings.first_warmup)
@@ -270,7 +356,7 @@ def run_workload(
                     _fail(cell, process, str(exc))
         for index in range(settings.rounds):
             shift = index % max(1, len(running))
-            for cell, process in running[shift:] + running[:shift]:
+            for cell, process, workload in running[shift:] + running[:shift]:
                 if cell["status"] != "ok":
                     continue
                 if not process.alive:
@@ -284,14 +370,29 @@ def run_workload(
                 cell["rounds"].append(result)
                 log(
                     f"{workload.name} round {index + 1}/{settings.rounds} {cell['server']:12} "
-                    f"{result['rps']:>10,.0f} req/s  p99 {_ms(result['p99_ms'])} ms  "
+                    f"{result['rps']:>10,.0f} req/s  p99 {_ms(result.get('p99_ms'))} ms  "
                     f"{result['cpu_us_per_req'] or 0:6.1f} µs/req  errors {result['errors']}"
                 )
     finally:
-        for cell, process in running:
+        for cell, process, _workload in running:
             cell["peak_rss_kb"] = process.peak_rss_kb()
             cell["exit_code"] = process.stop()
     return [report.summarize(cell) for cell in cells]
+
+
+def groups(workloads: list[str], interleave: list[list[str]]) -> list[list[str]]:
+    """``workloads`` in their order, those of one ``interleave`` group together at the place of the first
+    of them (a name in no group is a group of its own; a group's names not in ``workloads`` are left out)."""
+    out: list[list[str]] = []
+    placed: set[str] = set()
+    for name in workloads:
+        if name in placed:
+            continue
+        group = next((g for g in interleave if name in g), [name])
+        members = [member for member in group if member in workloads and member not in placed]
+        placed.update(members)
+        out.append(members)
+    return out
 
 
 def estimate_seconds(settings: Settings, servers: list[Server]) -> float:
@@ -341,12 +442,34 @@ def run(settings: Settings) -> dict[str, Any]:
         + ", ".join(f"{infos[kind]['implementation']} {infos[kind]['version']}" for kind in interpreters)
     )
 
+    skipped = skips(runnable, settings.workloads)
+    for server, reason, names in skipped:
+        log(f"skipping {server} on {', '.join(names)}: {reason}")
+    missing = missing_h2_tools() if any(WORKLOADS[name].protocol == H2C for name in settings.workloads) else []
+    if missing:
+        log(f"not installed: {', '.join(missing)}; the h2c workloads are not run (make bench installs them)")
+
     load_before = environment.load_average()
     cells: list[dict[str, Any]] = []
-    for name in settings.workloads:
-        workload = WORKLOADS[name]
-        cells += run_workload(contexts, workload, [s for s in runnable if s.serves(workload)], settings)
+    for group in groups(settings.workloads, settings.interleave):
+        plan = []
+        for name in group:
+            workload = WORKLOADS[name]
+            servers = [s for s in runnable if s.serves(workload)]
+            if missing and workload.protocol == H2C:
+                for server in servers:
+                    cell = {"server": server.name, "workload": name, "status": "h2load not installed",
+                            "error": ", ".join(missing), "rounds": []}  # fmt: skip
+                    cells.append(report.summarize(cell))
+            else:
+                plan.append((workload, servers))
+        cells += run_group(contexts, plan, settings)
+    # In the order of the workloads asked for, whatever the grouping.
+    cells.sort(key=lambda cell: settings.workloads.index(cell["workload"]))
     report.add_ratios(cells, settings.baseline)
+    bars = report.check_bars(cells, server_info, settings.workloads)
+    for bar in bars:
+        log(bar["line"])
 
     doc = {
         "meta": {
@@ -370,6 +493,7 @@ def run(settings: Settings) -> dict[str, Any]:
             "server_cpu": settings.server_cpu,
             "client_cpu": settings.client_cpu,
             "wrk": environment.wrk_version(),
+            "h2load": environment.h2load_version(),
             "connections": settings.connections,
             "duration_s": settings.duration,
             "warmup_s": settings.warmup,
@@ -390,12 +514,32 @@ def run(settings: Settings) -> dict[str, Any]:
         },
         "servers": server_info,
         "workloads": {
-            name: {"description": WORKLOADS[name].description, "latency": WORKLOADS[name].latency}
+            name: {
+                "description": WORKLOADS[name].description,
+                "latency": WORKLOADS[name].latency,
+                "protocol": WORKLOADS[name].protocol,
+                "tool": WORKLOADS[name].tool,
+                "streams": WORKLOADS[name].streams,
+                "upload_bytes": len(WORKLOADS[name].upload),
+            }
             for name in settings.workloads
         },
         "results": cells,
+        "skipped": [{"server": server, "reason": reason, "workloads": names} for server, reason, names in skipped],
+        "bars": bars,
     }
     return doc
+
+
+def skips(servers: list[Server], workloads: list[str]) -> list[tuple[str, str, list[str]]]:
+    """``(server, reason, workloads)`` for each server and reason it does not run some of ``workloads``."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for server in servers:
+        for name in workloads:
+            reason = server.skip_reason(WORKLOADS[name])
+            if reason is not None:
+                out.setdefault((server.name, reason), []).append(name)
+    return [(server, reason, names) for (server, reason), names in out.items()]
 
 
 def write(doc: dict[str, Any], directory: Path, name: str, update_docs: Path | None = None) -> None:

@@ -33,7 +33,7 @@ SOURCE_FILES = ("setup.py", "pyproject.toml", "README.md", "LICENSE")
 SOURCE_SUFFIXES = (".py", ".pyx", ".pxd", ".pxi", ".h", ".c.in", ".typed")
 VERSIONS_OF = (
     "cyasgi", "uvicorn", "httptools", "uvloop", "h11", "granian", "hypercorn", "fastapi", "starlette",
-    "pydantic", "matplotlib", "Cython",
+    "pydantic", "matplotlib", "Cython", "zttp", "h2",
 )  # fmt: skip
 
 Log = Callable[[str], None]
@@ -226,6 +226,15 @@ def wrk_version(wrk: str = "wrk") -> str:
     completed = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
     first = (completed.stdout + completed.stderr).strip().splitlines()
     return first[0].split(" Copyright")[0] if first else "unknown"
+
+
+def h2load_version(h2load: str = "h2load") -> str:
+    try:
+        completed = subprocess.run([h2load, "--version"], capture_output=True, text=True, check=False)
+    except OSError:
+        return "not installed"
+    first = (completed.stdout + completed.stderr).strip().splitlines()
+    return first[0] if first else "unknown"
 
 
 def load_average() -> list[float]:

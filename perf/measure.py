@@ -1,4 +1,5 @@
-"""Measuring one server: its processes, their CPU time and peak RSS from /proc, wrk runs and their output.
+"""Measuring one server: its processes, their CPU time and peak RSS from /proc, wrk and h2load runs and
+their output.
 
 Stdlib only, so that the harness runs under any Python >= 3.9 before its own venv exists.
 """
@@ -16,7 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 PROC = Path("/proc")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -322,6 +323,166 @@ def run_wrk(argv: Sequence[str], duration: float) -> WrkRun:
     if completed.returncode != 0:
         raise RuntimeError(f"wrk exited with {completed.returncode}:\n{output}")
     return WrkRun(parse_wrk(output), output, cpu)
+
+
+# h2load ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class H2loadResult:
+    """What one h2load run reported about its measured window (the warm-up is not in it)."""
+
+    requests: int = 0  # succeeded
+    seconds: float = 0.0
+    rps: float = 0.0
+    total: int = 0
+    failed: int = 0
+    errored: int = 0
+    timeout: int = 0
+    status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("2xx", "3xx", "4xx", "5xx"), 0))
+    mean_ms: float | None = None  # "time for request" mean: h2load prints no percentiles
+
+    @property
+    def errors(self) -> int:
+        """Requests that did not end in a 2xx answer."""
+        not_2xx = sum(count for kind, count in self.status.items() if kind != "2xx")
+        return self.failed + self.errored + self.timeout + not_2xx
+
+    def problem(self) -> str | None:
+        """Why this run may not be timed (None: every request answered 2xx)."""
+        if self.requests == 0:
+            return "h2load completed no request"
+        if self.errors == 0:
+            return None
+        codes = ", ".join(f"{count} {kind}" for kind, count in self.status.items())
+        return (
+            f"h2load: {self.failed} failed, {self.errored} errored, {self.timeout} timeout of {self.total} "
+            f"requests; status codes {codes}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["errors"] = self.errors
+        return data
+
+
+def parse_h2load(output: str) -> H2loadResult:
+    """Parse h2load's summary (nghttp2 1.4x-1.6x). Raises ValueError when it has none."""
+    result = H2loadResult()
+    match = re.search(r"^finished in " + _TIME + r", ([\d.]+) req/s", output, re.MULTILINE)
+    counts = re.search(
+        r"^requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, "
+        r"(\d+) timeout",
+        output,
+        re.MULTILINE,
+    )
+    if not match or not counts:
+        raise ValueError("no 'finished in' and 'requests:' lines in the h2load output:\n" + output)
+    result.rps = float(match.group(3))
+    result.total, result.requests, result.failed, result.errored, result.timeout = map(int, counts.groups())
+    # "finished in" counts the warm-up too; req/s is over the measured window only.
+    finished = to_ms(match.group(1), match.group(2)) / 1000.0
+    result.seconds = result.total / result.rps if result.rps else finished
+    match = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", output, re.MULTILINE)
+    if match:
+        result.status = dict(zip(("2xx", "3xx", "4xx", "5xx"), map(int, match.groups())))
+    match = re.search(r"^time for request:\s+\S+\s+\S+\s+" + _TIME, output, re.MULTILINE)
+    if match:
+        result.mean_ms = to_ms(match.group(1), match.group(2))
+    return result
+
+
+def h2load_command(
+    url: str,
+    *,
+    duration: float,
+    warmup: float,
+    connections: int,
+    streams: int,
+    body: Path | None = None,
+    cpu: int | None = None,
+    h2load: str = "h2load",
+) -> list[str]:
+    """h2c with prior knowledge (h2load's default for an http:// URL), one thread, bounded in time."""
+    argv = [h2load, "-t1", f"-c{connections}", f"-m{streams}", "-D", f"{max(1, round(duration))}s"]
+    if warmup > 0:
+        argv += ["--warm-up-time", f"{max(1, round(warmup))}s"]
+    if body is not None:
+        argv += ["-d", str(body)]
+    argv.append(url)
+    return pinned(argv, cpu)
+
+
+@dataclass
+class H2loadRun:
+    result: H2loadResult
+    output: str
+    client_cpu_seconds: float
+    #: The server's CPU seconds over the measured window (sampled when the warm-up ended and at the end),
+    #: that window's wall-clock length, and the whole run's (warm-up included: h2load's CPU is over it).
+    server_cpu_seconds: float
+    elapsed: float
+    wall: float
+
+
+def run_h2load(
+    argv: Sequence[str], duration: float, warmup: float, server_cpu: Callable[[], float]
+) -> H2loadRun:
+    """Run h2load (bounded: killed 30 s after its warm-up and duration) and parse its summary.
+
+    h2load warms up for ``warmup`` seconds on the connections it then measures on, within one run, so
+    the server's CPU time is sampled ``warmup`` seconds after it starts and again when it has exited.
+    Raises RuntimeError for a run with any request not answered 2xx: such a run is reported, not timed.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(max(0.0, started + warmup - time.monotonic()))
+        cpu_start, window_start = server_cpu(), time.monotonic()
+        output, _ = proc.communicate(timeout=duration + warmup + 30)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    cpu_end, window_end = server_cpu(), time.monotonic()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        raise RuntimeError(f"h2load exited with {proc.returncode}:\n{output}")
+    result = parse_h2load(output)
+    problem = result.problem()
+    if problem:
+        raise RuntimeError(problem)
+    return H2loadRun(result, output, client, cpu_end - cpu_start, window_end - window_start, window_end - started)
+
+
+def curl_h2c(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes = b"",
+    timeout: float = 10.0,
+    curl: str = "curl",
+) -> tuple[int, bytes]:
+    """``(status, body)`` of one request over h2c with prior knowledge, by curl (stdlib has no HTTP/2).
+    Raises RuntimeError when the answer did not come over HTTP/2."""
+    argv = [curl, "--http2-prior-knowledge", "-sS", "--max-time", f"{timeout:g}", "-X", method, "-H", "Expect:"]
+    for name, value in headers:
+        argv += ["-H", f"{name}: {value}"]
+    if body:
+        argv += ["--data-binary", "@-"]
+    argv += ["-o", "-", "-w", "\n%{http_code} %{http_version}", f"http://{host}:{port}{path}"]
+    completed = subprocess.run(argv, input=body, capture_output=True, timeout=timeout + 5, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"curl exited with {completed.returncode}: {completed.stderr.decode(errors='replace')}")
+    data, _, trailer = completed.stdout.rpartition(b"\n")
+    status, _, version = trailer.decode().partition(" ")
+    if version != "2":
+        raise RuntimeError(f"answered over HTTP/{version or '?'}, not HTTP/2")
+    return int(status), data
 
 
 # a single request, to check what a server answers before loading it ------------------------------

@@ -68,9 +68,11 @@ def plot(doc: dict[str, Any], out: Path) -> None:
     meta = doc["meta"]
     interpreters = meta.get("interpreters", {})
     pythons = " + ".join(i["python"] for i in interpreters.values()) if len(interpreters) > 1 else meta["python"]
+    h2 = any(workload.get("protocol") == "h2c" for workload in doc["workloads"].values())
     fig.suptitle(
         f"Requests/s, median of {meta['rounds']} round(s) of {meta['duration_s']:g} s: server on 1 core, "
-        f"wrk -t1 -c{meta['connections']} on the other\n{pythons} · {meta['cpu_model']} · {meta['date']}",
+        f"wrk -t1 -c{meta['connections']}{' (h2load -t1 for h2-*)' if h2 else ''} on the other\n"
+        f"{pythons} · {meta['cpu_model']} · {meta['date']}",
         fontsize=10,
     )
     fig.tight_layout()

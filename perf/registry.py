@@ -2,9 +2,12 @@
 
 To add one, build a :class:`Server` or a :class:`Workload` and pass it to :func:`register_server` or
 :func:`register_workload` (here, or in a script of your own that then calls ``perf.bench.main()``).
-A workload is a URL path on one of the apps in ``perf/apps/``, an optional wrk lua script from
-``perf/lua/`` with its arguments, and a probe: one request whose answer must pass a check before the
-server is loaded, so a server that answers wrongly is reported, not timed.
+A workload is a URL path on one of the apps in ``perf/apps/``, the protocol it is loaded over (HTTP/1.1
+with wrk and an optional lua script from ``perf/lua/`` with its arguments, or h2c with h2load and its
+streams per connection and request body), and a probe: one request whose answer must pass a check before
+the server is loaded, so a server that answers wrongly is reported, not timed. A server says which
+protocols it serves; a workload runs only on the servers that serve its protocol, the others are skipped
+with the reason said in the log and the report.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ CEILING = "raw-uvloop"
 #: The interpreters a server can run on; each gets a venv of its own (perf/environment.py).
 CPYTHON = "cpython"
 PYPY = "pypy"
+
+#: The protocols a workload is loaded over: HTTP/1.1 by wrk, HTTP/2 over cleartext TCP with prior
+#: knowledge (the client sends the HTTP/2 preface at once, no Upgrade) by h2load.
+HTTP1 = "http/1.1"
+H2C = "h2c"
+PROTOCOL_NAMES = {HTTP1: "HTTP/1.1", H2C: "HTTP/2 (h2c)"}
+#: The reference peers of the HTTP/2 rows: their ratios are given beside every h2c result.
+H2_REFERENCES = ("granian-h2", "hypercorn-h2")
 
 
 @dataclass(frozen=True)
@@ -68,10 +79,20 @@ class Workload:
     #: Whether wrk's latency percentiles mean anything here (with pipelining wrk records one sample per
     #: batch and prints zeros for the upper percentiles, so they are left out).
     latency: bool = True
+    #: HTTP1 (wrk) or H2C (h2load).
+    protocol: str = HTTP1
+    #: h2c only: concurrent streams per connection (``h2load -m``) and the body each request posts
+    #: (``h2load -d``; empty: a GET).
+    streams: int = 1
+    upload: bytes = b""
 
     @property
     def script_path(self) -> Path | None:
         return LUA / self.script if self.script else None
+
+    @property
+    def tool(self) -> str:
+        return "h2load" if self.protocol == H2C else "wrk"
 
 
 @dataclass(frozen=True)
@@ -95,9 +116,20 @@ class Server:
     check: Callable[[Context, Server], Availability] | None = None
     #: CPYTHON or PYPY: which venv (and so which interpreter) runs it.
     interpreter: str = CPYTHON
+    #: The protocols ``command`` serves (HTTP1, H2C).
+    protocols: frozenset[str] = frozenset({HTTP1})
 
     def serves(self, workload: Workload) -> bool:
-        return self.workloads is None or workload.name in self.workloads
+        return self.skip_reason(workload) is None
+
+    def skip_reason(self, workload: Workload) -> str | None:
+        """Why this server does not run ``workload`` (None: it does)."""
+        if workload.protocol not in self.protocols:
+            served = " and ".join(PROTOCOL_NAMES.get(p, p) for p in sorted(self.protocols))
+            return f"serves {served} only"
+        if self.workloads is not None and workload.name not in self.workloads:
+            return "not registered for this workload"
+        return None
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         env = {key: value for key, value in base.items() if key not in self.unset_env}
@@ -158,6 +190,19 @@ def cyasgi_twin(expected: str) -> Callable[[Context, Server], Availability]:
     return check
 
 
+def cyasgi_http2(ctx: Context, server: Server) -> Availability:
+    """The compiled twin, and a cyasgi that takes ``--http2`` (one that refuses it says so as a usage
+    error before it imports the app: a module that does not exist tells the two apart without serving)."""
+    twin = cyasgi_twin("compiled")(ctx, server)
+    if not twin.ok:
+        return twin
+    code, output = _run(ctx, server, [ctx.tool("cyasgi"), "perf_no_such_module:app", "--http2", "--port", "0"])
+    if code == 2 or "not supported" in output.lower():
+        lines = [line for line in output.splitlines() if line.strip()]
+        return Availability(False, "no --http2", lines[-1] if lines else f"exit code {code}")
+    return twin
+
+
 def importable(*modules: str) -> Callable[[Context, Server], Availability]:
     def check(ctx: Context, server: Server) -> Availability:
         script = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
@@ -185,6 +230,16 @@ def _granian(ctx: Context, app: str, port: int) -> list[str]:
         ctx.tool("granian"), "--interface", "asgi", "--host", ctx.host, "--port", str(port),
         "--workers", "1", "--runtime-mode", "st", "--runtime-threads", "1", "--loop", "uvloop",
         "--http", "1", "--no-access-log", "--log-level", "warning", app,
+    ]  # fmt: skip
+
+
+def _granian_h2(ctx: Context, app: str, port: int) -> list[str]:
+    # Its fastest single-worker HTTP/2 setup: one runtime thread, one blocking thread of either kind.
+    return [
+        ctx.tool("granian"), "--interface", "asgi", "--host", ctx.host, "--port", str(port),
+        "--workers", "1", "--runtime-mode", "st", "--runtime-threads", "1", "--runtime-blocking-threads", "1",
+        "--blocking-threads", "1", "--loop", "uvloop", "--http", "2", "--no-access-log", "--log-level", "warning",
+        app,
     ]  # fmt: skip
 
 
@@ -253,6 +308,27 @@ register_server(Server(
 register_server(Server(
     "hypercorn-pypy", "hypercorn on PyPy (h11, asyncio)", _hypercorn_asyncio, check=importable("hypercorn"),
     interpreter=PYPY, workloads=_PYPY_WORKLOADS,
+))  # fmt: skip
+# HTTP/2 over cleartext TCP with prior knowledge: the rows of the h2c workloads, the ratios of which are to
+# granian and hypercorn (H2_REFERENCES). hypercorn serves h2c on its one port as it is; uvicorn only with
+# zttp, which perf/requirements.txt installs where it can.
+_H2 = frozenset({H2C})
+register_server(Server(
+    "cyasgi-h2", "cyasgi --http2 (compiled twin)", _uvicorn_style("cyasgi", "--loop", "uvloop", "--http2"),
+    unset_env=(NO_EXTENSIONS,), check=cyasgi_http2, protocols=_H2,
+))  # fmt: skip
+register_server(Server(
+    "granian-h2", "granian --http 2 (ASGI, 1 worker, st runtime, 1 thread)", _granian_h2,
+    check=importable("granian", "uvloop"), protocols=_H2,
+))  # fmt: skip
+register_server(Server(
+    "hypercorn-h2", "hypercorn h2c (h2, uvloop)", _hypercorn, check=importable("hypercorn", "h2", "uvloop"),
+    protocols=_H2,
+))  # fmt: skip
+register_server(Server(
+    "uvicorn-h2", "uvicorn --http zttp --http2 (uvloop)",
+    _uvicorn_style("uvicorn", "--loop", "uvloop", "--http", "zttp", "--http2"),
+    check=importable("uvicorn", "zttp", "uvloop"), protocols=_H2,
 ))  # fmt: skip
 register_server(Server(
     CEILING, "raw uvloop protocol (ceiling)", _raw_uvloop,
@@ -337,4 +413,20 @@ register_workload(Workload(
 register_workload(Workload(
     "fastapi-json", "FastAPI JSON endpoint (pydantic response model)", "fastapi_app:app", "/json",
     probe=Probe(check=_is_listing, expect="the JSON listing"),
+))  # fmt: skip
+
+
+# HTTP/2: h2load (-c connections, -m streams each) over h2c on the same app --------------------------
+
+register_workload(Workload(
+    "h2-hello", "hello over h2c, 10 concurrent streams per connection", "bench_app:app", "/", probe=HELLO_PROBE,
+    protocol=H2C, streams=10,
+))  # fmt: skip
+register_workload(Workload(
+    "h2-hello-m1", "hello over h2c, 1 stream per connection", "bench_app:app", "/", probe=HELLO_PROBE,
+    protocol=H2C, streams=1,
+))  # fmt: skip
+register_workload(Workload(
+    "h2-echo-1k", "1 KiB POST echoed back over h2c, 10 concurrent streams per connection", "bench_app:app",
+    "/echo", probe=_echo_probe(KIB), protocol=H2C, streams=10, upload=b"a" * KIB,
 ))  # fmt: skip

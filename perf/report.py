@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from perf.registry import BASELINE, CEILING
+from perf.registry import BASELINE, CEILING, H2_REFERENCES, H2C, HTTP1
 
 #: Per-round metrics whose median is reported.
 METRICS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "server_cpu_pct", "client_cpu_pct")
@@ -45,6 +45,76 @@ def add_ratios(cells: Sequence[dict[str, Any]], baseline: str = BASELINE) -> Non
         ceiling = by_key.get((CEILING, cell["workload"]))
         ceiling_cpu = ceiling["median"]["cpu_us_per_req"] if ceiling and ceiling["status"] == "ok" else None
         cell["cpu_vs_ceiling"] = ratio(cell["median"]["cpu_us_per_req"], ceiling_cpu)
+        # The HTTP/2 rows: to each reference peer of the same workload (granian, hypercorn).
+        cell["vs"], cell["cpu_vs"] = {}, {}
+        for reference in H2_REFERENCES:
+            other = by_key.get((reference, cell["workload"]))
+            if other is not None and other["status"] == "ok":
+                cell["vs"][reference] = ratio(rps, other["median"]["rps"])
+                cell["cpu_vs"][reference] = ratio(cell["median"]["cpu_us_per_req"], other["median"]["cpu_us_per_req"])
+
+
+# the bar of HTTP/2 (issue 14): checked on every run that has its workloads ------------------------
+
+#: ``(what, server, workload, metric, reference server, reference workload, bound)``: the server's median
+#: ``metric`` over the reference's, at least ``bound`` for req/s, at most ``bound`` for CPU per request.
+BARS: tuple[tuple[str, str, str, str, str, str, float], ...] = (
+    ("h2-hello req/s ≥ 1.5× granian's", "cyasgi-h2", "h2-hello", "rps", "granian-h2", "h2-hello", 1.5),
+    ("h2-hello req/s ≥ 8× hypercorn's", "cyasgi-h2", "h2-hello", "rps", "hypercorn-h2", "h2-hello", 8.0),
+    ("h2-echo-1k req/s ≥ 1.2× granian's", "cyasgi-h2", "h2-echo-1k", "rps", "granian-h2", "h2-echo-1k", 1.2),
+    (
+        "h2-hello-m1 server CPU per request ≤ 1.5× cyasgi's HTTP/1.1 hello",
+        "cyasgi-h2", "h2-hello-m1", "cpu_us_per_req", "cyasgi", "hello", 1.5,
+    ),
+)  # fmt: skip
+
+
+def check_bars(
+    cells: Sequence[dict[str, Any]], servers: dict[str, dict[str, Any]], workloads: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Each bar whose workload is in the run: ``met`` True/False (None: not measured) and a ``line``
+    "bar: WHAT: met|missed|not measured (figures)"."""
+    by_key = {(cell["server"], cell["workload"]): cell for cell in cells}
+    present = set(workloads)
+    out = []
+    for what, server, workload, metric, reference, reference_workload, bound in BARS:
+        if workload not in present:
+            continue
+        figures: list[float] = []
+        busy: list[str] = []
+        missing: list[str] = []
+        for name, load in ((server, workload), (reference, reference_workload)):
+            cell = by_key.get((name, load))
+            value = cell["median"][metric] if cell is not None and cell["status"] == "ok" else None
+            if value is None:
+                status = cell["status"] if cell is not None else servers.get(name, {}).get("status", "not in this run")
+                missing.append(f"{name} on {load}: {'not in this run' if status == 'ok' else status}")
+            else:
+                figures.append(value)
+                busy.append(_num(cell["median"]["server_cpu_pct"], 0, " %"))
+        bar: dict[str, Any] = {"what": what, "server": server, "reference": reference, "bound": bound}
+        if missing:
+            bar.update(met=None, ratio=None, line=f"bar: {what}: not measured ({'; '.join(missing)})")
+        else:
+            value, other = figures
+            got = ratio(value, other)
+
+            def passes(x: float, bound: float = bound, metric: str = metric) -> bool:
+                return x >= bound if metric == "rps" else x <= bound
+
+            met = got is not None and passes(got)
+            unit = "req/s" if metric == "rps" else "µs/req"
+            digits = 0 if metric == "rps" else 1
+            shown = _times(got)
+            if got is not None and passes(round(got, 2)) != met:
+                shown = f"{got:.4f}×"  # 1.4998× missed, not "1.50×"
+            figure = f"{shown}: {_num(value, digits)} vs {_num(other, digits)} {unit}"
+            if metric != "rps":
+                # CPU per request grows when a server is not kept busy (fewer requests per wake-up): say how busy.
+                figure += f"; the servers used {busy[0]} and {busy[1]} of their core"
+            bar.update(met=met, ratio=got, line=f"bar: {what}: {'met' if met else 'missed'} ({figure})")
+        out.append(bar)
+    return out
 
 
 # formatting -------------------------------------------------------------------------------------
@@ -98,11 +168,22 @@ def _cell_cpu(
     return text
 
 
+def protocol_of(workload: dict[str, Any]) -> str:
+    return str(workload.get("protocol", HTTP1))  # a run saved before the h2c workloads: all HTTP/1.1
+
+
 def render_summary(doc: dict[str, Any], level: int = 1, image: str | None = None) -> list[str]:
-    """The header facts and the two server × workload tables (``level``: heading level of the title)."""
-    meta, servers, workloads, cells = doc["meta"], doc["servers"], doc["workloads"], doc["results"]
+    """The header facts, the two server × workload tables of the HTTP/1.1 workloads and the table of the
+    HTTP/2 ones with the bar checks (``level``: heading level of the title)."""
+    meta, servers, all_workloads, cells = doc["meta"], doc["servers"], doc["workloads"], doc["results"]
     by_key = {(cell["server"], cell["workload"]): cell for cell in cells}
-    ran = [name for name, server in servers.items() if server["status"] == "ok"]
+    workloads = {name: w for name, w in all_workloads.items() if protocol_of(w) != H2C}
+    h2_workloads = [name for name, w in all_workloads.items() if protocol_of(w) == H2C]
+    # The columns of the HTTP/1.1 tables: the servers that ran with a result in one of their workloads.
+    ran = [
+        name for name, server in servers.items()
+        if server["status"] == "ok" and any((name, workload) in by_key for workload in workloads)
+    ]  # fmt: skip
     baseline = meta.get("baseline", BASELINE)
     baseline_label = servers[baseline]["label"] if baseline in servers else baseline
     title, section = "#" * level, "#" * (level + 1)
@@ -130,6 +211,16 @@ def render_summary(doc: dict[str, Any], level: int = 1, image: str | None = None
             + (f"; each server first got {meta['first_warmup_s']} s of load (JIT warm-up)"
                if meta.get("first_warmup_s") else "")
         ),
+        *(
+            [
+                f"- **HTTP/2 load**: `{meta.get('h2load', 'h2load')}`, h2c with prior knowledge, "
+                f"`h2load -t1 -c{meta['connections']} -m<streams> -D {meta['duration_s']:g}s --warm-up-time "
+                f"{meta['warmup_s']:g}s` (the server's CPU is counted from the end of the warm-up); a run with "
+                "any request not answered 2xx is rejected, not timed"
+            ]
+            if h2_workloads
+            else []
+        ),
         f"- **Machine load** (1/5/15 min) before: {meta['load_before']}, after: {meta['load_after']}. "
         + (meta.get("note") or ""),
         f"- **cyasgi** {meta['cyasgi_revision']}, `cyasgi --version` as each cyasgi row runs it: "
@@ -143,21 +234,65 @@ def render_summary(doc: dict[str, Any], level: int = 1, image: str | None = None
     ]
     skipped = [server for server in servers.values() if server["status"] != "ok"]
     out += [f"- **Not run**: {server['label']}: {server['status']}" for server in skipped]
-    out += ["", f"{section} Requests per second (median; × {baseline_label} in the same run)", ""]
-    header = ["workload", *(servers[name]["label"] for name in ran)]
-    rows = [[name, *(_cell_rps(by_key.get((server, name)), baseline) for server in ran)] for name in workloads]
-    out += _table(header, rows)
-    out += [
-        "",
-        f"{section} Server CPU µs per request (median; × {baseline_label}: lower is better)",
-        "",
-        "Less sensitive to other load on the machine than req/s: it counts only the CPU time the server got.",
-        "",
-    ]
-    rows = [[name, *(_cell_cpu(by_key.get((server, name)), by_key, baseline) for server in ran)] for name in workloads]
-    out += _table(header, rows)
+    if workloads:
+        out += ["", f"{section} Requests per second (median; × {baseline_label} in the same run)", ""]
+        header = ["workload", *(servers[name]["label"] for name in ran)]
+        rows = [[name, *(_cell_rps(by_key.get((server, name)), baseline) for server in ran)] for name in workloads]
+        out += _table(header, rows)
+        out += [
+            "",
+            f"{section} Server CPU µs per request (median; × {baseline_label}: lower is better)",
+            "",
+            "Less sensitive to other load on the machine than req/s: it counts only the CPU time the server got.",
+            "",
+        ]
+        rows = [
+            [name, *(_cell_cpu(by_key.get((server, name)), by_key, baseline) for server in ran)] for name in workloads
+        ]
+        out += _table(header, rows)
+    if h2_workloads:
+        out += ["", *render_h2(doc, h2_workloads, section)]
     if image:
         out += ["", f"![median req/s by workload and server]({image})"]
+    return out
+
+
+def render_h2(doc: dict[str, Any], names: Sequence[str], section: str = "##") -> list[str]:
+    """The HTTP/2 rows: one per workload and server, with req/s and CPU per request beside granian's and
+    hypercorn's of the same run, then the bar checks."""
+    servers, workloads = doc["servers"], doc["workloads"]
+    by_key = {(cell["server"], cell["workload"]): cell for cell in doc["results"]}
+    labels = {reference: reference.removesuffix("-h2") for reference in H2_REFERENCES}
+    out = [
+        f"{section} HTTP/2 (h2c, h2load): req/s and server CPU µs per request (median; × "
+        + " and × ".join(labels.values())
+        + " in the same run)",
+        "",
+    ]
+    header = [
+        "workload", "server", "req/s", *(f"× {label}" for label in labels.values()), "CPU µs/req",
+        *(f"CPU × {label}" for label in labels.values()),
+    ]  # fmt: skip
+    rows = []
+    for name in names:
+        for server, info in servers.items():
+            cell = by_key.get((server, name))
+            if cell is None:
+                continue
+            label = info["label"]
+            if cell["status"] != "ok":
+                error = f"{cell['status']}: {cell.get('error') or ''}".rstrip(": ")
+                rows.append([name, label, error] + [""] * (len(header) - 3))
+                continue
+            vs, cpu_vs = cell.get("vs", {}), cell.get("cpu_vs", {})
+            rows.append([
+                name, label, _num(cell["median"]["rps"]), *(_times(vs.get(ref)) for ref in labels),
+                _num(cell["median"]["cpu_us_per_req"], 1), *(_times(cpu_vs.get(ref)) for ref in labels),
+            ])  # fmt: skip
+    out += _table(header, rows, right_from=2)
+    descriptions = "; ".join(f"{name}: {workloads[name]['description']}" for name in names)
+    out += ["", f"Workloads ({descriptions}). The bar for HTTP/2 (issue 14), on this run:", ""]
+    out += [f"- {bar['line']}" for bar in check_bars(doc["results"], servers, workloads)]
     return out
 
 
@@ -171,11 +306,17 @@ def render_details(doc: dict[str, Any], level: int = 2) -> list[str]:
     detail_header = [
         "server", "req/s", "× " + doc.get("meta", {}).get("baseline", BASELINE), "× ceiling", "p50 ms", "p99 ms",
         "CPU µs/req", "CPU µs × ceiling",
-        "server CPU", "wrk CPU", "peak RSS MiB", "errors",
+        "server CPU", "client CPU", "peak RSS MiB", "errors",
     ]  # fmt: skip
     for name, workload in workloads.items():
         out += [f"{section}# {name}: {workload['description']}", ""]
-        if not workload.get("latency", True):
+        if protocol_of(workload) == H2C:
+            out += [
+                f"h2load over h2c, {workload.get('streams', 1)} concurrent stream(s) per connection: it prints "
+                "no latency percentiles; a round with any request not answered 2xx is rejected.",
+                "",
+            ]
+        elif not workload.get("latency", True):
             out += [
                 "wrk records no usable latency with pipelining (one sample per batch), so none is shown.",
                 "",
@@ -201,9 +342,10 @@ def render_details(doc: dict[str, Any], level: int = 2) -> list[str]:
         out.append("")
     out.append(
         "CPU µs/req is the server's user+system CPU time (all its processes and threads, from /proc) over the "
-        "measured window divided by the requests wrk completed in it; server and wrk CPU are percentages of one "
-        "core. Peak RSS is the sum of VmHWM over the server's processes. Errors are non-2xx/3xx responses plus "
-        "socket errors, summed over the rounds.\n"
+        "measured window divided by the requests wrk (or h2load) completed in it; server and client CPU (wrk's or "
+        "h2load's) are percentages of one core. Peak RSS is the sum of VmHWM over the server's processes. Errors "
+        "are non-2xx/3xx responses plus socket errors, summed over the rounds (an h2load round with any is "
+        "rejected).\n"
     )
     return out
 
@@ -216,6 +358,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
         out += [
             f"- {server['label']}: **{server['status']}** {server.get('detail', '')}".rstrip()
             for server in detailed
+        ]
+        out.append("")
+    skipped = doc.get("skipped", [])
+    if skipped:
+        out += ["## Servers skipped on some workloads", ""]
+        out += [
+            f"- {item['server']}: {item['reason']} (not on {', '.join(item['workloads'])})" for item in skipped
         ]
         out.append("")
     return "\n".join(out)

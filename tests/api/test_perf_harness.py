@@ -7,6 +7,7 @@ import asyncio
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,18 @@ import pytest
 from cyasgi._compat import IS_PYPY
 from perf import environment, measure, microbench, perf_check, report
 from perf.apps import bench_app
-from perf.registry import BASELINE, CEILING, CPYTHON, LUA, PYPY, SERVERS, WORKLOADS, Context
+from perf.registry import (
+    BASELINE,
+    CEILING,
+    CPYTHON,
+    H2_REFERENCES,
+    H2C,
+    LUA,
+    PYPY,
+    SERVERS,
+    WORKLOADS,
+    Context,
+)
 from perf.servers import raw_uvloop
 from tests.utils import WAIT, make_config, run_server
 
@@ -95,6 +107,86 @@ def test_wrk_command_is_pinned_bounded_and_passes_script_arguments(tmp_path: Pat
     assert measure.wrk_command("http://x/", duration=1, connections=1, cpu=None)[0] == "wrk"
 
 
+# h2load output ----------------------------------------------------------------------------------
+
+H2LOAD_OUTPUT = """\
+starting benchmark...
+spawning thread #0: 64 total client(s). Timing-based test with 1s of warm-up time and 3s of main duration \
+for measurements.
+Application protocol: h2c
+
+finished in 4.00s, 76361.67 req/s, 2.91MB/s
+requests: 229085 total, 229085 started, 229085 done, 229085 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 229085 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 8.74MB (9167816) total, 2.64MB (2768547) headers (space savings 90.40%), 3.80MB (3987087) data
+                     min         max         mean         sd        +/- sd
+time for request:     2.15ms     22.48ms      8.37ms      1.92ms    88.57%
+time for connect:        0us         0us         0us         0us     0.00%
+req/s           :    1189.46     1196.56     1192.91        1.55    73.44%
+"""
+
+H2LOAD_FAILED = (
+    H2LOAD_OUTPUT.replace(
+        "229085 succeeded, 0 failed, 0 errored, 0 timeout", "229000 succeeded, 80 failed, 5 errored, 0 timeout"
+    )
+    .replace("229085 2xx, 0 3xx, 0 4xx, 0 5xx", "229000 2xx, 0 3xx, 0 4xx, 85 5xx")
+)  # fmt: skip
+
+
+def test_parse_h2load_reads_the_measured_window() -> None:
+    result = measure.parse_h2load(H2LOAD_OUTPUT)
+    assert (result.requests, result.total, result.rps) == (229085, 229085, pytest.approx(76361.67))
+    assert result.seconds == pytest.approx(3.0, rel=1e-3)  # "finished in" counts the 1 s warm-up too
+    assert result.mean_ms == pytest.approx(8.37)
+    assert result.errors == 0 and result.problem() is None
+    assert result.as_dict()["errors"] == 0 and result.as_dict()["status"]["2xx"] == 229085
+
+
+def test_parse_h2load_says_why_a_run_is_rejected() -> None:
+    result = measure.parse_h2load(H2LOAD_FAILED)
+    assert (result.failed, result.errored, result.status["5xx"]) == (80, 5, 85)
+    assert result.errors == 170
+    problem = result.problem()
+    assert problem is not None and "80 failed, 5 errored, 0 timeout" in problem and "85 5xx" in problem
+    assert measure.parse_h2load(H2LOAD_OUTPUT.replace(" 229085 succeeded", " 0 succeeded")).problem() == (
+        "h2load completed no request"
+    )
+    with pytest.raises(ValueError):
+        measure.parse_h2load("connect to 127.0.0.1:1 failed: Connection refused\n")
+
+
+def test_h2load_command_is_pinned_bounded_and_posts_its_body(tmp_path: Path) -> None:
+    body = tmp_path / "body.bin"
+    argv = measure.h2load_command(
+        "http://127.0.0.1:1/echo", duration=5, warmup=1, connections=64, streams=10, body=body, cpu=0
+    )
+    assert argv[:3] == ["taskset", "-c", "0"] and argv[3] == "h2load"
+    assert argv[4:] == ["-t1", "-c64", "-m10", "-D", "5s", "--warm-up-time", "1s", "-d", str(body),
+                        "http://127.0.0.1:1/echo"]  # fmt: skip
+    bare = measure.h2load_command("http://x/", duration=2, warmup=0, connections=1, streams=1)
+    assert bare == ["h2load", "-t1", "-c1", "-m1", "-D", "2s", "http://x/"]
+
+
+def test_run_h2load_samples_the_server_after_the_warm_up_and_rejects_errors() -> None:
+    samples: list[float] = []
+
+    def server_cpu() -> float:
+        samples.append(time.monotonic())
+        return 10.0 * len(samples)
+
+    started = time.monotonic()
+    fake = [sys.executable, "-c", f"import sys, time; time.sleep(0.5); sys.stdout.write({H2LOAD_OUTPUT!r})"]
+    run = measure.run_h2load(fake, 0.3, 0.2, server_cpu)
+    assert run.result.requests == 229085
+    assert samples[0] - started >= 0.2  # not before the warm-up's end
+    assert run.server_cpu_seconds == 10.0 and 0 < run.elapsed < run.wall
+    failing = [sys.executable, "-c", f"import sys; sys.stdout.write({H2LOAD_FAILED!r})"]
+    with pytest.raises(RuntimeError, match="80 failed"):
+        measure.run_h2load(failing, 0.1, 0.0, server_cpu)
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        measure.run_h2load([sys.executable, "-c", "raise SystemExit(3)"], 0.1, 0.0, server_cpu)
+
+
 # /proc ------------------------------------------------------------------------------------------
 
 # A command name with spaces and parentheses, as a thread or process may set it.
@@ -153,7 +245,7 @@ def test_registry_is_complete() -> None:
     assert {BASELINE, CEILING, "cyasgi", "cyasgi-pure", "uvicorn-h11", "granian", "hypercorn"} <= set(SERVERS)
     assert list(WORKLOADS) == [
         "hello", "headers", "pipelined", "new-connection", "echo-1k", "echo-64k", "stream-1m", "file-64k",
-        "file-4m", "starlette-file-64k", "starlette-file-4m", "fastapi-json",
+        "file-4m", "starlette-file-64k", "starlette-file-4m", "fastapi-json", "h2-hello", "h2-hello-m1", "h2-echo-1k",
     ]  # fmt: skip
     ceiling = SERVERS[CEILING]
     assert ceiling.workloads == {"hello", "headers", "pipelined", "new-connection"}
@@ -260,6 +352,126 @@ def test_pypy_rows_run_in_their_own_venv_and_ratios_can_be_to_another_baseline()
     assert "Versions on PyPy 3.9.16**: uvicorn 0.39.0" in text
     assert "20 s of load (JIT warm-up)" in text
     assert "× uvicorn-pypy in the same run" in text and "| hello | 100 | 300 (3.00×) | 1 (0.01×) |" in text
+
+
+def test_a_workload_runs_only_on_servers_of_its_protocol() -> None:
+    h2_servers = {name for name, server in SERVERS.items() if H2C in server.protocols}
+    assert h2_servers == {"cyasgi-h2", "granian-h2", "hypercorn-h2", "uvicorn-h2"}
+    assert set(H2_REFERENCES) <= h2_servers
+    h2 = [w for w in WORKLOADS.values() if w.protocol == H2C]
+    assert [(w.name, w.streams, len(w.upload), w.tool) for w in h2] == [
+        ("h2-hello", 10, 0, "h2load"), ("h2-hello-m1", 1, 0, "h2load"), ("h2-echo-1k", 10, 1024, "h2load")
+    ]
+    assert WORKLOADS["h2-echo-1k"].probe.check(WORKLOADS["h2-echo-1k"].upload)
+    assert SERVERS["cyasgi"].skip_reason(WORKLOADS["h2-hello"]) == "serves HTTP/1.1 only"
+    assert SERVERS["granian-h2"].skip_reason(WORKLOADS["hello"]) == "serves HTTP/2 (h2c) only"
+    assert SERVERS[CEILING].skip_reason(WORKLOADS["echo-1k"]) == "not registered for this workload"
+    assert SERVERS["granian-h2"].serves(WORKLOADS["h2-echo-1k"]) and not SERVERS["cyasgi"].serves(h2[0])
+    ctx = Context(Path("/venv/bin"))
+    assert "--http2" in SERVERS["cyasgi-h2"].command(ctx, "a:b", 1)
+    granian = SERVERS["granian-h2"].command(ctx, "a:b", 1)
+    for flag, value in (("--http", "2"), ("--runtime-mode", "st"), ("--runtime-threads", "1"),
+                        ("--runtime-blocking-threads", "1"), ("--blocking-threads", "1"), ("--workers", "1")):
+        assert granian[granian.index(flag) + 1] == value, flag  # fmt: skip
+    uvicorn = " ".join(SERVERS["uvicorn-h2"].command(ctx, "a:b", 1))
+    assert "--http zttp --http2" in uvicorn
+
+    from perf import bench
+
+    skipped = bench.skips([SERVERS["cyasgi"], SERVERS["granian-h2"]], ["hello", "h2-hello", "h2-echo-1k"])
+    assert skipped == [
+        ("cyasgi", "serves HTTP/1.1 only", ["h2-hello", "h2-echo-1k"]),
+        ("granian-h2", "serves HTTP/2 (h2c) only", ["hello"]),
+    ]
+
+
+def h2_cell(server: str, workload: str, rps: float, cpu: float) -> dict[str, Any]:
+    rounds = [{"rps": rps, "cpu_us_per_req": cpu, "server_cpu_pct": 99.0, "client_cpu_pct": 30.0, "errors": 0}]
+    return report.summarize({"server": server, "workload": workload, "status": "ok", "rounds": rounds})
+
+
+def test_bars_of_http2_are_met_missed_or_not_measured() -> None:
+    cells = [
+        h2_cell("cyasgi-h2", "h2-hello", 40_000.0, 20.0),
+        h2_cell("granian-h2", "h2-hello", 25_000.0, 40.0),
+        h2_cell("hypercorn-h2", "h2-hello", 4_000.0, 250.0),
+        h2_cell("cyasgi-h2", "h2-hello-m1", 30_000.0, 13.0),
+        h2_cell("cyasgi", "hello", 120_000.0, 8.0),
+        h2_cell("granian-h2", "h2-echo-1k", 20_000.0, 50.0),
+    ]
+    cells.append(report.summarize({"server": "cyasgi-h2", "workload": "h2-echo-1k", "status": "failed",
+                                   "error": "h2load: 3 failed", "rounds": []}))  # fmt: skip
+    report.add_ratios(cells)
+    assert cells[0]["vs"] == {"granian-h2": pytest.approx(1.6), "hypercorn-h2": pytest.approx(10.0)}
+    assert cells[0]["cpu_vs"]["granian-h2"] == pytest.approx(0.5)
+    assert cells[4]["vs"] == {}
+    servers = {"cyasgi-h2": {"status": "ok"}, "granian-h2": {"status": "ok"}}
+    bars = report.check_bars(cells, servers, ["hello", "h2-hello", "h2-hello-m1", "h2-echo-1k"])
+    assert [bar["line"] for bar in bars] == [
+        "bar: h2-hello req/s ≥ 1.5× granian's: met (1.60×: 40,000 vs 25,000 req/s)",
+        "bar: h2-hello req/s ≥ 8× hypercorn's: met (10.00×: 40,000 vs 4,000 req/s)",
+        "bar: h2-echo-1k req/s ≥ 1.2× granian's: not measured (cyasgi-h2 on h2-echo-1k: failed)",
+        "bar: h2-hello-m1 server CPU per request ≤ 1.5× cyasgi's HTTP/1.1 hello: missed (1.62×: 13.0 vs 8.0 µs/req; "
+        "the servers used 99 % and 99 % of their core)",
+    ]
+    assert [bar["met"] for bar in bars] == [True, True, None, False]
+    assert report.check_bars(cells, servers, ["hello"]) == []  # no h2c workload, no bar
+    close = [h2_cell("cyasgi-h2", "h2-hello", 84_056.0, 10.0), h2_cell("granian-h2", "h2-hello", 56_046.0, 13.0)]
+    line = report.check_bars(close, servers, ["h2-hello"])[0]["line"]
+    assert line == "bar: h2-hello req/s ≥ 1.5× granian's: missed (1.4998×: 84,056 vs 56,046 req/s)"
+    only_hello_m1 = report.check_bars(cells[3:4], {"cyasgi": {"status": "not built"}}, ["h2-hello-m1"])
+    assert only_hello_m1[0]["line"].endswith("not measured (cyasgi on hello: not built)")
+
+
+def test_markdown_of_a_run_with_http2_rows() -> None:
+    cells = [
+        h2_cell("cyasgi", "hello", 120_000.0, 8.0),
+        h2_cell("granian-h2", "h2-hello", 25_000.0, 40.0),
+        h2_cell("hypercorn-h2", "h2-hello", 4_000.0, 250.0),
+    ]
+    report.add_ratios(cells)
+    meta = {
+        "date": "d", "elapsed_s": 60.0, "python": "CPython 3.12.1", "python_executable": "/py", "cpu_model": "c",
+        "cpus": 2, "server_cpu": 1, "client_cpu": 0, "kernel": "k", "wrk": "wrk 4.1.0",
+        "h2load": "h2load nghttp2/1.52.0", "connections": 64, "duration_s": 5, "warmup_s": 1, "rounds": 3,
+        "load_before": [], "load_after": [], "note": "", "cyasgi_revision": "r", "twins": {}, "versions": {},
+    }  # fmt: skip
+    servers = {
+        "cyasgi": {"label": "cyasgi (compiled twin)", "status": "ok"},
+        "cyasgi-h2": {"label": "cyasgi --http2", "status": "no --http2", "detail": "not supported"},
+        "granian-h2": {"label": "granian h2", "status": "ok"},
+        "hypercorn-h2": {"label": "hypercorn h2", "status": "ok"},
+    }
+    workloads = {
+        "hello": {"description": "plain"},
+        "h2-hello": {"description": "hello over h2c", "protocol": H2C, "streams": 10},
+    }
+    doc = {
+        "meta": meta, "servers": servers, "workloads": workloads, "results": cells,
+        "skipped": [{"server": "cyasgi", "reason": "serves HTTP/1.1 only", "workloads": ["h2-hello"]}],
+    }  # fmt: skip
+    text = report.render_markdown(doc)
+    assert "| workload | cyasgi (compiled twin) |" in text  # the HTTP/1.1 tables: no h2c-only column
+    assert "`h2load nghttp2/1.52.0`, h2c with prior knowledge, `h2load -t1 -c64 -m<streams> -D 5s" in text
+    assert "| h2-hello | granian h2 | 25,000 | 1.00× | 6.25× | 40.0 | 1.00× | 0.16× |" in text
+    assert "| h2-hello | hypercorn h2 | 4,000 | 0.16× | 1.00× | 250.0 | 6.25× | 1.00× |" in text
+    assert "- bar: h2-hello req/s ≥ 1.5× granian's: not measured (cyasgi-h2 on h2-hello: no --http2)" in text
+    assert "- cyasgi: serves HTTP/1.1 only (not on h2-hello)" in text
+    assert "10 concurrent stream(s) per connection" in text
+
+
+def test_interleaved_workloads_run_as_one_group_in_the_order_asked() -> None:
+    from perf import bench
+
+    assert bench.groups(["hello", "h2-hello", "h2-hello-m1"], []) == [["hello"], ["h2-hello"], ["h2-hello-m1"]]
+    assert bench.groups(["hello", "h2-hello", "h2-hello-m1", "h2-echo-1k"], [["hello", "h2-hello-m1"]]) == [
+        ["hello", "h2-hello-m1"], ["h2-hello"], ["h2-echo-1k"]
+    ]
+    assert bench.groups(["h2-hello-m1", "headers"], [["hello", "h2-hello-m1"]]) == [["h2-hello-m1"], ["headers"]]
+    settings = bench.parse_args(["--interleave", "hello,h2-hello-m1", "--interleave", "echo-1k,h2-echo-1k"])
+    assert settings.interleave == [["hello", "h2-hello-m1"], ["echo-1k", "h2-echo-1k"]]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--interleave", "hello,no-such-workload"])
 
 
 def test_bench_options_for_a_pypy_run() -> None:
