@@ -4,11 +4,9 @@ client on top of the ``h2`` library (an independent implementation), and a frame
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import socket
-import ssl
 import struct
 import threading
 import time
@@ -45,55 +43,10 @@ STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 0x5
 ENHANCE_YOUR_CALM = 0xB
 MAX_STREAM_ID = 2**31 - 1
 
-#: The HTTP/2 settings of the server under test (the issue's defaults).
-H2_DEFAULTS: dict[str, Any] = {
-    "http2_max_concurrent_streams": 100,
-    "http2_initial_stream_window_size": 262144,
-    "http2_initial_connection_window_size": 1048576,
-    "http2_max_frame_size": 16384,
-    "http2_max_header_list_size": 65536,
-    "http2_keep_alive_interval": None,
-    "http2_keep_alive_timeout": 20.0,
-    "http2_stall_timeout": 60.0,
-    "http2_max_rapid_resets": 100,
-    "http2_max_empty_data_frames": 100,
-    "http2_max_control_frames": 1000,
-    "http2_max_stream_errors": 1000,
-}
-
-#: Whether Config knows the HTTP/2 keys (else the tests set them after construction: a shim until the
-#: --http2 wiring lands).
-CONFIG_HAS_HTTP2 = "http2_max_concurrent_streams" in inspect.signature(Config.__init__).parameters
-
-
-def _alpn_factory(config: Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-    context = default()
-    context.set_alpn_protocols(["h2", "http/1.1"])
-    return context
-
-
 def h2_config(app: Any, twin: Any, **kwargs: Any) -> Config:
-    """A test Config (tests/utils.py make_config) with --http2 and the HTTP/2 defaults."""
-    settings = dict(H2_DEFAULTS)
-    for name in list(kwargs):
-        if name.startswith("http2_"):
-            settings[name] = kwargs.pop(name)
-    if CONFIG_HAS_HTTP2:
-        return make_config(app, twin, http2=True, **settings, **kwargs)
-    # Shim: Config refuses http2=True at load() for now; the protocols read config.http2 per connection.
-    if kwargs.get("ssl_certfile"):
-        kwargs.setdefault("ssl_context_factory", _alpn_factory)
-    config = make_config(app, twin, **kwargs)
-    for name, value in settings.items():
-        setattr(config, name, value)
-    load = config.load
-
-    def load_then_http2() -> None:
-        load()
-        config.http2 = True
-
-    config.load = load_then_http2  # type: ignore[method-assign]
-    return config
+    """A test Config (tests/utils.py make_config) with --http2; ``http2_*`` keywords tune it, the rest
+    are the defaults a user gets."""
+    return make_config(app, twin, http2=True, **kwargs)
 
 
 # The application ----------------------------------------------------------------------------------

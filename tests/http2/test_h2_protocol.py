@@ -66,11 +66,6 @@ def test_first_frame_not_settings_is_protocol_error(server):
     assert goaways(data) == [(0, PROTOCOL_ERROR)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a first frame that is not SETTINGS but declares a length over 16384 gets FRAME_SIZE_ERROR, not the "
-    "PROTOCOL_ERROR of an invalid preface (RFC 9113 §3.4)",
-)
 def test_http11_after_the_preface_is_protocol_error(server):
     sock = raw_connect(server, settings=b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     data = raw_until_closed(sock)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import cyasgi.protocols.http2.codec as codec
 from cyasgi._compat import NO_EXTENSIONS
-from cyasgi.protocols.http2.errors import HeaderListTooLarge, HPACKError
+from cyasgi.protocols.http2.errors import HeaderListTooLarge, HPACKBomb, HPACKError
 from tests.conftest import SPEEDUPS
 
 hpack_lib = pytest.importorskip("hpack")
@@ -391,8 +391,15 @@ def test_hpack_bomb_costs_no_memory(twin):
     decoder = twin.Decoder()
     decoder.decode(unhex("40 01 61 7f a1 1e" + "62" * 4000))  # a: b*4000
     bomb = unhex("be") * 16000  # 16 KB of input that would expand to 64 MB
-    with pytest.raises(HeaderListTooLarge):
+    with pytest.raises(HPACKBomb) as raised:
         decoder.decode(bomb)
+    assert raised.value.error_code == 0xB  # ENHANCE_YOUR_CALM: the connection ends
+    # Past the limit but below HPACK_BOMB_FACTOR times it: an oversized request (431), the table in step.
+    decoder = twin.Decoder()
+    decoder.decode(unhex("40 01 61 7f a1 1e" + "62" * 4000))
+    with pytest.raises(HeaderListTooLarge):
+        decoder.decode(unhex("be") * 100)  # 400 KB, limit 64 KiB
+    assert decoder.decode(unhex("be")) == [(b"a", b"b" * 4000)]
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,19 @@ class HeaderListTooLarge(HPACKError):
     error_code = ENHANCE_YOUR_CALM
 
 
+class HPACKBomb(HPACKError):
+    """The decoded header list passed ``HPACK_BOMB_FACTOR`` times the decoder's ``max_header_list_size``:
+    a small block expanding into a huge list is an attack, not an oversized request. Raised while
+    decoding (the rest of the block is not decoded): a connection error ENHANCE_YOUR_CALM."""
+
+    error_code = ENHANCE_YOUR_CALM
+
+
+#: How far past the header-list limit a block may decode before it counts as an HPACK bomb (below it,
+#: the request is refused with 431 and the connection lives).
+HPACK_BOMB_FACTOR = 16
+
+
 # RFC 9113 §7: every error code, for RST_STREAM and GOAWAY.
 NO_ERROR = 0x0
 PROTOCOL_ERROR = 0x1

@@ -303,6 +303,10 @@ class FrameReader:
             frame_type = buf[pos + 3]
             flags = buf[pos + 4]
             stream_id = ((buf[pos + 5] & 0x7F) << 24) | (buf[pos + 6] << 16) | (buf[pos + 7] << 8) | buf[pos + 8]
+            if self._settings_first and (frame_type != 0x4 or flags & 0x1):
+                # Checked before the length: whatever follows the preface, if it is not SETTINGS the
+                # preface is invalid (RFC 9113 §3.4), e.g. an HTTP/1.1 request read as a frame header.
+                raise self._fail(PROTOCOL_ERROR, f"{type_name(frame_type)} frame before the client's SETTINGS")
             if length > max_frame_size:
                 raise self._fail(
                     FRAME_SIZE_ERROR,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from cyasgi.protocols.http2.errors import HeaderListTooLarge, HPACKError
+from cyasgi.protocols.http2.errors import HPACK_BOMB_FACTOR, HeaderListTooLarge, HPACKBomb, HPACKError
 
 __all__ = ["Decoder", "Encoder", "HPACKError", "HeaderListTooLarge", "huffman_encode", "huffman_decode"]
 
@@ -371,6 +371,7 @@ class Decoder:
         static = STATIC_TABLE
         invalid = self._invalid  # mutated in place only
         limit = self.max_header_list_size
+        bomb = limit * HPACK_BOMB_FACTOR
         total = 0
         valid = True
         while pos < end:
@@ -395,6 +396,8 @@ class Decoder:
                 total += len(field[0]) + len(field[1]) + 32
                 if total <= limit:
                     headers.append(field)
+                elif total > bomb:
+                    raise HPACKBomb(f"header block decoding past {bomb} octets (HPACK bomb)")
                 continue
             if octet & 0x40:  # literal with incremental indexing (§6.2.1)
                 index = octet & 0x3F
@@ -436,6 +439,8 @@ class Decoder:
             total += size
             if total <= limit:
                 headers.append(field)
+            elif total > bomb:
+                raise HPACKBomb(f"header block decoding past {bomb} octets (HPACK bomb)")
             if not field_ok:
                 valid = False
             if indexing:
