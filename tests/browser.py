@@ -40,10 +40,11 @@ def find_chromium() -> str:
     pytest.skip("chromium is not installed and `apt-get install -y chromium` could not install it")
 
 
-def start_browser(chromium: str, url: str, profile: str) -> subprocess.Popen[bytes]:
+def start_browser(chromium: str, url: str, profile: str, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             chromium,
+            *extra,
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -61,10 +62,10 @@ def start_browser(chromium: str, url: str, profile: str) -> subprocess.Popen[byt
 
 
 @contextlib.contextmanager
-def browsing(chromium: str, url: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Chromium showing ``url`` with a fresh profile, stopped (and reaped) afterwards."""
+def browsing(chromium: str, url: str, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Chromium showing ``url`` with a fresh profile (and ``extra`` flags), stopped (and reaped) afterwards."""
     with tempfile.TemporaryDirectory(prefix="cyasgi-chromium-") as profile:
-        browser = start_browser(chromium, url, profile)
+        browser = start_browser(chromium, url, profile, *extra)
         try:
             yield browser
         finally:
