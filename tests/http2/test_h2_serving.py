@@ -200,13 +200,17 @@ def test_the_preface_one_octet_at_a_time_is_http2(server):
     client.close()
 
 
-def test_h2c_upgrade_is_served_over_http11(server):
+def test_h2c_upgrade_is_served_over_http11(server, caplog):
+    """RFC 9113 removed the h2c upgrade: answered over HTTP/1.1, without the unsupported-upgrade warning
+    (with --http2 it is what curl --http2 sends to every http:// URL)."""
     request = (
         b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
         b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n"
     )
-    response = http11(server, [request])
+    with caplog.at_level("WARNING"):
+        response = http11(server, [request])
     assert response.status == 200 and response.body == b"Hello, world!"
+    assert not [record for record in caplog.records if "upgrade" in record.getMessage().lower()]
 
 
 def test_http11_and_h2_connections_at_once(server, state):

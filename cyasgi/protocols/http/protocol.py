@@ -91,6 +91,7 @@ if not cython.compiled:  # the compiled build takes these from the C kernel and 
 from cyasgi.protocols.http.rules import FRAMING_FIELDS, as_bytes, check_request_head, header_pair
 from cyasgi.protocols.http.server_apps import HealthCheck, service_unavailable
 from cyasgi.protocols.http.upgrade import (
+    is_h2c_upgrade,
     is_websocket_upgrade,
     request_head_bytes,
     warn_unsupported_upgrade,
@@ -1162,7 +1163,8 @@ class HttpProtocol(RequestSink):
                 # Handed to the WebSocket protocol once earlier requests are answered.
                 self._upgrade = request_head_bytes(method, target, headers)
                 return
-            warn_unsupported_upgrade(websocket)
+            if not (self.config.http2 and is_h2c_upgrade(headers)):
+                warn_unsupported_upgrade(websocket)  # (h2c is expected with --http2: answered over HTTP/1.1)
             keep_alive = False  # the parser cannot go on after an upgrade request
 
         raw_path, query_string = split_target(target)

@@ -15,6 +15,14 @@ def request_head_bytes(method: str, target: bytes, headers: list[tuple[bytes, by
     return b"".join(lines)
 
 
+def is_h2c_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
+    """An ``Upgrade: h2c`` request (RFC 7540's cleartext upgrade, removed by RFC 9113)."""
+    for name, value in headers:
+        if name == b"upgrade" and value.strip().lower() == b"h2c":
+            return True
+    return False
+
+
 def is_websocket_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
         if name == b"upgrade" and value.lower() == b"websocket":
