@@ -271,8 +271,8 @@ def check_headers(ctx: click.Context, param: click.Parameter, value: tuple[str, 
     "--http2-max-control-frames",
     type=int,
     default=DEFAULT_HTTP2_MAX_CONTROL_FRAMES,
-    help="HTTP/2: SETTINGS, PING, PRIORITY and WINDOW_UPDATE frames a client may send on one connection "
-    "before it is closed.",
+    help="HTTP/2: SETTINGS, PING, PRIORITY and WINDOW_UPDATE frames a client may send in one read "
+    "before the connection is closed.",
     show_default=True,
 )
 @click.option(

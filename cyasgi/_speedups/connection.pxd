@@ -39,7 +39,7 @@ cdef class H2Connection:
     cdef public long long connection_window_size     # the connection's receive window
     cdef public Py_ssize_t max_rapid_resets          # budget: streams reset before their response
     cdef public Py_ssize_t max_empty_data_frames     # budget: empty DATA without END_STREAM
-    cdef public Py_ssize_t max_control_frames        # budget: SETTINGS/PING/PRIORITY per batch
+    cdef public Py_ssize_t max_control_frames        # budget: SETTINGS/PING/PRIORITY/WINDOW_UPDATE per batch
     cdef public Py_ssize_t max_stream_errors         # budget: streams we reset for a broken rule
     cdef object _reader                              # FrameReader
     cdef object _decoder                             # hpack Decoder

@@ -94,7 +94,7 @@ HTTP2_OPTIONS_HELP = """
   --http2-max-empty-data-frames INTEGER HTTP/2: empty DATA frames a client may send on one connection
     before it is closed. [default: 100]
   --http2-max-control-frames INTEGER HTTP/2: SETTINGS, PING, PRIORITY and WINDOW_UPDATE frames a client
-    may send on one connection before it is closed. [default: 1000]
+    may send in one read before the connection is closed. [default: 1000]
   --http2-max-stream-errors INTEGER HTTP/2: streams the server may reset for a client's errors on one
     connection before it is closed. [default: 1000]
 """

@@ -24,6 +24,7 @@ from tests.http2.h2util import (
     PRIORITY,
     RST_STREAM,
     SETTINGS,
+    WINDOW_UPDATE,
     H2Client,
     frame,
     goaways,
@@ -95,6 +96,11 @@ def test_settings_flood_in_one_write(server):
 def test_priority_flood_in_one_write(server):
     priorities = b"".join(frame(PRIORITY, 0, 2 * i + 1, struct.pack(">IB", 0, 16)) for i in range(1100))
     assert flood(server, priorities) == [ENHANCE_YOUR_CALM]
+
+
+def test_window_update_flood_in_one_write(server):
+    updates = frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)) * 1100
+    assert flood(server, updates) == [ENHANCE_YOUR_CALM]
 
 
 def test_server_provoked_resets(server):

@@ -380,7 +380,7 @@ class H2Connection:
     Abuse budgets (past one: GOAWAY(ENHANCE_YOUR_CALM)): ``max_rapid_resets`` streams the client reset
     before we started their response (one forgiven per response started); ``max_empty_data_frames``
     DATA frames with no data and no END_STREAM over the connection; ``max_control_frames`` SETTINGS,
-    PING and PRIORITY frames received since the caller last took ``data_to_send()``;
+    PING, PRIORITY and WINDOW_UPDATE frames received since the caller last took ``data_to_send()``;
     ``max_stream_errors`` streams we had to reset for breaking a rule.
     """
 
@@ -581,6 +581,7 @@ class H2Connection:
         self._events.append(PingReceived(frame.payload))
 
     def _window_update(self, frame) -> None:
+        self._control()  # a flood of them costs the server work too (no answer, but a lookup each)
         stream_id = frame.stream_id
         increment = frame.increment
         if stream_id == 0:
