@@ -18,6 +18,8 @@ from tests.http2.test_connection import EXPECT_COMPILED
 
 TWINS = {"c": "cyasgi._speedups.h2protocol", "py": "cyasgi.protocols.http2.protocol"}
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: A bound on the event-loop turns the applications get (none of them waits on anything outside the loop).
+LOOP_TURNS = 1000
 
 
 class RecordingTransport:
@@ -133,8 +135,11 @@ async def serve(twin: str, app: Any, client: bytes) -> tuple[bytes, bool]:
     transport = RecordingTransport()
     protocol.connection_made(transport)
     protocol.data_received(PREFACE + settings_frame([]) + SETTINGS_ACK_FRAME + client)
-    for _ in range(20):  # the applications run and their writes are flushed within a few loop turns
+    for _ in range(LOOP_TURNS):  # until every application returned and its frames were written
+        if not protocol.streams and not protocol.flush_due:
+            break
         await asyncio.sleep(0)
+    assert not protocol.streams, f"applications still running after {LOOP_TURNS} loop turns"
     protocol.connection_lost(None)
     return bytes(transport.written), transport.closed
 

@@ -1,6 +1,7 @@
-"""The pure-Python HTTP/1.1 protocol: the readable reference for ``cyasgi/_speedups/http.pyx``.
+"""The HTTP/1.1 protocol, one source for both builds: PyPy and ``CYASGI_NO_EXTENSIONS=1`` run this file,
+CPython runs it compiled as ``cyasgi._speedups.http`` (a link to it) with ``cyasgi/_speedups/http.pxd``.
 
-One class per role, and the compiled twin has the same names, signatures and behaviour:
+One class per role:
 
 * ``HttpProtocol``: one per connection. Drives the parser, builds each request's scope, runs
   requests one at a time in arrival order (pipelining), keeps the connection alive or closes it.
