@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -58,20 +59,33 @@ def start_browser(chromium: str, url: str, profile: str, *extra: str) -> subproc
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its helper processes stop with it (stop_browser)
     )
 
 
 @contextlib.contextmanager
 def browsing(chromium: str, url: str, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
     """Chromium showing ``url`` with a fresh profile (and ``extra`` flags), stopped (and reaped) afterwards."""
-    with tempfile.TemporaryDirectory(prefix="cyasgi-chromium-") as profile:
+    profile = tempfile.mkdtemp(prefix="cyasgi-chromium-")
+    try:
         browser = start_browser(chromium, url, profile, *extra)
         try:
             yield browser
         finally:
-            browser.terminate()
-            try:
-                browser.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                browser.kill()
-                browser.wait(WAIT)
+            stop_browser(browser)
+    finally:
+        # A helper process of the browser may still write its profile for a moment after the browser
+        # itself exited: what is left is removed without failing the test.
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def stop_browser(browser: subprocess.Popen[bytes]) -> None:
+    """Stop the browser and every helper process it started (its own session), bounded."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(browser.pid, signal.SIGTERM)
+    try:
+        browser.wait(WAIT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(browser.pid, signal.SIGKILL)
+        browser.wait(WAIT)

@@ -7,7 +7,7 @@ cdef Py_ssize_t COLON
 
 
 @cython.locals(name=bytes, value=bytes, seen=int, bit=int, regular=bint)
-cpdef validate_request_headers(list headers)
+cpdef validate_request_headers(list headers, bint extended_connect=*)
 
 
 @cython.locals(name=bytes)
@@ -41,6 +41,7 @@ cdef class H2Connection:
     cdef public Py_ssize_t max_empty_data_frames     # budget: empty DATA without END_STREAM
     cdef public Py_ssize_t max_control_frames        # budget: SETTINGS/PING/PRIORITY/WINDOW_UPDATE per batch
     cdef public Py_ssize_t max_stream_errors         # budget: streams we reset for a broken rule
+    cdef public bint enable_connect_protocol         # we advertise extended CONNECT (RFC 8441)
     cdef object _reader                              # FrameReader
     cdef object _decoder                             # hpack Decoder
     cdef object _encoder                             # hpack Encoder

@@ -120,6 +120,7 @@ cdef class H2Protocol:
         public object server_state
         public set connections
         public set tasks
+        object websocket_class           # the --ws protocol made to run over a stream, or None
         public H2Connection conn
         public object transport
         public object server
@@ -132,6 +133,7 @@ cdef class H2Protocol:
         object scope_template
         public list default_headers
         public dict streams              # stream id -> StreamCycle, until its app returned
+        public dict websockets           # stream id -> StreamTransport of a WebSocket, until it ended
         public object waiting            # deque of streams with data waiting for window
         public bint write_paused
         public bint reading_paused
@@ -150,6 +152,8 @@ cdef class H2Protocol:
     @cython.locals(cycle=StreamCycle, raw_path=bytes, query_string=bytes, path=str, scope=dict, template=dict,
                    extensions=dict, limit=Py_ssize_t, name=bytes, value=bytes, target=bytes, fields=list)
     cdef on_request(self, Py_ssize_t stream_id, list headers, bint end_stream)
+    cdef open_websocket(self, Py_ssize_t stream_id, list headers, bytes protocol_name, bint end_stream)
+    cdef pump_websockets(self)
     cdef dict new_scope_template(self)
 
     @cython.locals(cycle=StreamCycle)
@@ -162,7 +166,7 @@ cdef class H2Protocol:
 
     @cython.locals(cycle=StreamCycle)
     cdef pump(self)
-    cdef flush_soon(self)
+    cpdef flush_soon(self)
     cdef write_after_send(self)
 
     @cython.locals(kind=object)
@@ -170,6 +174,8 @@ cdef class H2Protocol:
     cdef reset(self, Py_ssize_t stream_id, int code)
     cdef response_complete(self, StreamCycle cycle)
     cdef stream_done(self, StreamCycle cycle)
+    cdef stream_done_any(self)
+    cdef end_streams(self)
 
     @cython.locals(cycle=StreamCycle)
     cdef on_terminated(self, object event)

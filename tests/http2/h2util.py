@@ -33,6 +33,7 @@ def close_sockets() -> None:
     while OPEN_SOCKETS:
         OPEN_SOCKETS.pop().close()
 
+
 # Frame types and error codes (RFC 9113 §6, §7).
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
     range(10)
@@ -42,6 +43,7 @@ NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x
 STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 0x5, 0x6, 0x7, 0x8, 0x9
 ENHANCE_YOUR_CALM = 0xB
 MAX_STREAM_ID = 2**31 - 1
+
 
 def h2_config(app: Any, twin: Any, **kwargs: Any) -> Config:
     """A test Config (tests/utils.py make_config) with --http2; ``http2_*`` keywords tune it, the rest
@@ -136,6 +138,7 @@ def make_app(state: AppState) -> Any:
             # What an app of an earlier test does late must not show in this test's state.
             if state.generation == generation:
                 state.set(name, value)
+
         plain = [(b"content-type", b"text/plain")]
 
         async def respond(body: bytes, status: int = 200, headers: Any = None) -> None:
@@ -481,6 +484,19 @@ def parse_frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
     return frames
 
 
+def read_until(sock: socket.socket, data: bytes, predicate: Any, timeout: float = WAIT) -> bytes:
+    """``data`` and what the server sends after it, until ``predicate`` holds (bounded)."""
+    deadline = time.monotonic() + timeout
+    while not predicate(data):
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out; frames: {parse_frames(data)}"
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection; frames: {parse_frames(data)}"
+        data += chunk
+    return data
+
+
 def goaways(data: bytes) -> list[tuple[int, int]]:
     """(last stream id, error code) of each GOAWAY in ``data``."""
     return [
@@ -518,3 +534,99 @@ def write_file(path: os.PathLike | str, size: int) -> bytes:
     with open(path, "wb") as file:
         file.write(content)
     return content
+
+
+# WebSockets over a stream (RFC 8441) -------------------------------------------------------------
+
+#: WebSocket opcodes (RFC 6455 §5.2).
+WS_TEXT, WS_BINARY, WS_CLOSE = 0x1, 0x2, 0x8
+
+
+def ws_frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
+    """A masked client frame (RFC 6455 §5.2)."""
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    size = len(payload)
+    if size < 126:
+        head = struct.pack(">BB", first, 0x80 | size)
+    elif size < 65536:
+        head = struct.pack(">BBH", first, 0x80 | 126, size)
+    else:
+        head = struct.pack(">BBQ", first, 0x80 | 127, size)
+    mask = os.urandom(4)
+    masked = bytes(octet ^ mask[i % 4] for i, octet in enumerate(payload))
+    return head + mask + masked
+
+
+def ws_frames(data: bytes) -> tuple[list[tuple[int, int, bytes]], bytes]:
+    """(first octet, opcode, payload) of the whole server frames in ``data`` (unmasked), and the rest."""
+    frames = []
+    while len(data) >= 2:
+        first, second = data[0], data[1]
+        assert not second & 0x80, "a server frame is never masked"
+        size = second & 0x7F
+        at = 2
+        if size == 126:
+            if len(data) < 4:
+                break
+            size, at = struct.unpack(">H", data[2:4])[0], 4
+        elif size == 127:
+            if len(data) < 10:
+                break
+            size, at = struct.unpack(">Q", data[2:10])[0], 10
+        if len(data) < at + size:
+            break
+        frames.append((first, first & 0x0F, data[at : at + size]))
+        data = data[at + size :]
+    return frames, data
+
+
+class WebSocketStream:
+    """A WebSocket on one stream of an ``H2Client``."""
+
+    def __init__(self, client: H2Client, path: str, *extra: tuple[str, str], version: bool = True) -> None:
+        self.client = client
+        self.stream_id = client.conn.get_next_available_stream_id()
+        headers = [
+            (":method", "CONNECT"),
+            (":protocol", "websocket"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "example.com"),
+        ]
+        if version:
+            headers.append(("sec-websocket-version", "13"))
+        headers.extend(extra)
+        client.conn.send_headers(self.stream_id, headers)
+        client.flush()
+        self.taken = 0  # octets of the stream's data already parsed into frames
+
+    def response(self) -> dict:
+        self.client.wait_for(lambda: self.record["headers"] or self.record["reset"] is not None)
+        return self.record
+
+    @property
+    def record(self) -> dict:
+        return self.client.responses.setdefault(
+            self.stream_id,
+            {"headers": [], "informational": [], "body": b"", "trailers": [], "ended": False, "reset": None},
+        )
+
+    def send(self, opcode: int, payload: bytes, **kwargs: Any) -> None:
+        self.client.send_body(self.stream_id, ws_frame(opcode, payload, **kwargs), end=False)
+
+    def frames(self, count: int) -> list[tuple[int, int, bytes]]:
+        """The next ``count`` frames from the server."""
+
+        def parsed() -> list | None:
+            frames, _ = ws_frames(self.record["body"][self.taken :])
+            return frames if len(frames) >= count else None
+
+        frames = self.client.wait_for(parsed)[:count]
+        for first, _, payload in frames:
+            self.taken += (
+                2 + len(payload) + (2 if 126 <= len(payload) < 65536 else 8 if len(payload) >= 65536 else 0)
+            )
+        return frames
+
+    def close(self, code: int = 1000) -> None:
+        self.send(WS_CLOSE, struct.pack(">H", code))

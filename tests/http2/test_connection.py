@@ -290,6 +290,41 @@ def test_malformed_request_is_a_stream_error(twin, case):
     assert names(pair.request(3)) == ["RequestReceived"]  # the connection goes on, HPACK in step
 
 
+EXTENDED_CONNECT = [
+    (":method", "CONNECT"),
+    (":protocol", "websocket"),
+    (":scheme", "https"),
+    (":path", "/chat"),
+    (":authority", "example.com"),
+]
+
+BAD_EXTENDED_CONNECTS = {
+    "protocol without connect": [(":method", "GET")] + EXTENDED_CONNECT[1:],
+    "without path": [field for field in EXTENDED_CONNECT if field[0] != ":path"],
+    "without scheme": [field for field in EXTENDED_CONNECT if field[0] != ":scheme"],
+    "without authority": [field for field in EXTENDED_CONNECT if field[0] != ":authority"],
+    "empty protocol": [(":method", "CONNECT"), (":protocol", "")] + EXTENDED_CONNECT[2:],
+    "duplicate protocol": EXTENDED_CONNECT + [(":protocol", "websocket")],
+}
+
+
+def test_extended_connect_is_offered_and_accepted_when_enabled(twin):
+    pair = Pair(twin, enable_connect_protocol=True)
+    changed = [e for e in pair.client_events if isinstance(e, h2_events.RemoteSettingsChanged)][0]
+    assert {int(k): v.new_value for k, v in changed.changed_settings.items()}[8] == 1
+    events = pair.request(1, EXTENDED_CONNECT, end_stream=False)
+    assert names(events) == ["RequestReceived"]
+    assert (b":protocol", b"websocket") in events[0].headers
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EXTENDED_CONNECTS))
+def test_malformed_extended_connect_is_a_stream_error(twin, case):
+    pair = Pair(twin, validate=False, enable_connect_protocol=True)
+    assert pair.request(1, BAD_EXTENDED_CONNECTS[case], end_stream=False) == []
+    assert client_resets(pair.to_client()) == [(1, PROTOCOL_ERROR)]
+    assert names(pair.request(3)) == ["RequestReceived"]
+
+
 def test_good_heads_accepted(twin):
     pair = Pair(twin, validate=False)
     events = pair.request(1, GET + [("te", "trailers"), ("cookie", "a=1"), ("cookie", "b=2")])

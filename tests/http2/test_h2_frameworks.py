@@ -1,5 +1,6 @@
 """Starlette and FastAPI apps over HTTP/2 (both twins), httpx's h2 transport as the client: a streaming
-response, an UploadFile upload, a FileResponse bigger than the stream window, and an exception."""
+response, an UploadFile upload, a FileResponse bigger than the stream window, and an exception; and the
+frameworks' WebSocket endpoints over an extended CONNECT stream (RFC 8441)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, File, UploadFile
+from fastapi import FastAPI, File, UploadFile, WebSocket
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket as StarletteWebSocket
 
-from tests.http2.h2util import h2_config, write_file
+from tests.http2.h2util import WS_TEXT, H2Client, WebSocketStream, h2_config, status, write_file
 from tests.utils import WAIT, run_server
 
 pytest.importorskip("python_multipart", reason="UploadFile needs python-multipart")
@@ -47,7 +49,13 @@ def starlette_app(file_path: str) -> Starlette:
     async def boom(request: Request) -> PlainTextResponse:
         raise RuntimeError("on purpose")
 
+    async def echo(websocket: StarletteWebSocket) -> None:
+        await websocket.accept()
+        async for text in websocket.iter_text():
+            await websocket.send_text(f"echo {text} over {websocket.scope['http_version']}")
+
     routes = [
+        WebSocketRoute("/ws", echo),
         Route("/stream", stream),
         Route("/upload", upload, methods=["POST"]),
         Route("/file", file),
@@ -84,6 +92,12 @@ def fastapi_app(file_path: str) -> FastAPI:
     @app.get("/boom")
     async def boom() -> dict:
         raise RuntimeError("on purpose")
+
+    @app.websocket("/ws")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for text in websocket.iter_text():
+            await websocket.send_text(f"echo {text} over {websocket.scope['http_version']}")
 
     return app
 
@@ -141,3 +155,18 @@ def test_exception_is_500_and_the_connection_goes_on(framework_server):
         after = http.get(server.url + "/scope")
     assert failed.status_code == 500
     assert after.status_code == 200 and after.json()["http_version"] == "2"
+
+
+def test_websocket_endpoint_over_h2(framework_server):
+    server, _ = framework_server
+    client = H2Client(server)
+    ws = WebSocketStream(client, "/ws")
+    assert status(ws.response()) == 200
+    ws.send(WS_TEXT, b"hi")
+    ws.send(WS_TEXT, b"again")
+    assert ws.frames(2) == [(0x81, WS_TEXT, b"echo hi over 2"), (0x81, WS_TEXT, b"echo again over 2")]
+    ws.close(1000)
+    (_, _, payload), = ws.frames(1)
+    assert payload[:2] == b"\x03\xe8"  # the close echoed: 1000
+    client.wait_for(lambda: ws.record["ended"] or ws.record["reset"] is not None)
+    assert status(client.get("/scope")) == 200  # the connection goes on

@@ -225,7 +225,7 @@ def test_settings_are_acknowledged(server):
     assert values.get(3) == 100  # MAX_CONCURRENT_STREAMS
     assert values.get(4) == 262144  # INITIAL_WINDOW_SIZE
     assert values.get(6) == 65536  # MAX_HEADER_LIST_SIZE
-    assert values.get(8, 0) == 0  # no ENABLE_CONNECT_PROTOCOL before RFC 8441 works
+    assert values.get(8) == 1  # ENABLE_CONNECT_PROTOCOL: WebSockets over HTTP/2 (RFC 8441)
     sock.close()
 
 

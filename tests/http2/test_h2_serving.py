@@ -35,23 +35,12 @@ from tests.http2.h2util import (
     parse_frames,
     raw_connect,
     raw_until_closed,
+    read_until,
     request_headers,
     status,
     until,
 )
 from tests.utils import WAIT, connect, recv_responses, run_server
-
-
-def read_until(sock: socket.socket, data: bytes, predicate: Any, timeout: float = WAIT) -> bytes:
-    deadline = time.monotonic() + timeout
-    while not predicate(data):
-        left = deadline - time.monotonic()
-        assert left > 0, f"timed out; frames: {parse_frames(data)}"
-        sock.settimeout(left)
-        chunk = sock.recv(65536)
-        assert chunk, f"the server closed the connection; frames: {parse_frames(data)}"
-        data += chunk
-    return data
 
 
 def test_graceful_shutdown_lets_a_stream_in_flight_complete(twin, state):

@@ -85,7 +85,8 @@ SHUTDOWN_PING = b"cyasgi\x00\x01"
 #: ``:``, the first octet of a pseudo-header's name.
 COLON = 0x3A
 
-_CONNECTION_FIELDS = frozenset(
+#: Fields HTTP/2 forbids in a message (RFC 9113 §8.2.2): a malformed request, dropped from a response.
+CONNECTION_SPECIFIC: frozenset = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
 
@@ -244,13 +245,15 @@ class ConnectionTerminated(Event):
 # Request heads
 
 
-def validate_request_headers(headers) -> str | None:
+def validate_request_headers(headers, extended_connect: bool = False) -> str | None:
     """Why a decoded request head is malformed (RFC 9113 §8.2, §8.3), or None. The character rules
-    (uppercase names, CR/LF/NUL in values...) are the decoder's ``fields_valid``."""
+    (uppercase names, CR/LF/NUL in values...) are the decoder's ``fields_valid``. ``extended_connect``:
+    we advertised SETTINGS_ENABLE_CONNECT_PROTOCOL, so a CONNECT may carry ``:protocol`` (RFC 8441 §4)."""
     method = None
     scheme = None
     path = None
     authority = None
+    protocol = None
     seen = 0  # the pseudo-headers met, one bit each
     regular = False
     content_length = None
@@ -270,6 +273,9 @@ def validate_request_headers(headers) -> str | None:
             elif name == b":authority":
                 bit = 8
                 authority = value
+            elif name == b":protocol" and extended_connect:
+                bit = 16
+                protocol = value
             else:
                 return f"unknown pseudo-header {name!r}"
             if seen & bit:
@@ -277,7 +283,7 @@ def validate_request_headers(headers) -> str | None:
             seen |= bit
             continue
         regular = True
-        if name in _CONNECTION_FIELDS:
+        if name in CONNECTION_SPECIFIC:
             return f"connection-specific field {name!r}"
         if name == b"te":
             if value != b"trailers":
@@ -290,6 +296,14 @@ def validate_request_headers(headers) -> str | None:
             content_length = value
     if method is None:
         return "missing :method"
+    if protocol is not None:
+        if method != b"CONNECT":
+            return ":protocol without CONNECT"
+        if scheme is None or path is None or authority is None:
+            return "extended CONNECT without :scheme, :path or :authority"
+        if not protocol:
+            return "empty :protocol"
+        return None
     if method == b"CONNECT":
         if scheme is not None or path is not None:
             return "CONNECT with :scheme or :path"
@@ -310,7 +324,7 @@ def validate_trailers(headers) -> str | None:
     for name, _ in headers:
         if len(name) and name[0] == COLON:
             return f"pseudo-header {name!r} in trailers"
-        if name in _CONNECTION_FIELDS:
+        if name in CONNECTION_SPECIFIC:
             return f"connection-specific field {name!r} in trailers"
     return None
 
@@ -374,7 +388,8 @@ class H2Connection:
     """The server side of one HTTP/2 connection (see the module docstring).
 
     Our SETTINGS: ``max_concurrent_streams``, ``initial_window_size`` (each stream's receive window),
-    ``max_frame_size``, ``max_header_list_size``, ENABLE_PUSH 0. ``connection_window_size`` is the
+    ``max_frame_size``, ``max_header_list_size``, ENABLE_PUSH 0, and ENABLE_CONNECT_PROTOCOL 1 with
+    ``enable_connect_protocol`` (RFC 8441: WebSockets over a stream). ``connection_window_size`` is the
     connection's receive window (a WINDOW_UPDATE on stream 0 raises it from 65535 at the start).
 
     Abuse budgets (past one: GOAWAY(ENHANCE_YOUR_CALM)): ``max_rapid_resets`` streams the client reset
@@ -395,6 +410,7 @@ class H2Connection:
         max_empty_data_frames: int = 100,
         max_control_frames: int = 1000,
         max_stream_errors: int = 1000,
+        enable_connect_protocol: bool = False,
     ) -> None:
         if not 0 <= initial_window_size <= MAX_WINDOW_SIZE:
             raise ValueError("initial_window_size must be within [0, 2**31 - 1]")
@@ -409,6 +425,7 @@ class H2Connection:
         self.max_empty_data_frames = max_empty_data_frames
         self.max_control_frames = max_control_frames
         self.max_stream_errors = max_stream_errors
+        self.enable_connect_protocol = enable_connect_protocol
         self._reader = FrameReader(expect_preface=True)  # max_frame_size 16384 until our SETTINGS are acked
         self._decoder = Decoder(max_header_list_size=max_header_list_size)
         self._encoder = Encoder()
@@ -472,6 +489,7 @@ class H2Connection:
                     (0x6, self.max_header_list_size),
                     (0x2, 0),
                 ]
+                + ([(0x8, 1)] if self.enable_connect_protocol else [])
             )
         )
         if self.connection_window_size > DEFAULT_WINDOW_SIZE:
@@ -688,7 +706,10 @@ class H2Connection:
                 stream.state = HALF_CLOSED_REMOTE
             self._events.append(HeadersTooLarge(stream_id, end_stream))
             return
-        problem = "malformed field" if not fields_valid else validate_request_headers(headers)
+        if not fields_valid:
+            problem = "malformed field"
+        else:
+            problem = validate_request_headers(headers, self.enable_connect_protocol)
         if problem is not None:
             self._stream_error(stream_id, PROTOCOL_ERROR, problem)
             return

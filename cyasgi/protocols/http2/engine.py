@@ -19,6 +19,7 @@ else:  # not built, PyPy, or CYASGI_NO_EXTENSIONS=1
     from cyasgi.protocols.http2 import connection
 
 H2Connection = connection.H2Connection
+CONNECTION_SPECIFIC = connection.CONNECTION_SPECIFIC
 RequestReceived = connection.RequestReceived
 DataReceived = connection.DataReceived
 TrailersReceived = connection.TrailersReceived
@@ -39,6 +40,7 @@ IMPLEMENTATION_MODULE: str = connection.__name__
 
 __all__ = [
     "COMPILED",
+    "CONNECTION_SPECIFIC",
     "IMPLEMENTATION",
     "IMPLEMENTATION_MODULE",
     "ConnectionTerminated",

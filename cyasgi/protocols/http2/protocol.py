@@ -14,7 +14,9 @@ the augmenting ``cyasgi/_speedups/h2protocol.pxd``. Use it through ``cyasgi.prot
   until a WINDOW_UPDATE, and the app waits with it (nothing is buffered beyond the message it passed).
 
 Streams with data waiting for window are served round-robin, a frame's worth each, so one large
-response cannot starve the others. A connection reaches its clients as the HTTP/1.1 protocol's does:
+response cannot starve the others. A ``CONNECT`` with ``:protocol websocket`` (RFC 8441) opens a
+WebSocket on its stream instead, run by the ``--ws`` protocol over a ``websocket.StreamTransport``.
+A connection reaches its clients as the HTTP/1.1 protocol's does:
 after the h2c preface was recognised on a plain connection, or after TLS negotiated ``h2`` by ALPN.
 """
 
@@ -65,6 +67,7 @@ from cyasgi.protocols.http.rules import as_bytes, header_pair
 from cyasgi.protocols.http.server_apps import HealthCheck, service_unavailable
 from cyasgi.protocols.http.wire import ASGI_SPEC_VERSION, FILE_CHUNK_SIZE, HTTP_EXTENSIONS, SHUTDOWN_GRACE
 from cyasgi.protocols.http2.engine import (
+    CONNECTION_SPECIFIC,
     ConnectionTerminated,
     DataReceived,
     HeadersTooLarge,
@@ -78,6 +81,7 @@ from cyasgi.protocols.http2.engine import (
     asgi_headers,
 )
 from cyasgi.protocols.http2.errors import CANCEL, INTERNAL_ERROR, NO_ERROR
+from cyasgi.protocols.http2.websocket import StreamTransport, upgrade_request_head, websocket_over_h2
 from cyasgi.protocols.tls import tls_extension
 from cyasgi.protocols.utils import (
     get_client_addr,
@@ -86,6 +90,7 @@ from cyasgi.protocols.utils import (
     get_remote_addr,
     is_ssl,
 )
+from cyasgi.protocols.websockets.base import MAX_HEAD_SIZE
 
 __all__ = ["COMPILED", "H2Protocol", "StreamCycle"]
 
@@ -98,9 +103,6 @@ access_logger = logging.getLogger("uvicorn.access")
 #: The connection preface a client sends first (RFC 9113 §3.4); the HTTP/1.1 protocol sniffs it.
 PREFACE: bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-#: Fields HTTP/2 forbids in a response (RFC 9113 §8.2.2): dropped from what the app sends.
-CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
-
 #: ``:status`` values, encoded once.
 STATUS_VALUES = [str(code).encode("ascii") for code in range(600)]
 
@@ -109,7 +111,6 @@ SEND_QUANTUM = 16384
 
 #: The opaque data of the keep-alive PING (--http2-keep-alive-interval).
 KEEP_ALIVE_PING = b"cyasgika"
-
 
 def _caused_by_disconnect(exc: BaseException) -> bool:
     return isinstance(exc, (ClientDisconnected, ConnectionError))
@@ -542,6 +543,8 @@ class H2Protocol:
         self.server_state = server_state
         self.connections = server_state.connections
         self.tasks = server_state.tasks
+        # WebSockets over HTTP/2 (RFC 8441) with the --ws protocol, when there is one to run.
+        self.websocket_class = websocket_over_h2(config.ws_protocol_class)
         self.conn = H2Connection(
             max_concurrent_streams=config.http2_max_concurrent_streams,
             initial_window_size=config.http2_initial_stream_window_size,
@@ -552,6 +555,7 @@ class H2Protocol:
             max_empty_data_frames=config.http2_max_empty_data_frames,
             max_control_frames=config.http2_max_control_frames,
             max_stream_errors=config.http2_max_stream_errors,
+            enable_connect_protocol=self.websocket_class is not None,
         )
         self.transport: Any = None
         self.server: Any = None
@@ -564,6 +568,7 @@ class H2Protocol:
         self.scope_template: Any = None
         self.default_headers: list = []
         self.streams: dict = {}  # stream id -> StreamCycle, until its app returned
+        self.websockets: dict = {}  # stream id -> StreamTransport of a WebSocket, until it ended
         self.waiting: deque = deque()  # streams with data waiting for window, in turn
         self.write_paused = False
         self.reading_paused = False
@@ -607,9 +612,7 @@ class H2Protocol:
         self.deadline = 0.0
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP/2 connection lost", self.log_prefix())
-        for cycle in list(self.streams.values()):
-            if not cycle.response_complete:
-                cycle.on_reset()
+        self.end_streams()
         self.waiting.clear()
 
     def eof_received(self) -> Any:
@@ -627,6 +630,8 @@ class H2Protocol:
         if self.reading_paused and not self.closed:
             self.reading_paused = False
             self.transport.resume_reading()
+        if self.websockets:
+            self.pump_websockets()
         self.pump()
 
     def data_received(self, data: bytes) -> None:
@@ -653,12 +658,19 @@ class H2Protocol:
             elif kind is DataReceived:
                 self.on_data(event.stream_id, event.data, event.flow_controlled_length, event.end_stream)
             elif kind is WindowUpdated or kind is RemoteSettingsChanged:
+                if self.websockets:
+                    self.pump_websockets()
                 if self.waiting:
                     self.pump()
             elif kind is StreamReset:
                 cycle = self.streams.get(event.stream_id)
-                if cycle is not None and not cycle.response_complete:
-                    cycle.on_reset()
+                if cycle is not None:
+                    if not cycle.response_complete:
+                        cycle.on_reset()
+                elif self.websockets:
+                    websocket = self.websockets.get(event.stream_id)
+                    if websocket is not None:
+                        websocket.on_reset()
             elif kind is TrailersReceived:
                 self.on_data(event.stream_id, b"", 0, True)
             elif kind is HeadersTooLarge:
@@ -675,16 +687,22 @@ class H2Protocol:
     def on_request(self, stream_id: int, headers: list, end_stream: bool) -> None:
         method = ""
         target = b""
+        extended_connect = None
         for name, value in headers:  # (pseudo-headers come first: the core checked it)
             if name == b":method":
                 method = value.decode("ascii", "replace")
             elif name == b":path":
                 target = value
+            elif name == b":protocol":
+                extended_connect = value
             elif not name.startswith(b":"):
                 break
         fields = asgi_headers(headers)
         if self.limit_headers and len(fields) > self.limit_headers:
             self.refuse(stream_id, 431, b"Request Header Fields Too Large")
+            return
+        if extended_connect is not None:
+            self.open_websocket(stream_id, headers, extended_connect, end_stream)
             return
         raw_path, query_string = split_target(target)
         path = raw_path.decode("latin-1") if is_ascii(raw_path) else raw_path.decode("utf-8", "replace")
@@ -730,6 +748,45 @@ class H2Protocol:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
+    def open_websocket(self, stream_id: int, headers: list, protocol_name: bytes, end_stream: bool) -> None:
+        """An extended CONNECT (RFC 8441; the core checked its form): a WebSocket over the stream, run by
+        the --ws protocol (websocket.py)."""
+        if protocol_name != b"websocket":
+            self.refuse(stream_id, 501, b"Not Implemented")
+            return
+        if end_stream:  # the tunnel would be closed before it opened
+            self.refuse(stream_id, 400, b"Bad Request")
+            return
+        if self.draining:  # shutting down: the server will not close a WebSocket opened now
+            self.refuse(stream_id, 503, b"Service Unavailable")
+            return
+        if self.limit >= 0 and (len(self.connections) >= self.limit or len(self.tasks) >= self.limit):
+            self.logger.warning("Exceeded concurrency limit.")
+            self.refuse(stream_id, 503, b"Service Unavailable")
+            return
+        head = upgrade_request_head(headers)
+        if len(head) > MAX_HEAD_SIZE:
+            self.refuse(stream_id, 431, b"Request Header Fields Too Large")
+            return
+        self.idle_since = 0.0
+        transport = StreamTransport(self, stream_id)
+        self.websockets[stream_id] = transport
+        websocket = self.websocket_class(
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        transport.open(websocket, headers, head)
+
+    def websocket_done(self, transport: Any) -> None:
+        """A WebSocket's stream ended (``StreamTransport``)."""
+        if self.websockets.pop(transport.stream_id, None) is not None:
+            self.server_state.total_requests += 1
+            self.stream_done_any()
+
+    def pump_websockets(self) -> None:
+        for transport in list(self.websockets.values()):
+            if transport.has_output:
+                transport.window_opened()
+
     def new_scope_template(self) -> dict:
         """The scope's keys in their order, with the values the connection's streams share."""
         return {
@@ -751,6 +808,11 @@ class H2Protocol:
 
     def on_data(self, stream_id: int, data: bytes, credit: int, end_stream: bool) -> None:
         cycle = self.streams.get(stream_id)
+        if cycle is None and self.websockets:
+            websocket = self.websockets.get(stream_id)
+            if websocket is not None:
+                websocket.data_received(data, credit, end_stream)
+                return
         if cycle is None or cycle.response_complete or cycle.disconnected:
             self.conn.acknowledge_received(stream_id, credit)  # nobody will read it
             return
@@ -891,7 +953,12 @@ class H2Protocol:
         if cycle.body_credit:
             self.consumed(cycle.stream_id, cycle.body_credit)
             cycle.body_credit = 0
-        if not self.streams:
+        self.stream_done_any()
+
+    def stream_done_any(self) -> None:
+        """A stream ended (a request's app returned, or a WebSocket closed): the last one arms the idle
+        timeout, or closes a draining connection."""
+        if not self.streams and not self.websockets:
             if self.draining:
                 self.close_if_done()
             elif not self.closed:
@@ -901,14 +968,20 @@ class H2Protocol:
         if event.remote:
             # The client's GOAWAY: streams in flight go on; the connection closes once they are done.
             self.draining = True
-            if not self.streams:
+            if not self.streams and not self.websockets:
                 self.close()
             return
         self.logger.debug("%sHTTP/2 connection error: %s", self.log_prefix(), event.message)
+        self.end_streams()
+        self.close()
+
+    def end_streams(self) -> None:
+        """The connection is over: every stream still in progress learns it."""
         for cycle in list(self.streams.values()):
             if not cycle.response_complete:
                 cycle.on_reset()
-        self.close()
+        for websocket in list(self.websockets.values()):
+            websocket.on_reset()
 
     # Timeouts and shutdown -------------------------------------------------------------------------
 
@@ -917,7 +990,7 @@ class H2Protocol:
         no stream is open), a stream stalled on a zero window (--http2-stall-timeout), the keep-alive
         PING (--http2-keep-alive-interval) and its answer (--http2-keep-alive-timeout)."""
         deadline = 0.0
-        if not self.streams:
+        if not self.streams and not self.websockets:
             if self.idle_since == 0.0:
                 self.idle_since = monotonic()
             deadline = self.idle_since + self.timeout_keep_alive
@@ -958,7 +1031,12 @@ class H2Protocol:
             elif now - self.last_read >= self.ping_interval:
                 self.ping_sent = now
                 self.conn.ping(KEEP_ALIVE_PING)
-        if not self.streams and self.idle_since and now - self.idle_since >= self.timeout_keep_alive:
+        if (
+            not self.streams
+            and not self.websockets
+            and self.idle_since
+            and now - self.idle_since >= self.timeout_keep_alive
+        ):
             self.conn.close_connection(NO_ERROR)
             self.close()
             return
@@ -967,9 +1045,7 @@ class H2Protocol:
 
     def abandon(self) -> None:
         """Close at once: the client is gone (its streams learn it)."""
-        for cycle in list(self.streams.values()):
-            if not cycle.response_complete:
-                cycle.on_reset()
+        self.end_streams()
         self.conn.close_connection(NO_ERROR)
         self.close()
 
@@ -982,7 +1058,7 @@ class H2Protocol:
         self.loop.call_later(SHUTDOWN_GRACE, self.close_if_done)
 
     def close_if_done(self) -> None:
-        if not self.streams and not self.closed:
+        if not self.streams and not self.websockets and not self.closed:
             self.conn.close_connection(NO_ERROR)
             self.close()
 
