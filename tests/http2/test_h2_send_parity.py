@@ -14,6 +14,7 @@ import pytest
 from cyasgi.config import Config
 from cyasgi.protocols.http2.frames import SETTINGS_ACK_FRAME, data_frames, headers_frames, settings_frame
 from cyasgi.server import ServerState
+from tests.http2.h2util import WS_TEXT, ws_frame
 from tests.http2.test_connection import EXPECT_COMPILED
 
 TWINS = {"c": "cyasgi._speedups.h2protocol", "py": "cyasgi.protocols.http2.protocol"}
@@ -47,7 +48,8 @@ class RecordingTransport:
 
 
 def request(stream_id: int, method: str = "GET", path: str = "/", end_stream: bool = True, extra=()) -> bytes:
-    fields = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "example.com"), *extra]
+    fields = [(":method", method), *[f for f in extra if f[0] == ":protocol"], (":path", path), (":scheme", "http"),
+              (":authority", "example.com"), *[f for f in extra if f[0] != ":protocol"]]
     return headers_frames(stream_id, hpack.Encoder().encode(fields), end_stream, 16384)
 
 
@@ -70,6 +72,25 @@ def failing_app(after: int) -> Any:
         raise RuntimeError("boom")
 
     return app
+
+
+def websocket_app(scope: dict, receive: Any, send: Any) -> Any:
+    async def echo() -> None:
+        await receive()
+        await send({"type": "websocket.accept", "subprotocol": "chat"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": message["text"] + "!"})
+        await send({"type": "websocket.send", "bytes": b"\x00" * 300})
+        await send({"type": "websocket.close", "code": 4000, "reason": "done"})
+
+    return echo()
+
+
+def websocket_request(stream_id: int) -> bytes:
+    """An extended CONNECT (RFC 8441) and a text message on ``stream_id``."""
+    extra = [(":protocol", "websocket"), ("sec-websocket-version", "13"), ("sec-websocket-protocol", "chat")]
+    head = request(stream_id, "CONNECT", "/ws", end_stream=False, extra=extra)
+    return head + data_frames(stream_id, ws_frame(WS_TEXT, b"hi"), False, 16384)
 
 
 START = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
@@ -118,6 +139,15 @@ CASES = {
         messages_app([START, {"type": "http.response.body", "body": b"got it"}]),
         request(1, "POST", end_stream=False) + data_frames(1, b"y" * 3000, True, 16384),
     ),
+    "websocket": (websocket_app, websocket_request(1)),
+    "websocket beside a request": (
+        lambda scope, receive, send: (
+            websocket_app(scope, receive, send)
+            if scope["type"] == "websocket"
+            else messages_app([START, {"type": "http.response.body", "body": b"Hello"}])(scope, receive, send)
+        ),
+        websocket_request(1) + request(3),
+    ),
     "three streams": (
         messages_app([START, {"type": "http.response.body", "body": b"Hello"}]),
         request(1) + request(3) + request(5),
@@ -136,7 +166,7 @@ async def serve(twin: str, app: Any, client: bytes) -> tuple[bytes, bool]:
     protocol.connection_made(transport)
     protocol.data_received(PREFACE + settings_frame([]) + SETTINGS_ACK_FRAME + client)
     for _ in range(LOOP_TURNS):  # until every application returned and its frames were written
-        if not protocol.streams and not protocol.flush_due:
+        if not protocol.streams and not state.tasks and not protocol.flush_due:
             break
         await asyncio.sleep(0)
     assert not protocol.streams, f"applications still running after {LOOP_TURNS} loop turns"
@@ -151,6 +181,8 @@ def test_both_builds_write_the_same_bytes(case):
     app, client = CASES[case]
     written = {twin: asyncio.run(serve(twin, app, client)) for twin in TWINS}
     assert 0x1 in {kind for kind, stream_id in frames(written["c"][0]) if stream_id == 1}, "no response HEADERS"
+    if case.startswith("websocket"):
+        assert b"hi!" in written["c"][0], "the WebSocket's messages did not go out"
     assert written["c"] == written["py"]
 
 
