@@ -24,6 +24,9 @@ cdef frozenset CONNECTION_SPECIFIC
 cdef list STATUS_VALUES
 cdef Py_ssize_t SEND_QUANTUM
 cdef bytes KEEP_ALIVE_PING
+cdef Py_ssize_t UNREAD_ACKS_LIMIT
+cdef Py_ssize_t PING_ACK_SIZE
+cdef Py_ssize_t SETTINGS_ACK_SIZE
 
 cdef class H2Protocol
 
@@ -148,6 +151,7 @@ cdef class H2Protocol:
         public double idle_since
         public double last_read
         public double ping_sent
+        Py_ssize_t unread_acks           # octets of our ACKs written since the write buffer was seen empty
 
     @cython.locals(cycle=StreamCycle, raw_path=bytes, query_string=bytes, path=str, scope=dict, template=dict,
                    extensions=dict, limit=Py_ssize_t, name=bytes, value=bytes, target=bytes, fields=list)

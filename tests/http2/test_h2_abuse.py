@@ -1,5 +1,6 @@
 """HTTP/2 abuse budgets end to end (both twins): each ends the connection with GOAWAY(ENHANCE_YOUR_CALM)
-and a closed socket, in bounded time; a client that floods without reading is paused, its ACKs bounded."""
+and a closed socket, in bounded time; a client that floods without reading is paused, its ACKs bounded,
+and cut off once 16 KiB of them wait unread."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import hpack
 import pytest
 
+from tests.conftest import load_twin
 from tests.http2.h2util import (
     CONTINUATION,
     DATA,
@@ -25,17 +27,21 @@ from tests.http2.h2util import (
     RST_STREAM,
     SETTINGS,
     WINDOW_UPDATE,
+    AppState,
     H2Client,
     frame,
     goaways,
+    h2_config,
     hpack_block,
+    make_app,
     parse_frames,
     raw_connect,
     raw_until_closed,
     request_headers,
     status,
+    until,
 )
-from tests.utils import WAIT
+from tests.utils import WAIT, run_server
 
 
 def flood(server: Any, frames: bytes, timeout: float = WAIT) -> list[int]:
@@ -217,6 +223,25 @@ def test_a_client_that_never_reads_is_paused(server):
     ]
     assert all(size < 1 << 20 for size in buffered), buffered
     sock.close()
+
+
+@pytest.mark.parametrize("twin_name", ["c", "py"])
+def test_a_client_that_leaves_its_acks_unread_is_cut_off(twin_name):
+    """With a control-frame budget no read reaches, PINGs sent without reading the answers: once ~16 KiB
+    of ACKs wait in the server's own buffer (the kernel's are full), the server ends the connection."""
+    config = h2_config(make_app(AppState()), load_twin(twin_name), http2_max_control_frames=1_000_000)
+    with run_server(config) as server:
+        sock = raw_connect(server)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        batch = b"".join(frame(PING, 0, 0, struct.pack(">Q", index)) for index in range(100))
+        sock.settimeout(WAIT)
+        sent = 0
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            while sent < 256 << 20:  # (the kernel buffers hold a few MiB of ACKs at most)
+                sock.sendall(batch)
+                sent += len(batch)
+        until(lambda: not server.server_state.connections)
+        sock.close()
 
 
 def test_the_connection_is_usable_after_a_budget_was_not_reached(server):

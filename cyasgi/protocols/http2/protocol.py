@@ -72,6 +72,7 @@ from cyasgi.protocols.http2.engine import (
     DataReceived,
     HeadersTooLarge,
     PingAckReceived,
+    PingReceived,
     RemoteSettingsChanged,
     RequestReceived,
     StreamClosedError,
@@ -80,7 +81,7 @@ from cyasgi.protocols.http2.engine import (
     WindowUpdated,
     asgi_headers,
 )
-from cyasgi.protocols.http2.errors import CANCEL, INTERNAL_ERROR, NO_ERROR
+from cyasgi.protocols.http2.errors import CANCEL, ENHANCE_YOUR_CALM, INTERNAL_ERROR, NO_ERROR
 from cyasgi.protocols.http2.websocket import StreamTransport, upgrade_request_head, websocket_over_h2
 from cyasgi.protocols.tls import tls_extension
 from cyasgi.protocols.utils import (
@@ -111,6 +112,12 @@ SEND_QUANTUM = 16384
 
 #: The opaque data of the keep-alive PING (--http2-keep-alive-interval).
 KEEP_ALIVE_PING = b"cyasgika"
+
+#: Octets of PING and SETTINGS acknowledgements a client may leave in our write buffer (it is not
+#: reading them) before the connection is ended with ENHANCE_YOUR_CALM.
+UNREAD_ACKS_LIMIT = 16384
+PING_ACK_SIZE = 17  # a frame header and 8 octets
+SETTINGS_ACK_SIZE = 9
 
 def _caused_by_disconnect(exc: BaseException) -> bool:
     return isinstance(exc, (ClientDisconnected, ConnectionError))
@@ -583,6 +590,7 @@ class H2Protocol:
         self.idle_since = 0.0  # when the last stream ended (0: a stream is open)
         self.last_read = 0.0  # when the client last sent something (kept with a keep-alive PING only)
         self.ping_sent = 0.0  # when the keep-alive PING went out (0: none outstanding)
+        self.unread_acks = 0  # octets of our ACKs written since the write buffer was last seen empty
 
     # asyncio.Protocol ----------------------------------------------------------------------------
 
@@ -638,12 +646,21 @@ class H2Protocol:
         conn = self.conn
         if self.ping_interval:
             self.last_read = monotonic()
+        if self.unread_acks and not self.transport.get_write_buffer_size():
+            self.unread_acks = 0  # the client has read them
         self.receiving = True  # what the streams queue now is written once, at the end
         try:
             self.on_events(conn.receive(data))
         finally:
             self.receiving = False
         self.flush()
+        if self.unread_acks > UNREAD_ACKS_LIMIT and not self.closed:
+            self.logger.debug("%sHTTP/2 client leaves our PING/SETTINGS ACKs unread: closed.", self.log_prefix())
+            self.end_streams()
+            self.conn.close_connection(ENHANCE_YOUR_CALM)
+            self.close()
+            self.transport.abort()  # what is buffered would never be read
+            return
         if not self.closed:
             if self.streams and not self.waiting and not self.ping_interval:
                 self.deadline = 0.0  # busy: no timeout runs (stream_done arms the idle one)
@@ -658,10 +675,14 @@ class H2Protocol:
             elif kind is DataReceived:
                 self.on_data(event.stream_id, event.data, event.flow_controlled_length, event.end_stream)
             elif kind is WindowUpdated or kind is RemoteSettingsChanged:
+                if kind is RemoteSettingsChanged:
+                    self.unread_acks += SETTINGS_ACK_SIZE
                 if self.websockets:
                     self.pump_websockets()
                 if self.waiting:
                     self.pump()
+            elif kind is PingReceived:
+                self.unread_acks += PING_ACK_SIZE
             elif kind is StreamReset:
                 cycle = self.streams.get(event.stream_id)
                 if cycle is not None:
