@@ -102,6 +102,9 @@ class NullTransport:
     def resume_reading(self) -> None:
         pass
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # everything written is gone at once
+
 
 #: Requests before the clock starts: caches, freelists, the eager-task path; on PyPy, the JIT's traces.
 WARMUP = 50_000 if IS_PYPY else 200

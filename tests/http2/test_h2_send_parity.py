@@ -46,6 +46,9 @@ class RecordingTransport:
     def resume_reading(self) -> None:
         pass
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
 
 def request(stream_id: int, method: str = "GET", path: str = "/", end_stream: bool = True, extra=()) -> bytes:
     fields = [(":method", method), *[f for f in extra if f[0] == ":protocol"], (":path", path), (":scheme", "http"),
