@@ -18,7 +18,7 @@ from cyasgi._speedups.kernel cimport (
     task_kwargs,
     valid_field_value,
 )
-from cyasgi._speedups.connection cimport H2Connection
+from cyasgi._speedups.connection cimport H2Connection, asgi_headers
 
 cdef frozenset CONNECTION_SPECIFIC
 cdef list STATUS_VALUES
@@ -171,6 +171,7 @@ cdef class H2Protocol:
     @cython.locals(cycle=StreamCycle)
     cdef pump(self)
     cpdef flush_soon(self)
+    cpdef flush(self)
     cdef write_after_send(self)
 
     @cython.locals(kind=object)

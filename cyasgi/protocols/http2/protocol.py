@@ -62,7 +62,7 @@ if not cython.compiled:  # the compiled build takes these from the C kernel and 
         task_kwargs,
         valid_field_value,
     )
-    from cyasgi.protocols.http2.engine import H2Connection
+    from cyasgi.protocols.http2.engine import H2Connection, asgi_headers
 from cyasgi.protocols.http.rules import as_bytes, header_pair
 from cyasgi.protocols.http.server_apps import HealthCheck, service_unavailable
 from cyasgi.protocols.http.wire import ASGI_SPEC_VERSION, FILE_CHUNK_SIZE, HTTP_EXTENSIONS, SHUTDOWN_GRACE
@@ -79,7 +79,6 @@ from cyasgi.protocols.http2.engine import (
     StreamReset,
     TrailersReceived,
     WindowUpdated,
-    asgi_headers,
 )
 from cyasgi.protocols.http2.errors import CANCEL, ENHANCE_YOUR_CALM, INTERNAL_ERROR, NO_ERROR
 from cyasgi.protocols.http2.websocket import StreamTransport, upgrade_request_head, websocket_over_h2
