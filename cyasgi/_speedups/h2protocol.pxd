@@ -158,7 +158,6 @@ cdef class H2Protocol:
     cdef on_request(self, Py_ssize_t stream_id, list headers, bint end_stream)
     cdef open_websocket(self, Py_ssize_t stream_id, list headers, bytes protocol_name, bint end_stream)
     cdef pump_websockets(self)
-    cdef dict new_scope_template(self)
 
     @cython.locals(cycle=StreamCycle)
     cdef on_data(self, Py_ssize_t stream_id, bytes data, Py_ssize_t credit, bint end_stream)

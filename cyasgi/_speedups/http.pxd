@@ -204,7 +204,6 @@ cdef class HttpProtocol(RequestSink):
     cdef _on_request(self, str method, bytes target, str http_version, list headers, bint keep_alive,
                      bint upgrade, bint expect_100_continue)
     cdef _bound_backlog(self, Py_ssize_t size)
-    cdef dict _new_scope_template(self)
     cdef _dispatch(self)
     cdef _run(self, RequestCycle cycle)
     cdef _on_response_complete(self, RequestCycle cycle)

@@ -38,7 +38,7 @@ except ImportError:  # no Cython where this runs: the pure build, as with PyPy
 from cyasgi._compat import IS_PYPY
 from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
-from cyasgi.protocols.http.access import ACCESS_LOG_MESSAGE, access_log_extra
+from cyasgi.protocols.http.access import log_access
 from cyasgi.protocols.http.errors import (
     ClientDisconnected,
     RequestRejected,
@@ -98,7 +98,6 @@ from cyasgi.protocols.http.upgrade import (
     warn_unsupported_upgrade,
 )
 from cyasgi.protocols.http.wire import (
-    ASGI_SPEC_VERSION,
     CHUNKED_LINE,
     CLOSE_LINE,
     COALESCE_LIMIT,
@@ -115,16 +114,11 @@ from cyasgi.protocols.http.wire import (
     SHUTDOWN_GRACE,
     STATUS_LINES,
     WRITE_BATCH_LIMIT,
+    http_scope_template,
     simple_response,
 )
 from cyasgi.protocols.tls import alpn_protocol, tls_extension
-from cyasgi.protocols.utils import (
-    get_client_addr,
-    get_local_addr,
-    get_path_with_query_string,
-    get_remote_addr,
-    is_ssl,
-)
+from cyasgi.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
 __all__ = ["COMPILED", "FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
 
@@ -597,18 +591,9 @@ class RequestCycle:
             protocol._check_head_soon()  # (an app started eagerly by _dispatch is checked by _run)
 
     def _log_access(self, aborted: bool) -> None:
-        """The access line, once the response is complete (or aborted): uvicorn's record, plus
-        ``duration``, ``bytes_sent``, ``request_id`` and ``aborted`` attributes."""
-        scope = self.scope
-        self.protocol.access_logger.info(
-            ACCESS_LOG_MESSAGE,
-            get_client_addr(scope),
-            scope["method"],
-            get_path_with_query_string(scope),
-            scope["http_version"],
-            self._status,
-            extra=access_log_extra(scope, monotonic() - self._started, self._bytes_sent, aborted),
-        )
+        """The access line, once the response is complete (or aborted)."""
+        duration = monotonic() - self._started
+        log_access(self.protocol.access_logger, self.scope, self._status, duration, self._bytes_sent, aborted)
 
     def _trailers_mode(self, status: int) -> int:
         """For a start with ``trailers``: TRAILERS_WRITTEN when they can be (an HTTP/1.1 response
@@ -1175,7 +1160,9 @@ class HttpProtocol(RequestSink):
         root_path = self.root_path
         template = self._scope_template
         if template is None:
-            template = self._scope_template = self._new_scope_template()
+            template = self._scope_template = http_scope_template(
+                self.asgi_version, None, self.server, self.client, self.scheme, self.root_path
+            )
         # A copy of the connection's template, then what each request has of its own: copying
         # the keys table and replacing values is cheaper than building a dict of 14 keys.
         scope = template.copy()
@@ -1211,25 +1198,6 @@ class HttpProtocol(RequestSink):
         cycle._init(self, scope, app, keep_alive, expect_100_continue)
         self.cycle = cycle
         self.pipeline.append(cycle)
-
-    def _new_scope_template(self) -> dict[str, Any]:
-        """The scope's keys in their order, with the values the connection's requests share."""
-        return {
-            "type": "http",
-            "asgi": {"version": self.asgi_version, "spec_version": ASGI_SPEC_VERSION},
-            "http_version": None,
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": None,
-            "root_path": self.root_path,
-            "path": None,
-            "raw_path": None,
-            "query_string": None,
-            "headers": None,
-            "state": None,
-            "extensions": None,
-        }
 
     def _on_body(self, body: bytes) -> None:
         cycle = self.cycle

@@ -55,6 +55,30 @@ HTTP_EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.early_hint": {},
 }
 
+
+def http_scope_template(
+    asgi_version: str, http_version: Any, server: Any, client: Any, scheme: str, root_path: str
+) -> dict[str, Any]:
+    """An ``http`` scope's keys in their order, with the values a connection's requests share (the
+    others are None until a request fills its copy)."""
+    return {
+        "type": "http",
+        "asgi": {"version": asgi_version, "spec_version": ASGI_SPEC_VERSION},
+        "http_version": http_version,
+        "server": server,
+        "client": client,
+        "scheme": scheme,
+        "method": None,
+        "root_path": root_path,
+        "path": None,
+        "raw_path": None,
+        "query_string": None,
+        "headers": None,
+        "state": None,
+        "extensions": None,
+    }
+
+
 #: Bytes read and written per step when a file cannot go out with sendfile(2) (TLS, loops without
 #: it): the transport's flow control is honoured between steps, so memory stays bounded.
 FILE_CHUNK_SIZE = 262144

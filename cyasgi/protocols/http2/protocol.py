@@ -38,7 +38,7 @@ except ImportError:  # no Cython where this runs: the pure build, as with PyPy
 
 from cyasgi.logging import TRACE_LOG_LEVEL
 from cyasgi.middleware.proxy_headers import apply_proxy_headers, is_trusted_peer
-from cyasgi.protocols.http.access import ACCESS_LOG_MESSAGE, access_log_extra
+from cyasgi.protocols.http.access import log_access
 from cyasgi.protocols.http.errors import ClientDisconnected
 from cyasgi.protocols.http.extensions import (
     accepts_trailers,
@@ -65,7 +65,7 @@ if not cython.compiled:  # the compiled build takes these from the C kernel and 
     from cyasgi.protocols.http2.engine import H2Connection, asgi_headers
 from cyasgi.protocols.http.rules import as_bytes, header_pair
 from cyasgi.protocols.http.server_apps import HealthCheck, service_unavailable
-from cyasgi.protocols.http.wire import ASGI_SPEC_VERSION, FILE_CHUNK_SIZE, HTTP_EXTENSIONS, SHUTDOWN_GRACE
+from cyasgi.protocols.http.wire import FILE_CHUNK_SIZE, HTTP_EXTENSIONS, SHUTDOWN_GRACE, http_scope_template
 from cyasgi.protocols.http2.engine import (
     CONNECTION_SPECIFIC,
     ConnectionTerminated,
@@ -83,13 +83,7 @@ from cyasgi.protocols.http2.engine import (
 from cyasgi.protocols.http2.errors import CANCEL, ENHANCE_YOUR_CALM, INTERNAL_ERROR, NO_ERROR
 from cyasgi.protocols.http2.websocket import StreamTransport, upgrade_request_head, websocket_over_h2
 from cyasgi.protocols.tls import tls_extension
-from cyasgi.protocols.utils import (
-    get_client_addr,
-    get_local_addr,
-    get_path_with_query_string,
-    get_remote_addr,
-    is_ssl,
-)
+from cyasgi.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 from cyasgi.protocols.websockets.base import MAX_HEAD_SIZE
 
 __all__ = ["COMPILED", "H2Protocol", "StreamCycle"]
@@ -507,16 +501,8 @@ class StreamCycle:
         self.protocol.reset(self.stream_id, INTERNAL_ERROR)
 
     def log_access(self, aborted: bool) -> None:
-        scope = self.scope
-        self.protocol.access_logger.info(
-            ACCESS_LOG_MESSAGE,
-            get_client_addr(scope),
-            scope["method"],
-            get_path_with_query_string(scope),
-            scope["http_version"],
-            self.status,
-            extra=access_log_extra(scope, monotonic() - self.started, self.bytes_sent, aborted),
-        )
+        duration = monotonic() - self.started
+        log_access(self.protocol.access_logger, self.scope, self.status, duration, self.bytes_sent, aborted)
 
 
 class H2Protocol:
@@ -730,7 +716,9 @@ class H2Protocol:
             path = unquote(path)
         template = self.scope_template
         if template is None:
-            template = self.scope_template = self.new_scope_template()
+            template = self.scope_template = http_scope_template(
+                self.asgi_version, "2", self.server, self.client, self.scheme, self.root_path
+            )
         scope = template.copy()
         scope["asgi"] = template["asgi"].copy()
         scope["method"] = method
@@ -806,25 +794,6 @@ class H2Protocol:
         for transport in list(self.websockets.values()):
             if transport.has_output:
                 transport.window_opened()
-
-    def new_scope_template(self) -> dict:
-        """The scope's keys in their order, with the values the connection's streams share."""
-        return {
-            "type": "http",
-            "asgi": {"version": self.asgi_version, "spec_version": ASGI_SPEC_VERSION},
-            "http_version": "2",
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": None,
-            "root_path": self.root_path,
-            "path": None,
-            "raw_path": None,
-            "query_string": None,
-            "headers": None,
-            "state": None,
-            "extensions": None,
-        }
 
     def on_data(self, stream_id: int, data: bytes, credit: int, end_stream: bool) -> None:
         cycle = self.streams.get(stream_id)
