@@ -26,6 +26,7 @@ from cyasgi._speedups.kernel cimport (
 )
 
 cdef int TRAILERS_NONE, TRAILERS_WRITTEN, TRAILERS_DROPPED
+cdef int TRUST_UNKNOWN, PEER_UNTRUSTED, PEER_TRUSTED
 cdef double HEAD_CLOCK_OFF, HEAD_CLOCK_STARTED
 cdef bytes CRLF, CONTINUE, LAST_CHUNK, CHUNKED_LINE, CLOSE_LINE, KEEP_ALIVE_LINE, CHUNK_END_LAST
 cdef int CONNECTION_AS_GIVEN, CONNECTION_CLOSE, CONNECTION_KEEP_ALIVE
@@ -118,6 +119,39 @@ cdef class RequestCycle:
     cdef _abort(self)
 
 
+@cython.final
+cdef class ConnectionSettings:
+    cdef:
+        readonly object config
+        readonly object server_state
+        readonly object app
+        readonly object trusted_hosts
+        readonly Py_ssize_t limit_head
+        readonly Py_ssize_t limit_headers
+        readonly Py_ssize_t limit_body
+        readonly Py_ssize_t limit_requests
+        readonly double timeout_head
+        readonly object parser_factory   # None: cyasgi's own parser
+        readonly object ws_protocol_class
+        readonly str root_path
+        readonly bytes root_path_raw
+        readonly object limit_concurrency
+        readonly Py_ssize_t limit
+        readonly double timeout_keep_alive
+        readonly bint reset_contextvars
+        readonly str asgi_version
+        readonly bytes health_path
+        readonly object health_app
+        readonly bint http2
+        readonly list pending_heads
+
+
+cdef ConnectionSettings _settings
+
+
+cdef ConnectionSettings connection_settings(object config, object server_state)
+
+
 cdef class HttpProtocol(RequestSink):
     cdef:
         readonly object config
@@ -159,7 +193,7 @@ cdef class HttpProtocol(RequestSink):
         Py_ssize_t _requests
         readonly bint draining
         object _context
-        bint _proxy_trusted
+        int _proxy_trust               # TRUST_UNKNOWN, PEER_UNTRUSTED, PEER_TRUSTED
         dict _tls
         bint _reading_stopped
         bint _eof
@@ -203,6 +237,7 @@ cdef class HttpProtocol(RequestSink):
                    extensions=dict, asgi=dict, limit=Py_ssize_t)
     cdef _on_request(self, str method, bytes target, str http_version, list headers, bint keep_alive,
                      bint upgrade, bint expect_100_continue)
+    cdef bint _peer_trusted(self) except -1
     cdef _bound_backlog(self, Py_ssize_t size)
     cdef _dispatch(self)
     cdef _run(self, RequestCycle cycle)

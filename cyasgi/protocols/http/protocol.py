@@ -144,6 +144,11 @@ TRAILERS_NONE = 0
 TRAILERS_WRITTEN = 1
 TRAILERS_DROPPED = 2
 
+#: Whether the peer may set X-Forwarded-* headers (--forwarded-allow-ips): not decided yet, no, yes.
+TRUST_UNKNOWN = -1
+PEER_UNTRUSTED = 0
+PEER_TRUSTED = 1
+
 #: The head clock (--timeout-header-read) when it is not a time: not running (idle after a
 #: response, keep-alive applies), or started by a first byte and set at the next reading of the clock.
 HEAD_CLOCK_OFF = 0.0
@@ -773,6 +778,57 @@ class RequestCycle:
             self.protocol._on_response_aborted(self)
 
 
+class ConnectionSettings:
+    """What every connection of a server takes from its Config and server state, read once: a client
+    that does not keep its connection alive makes one connection per request."""
+
+    def __init__(self, config: Any, server_state: Any) -> None:
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.server_state = server_state
+        self.app = config.http_app
+        self.trusted_hosts = config.proxy_trusted_hosts  # None: proxy headers off
+        # Request limits (docs/reliability.md); -1 / 0: off.
+        self.limit_head = config.limit_request_head_size
+        self.limit_headers = config.limit_request_headers
+        self.limit_body = -1 if config.limit_request_body_size is None else config.limit_request_body_size
+        self.limit_requests = config.limit_keep_alive_requests or 0
+        self.timeout_head = config.timeout_header_read or 0.0
+        parser_factory = config.http_parser_factory
+        if parser_factory is None and _PREFER_HTTPTOOLS:
+            parser_factory = httptools_parser_factory
+        self.parser_factory = None if parser_factory is OWN_PARSER else parser_factory
+        self.ws_protocol_class = config.ws_protocol_class
+        self.root_path = config.root_path
+        self.root_path_raw = config.root_path.encode("utf-8")
+        self.limit_concurrency = config.limit_concurrency
+        self.limit = -1 if config.limit_concurrency is None else config.limit_concurrency
+        self.timeout_keep_alive = config.timeout_keep_alive
+        self.reset_contextvars = config.reset_contextvars
+        self.asgi_version = config.asgi_version
+        # --health-path: the raw path the server answers itself (None: off), and its answerer.
+        self.health_path = config.health_path_raw
+        self.health_app = None if self.health_path is None else HealthCheck(server_state)
+        self.http2 = bool(config.http2)
+        # Connections whose response started in this loop iteration, checked at its end for a head
+        # still held (one callback per iteration for all of the server's connections).
+        pending_heads = getattr(server_state, "pending_heads", None)
+        self.pending_heads = [] if pending_heads is None else pending_heads
+
+
+#: The settings of the server whose connections were made last (one server per process, usually).
+_settings: ConnectionSettings | None = None
+
+
+def connection_settings(config: Any, server_state: Any) -> ConnectionSettings:
+    global _settings
+    settings = _settings
+    if settings is None or settings.config is not config or settings.server_state is not server_state:
+        settings = _settings = ConnectionSettings(config, server_state)
+    return settings
+
+
 class HttpProtocol(RequestSink):
     def __init__(
         self,
@@ -781,25 +837,21 @@ class HttpProtocol(RequestSink):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        if not config.loaded:
-            config.load()
+        settings: ConnectionSettings = connection_settings(config, server_state)
         self.config = config
-        self.app = config.http_app
-        self.trusted_hosts = config.proxy_trusted_hosts  # None: proxy headers off
+        self.app = settings.app
+        self.trusted_hosts = settings.trusted_hosts
         self.loop = _loop if _loop is not None else asyncio.get_running_loop()
         self.logger = logger
         self.access_logger = access_logger
         self.access_log = access_logger.hasHandlers()
-        # Request limits (docs/reliability.md); -1 / 0: off.
-        self._limit_head = config.limit_request_head_size
-        self._limit_headers = config.limit_request_headers
-        self._limit_body = -1 if config.limit_request_body_size is None else config.limit_request_body_size
-        self._limit_requests = config.limit_keep_alive_requests or 0
-        self._timeout_head = config.timeout_header_read or 0.0
-        parser_factory = config.http_parser_factory
-        if parser_factory is None and _PREFER_HTTPTOOLS:
-            parser_factory = httptools_parser_factory
-        if parser_factory is None or parser_factory is OWN_PARSER:
+        self._limit_head = settings.limit_head
+        self._limit_headers = settings.limit_headers
+        self._limit_body = settings.limit_body
+        self._limit_requests = settings.limit_requests
+        self._timeout_head = settings.timeout_head
+        parser_factory = settings.parser_factory
+        if parser_factory is None:
             self._native_parser: RequestParser | None = RequestParser(
                 self, self._limit_head, self._limit_headers, self._limit_body
             )
@@ -808,27 +860,23 @@ class HttpProtocol(RequestSink):
         else:
             self._native_parser = None
             self.parser = parser_factory(self)
-        self.ws_protocol_class = config.ws_protocol_class
-        self.root_path = config.root_path
-        self._root_path_raw = config.root_path.encode("utf-8")
-        self.limit_concurrency = config.limit_concurrency
-        self._limit = -1 if config.limit_concurrency is None else config.limit_concurrency
-        self.timeout_keep_alive = config.timeout_keep_alive
-        self.reset_contextvars = config.reset_contextvars
-        self.asgi_version = config.asgi_version
+        self.ws_protocol_class = settings.ws_protocol_class
+        self.root_path = settings.root_path
+        self._root_path_raw = settings.root_path_raw
+        self.limit_concurrency = settings.limit_concurrency
+        self._limit = settings.limit
+        self.timeout_keep_alive = settings.timeout_keep_alive
+        self.reset_contextvars = settings.reset_contextvars
+        self.asgi_version = settings.asgi_version
         self.app_state = app_state
-        # --health-path: the raw path the server answers itself (None: off), and its answerer.
-        self._health_path: bytes | None = config.health_path_raw
-        self._health_app = None if self._health_path is None else HealthCheck(server_state)
+        self._health_path: bytes | None = settings.health_path
+        self._health_app = settings.health_app
 
         # Shared server state.
         self.server_state = server_state
         self.connections = server_state.connections
         self.tasks = server_state.tasks
-        # Connections whose response started in this loop iteration, checked at its end for a head
-        # still held (one callback per iteration for all of the server's connections).
-        pending_heads = getattr(server_state, "pending_heads", None)
-        self._pending_heads: list[HttpProtocol] = [] if pending_heads is None else pending_heads
+        self._pending_heads: list[HttpProtocol] = settings.pending_heads
         self._head_check_due = False  # this connection is in that list
 
         # Connection state.
@@ -847,7 +895,9 @@ class HttpProtocol(RequestSink):
         self._requests = 0  # requests begun on this connection (for --limit-keep-alive-requests)
         self.draining = False  # after shutdown(): no response keeps the connection open
         self._context: contextvars.Context | None = None
-        self._proxy_trusted = False  # the peer may set X-Forwarded-* (decided per connection)
+        # The peer may set X-Forwarded-* (PEER_TRUSTED), may not, or not decided yet: decided once per
+        # connection, at its first request with such a header (most connections never have one).
+        self._proxy_trust = TRUST_UNKNOWN
         self._tls: dict[str, Any] | None = None  # the ASGI tls extension of a TLS connection
         self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
         self._eof = False
@@ -856,7 +906,7 @@ class HttpProtocol(RequestSink):
         self._held: bytes | None = None  # read past a full pipeline, parsed once there is room
         # --http2: the first bytes are looked at for the h2c preface (then the connection is handed
         # over to the HTTP/2 protocol); what came of it so far, while it could still be the preface.
-        self._h2_sniff = bool(config.http2)
+        self._h2_sniff = settings.http2
         self._h2_prefix = b""
         self._queued_head_bytes = 0  # head bytes of the requests parsed since the pipeline was empty
 
@@ -898,9 +948,6 @@ class HttpProtocol(RequestSink):
         if self.scheme == "https":
             self._tls = tls_extension(transport, self.config.ssl_server_cert)
         self._context = contextvars.copy_context()
-        self._proxy_trusted = self.trusted_hosts is not None and is_trusted_peer(
-            self.trusted_hosts, self.client, self.server
-        )
         if self._timeout_head:
             self._head_deadline = self.deadline = monotonic() + self._timeout_head
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
@@ -1179,7 +1226,7 @@ class HttpProtocol(RequestSink):
         scope["extensions"] = extensions
         if self._tls is not None:
             extensions["tls"] = self._tls.copy()
-        if self._proxy_trusted and has_proxy_headers(headers):
+        if self.trusted_hosts is not None and has_proxy_headers(headers) and self._peer_trusted():
             apply_proxy_headers(scope, self.trusted_hosts)
 
         app = self.app
@@ -1198,6 +1245,12 @@ class HttpProtocol(RequestSink):
         cycle._init(self, scope, app, keep_alive, expect_100_continue)
         self.cycle = cycle
         self.pipeline.append(cycle)
+
+    def _peer_trusted(self) -> bool:
+        if self._proxy_trust == TRUST_UNKNOWN:
+            trusted = is_trusted_peer(self.trusted_hosts, self.client, self.server)
+            self._proxy_trust = PEER_TRUSTED if trusted else PEER_UNTRUSTED
+        return self._proxy_trust == PEER_TRUSTED
 
     def _on_body(self, body: bytes) -> None:
         cycle = self.cycle
