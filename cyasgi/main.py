@@ -895,6 +895,8 @@ def run(
         if not isinstance(app, str):
             logger.warning("You must pass the application as an import string to enable 'reload' or 'workers'.")
             sys.exit(STARTUP_FAILURE)
+        if config.loop in ("uvloop", "zuvloop"):
+            config.get_loop_factory()  # a missing loop package: one error here, not one per worker
     else:
         config.load_app()
 
