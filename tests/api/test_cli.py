@@ -99,6 +99,10 @@ HTTP2_OPTIONS_HELP = """
   --http2-max-stream-errors INTEGER HTTP/2: streams the server may reset for a client's errors on one
     connection before it is closed. [default: 1000]
 """
+CONFIG_HELP = """
+  --config FILE Read defaults for these options from a TOML file (keys are the option names, e.g. port =
+    8080). Without it, [tool.cyasgi] of ./pyproject.toml is read if present.
+"""
 NEW_OPTIONS = set(
     re.findall(
         r"--[a-z0-9-]+",
@@ -112,7 +116,7 @@ NEW_OPTIONS = set(
 HTTP2_OPTIONS = set(re.findall(r"--[a-z0-9-]+", HTTP2_OPTIONS_HELP))
 
 
-def test_help_is_uvicorns_help_with_cyasgis_http2():
+def test_help_is_uvicorns_help_with_cyasgis_http2_and_config_file():
     reference = FROM_REFERENCE.read_text()
     # run_cli runs `python -m cyasgi`, which click names as such (uvicorn does the same).
     expected = reference.replace("Usage: uvicorn", "Usage: python -m cyasgi").replace("uvicorn", "cyasgi")
@@ -120,6 +124,8 @@ def test_help_is_uvicorns_help_with_cyasgis_http2():
     # HTTP/1.1, as auto).
     assert "--loop [auto|asyncio|uvloop|zuvloop]" in expected
     expected = expected.replace("[auto|h11|httptools|zttp]", "[auto|cyasgi|h11|httptools]")
+    # The config file option comes first (docs/settings.md#config-file).
+    expected = expected.replace("Options:", "Options: " + squash(CONFIG_HELP), 1)
     # --http2 is there, with its own text (it needs no --http zttp), and then its tunables.
     uvicorn_http2 = "--http2                         Enable HTTP/2 support. Requires --http zttp.\n"
     assert uvicorn_http2 in expected
