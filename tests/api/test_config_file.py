@@ -7,6 +7,7 @@ key-to-option mapping of every option is checked in-process with click's runner 
 from __future__ import annotations
 
 import importlib
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -327,3 +328,19 @@ def test_the_file_only_fills_what_is_not_given(captured_run, tmp_path):
     (args1, kwargs1), (args2, kwargs2) = captured_run
     assert (args1, kwargs1["port"], kwargs1["workers"]) == (("tests.apps:echo",), 9000, 4)
     assert (args2, kwargs2["port"], kwargs2["workers"]) == (("tests.apps:hello",), 9001, 2)
+
+
+DOCS = [ROOT / "docs" / "settings.md", ROOT / "docs" / "deployment.md"]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[doc.name for doc in DOCS])
+def test_the_documented_files_are_valid(captured_run, tmp_path, doc):
+    blocks = re.findall(r"```toml\n(.*?)```", doc.read_text(), re.DOTALL)
+    assert blocks
+    for number, block in enumerate(blocks):
+        name = "pyproject.toml" if block.lstrip().startswith("[tool.cyasgi]") else f"example{number}.toml"
+        write(tmp_path / name, block)
+        captured_run.clear()
+        result = CliRunner().invoke(cli.main, ["--config", name], catch_exceptions=False)
+        assert result.exit_code == 0, (doc.name, block, result.output)
+        assert captured_run, block
