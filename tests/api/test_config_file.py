@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import re
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -123,74 +124,99 @@ def test_config_file_named_by_the_env_var_and_preferred_over_pyproject(tmp_path)
 
 
 # Every error path: exit code 3, one line naming the file and the key -----------------------------
+# A few in real processes (the exit status and the output a shell sees), the variants in-process.
 
 
-def assert_config_error(result: Any, message: str) -> None:
+def assert_config_error(result: subprocess.CompletedProcess[str], message: str) -> None:
     assert result.returncode == 3, result.stdout
     assert result.stdout == f"Error: {message}\n"
+
+
+def run_in_process(
+    monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The command in this process (click's runner) from ``cwd``; run() itself is not called."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(cli, "run", lambda *args, **kwargs: None)
+    result = CliRunner().invoke(cli.main, list(args), env=env)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.output)
+
+
+IN_PROCESS_CASES = [
+    (
+        "http2_max_frame_sise = 32768\n",
+        "unknown key 'http2_max_frame_sise' (did you mean 'http2-max-frame-size'?)",
+    ),
+    (
+        "bananas = 1\n",
+        "unknown key 'bananas' (the keys are 'app' and the long options of --help, without '--')",
+    ),
+    ("workers = 2\nWorkers = 3\n", "unknown key 'Workers' (did you mean 'workers'?)"),
+    ("no-access-log = true\n", "'no-access-log' is not a key; write 'access-log = false'"),
+    ("config = 'other.toml'\n", "'config' cannot be set in a config file"),
+    ("reload-dir = ['.']\nreload_dir = ['.']\n", "'reload_dir' and 'reload-dir' are the same option"),
+    ("port = true\n", "'port' must be an integer, got true"),
+    ("reload-delay = 'soon'\n", "'reload-delay' must be a number, got 'soon'"),
+    ("reload = 'yes'\n", "'reload' must be true or false, got 'yes'"),
+    ("host = 127\n", "'host' must be a string, got 127"),
+    ("header = [1]\n", "'header' must be an array of strings, got 1 in it"),
+    ("reload-dir = {a = 1}\n", "'reload-dir' must be an array of strings, got a table"),
+    ("port = 70000\n", "'port': 70000 is not a TCP port (0 to 65535)."),
+    ("header = ['no-colon']\n", "'header': 'no-colon' is not a Name:Value pair."),
+    ("env_file = '/nonexistent.env'\n", "'env_file': Path '/nonexistent.env' does not exist."),
+]
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("wokers = 2\n", "unknown key 'wokers' (did you mean 'workers'?)"),
-        (
-            "http2_max_frame_sise = 32768\n",
-            "unknown key 'http2_max_frame_sise' (did you mean 'http2-max-frame-size'?)",
-        ),
-        (
-            "bananas = true\n",
-            "unknown key 'bananas' (the keys are 'app' and the long options of --help, without '--')",
-        ),
-        ("no-access-log = true\n", "'no-access-log' is not a key; write 'access-log = false'"),
-        ("config = 'other.toml'\n", "'config' cannot be set in a config file"),
         ("port = 'abc'\n", "'port' must be an integer, got 'abc'"),
-        ("port = true\n", "'port' must be an integer, got true"),
-        ("reload-delay = 'soon'\n", "'reload-delay' must be a number, got 'soon'"),
-        ("reload = 'yes'\n", "'reload' must be true or false, got 'yes'"),
-        ("host = 127\n", "'host' must be a string, got 127"),
-        ("header = [1]\n", "'header' must be an array of strings, got 1 in it"),
-        ("reload-dir = {a = 1}\n", "'reload-dir' must be an array of strings, got a table"),
         ("lifespan = 'maybe'\n", "'lifespan': 'maybe' is not one of 'auto', 'on', 'off'."),
-        ("port = 70000\n", "'port': 70000 is not a TCP port (0 to 65535)."),
-        ("header = ['no-colon']\n", "'header': 'no-colon' is not a Name:Value pair."),
-        ("env_file = '/nonexistent.env'\n", "'env_file': Path '/nonexistent.env' does not exist."),
-        ("workers = 2\nWorkers = 3\n", "unknown key 'Workers' (did you mean 'workers'?)"),
     ],
 )
 def test_bad_config_file_exits_3_naming_file_and_key(tmp_path, text, message):
     write(tmp_path / "config.toml", text)
     result = run_cli_to_exit("tests.apps:hello", "--config", "config.toml", cwd=tmp_path)
     assert_config_error(result, f"config.toml: {message}")
+    assert "Usage:" not in result.stdout  # not a command-line mistake
+
+
+@pytest.mark.parametrize(("text", "message"), IN_PROCESS_CASES)
+def test_every_bad_key_and_value(monkeypatch, tmp_path, text, message):
+    write(tmp_path / "config.toml", text)
+    result = run_in_process(monkeypatch, tmp_path, "tests.apps:hello", "--config", "config.toml")
+    assert_config_error(result, f"config.toml: {message}")
+
+
+def test_unparsable_config_file_exits_3_with_line_and_column(tmp_path):
+    write(tmp_path / "config.toml", "port = 8000\nhost = \n")
+    result = run_cli_to_exit("tests.apps:hello", "--config", "config.toml", cwd=tmp_path)
+    assert result.returncode == 3, result.stdout
+    [line] = result.stdout.splitlines()
+    # The parser's own words (they vary across tomllib/tomli versions), then where.
+    assert line.startswith("Error: config.toml: not valid TOML: ") and line.endswith("(at line 2, column 8)")
 
 
 @pytest.mark.parametrize(
     ("text", "where"),
     [
-        ("port = 8000\nhost = \n", "(at line 2, column 8)"),
         ("workers = 2\nworkers = 3\n", "(at line 2, column 12)"),  # a key given twice
         ("[tool.cyasgi\n", "(at line 1, column 13)"),
     ],
 )
-def test_unparsable_config_file_exits_3_with_line_and_column(tmp_path, text, where):
+def test_unparsable_variants(monkeypatch, tmp_path, text, where):
     write(tmp_path / "config.toml", text)
-    result = run_cli_to_exit("tests.apps:hello", "--config", "config.toml", cwd=tmp_path)
+    result = run_in_process(monkeypatch, tmp_path, "tests.apps:hello", "--config", "config.toml")
     assert result.returncode == 3, result.stdout
     [line] = result.stdout.splitlines()
-    # The parser's own words (they vary across tomllib/tomli versions), then where.
     assert line.startswith("Error: config.toml: not valid TOML: ") and line.endswith(where), line
 
 
-def test_config_file_that_is_not_utf8_exits_3(tmp_path):
+def test_config_file_that_is_not_utf8_exits_3(monkeypatch, tmp_path):
     (tmp_path / "config.toml").write_bytes(b'host = "\xff"\n')
-    result = run_cli_to_exit("tests.apps:hello", "--config", "config.toml", cwd=tmp_path)
+    result = run_in_process(monkeypatch, tmp_path, "tests.apps:hello", "--config", "config.toml")
     assert_config_error(result, "config.toml: not valid TOML: not UTF-8 (byte 8)")
-
-
-def test_the_same_option_twice_exits_3(tmp_path):
-    write(tmp_path / "config.toml", "reload-dir = ['.']\nreload_dir = ['.']\n")
-    result = run_cli_to_exit("tests.apps:hello", "--config", "config.toml", cwd=tmp_path)
-    assert_config_error(result, "config.toml: 'reload_dir' and 'reload-dir' are the same option")
 
 
 def test_missing_config_file_exits_3(tmp_path):
@@ -198,56 +224,64 @@ def test_missing_config_file_exits_3(tmp_path):
     assert_config_error(result, "absent.toml: no such file")
 
 
+def test_bad_pyproject_exits_3(tmp_path):
+    write(tmp_path / "pyproject.toml", "[tool.cyasgi]\nport = 'abc'\n")
+    result = run_cli_to_exit("tests.apps:hello", env=ROOT_ON_PATH, cwd=tmp_path)
+    assert_config_error(result, "pyproject.toml [tool.cyasgi]: 'port' must be an integer, got 'abc'")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         (
-            "[tool.cyasgi]\nport = 'abc'\n",
-            "pyproject.toml [tool.cyasgi]: 'port' must be an integer, got 'abc'",
-        ),
-        (
             "[tool.cyasgi]\nwokers = 2\n",
             "pyproject.toml [tool.cyasgi]: unknown key 'wokers' (did you mean 'workers'?)",
+        ),
+        (
+            "[tool.cyasgi]\nlifespan = 'no'\n",
+            "pyproject.toml [tool.cyasgi]: 'lifespan': 'no' is not one of 'auto', 'on', 'off'.",
         ),
         ("[tool]\ncyasgi = 1\n", "pyproject.toml: 'tool.cyasgi' must be a table, got 1"),
     ],
 )
-def test_bad_pyproject_exits_3(tmp_path, text, message):
+def test_bad_pyproject_variants(monkeypatch, tmp_path, text, message):
     write(tmp_path / "pyproject.toml", text)
-    result = run_cli_to_exit("tests.apps:hello", env=ROOT_ON_PATH, cwd=tmp_path)
-    assert_config_error(result, message)
+    assert_config_error(run_in_process(monkeypatch, tmp_path, "tests.apps:hello"), message)
 
 
-def test_unparsable_pyproject_exits_3(tmp_path):
+def test_unparsable_pyproject_exits_3(monkeypatch, tmp_path):
+    """Even without [tool.cyasgi]: whether the file has one cannot be known."""
     write(tmp_path / "pyproject.toml", "[project\nname = 'x'\n")
-    result = run_cli_to_exit("tests.apps:hello", env=ROOT_ON_PATH, cwd=tmp_path)
+    result = run_in_process(monkeypatch, tmp_path, "tests.apps:hello")
     assert result.returncode == 3, result.stdout
     [line] = result.stdout.splitlines()
-    assert line.startswith("Error: pyproject.toml: not valid TOML: ") and line.endswith("(at line 1, column 9)")
+    assert line.startswith("Error: pyproject.toml: not valid TOML: ")
+    assert line.endswith("(at line 1, column 9)")
 
 
-def test_a_bad_value_on_the_command_line_or_in_env_is_still_exit_2(tmp_path):
+def test_a_bad_value_on_the_command_line_or_in_env_is_still_exit_2(monkeypatch, tmp_path):
     """The file changes nothing for the command line's own mistakes: click's usage error, exit 2."""
     config = write(tmp_path / "config.toml", "port = 8000\n")
-    for args, env in (
-        (["--port", "abc"], None),
-        ([], {"CYASGI_PORT": "abc"}),
-    ):
-        result = run_cli_to_exit("tests.apps:hello", "--config", str(config), *args, env=env)
-        assert result.returncode == 2, result.stdout
-        assert "Invalid value for '--port': 'abc' is not a valid integer." in result.stdout
+    result = run_cli_to_exit("tests.apps:hello", "--config", str(config), "--port", "abc")
+    assert result.returncode == 2, result.stdout
+    assert "Invalid value for '--port': 'abc' is not a valid integer." in result.stdout
+    result = run_in_process(
+        monkeypatch, tmp_path, "tests.apps:hello", "--config", "config.toml", env={"CYASGI_PORT": "abc"}
+    )
+    assert result.returncode == 2, result.stdout
+    assert "Invalid value for '--port': 'abc' is not a valid integer." in result.stdout
 
 
-def test_help_and_version_need_no_readable_config(tmp_path):
+@pytest.mark.parametrize("option", ["--help", "--version"])
+def test_help_and_version_need_no_readable_config(monkeypatch, tmp_path, option):
     write(tmp_path / "pyproject.toml", "[tool.cyasgi]\nwokers = 2\n")
-    for args in (["--help"], ["--version"]):
-        result = run_cli_to_exit(*args, env=ROOT_ON_PATH, cwd=tmp_path)
-        assert result.returncode == 0, result.stdout
+    result = run_in_process(monkeypatch, tmp_path, option)
+    assert result.returncode == 0, result.stdout
 
 
-def test_a_pyproject_without_the_table_changes_nothing(tmp_path):
+def test_a_pyproject_without_the_table_changes_nothing(monkeypatch, tmp_path):
     write(tmp_path / "pyproject.toml", "[project]\nname = 'x'\n")
-    result = run_cli_to_exit("tests.apps:hello", "--port", "abc", env=ROOT_ON_PATH, cwd=tmp_path)
+    result = run_in_process(monkeypatch, tmp_path, "tests.apps:hello", "--port", "abc")
     assert result.returncode == 2, result.stdout
 
 
