@@ -354,6 +354,24 @@ def test_every_option_is_settable_from_a_file(captured_run, tmp_path, spelling):
         assert got == value, (name, got, value)
 
 
+PYPROJECT_WITH_TABLE = '[project]\nname = "x"\n\n[tool.cyasgi]\napp = "tests.apps:echo"\nport = 9100\n'
+
+
+def test_a_config_file_named_pyproject_toml_is_read_for_its_table(captured_run, tmp_path):
+    other = tmp_path / "service"
+    other.mkdir()
+    write(other / "pyproject.toml", PYPROJECT_WITH_TABLE)
+    result = CliRunner().invoke(cli.main, ["--config", "service/pyproject.toml"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [(args, kwargs)] = captured_run
+    assert (args, kwargs["port"]) == (("tests.apps:echo",), 9100)
+
+    write(other / "pyproject.toml", '[project]\nname = "x"\n')
+    result = CliRunner().invoke(cli.main, ["tests.apps:hello", "--config", "service/pyproject.toml"])
+    assert result.exit_code == 3
+    assert result.output == "Error: service/pyproject.toml: has no [tool.cyasgi] table\n"
+
+
 def test_the_file_only_fills_what_is_not_given(captured_run, tmp_path):
     write(tmp_path / "pyproject.toml", '[tool.cyasgi]\napp = "tests.apps:echo"\nworkers = 4\nport = 9000\n')
     runner = CliRunner()
