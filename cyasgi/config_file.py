@@ -177,6 +177,8 @@ def load(
 
     A --config file holds the keys at its top level; one named pyproject.toml is read as such.
     """
+    if path == "":
+        raise ConfigFileError("--config needs a file name")
     if path is not None:
         document = parse(path, path)
         if os.path.basename(path) == PYPROJECT:

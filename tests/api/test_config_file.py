@@ -224,6 +224,11 @@ def test_missing_config_file_exits_3(tmp_path):
     assert_config_error(result, "absent.toml: no such file")
 
 
+def test_empty_config_file_name_exits_3(monkeypatch, tmp_path):
+    result = run_in_process(monkeypatch, tmp_path, "tests.apps:hello", "--config", "")
+    assert_config_error(result, "--config needs a file name")
+
+
 def test_bad_pyproject_exits_3(tmp_path):
     write(tmp_path / "pyproject.toml", "[tool.cyasgi]\nport = 'abc'\n")
     result = run_cli_to_exit("tests.apps:hello", env=ROOT_ON_PATH, cwd=tmp_path)
