@@ -64,7 +64,7 @@ root-path = "/mounted"
     assert "server" not in response.headers
     assert response.json()["root_path"] == "/mounted"
     assert "Waiting for application startup" not in proc.output  # lifespan off
-    assert '"GET /mounted/p HTTP/1.1"' not in proc.output  # no access log
+    assert '"GET ' not in proc.output  # no access log
 
 
 def test_pyproject_tool_cyasgi_of_the_working_directory_is_read(tmp_path):
