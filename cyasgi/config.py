@@ -27,7 +27,7 @@ from cyasgi.protocols.http.server_apps import encode_health_path
 HTTPProtocolType = Literal["auto", "cyasgi", "h11", "httptools", "zttp"]
 WSProtocolType = Literal["auto", "none", "websockets", "websockets-sansio", "wsproto"]
 LifespanType = Literal["auto", "on", "off"]
-LoopFactoryType = Literal["none", "auto", "asyncio", "uvloop"]
+LoopFactoryType = Literal["none", "auto", "asyncio", "uvloop", "zuvloop"]
 InterfaceType = Literal["auto", "asgi3", "asgi2", "wsgi"]
 AccessLogFormatType = Literal["text", "json"]
 
@@ -123,6 +123,8 @@ LOOP_FACTORIES: dict[str, str | None] = {
     "auto": "cyasgi.loops.auto:auto_loop_factory",
     "asyncio": "cyasgi.loops.asyncio:asyncio_loop_factory",
     "uvloop": "cyasgi.loops.uvloop:uvloop_loop_factory",
+    # uvicorn 0.54's Zig loop: used where the package imports (CPython 3.14+), else exit 3.
+    "zuvloop": "cyasgi.loops.zuvloop:zuvloop_loop_factory",
 }
 INTERFACES: list[InterfaceType] = ["auto", "asgi3", "asgi2", "wsgi"]
 #: --access-log-format: uvicorn's text line (the formatter the log config names), or one JSON object per line.
@@ -864,7 +866,21 @@ class Config:
             if self.loop == "uvloop" and IS_PYPY:
                 logger.error("uvloop does not run on PyPy; use --loop asyncio (or auto).")
                 sys.exit(STARTUP_FAILURE)
-            loop_factory = import_from_string(factory_path)
+            try:
+                loop_factory = import_from_string(factory_path)
+            except ModuleNotFoundError as exc:
+                # The loop's own package (uvloop, zuvloop) is missing: cyasgi.loops.* import it first.
+                if exc.name != self.loop:
+                    raise
+                instead = "asyncio" if IS_PYPY or self.loop == "uvloop" else "uvloop"
+                logger.error(
+                    "--loop %s needs the %s package%s; install it or use --loop %s",
+                    self.loop,
+                    self.loop,
+                    " (Python 3.14+)" if self.loop == "zuvloop" else "",
+                    instead,
+                )
+                sys.exit(STARTUP_FAILURE)
             return loop_factory(use_subprocess=self.use_subprocess)
         try:
             return import_from_string(self.loop)

@@ -16,6 +16,7 @@ from typing import IO, Any, Callable
 import click
 
 import cyasgi
+from cyasgi import config_file
 from cyasgi.config import (
     ACCESS_LOG_FORMATS,
     DEFAULT_HTTP2_INITIAL_CONNECTION_WINDOW_SIZE,
@@ -119,8 +120,19 @@ def check_headers(ctx: click.Context, param: click.Parameter, value: tuple[str, 
     return value
 
 
-@click.command(context_settings={"auto_envvar_prefix": "CYASGI"})
+@click.command(cls=config_file.ConfigFileCommand, context_settings={"auto_envvar_prefix": "CYASGI"})
 @click.argument("app", envvar="CYASGI_APP")
+@click.option(
+    "--config",
+    type=str,  # not click.Path: a missing file is exit 3 with the file's name, like a bad one
+    default=None,
+    metavar="FILE",
+    is_eager=True,
+    expose_value=False,
+    callback=config_file.load_callback,
+    help="Read defaults for these options from a TOML file (keys are the option names, e.g. "
+    "port = 8080). Without it, [tool.cyasgi] of ./pyproject.toml is read if present.",
+)
 @click.option("--host", type=str, default="127.0.0.1", help="Bind socket to this host.", show_default=True)
 @click.option(
     "--port",
@@ -895,6 +907,8 @@ def run(
         if not isinstance(app, str):
             logger.warning("You must pass the application as an import string to enable 'reload' or 'workers'.")
             sys.exit(STARTUP_FAILURE)
+        if config.loop in ("uvloop", "zuvloop"):
+            config.get_loop_factory()  # a missing loop package: one error here, not one per worker
     else:
         config.load_app()
 

@@ -13,6 +13,7 @@ import json
 import platform
 import re
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,10 @@ HTTP2_OPTIONS_HELP = """
   --http2-max-stream-errors INTEGER HTTP/2: streams the server may reset for a client's errors on one
     connection before it is closed. [default: 1000]
 """
+CONFIG_HELP = """
+  --config FILE Read defaults for these options from a TOML file (keys are the option names, e.g. port =
+    8080). Without it, [tool.cyasgi] of ./pyproject.toml is read if present.
+"""
 NEW_OPTIONS = set(
     re.findall(
         r"--[a-z0-9-]+",
@@ -111,13 +116,16 @@ NEW_OPTIONS = set(
 HTTP2_OPTIONS = set(re.findall(r"--[a-z0-9-]+", HTTP2_OPTIONS_HELP))
 
 
-def test_help_is_uvicorns_help_with_cyasgis_http2_and_without_zig_values():
+def test_help_is_uvicorns_help_with_cyasgis_http2_and_config_file():
     reference = FROM_REFERENCE.read_text()
     # run_cli runs `python -m cyasgi`, which click names as such (uvicorn does the same).
     expected = reference.replace("Usage: uvicorn", "Usage: python -m cyasgi").replace("uvicorn", "cyasgi")
-    # zuvloop is not offered; zttp is accepted but not listed (it runs cyasgi's own HTTP/1.1, as auto).
-    expected = expected.replace("[auto|asyncio|uvloop|zuvloop]", "[auto|asyncio|uvloop]")
+    # --loop is uvicorn's, zuvloop included; zttp is accepted but not listed (it runs cyasgi's own
+    # HTTP/1.1, as auto).
+    assert "--loop [auto|asyncio|uvloop|zuvloop]" in expected
     expected = expected.replace("[auto|h11|httptools|zttp]", "[auto|cyasgi|h11|httptools]")
+    # The config file option comes first (docs/settings.md#config-file).
+    expected = expected.replace("Options:", "Options: " + squash(CONFIG_HELP), 1)
     # --http2 is there, with its own text (it needs no --http zttp), and then its tunables.
     uvicorn_http2 = "--http2                         Enable HTTP/2 support. Requires --http zttp.\n"
     assert uvicorn_http2 in expected
@@ -524,6 +532,44 @@ def test_http_zttp_is_accepted_but_not_listed(captured_run):
     assert result.exit_code == 0, result.output
     assert captured_run[0][1]["http"] == "zttp"
     assert "zttp" not in invoke(["--help"]).output
+
+
+@pytest.mark.parametrize(("option", "hidden"), [("--ws", "none"), ("--loop", "none")])
+def test_none_is_accepted_but_not_listed(captured_run, option, hidden):
+    result = invoke(["tests.apps:hello", option, hidden])
+    assert result.exit_code == 0, result.output
+    assert captured_run[0][1][option[2:]] == hidden
+    [line] = [line for line in invoke(["--help"]).output.splitlines() if line.startswith(f"  {option} [")]
+    assert hidden not in line.split("[", 1)[1].split("]", 1)[0].split("|")
+
+
+ZUVLOOP_MISSING = "--loop zuvloop needs the zuvloop package (Python 3.14+); install it or use --loop"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("zuvloop") is not None, reason="zuvloop is installed here")
+@pytest.mark.parametrize("mode", [[], ["--workers", "2"]])
+def test_zuvloop_without_the_package_exits_3(mode):
+    """uvicorn 0.54's --loop zuvloop is listed and accepted; without the package (it needs Python 3.14+)
+    it is one error line and exit 3, also with --workers (said once by the parent, no worker started)."""
+    result = run_cli_to_exit("tests.apps:hello", "--port", "0", "--loop", "zuvloop", *mode)
+    assert_startup_failure(result, ZUVLOOP_MISSING)
+    assert result.stdout.count(ZUVLOOP_MISSING) == 1
+    assert " running on " not in result.stdout
+
+
+def test_zuvloop_factory_is_the_packages(monkeypatch):
+    """Where zuvloop imports, --loop zuvloop hands its new_event_loop to the server."""
+    import types
+
+    fake = types.ModuleType("zuvloop")
+    fake.new_event_loop = lambda: None  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "zuvloop", fake)
+    sys.modules.pop("cyasgi.loops.zuvloop", None)
+    try:
+        factory = Config("tests.apps:hello", loop="zuvloop", log_config=None).get_loop_factory()
+    finally:
+        sys.modules.pop("cyasgi.loops.zuvloop", None)  # it holds the fake
+    assert factory is fake.new_event_loop
 
 
 @pytest.mark.parametrize("args", [["--http2"], ["--http", "zttp"], ["--http", "zttp", "--http2"]])
