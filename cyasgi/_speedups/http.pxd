@@ -144,6 +144,7 @@ cdef class ConnectionSettings:
         readonly object health_app
         readonly bint http2
         readonly list pending_heads
+        readonly dict scope_template     # the keys and shared values of every request's scope
 
 
 cdef ConnectionSettings _settings
@@ -154,6 +155,7 @@ cdef ConnectionSettings connection_settings(object config, object server_state)
 
 cdef class HttpProtocol(RequestSink):
     cdef:
+        ConnectionSettings _settings
         readonly object config
         readonly object app
         readonly object trusted_hosts

@@ -815,6 +815,9 @@ class ConnectionSettings:
         # still held (one callback per iteration for all of the server's connections).
         pending_heads = getattr(server_state, "pending_heads", None)
         self.pending_heads = [] if pending_heads is None else pending_heads
+        # The scope's keys and the values all requests share; each connection copies it once and
+        # adds its addresses and scheme.
+        self.scope_template = http_scope_template(self.asgi_version, None, None, None, "http", self.root_path)
 
 
 #: The settings of the server whose connections were made last (one server per process, usually).
@@ -838,6 +841,7 @@ class HttpProtocol(RequestSink):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         settings: ConnectionSettings = connection_settings(config, server_state)
+        self._settings = settings
         self.config = config
         self.app = settings.app
         self.trusted_hosts = settings.trusted_hosts
@@ -1207,9 +1211,10 @@ class HttpProtocol(RequestSink):
         root_path = self.root_path
         template = self._scope_template
         if template is None:
-            template = self._scope_template = http_scope_template(
-                self.asgi_version, None, self.server, self.client, self.scheme, self.root_path
-            )
+            template = self._scope_template = self._settings.scope_template.copy()
+            template["server"] = self.server
+            template["client"] = self.client
+            template["scheme"] = self.scheme
         # A copy of the connection's template, then what each request has of its own: copying
         # the keys table and replacing values is cheaper than building a dict of 14 keys.
         scope = template.copy()
