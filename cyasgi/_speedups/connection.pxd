@@ -3,6 +3,9 @@
 # connection.py) into cyasgi._speedups.connection: the same source, with C classes and typed fields.
 import cython
 
+from cyasgi._speedups.frames cimport Frame, FrameReader, data_frames, headers_frames
+from cyasgi._speedups.hpack cimport Decoder, Encoder
+
 cdef Py_ssize_t COLON
 
 
@@ -18,6 +21,12 @@ cpdef validate_trailers(list headers)
 cpdef list asgi_headers(list headers)
 
 
+@cython.locals(name=bytes, value=bytes)
+cdef long long _content_length(list headers) except? -2
+
+
+@cython.final
+@cython.freelist(16)
 cdef class H2Stream:
     cdef public Py_ssize_t stream_id
     cdef public int state                    # OPEN, HALF_CLOSED_REMOTE, HALF_CLOSED_LOCAL
@@ -31,6 +40,10 @@ cdef class H2Stream:
     cdef public bint response_started        # we sent its response head
 
 
+@cython.locals(stream=H2Stream)
+cdef H2Stream _new_stream(Py_ssize_t stream_id, long long send_window, long long recv_window)
+
+
 cdef class H2Connection:
     cdef public Py_ssize_t max_concurrent_streams    # our SETTINGS_MAX_CONCURRENT_STREAMS
     cdef public long long initial_window_size        # our SETTINGS_INITIAL_WINDOW_SIZE
@@ -41,9 +54,9 @@ cdef class H2Connection:
     cdef public Py_ssize_t max_empty_data_frames     # budget: empty DATA without END_STREAM
     cdef public Py_ssize_t max_control_frames        # budget: SETTINGS/PING/PRIORITY/WINDOW_UPDATE per batch
     cdef public Py_ssize_t max_stream_errors         # budget: streams we reset for a broken rule
-    cdef object _reader                              # FrameReader
-    cdef object _decoder                             # hpack Decoder
-    cdef object _encoder                             # hpack Encoder
+    cdef FrameReader _reader
+    cdef Decoder _decoder
+    cdef Encoder _encoder
     cdef list _out                                   # bytes queued for the client
     cdef dict _streams                               # stream id -> H2Stream (open, half-closed)
     cdef dict _reset_ids                             # ids of streams we reset lately, oldest first
@@ -68,21 +81,58 @@ cdef class H2Connection:
 
     # The application's side, called from C by the compiled HTTP/2 protocol (h2protocol.pxd).
     cpdef bytes data_to_send(self)
+
+    @cython.locals(frame=Frame)
     cpdef list receive(self, data)
+
+    @cython.locals(stream=H2Stream)
     cpdef acknowledge_received(self, Py_ssize_t stream_id, Py_ssize_t n)
+
+    @cython.locals(stream=H2Stream)
     cpdef send_headers(self, Py_ssize_t stream_id, headers, bint end_stream=*)
 
-    @cython.locals(size=Py_ssize_t, n=Py_ssize_t, last=bint)
+    @cython.locals(stream=H2Stream, size=Py_ssize_t, n=Py_ssize_t, last=bint)
     cpdef Py_ssize_t send_data(self, Py_ssize_t stream_id, data, bint end_stream=*) except -1
+
+    @cython.locals(stream=H2Stream)
     cpdef end_stream(self, Py_ssize_t stream_id)
     cpdef reset_stream(self, Py_ssize_t stream_id, int error_code=*)
+
+    @cython.locals(stream=H2Stream)
     cpdef Py_ssize_t local_flow_window(self, Py_ssize_t stream_id) except -1
 
     # Internal steps of receive(), C calls only.
-    cdef _frame(self, frame)
-    cdef _headers(self, frame)
-    cdef _data(self, frame)
+    cdef _connection_error(self, int code, str message)
+    cdef _frame(self, Frame frame)
+    cdef _control(self)
+
+    @cython.locals(stream=H2Stream)
+    cdef _settings(self, Frame frame)
+    cdef _ping(self, Frame frame)
+
+    @cython.locals(stream=H2Stream)
+    cdef _window_update(self, Frame frame)
+
+    @cython.locals(stream=H2Stream)
+    cdef _rst_stream(self, Frame frame)
+
+    @cython.locals(stream=H2Stream, headers=list, end_stream=bint, too_large=bint, fields_valid=bint,
+                   stream_id=Py_ssize_t)
+    cdef _headers(self, Frame frame)
+
+    @cython.locals(stream=H2Stream, stream_id=Py_ssize_t, length=Py_ssize_t, end_stream=bint)
+    cdef _data(self, Frame frame)
     cdef _remote_end(self, H2Stream stream)
+
+    @cython.locals(stream=H2Stream)
+    cdef _stream_error(self, Py_ssize_t stream_id, int code, str message)
+
+    @cython.locals(stream=H2Stream, reset_ids=dict)
+    cdef _reset(self, Py_ssize_t stream_id, int code)
+
+    @cython.locals(stream_id=Py_ssize_t)
     cdef _local_end(self, H2Stream stream)
     cdef _release(self, long long n)
+
+    @cython.locals(stream=H2Stream)
     cdef H2Stream _sendable(self, Py_ssize_t stream_id)

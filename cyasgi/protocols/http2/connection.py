@@ -23,7 +23,7 @@ try:
 except ImportError:  # no Cython where this runs: the pure build, as with PyPy
     from cyasgi import _cython_shim as cython
 
-from cyasgi.protocols.http2.codec import Decoder, Encoder, HeaderListTooLarge, HPACKError
+from cyasgi.protocols.http2.codec import HeaderListTooLarge, HPACKError
 from cyasgi.protocols.http2.errors import (
     CANCEL,
     ENHANCE_YOUR_CALM,
@@ -37,15 +37,16 @@ from cyasgi.protocols.http2.errors import (
 )
 from cyasgi.protocols.http2.framing import (
     SETTINGS_ACK_FRAME,
-    FrameReader,
-    data_frames,
     goaway_frame,
-    headers_frames,
     ping_frame,
     rst_stream_frame,
     settings_frame,
     window_update_frame,
 )
+
+if not cython.compiled:  # the compiled build cimports them from the compiled twins (connection.pxd): C calls
+    from cyasgi.protocols.http2.codec import Decoder, Encoder
+    from cyasgi.protocols.http2.framing import FrameReader, data_frames, headers_frames
 
 __all__ = [
     "COMPILED",
@@ -370,6 +371,23 @@ class H2Stream:
         self.response_started = False  # we sent its response head
 
 
+def _new_stream(stream_id, send_window, recv_window):
+    """``H2Stream(stream_id, send_window, recv_window)`` without the call through the type."""
+    stream = H2Stream.__new__(H2Stream)
+    stream.stream_id = stream_id
+    stream.state = OPEN
+    stream.send_window = send_window
+    stream.recv_window = recv_window
+    stream.content_length = -1
+    if not cython.compiled:  # a C class starts with zeros
+        stream.recv_unacked = 0
+        stream.received = 0
+        stream.announced = False
+        stream.refused = False
+        stream.response_started = False
+    return stream
+
+
 class H2Connection:
     """The server side of one HTTP/2 connection (see the module docstring).
 
@@ -676,7 +694,7 @@ class H2Connection:
         self._last_processed = stream_id
         # Until the client acknowledged our SETTINGS it may use the default window; the difference
         # is applied to every stream when the ACK comes.
-        stream = H2Stream(
+        stream = _new_stream(
             stream_id,
             self._peer_initial_window,
             self.initial_window_size if self._settings_acked else DEFAULT_WINDOW_SIZE,
