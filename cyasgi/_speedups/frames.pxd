@@ -3,7 +3,10 @@
 # into cyasgi._speedups.frames: the same source, with C classes, typed fields and locals, C-level helpers.
 import cython
 
-cdef object _pack_header
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
+
+cdef object _pack_header  # for the pure build's _header only
 cdef object _pack_u32
 cdef object _pack_u32_u32
 cdef object _pack_setting
@@ -67,7 +70,41 @@ cdef class FrameReader:
     cdef list _settings(self, bytes buf, Py_ssize_t start, Py_ssize_t end)
 
 
-cdef bytes _header(Py_ssize_t length, int frame_type, int flags, Py_ssize_t stream_id)
+cdef enum:
+    _FRAME_HEADER_OCTETS = 9  # FRAME_HEADER_SIZE
+
+
+# The frame header written in place, not packed through struct (the pure build's _header in frames.py).
+cdef inline void _write_header(char *out, Py_ssize_t length, int frame_type, int flags,
+                               Py_ssize_t stream_id) noexcept:
+    out[0] = <char>((length >> 16) & 0xFF)
+    out[1] = <char>((length >> 8) & 0xFF)
+    out[2] = <char>(length & 0xFF)
+    out[3] = <char>frame_type
+    out[4] = <char>flags
+    out[5] = <char>((stream_id >> 24) & 0xFF)
+    out[6] = <char>((stream_id >> 16) & 0xFF)
+    out[7] = <char>((stream_id >> 8) & 0xFF)
+    out[8] = <char>(stream_id & 0xFF)
+
+
+cdef inline bytes _header(Py_ssize_t length, int frame_type, int flags, Py_ssize_t stream_id):
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, _FRAME_HEADER_OCTETS)
+    _write_header(PyBytes_AS_STRING(out), length, frame_type, flags, stream_id)
+    return out
+
+
+# A frame and its bytes payload in one allocation (a payload of another type is concatenated).
+cdef inline bytes _frame_bytes(Py_ssize_t length, int frame_type, int flags, Py_ssize_t stream_id, payload):
+    cdef Py_ssize_t size
+    cdef bytes out
+    if not PyBytes_CheckExact(payload):
+        return _header(length, frame_type, flags, stream_id) + payload
+    size = PyBytes_GET_SIZE(payload)
+    out = PyBytes_FromStringAndSize(NULL, _FRAME_HEADER_OCTETS + size)
+    _write_header(PyBytes_AS_STRING(out), length, frame_type, flags, stream_id)
+    memcpy(PyBytes_AS_STRING(out) + _FRAME_HEADER_OCTETS, PyBytes_AS_STRING(payload), size)
+    return out
 
 
 @cython.locals(size=Py_ssize_t, flags=int, pos=Py_ssize_t, chunk=Py_ssize_t, parts=list)

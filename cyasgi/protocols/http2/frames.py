@@ -517,8 +517,14 @@ class FrameReader:
 # Writers: each returns the exact bytes of its frame(s).
 
 
-def _header(length, frame_type, flags, stream_id):
-    return _pack_header(length >> 8, length & 0xFF, frame_type, flags, stream_id)
+if not cython.compiled:  # the compiled build writes the octets in place (frames.pxd)
+
+    def _header(length, frame_type, flags, stream_id):
+        return _pack_header(length >> 8, length & 0xFF, frame_type, flags, stream_id)
+
+    def _frame_bytes(length, frame_type, flags, stream_id, payload):
+        """One frame: its header, then ``payload`` (``length`` octets)."""
+        return _pack_header(length >> 8, length & 0xFF, frame_type, flags, stream_id) + payload
 
 
 #: A SETTINGS frame with the ACK flag.
@@ -568,7 +574,7 @@ def headers_frames(
     size = len(block)
     flags = 0x1 if end_stream else 0
     if size <= max_frame_size:
-        return _header(size, 0x1, flags | 0x4, stream_id) + block
+        return _frame_bytes(size, 0x1, flags | 0x4, stream_id, block)
     view = memoryview(block)
     parts = [_header(max_frame_size, 0x1, flags, stream_id), view[:max_frame_size]]
     pos = max_frame_size
@@ -587,7 +593,7 @@ def data_frames(
     Flow control is the caller's: ``data`` must fit the windows."""
     size = len(data)
     if size <= max_frame_size:
-        return _header(size, 0x0, 0x1 if end_stream else 0, stream_id) + data
+        return _frame_bytes(size, 0x0, 0x1 if end_stream else 0, stream_id, data)
     view = memoryview(data)
     parts = []
     pos = 0
