@@ -80,9 +80,11 @@ cdef class Encoder:
 
     cpdef set_max_table_size(self, Py_ssize_t size)
 
-    cdef dict _cache                         # field -> its octets, while the table does not change
+    cdef dict _cache                         # name -> {value: octets}, while the table does not change
+    cdef Py_ssize_t _cached                  # fields in _cache
 
-    @cython.locals(out=bytearray, cache=dict, encoded=bytes, start=Py_ssize_t)
+    @cython.locals(parts=list, out=bytearray, cache=dict, values=dict, encoded=bytes, name=bytes, value=bytes,
+                   added=bint)
     cpdef bytes encode(self, headers)
 
     @cython.locals(static=tuple, key=tuple, size=Py_ssize_t)

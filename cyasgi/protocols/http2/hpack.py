@@ -562,7 +562,10 @@ class Encoder:
         self._inserted = 0  # insertions so far: entry n has index 62 + (inserted - 1 - n)
         self._smallest_update = -1  # the smallest size since the last block, when a change is pending
         self._pending_update = False
-        self._cache: dict[tuple[bytes, bytes], bytes] = {}  # field -> its octets while the table holds still
+        # name -> {value: the field's octets} while the table holds still; by name, then value: bytes
+        # keep their hash, a fresh (name, value) tuple would be hashed again
+        self._cache: dict[bytes, dict[bytes, bytes]] = {}
+        self._cached = 0  # fields in _cache
 
     def set_max_table_size(self, size: int) -> None:
         """The peer's SETTINGS_HEADER_TABLE_SIZE changed: the next block starts with a size update."""
@@ -576,31 +579,43 @@ class Encoder:
         self._pending_update = True
         self.max_table_size = size
         self._cache.clear()
+        self._cached = 0
         self._evict(size)
 
     def encode(self, headers) -> bytes:
         """One header block for ``[(name, value), ...]``."""
-        out = bytearray()
+        parts: list[bytes] = []  # list.append and one join: cheaper than growing a bytearray
         if self._pending_update:
+            out = bytearray()
             if self._smallest_update < self.max_table_size:
                 _encode_int(out, 0x20, 0x1F, self._smallest_update)
             _encode_int(out, 0x20, 0x1F, self.max_table_size)
             self._pending_update = False
+            parts.append(bytes(out))
         cache = self._cache
-        for field in headers:
-            encoded = cache.get(field) if type(field) is tuple else None
-            if encoded is not None:
-                out += encoded
-                continue
-            name, value = field
-            start = len(out)
-            if not self._field(out, name, value) and type(field) is tuple:
+        for name, value in headers:
+            values = cache.get(name)
+            if values is not None:
+                encoded = values.get(value)
+                if encoded is not None:
+                    parts.append(encoded)
+                    continue
+            out = bytearray()
+            added = self._field(out, name, value)
+            encoded = bytes(out)
+            parts.append(encoded)
+            if not added:
                 # The same octets encode this field until the table changes: kept (a response's
                 # fields mostly repeat the previous response's).
-                if len(cache) >= ENCODED_CACHE_LIMIT:
+                if self._cached >= ENCODED_CACHE_LIMIT:
                     cache.clear()
-                cache[field] = bytes(out[start:])
-        return bytes(out)
+                    self._cached = 0
+                    values = None
+                if values is None:
+                    values = cache[name] = {}
+                values[value] = encoded
+                self._cached += 1
+        return b"".join(parts)
 
     def _field(self, out, name, value) -> bool:
         """Append one field's representation; True when it was added to the dynamic table."""
@@ -654,6 +669,7 @@ class Encoder:
 
     def _add(self, key, size):
         self._cache.clear()  # indexes shift: what was cached may now point elsewhere
+        self._cached = 0
         self._evict(self.max_table_size - size)
         self._entries.append((key, size, self._inserted))
         self._index[key] = self._inserted
