@@ -9,6 +9,88 @@ from cyasgi._speedups.hpack cimport Decoder, Encoder
 cdef Py_ssize_t COLON
 
 
+# The events are C classes: made without a call through the type, their fields Python objects as in
+# the pure build.
+cdef class Event:
+    pass
+
+
+@cython.final
+cdef class RequestReceived(Event):
+    cdef public object stream_id
+    cdef public object headers
+    cdef public object end_stream
+
+
+@cython.final
+cdef class DataReceived(Event):
+    cdef public object stream_id
+    cdef public object data
+    cdef public object flow_controlled_length
+    cdef public object end_stream
+
+
+@cython.final
+cdef class TrailersReceived(Event):
+    cdef public object stream_id
+    cdef public object headers
+
+
+@cython.final
+cdef class HeadersTooLarge(Event):
+    cdef public object stream_id
+    cdef public object end_stream
+
+
+@cython.final
+cdef class StreamReset(Event):
+    cdef public object stream_id
+    cdef public object error_code
+    cdef public object remote
+
+
+@cython.final
+cdef class WindowUpdated(Event):
+    cdef public object stream_id
+    cdef public object increment
+
+
+@cython.final
+cdef class RemoteSettingsChanged(Event):
+    cdef public object settings
+
+
+@cython.final
+cdef class SettingsAcknowledged(Event):
+    pass
+
+
+@cython.final
+cdef class PingReceived(Event):
+    cdef public object data
+
+
+@cython.final
+cdef class PingAckReceived(Event):
+    cdef public object data
+
+
+@cython.final
+cdef class ConnectionTerminated(Event):
+    cdef public object error_code
+    cdef public object last_stream_id
+    cdef public object remote
+    cdef public object message
+
+
+@cython.locals(event=RequestReceived)
+cdef RequestReceived _request_received(Py_ssize_t stream_id, list headers, bint end_stream)
+
+
+@cython.locals(event=DataReceived)
+cdef DataReceived _data_received(Py_ssize_t stream_id, data, Py_ssize_t flow_controlled_length, bint end_stream)
+
+
 @cython.locals(name=bytes, value=bytes, seen=int, bit=int, regular=bint)
 cpdef validate_request_headers(list headers)
 
@@ -17,7 +99,7 @@ cpdef validate_request_headers(list headers)
 cpdef validate_trailers(list headers)
 
 
-@cython.locals(name=bytes, value=bytes, out=list, cookie_at=Py_ssize_t)
+@cython.locals(name=bytes, value=bytes, out=list, cookie_at=Py_ssize_t, has_host=bint)
 cpdef list asgi_headers(list headers)
 
 

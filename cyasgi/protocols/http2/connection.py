@@ -99,7 +99,7 @@ class Event:
     """Base of the events ``receive()`` returns: plain records, compared by type and fields."""
 
     __slots__ = ()
-    _fields: tuple = ()
+    _fields = ()  # type: tuple[str, ...]  # not an annotation: a class attribute of the compiled C classes
 
     def fields(self) -> tuple:
         return tuple(getattr(self, name) for name in self._fields)
@@ -241,6 +241,25 @@ class ConnectionTerminated(Event):
         self.message = message
 
 
+def _request_received(stream_id, headers, end_stream):
+    """``RequestReceived(...)`` without the call through the type (a C class in the compiled build)."""
+    event = RequestReceived.__new__(RequestReceived)
+    event.stream_id = stream_id
+    event.headers = headers
+    event.end_stream = end_stream
+    return event
+
+
+def _data_received(stream_id, data, flow_controlled_length, end_stream):
+    """``DataReceived(...)`` without the call through the type."""
+    event = DataReceived.__new__(DataReceived)
+    event.stream_id = stream_id
+    event.data = data
+    event.flow_controlled_length = flow_controlled_length
+    event.end_stream = end_stream
+    return event
+
+
 # ---------------------------------------------------------------------------------------------------
 # Request heads
 
@@ -321,9 +340,13 @@ def asgi_headers(headers) -> list:
     (replacing any ``host`` field), cookie crumbs joined with ``"; "`` where the first one was."""
     out: list = []
     authority = None
+    has_host = False
     cookies = None
     cookie_at = -1
-    for name, value in headers:
+    for field in headers:
+        name, value = field
+        if type(field) is not tuple:
+            field = (name, value)
         if len(name) and name[0] == COLON:
             if name == b":authority":
                 authority = value
@@ -332,15 +355,19 @@ def asgi_headers(headers) -> list:
             if cookies is None:
                 cookies = [value]
                 cookie_at = len(out)
-                out.append((name, value))
+                out.append(field)
             else:
                 cookies.append(value)
             continue
-        out.append((name, value))
+        if name == b"host":
+            has_host = True
+        out.append(field)  # the decoder's tuple itself: no new one
     if cookies is not None and len(cookies) > 1:
         out[cookie_at] = (b"cookie", b"; ".join(cookies))
     if authority is not None:
-        out = [(b"host", authority)] + [field for field in out if field[0] != b"host"]
+        if has_host:
+            out = [field for field in out if field[0] != b"host"]
+        out.insert(0, (b"host", authority))
     return out
 
 
@@ -717,7 +744,7 @@ class H2Connection:
                 self._stream_error(stream_id, PROTOCOL_ERROR, "content-length without a body")
                 return
         stream.announced = True
-        self._events.append(RequestReceived(stream_id, headers, end_stream))
+        self._events.append(_request_received(stream_id, headers, end_stream))
 
     def _data(self, frame) -> None:
         stream_id = frame.stream_id
@@ -765,7 +792,7 @@ class H2Connection:
                 return
         if end_stream:
             self._remote_end(stream)
-        self._events.append(DataReceived(stream_id, data, length, end_stream))
+        self._events.append(_data_received(stream_id, data, length, end_stream))
 
     def _remote_end(self, stream) -> None:
         """The client ended its side of ``stream`` (the application still gets what ended it)."""
