@@ -12,6 +12,7 @@ cdef object _pack_u32_u32
 cdef object _pack_setting
 
 
+@cython.freelist(8)
 cdef class Frame:
     cdef readonly int type                # frame type (0x0 DATA ... 0x9 CONTINUATION)
     cdef readonly int flags               # flags as received (END_HEADERS added to an assembled block)
@@ -107,7 +108,33 @@ cdef inline bytes _frame_bytes(Py_ssize_t length, int frame_type, int flags, Py_
     return out
 
 
-@cython.locals(size=Py_ssize_t, flags=int, pos=Py_ssize_t, chunk=Py_ssize_t, parts=list)
+# A frame whose payload is parts copied once, or None past max_frame_size (parts other than bytes: joined).
+cdef inline bytes _frame_of_parts(int frame_type, int flags, Py_ssize_t stream_id, list parts,
+                                  Py_ssize_t max_frame_size):
+    cdef Py_ssize_t length = 0
+    cdef Py_ssize_t size
+    cdef bytes out
+    cdef char *at
+    for part in parts:
+        if not PyBytes_CheckExact(part):
+            out = b"".join(parts)
+            length = PyBytes_GET_SIZE(out)
+            return _frame_bytes(length, frame_type, flags, stream_id, out) if length <= max_frame_size else None
+        length += PyBytes_GET_SIZE(part)
+    if length > max_frame_size:
+        return None
+    out = PyBytes_FromStringAndSize(NULL, _FRAME_HEADER_OCTETS + length)
+    at = PyBytes_AS_STRING(out)
+    _write_header(at, length, frame_type, flags, stream_id)
+    at += _FRAME_HEADER_OCTETS
+    for part in parts:
+        size = PyBytes_GET_SIZE(part)
+        memcpy(at, PyBytes_AS_STRING(part), size)
+        at += size
+    return out
+
+
+@cython.locals(size=Py_ssize_t, flags=int, pos=Py_ssize_t, chunk=Py_ssize_t, parts=list, frame=bytes)
 cpdef bytes headers_frames(Py_ssize_t stream_id, block, bint end_stream=*, Py_ssize_t max_frame_size=*)
 
 

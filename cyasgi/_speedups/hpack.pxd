@@ -85,6 +85,7 @@ cdef class Encoder:
 
     @cython.locals(parts=list, out=bytearray, cache=dict, values=dict, encoded=bytes, name=bytes, value=bytes,
                    added=bint)
+    cpdef list encode_parts(self, headers)
     cpdef bytes encode(self, headers)
 
     @cython.locals(static=tuple, key=tuple, size=Py_ssize_t)

@@ -861,7 +861,7 @@ class H2Connection:
         """A response head (or trailers, with ``end_stream``): ``[(name, value), ...]`` lowercase bytes."""
         stream = self._sendable(stream_id)
         self._out.append(
-            headers_frames(stream_id, self._encoder.encode(headers), end_stream, self._peer_max_frame_size)
+            headers_frames(stream_id, self._encoder.encode_parts(headers), end_stream, self._peer_max_frame_size)
         )
         if not stream.response_started:
             stream.response_started = True

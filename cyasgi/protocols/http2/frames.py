@@ -526,6 +526,14 @@ if not cython.compiled:  # the compiled build writes the octets in place (frames
         """One frame: its header, then ``payload`` (``length`` octets)."""
         return _pack_header(length >> 8, length & 0xFF, frame_type, flags, stream_id) + payload
 
+    def _frame_of_parts(frame_type, flags, stream_id, parts, max_frame_size):
+        """One frame whose payload is ``parts`` joined, or None when that is over ``max_frame_size``."""
+        payload = b"".join(parts)
+        length = len(payload)
+        if length > max_frame_size:
+            return None
+        return _pack_header(length >> 8, length & 0xFF, frame_type, flags, stream_id) + payload
+
 
 #: A SETTINGS frame with the ACK flag.
 SETTINGS_ACK_FRAME: bytes = _header(0, 0x4, 0x1, 0)
@@ -566,13 +574,18 @@ def window_update_frame(stream_id: int, increment: int) -> bytes:
 
 
 def headers_frames(
-    stream_id: int, block: bytes, end_stream: bool = False, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    stream_id: int, block, end_stream: bool = False, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
 ) -> bytes:
-    """A HEADERS frame carrying ``block``, followed by CONTINUATION frames when ``block`` is larger
-    than ``max_frame_size`` (the peer's SETTINGS_MAX_FRAME_SIZE). END_STREAM goes on the HEADERS
-    frame, END_HEADERS on the last frame."""
-    size = len(block)
+    """A HEADERS frame carrying ``block`` (bytes, or the list of its parts as ``Encoder.encode_parts``
+    returns), followed by CONTINUATION frames when ``block`` is larger than ``max_frame_size`` (the
+    peer's SETTINGS_MAX_FRAME_SIZE). END_STREAM goes on the HEADERS frame, END_HEADERS on the last frame."""
     flags = 0x1 if end_stream else 0
+    if type(block) is list:
+        frame = _frame_of_parts(0x1, flags | 0x4, stream_id, block, max_frame_size)
+        if frame is not None:
+            return frame
+        block = b"".join(block)  # CONTINUATION frames follow
+    size = len(block)
     if size <= max_frame_size:
         return _frame_bytes(size, 0x1, flags | 0x4, stream_id, block)
     view = memoryview(block)

@@ -584,7 +584,12 @@ class Encoder:
 
     def encode(self, headers) -> bytes:
         """One header block for ``[(name, value), ...]``."""
-        parts: list[bytes] = []  # list.append and one join: cheaper than growing a bytearray
+        return b"".join(self.encode_parts(headers))
+
+    def encode_parts(self, headers) -> list:
+        """The header block for ``headers`` as the list of its parts, for a writer that copies them
+        once (``headers_frames`` takes it)."""
+        parts: list[bytes] = []  # list.append: cheaper than growing a bytearray
         if self._pending_update:
             out = bytearray()
             if self._smallest_update < self.max_table_size:
@@ -615,7 +620,7 @@ class Encoder:
                     values = cache[name] = {}
                 values[value] = encoded
                 self._cached += 1
-        return b"".join(parts)
+        return parts
 
     def _field(self, out, name, value) -> bool:
         """Append one field's representation; True when it was added to the dynamic table."""
