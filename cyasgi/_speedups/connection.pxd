@@ -160,6 +160,7 @@ cdef class H2Connection:
     cdef bint _remote_goaway
     cdef bint _closed
     cdef list _events                                # the events of the receive() in progress
+    cdef H2Stream _recent                            # the stream last opened or sent on, in the table
 
     # The application's side, called from C by the compiled HTTP/2 protocol (h2protocol.pxd).
     cpdef bytes data_to_send(self)
@@ -204,6 +205,7 @@ cdef class H2Connection:
 
     @cython.locals(stream=H2Stream, stream_id=Py_ssize_t, length=Py_ssize_t, end_stream=bint)
     cdef _data(self, Frame frame)
+    cdef _remove(self, H2Stream stream)
     cdef _remote_end(self, H2Stream stream)
 
     @cython.locals(stream=H2Stream)

@@ -478,6 +478,9 @@ class H2Connection:
         self._remote_goaway = False
         self._closed = False
         self._events: list = []
+        # The stream last opened or sent on, while it is in the table: a response's HEADERS and DATA
+        # find it without a lookup.
+        self._recent: H2Stream | None = None
 
     # -- introspection --------------------------------------------------------------------------
 
@@ -656,7 +659,7 @@ class H2Connection:
             if stream_id > self._highest_stream:
                 raise H2ConnectionError(PROTOCOL_ERROR, f"RST_STREAM on idle stream {stream_id}")
             return
-        del self._streams[stream_id]
+        self._remove(stream)
         self._release(stream.recv_unacked)
         if not stream.response_started:
             self._rapid_resets += 1
@@ -727,6 +730,7 @@ class H2Connection:
             self.initial_window_size if self._settings_acked else DEFAULT_WINDOW_SIZE,
         )
         self._streams[stream_id] = stream
+        self._recent = stream
         if too_large:
             stream.refused = True
             if end_stream:
@@ -794,10 +798,16 @@ class H2Connection:
             self._remote_end(stream)
         self._events.append(_data_received(stream_id, data, length, end_stream))
 
+    def _remove(self, stream) -> None:
+        """``stream`` leaves the table: closed."""
+        del self._streams[stream.stream_id]
+        if stream is self._recent:
+            self._recent = None
+
     def _remote_end(self, stream) -> None:
         """The client ended its side of ``stream`` (the application still gets what ended it)."""
         if stream.state == HALF_CLOSED_LOCAL:
-            del self._streams[stream.stream_id]
+            self._remove(stream)
             self._release(stream.recv_unacked)
         else:
             stream.state = HALF_CLOSED_REMOTE
@@ -815,6 +825,8 @@ class H2Connection:
     def _reset(self, stream_id: int, code: int) -> None:
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
+            if stream is self._recent:
+                self._recent = None
             self._release(stream.recv_unacked)
         self._out.append(rst_stream_frame(stream_id, code))
         reset_ids = self._reset_ids
@@ -852,8 +864,13 @@ class H2Connection:
     def _sendable(self, stream_id: int):
         if self._closed:
             raise StreamClosedError(stream_id, "the connection is closed")
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.state == HALF_CLOSED_LOCAL:
+        stream = self._recent
+        if stream is None or stream.stream_id != stream_id:
+            stream = self._streams.get(stream_id)
+            if stream is None:
+                raise StreamClosedError(stream_id, f"stream {stream_id} is not open for sending")
+            self._recent = stream
+        if stream.state == HALF_CLOSED_LOCAL:
             raise StreamClosedError(stream_id, f"stream {stream_id} is not open for sending")
         return stream
 
@@ -899,7 +916,7 @@ class H2Connection:
     def _local_end(self, stream) -> None:
         stream_id = stream.stream_id
         if stream.state == HALF_CLOSED_REMOTE:
-            del self._streams[stream_id]
+            self._remove(stream)
             self._release(stream.recv_unacked)
         elif stream.refused:  # answered before the request ended: the rest is not wanted (§8.1)
             self._reset(stream_id, NO_ERROR)
