@@ -53,7 +53,7 @@ cdef class Decoder:
     cpdef list dynamic_table(self)
 
     @cython.locals(buf=bytes, end=Py_ssize_t, pos=Py_ssize_t, size=Py_ssize_t, headers=list, entries=list,
-                   limit=Py_ssize_t, bomb=Py_ssize_t, total=Py_ssize_t, valid=bint, octet=cython.uchar,
+                   limit=Py_ssize_t, total=Py_ssize_t, valid=bint, octet=cython.uchar,
                    index=Py_ssize_t, count=Py_ssize_t, static=list, invalid=dict, start=Py_ssize_t, huffman=bint,
                    field=tuple, name=bytes, value=bytes, indexing=bint, field_ok=bint)
     cpdef list decode(self, data)
