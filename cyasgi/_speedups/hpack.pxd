@@ -80,11 +80,11 @@ cdef class Encoder:
 
     cpdef set_max_table_size(self, Py_ssize_t size)
 
-    cdef dict _cache                         # name -> {value: octets}, while the table does not change
+    cdef dict _cache                         # name -> [last value, its octets, {value: octets}]
     cdef Py_ssize_t _cached                  # fields in _cache
 
-    @cython.locals(parts=list, out=bytearray, cache=dict, values=dict, encoded=bytes, name=bytes, value=bytes,
-                   added=bint)
+    @cython.locals(parts=list, out=bytearray, cache=dict, entry=list, values=dict, encoded=bytes, name=bytes,
+                   value=bytes, last=bytes, added=bint)
     cpdef list encode_parts(self, headers)
     cpdef bytes encode(self, headers)
 

@@ -562,9 +562,10 @@ class Encoder:
         self._inserted = 0  # insertions so far: entry n has index 62 + (inserted - 1 - n)
         self._smallest_update = -1  # the smallest size since the last block, when a change is pending
         self._pending_update = False
-        # name -> {value: the field's octets} while the table holds still; by name, then value: bytes
-        # keep their hash, a fresh (name, value) tuple would be hashed again
-        self._cache: dict[bytes, dict[bytes, bytes]] = {}
+        # name -> [its last value, that field's octets, {value: the field's octets}] while the table
+        # holds still. By name, then value: bytes keep their hash, a fresh (name, value) tuple would be
+        # hashed again; the last value first: a response's fields mostly repeat the previous one's.
+        self._cache: dict[bytes, list] = {}
         self._cached = 0  # fields in _cache
 
     def set_max_table_size(self, size: int) -> None:
@@ -599,10 +600,17 @@ class Encoder:
             parts.append(bytes(out))
         cache = self._cache
         for name, value in headers:
-            values = cache.get(name)
-            if values is not None:
+            entry = cache.get(name)
+            if entry is not None:
+                last = entry[0]
+                if last == value:
+                    parts.append(entry[1])
+                    continue
+                values = entry[2]
                 encoded = values.get(value)
                 if encoded is not None:
+                    entry[0] = value
+                    entry[1] = encoded
                     parts.append(encoded)
                     continue
             out = bytearray()
@@ -615,10 +623,13 @@ class Encoder:
                 if self._cached >= ENCODED_CACHE_LIMIT:
                     cache.clear()
                     self._cached = 0
-                    values = None
-                if values is None:
-                    values = cache[name] = {}
-                values[value] = encoded
+                    entry = None
+                if entry is None:
+                    cache[name] = [value, encoded, {value: encoded}]
+                else:
+                    entry[0] = value
+                    entry[1] = encoded
+                    entry[2][value] = encoded
                 self._cached += 1
         return parts
 
