@@ -7,6 +7,7 @@ from cyasgi._speedups.frames cimport Frame, FrameReader, data_frames, headers_fr
 from cyasgi._speedups.hpack cimport Decoder, Encoder
 
 cdef Py_ssize_t COLON
+cdef frozenset _CONNECTION_FIELDS
 
 
 # The events are C classes: made without a call through the type, their fields Python objects as in
@@ -126,6 +127,7 @@ cdef class H2Stream:
 cdef H2Stream _new_stream(Py_ssize_t stream_id, long long send_window, long long recv_window)
 
 
+@cython.final
 cdef class H2Connection:
     cdef public Py_ssize_t max_concurrent_streams    # our SETTINGS_MAX_CONCURRENT_STREAMS
     cdef public long long initial_window_size        # our SETTINGS_INITIAL_WINDOW_SIZE

@@ -12,6 +12,7 @@ cdef object _pack_u32_u32
 cdef object _pack_setting
 
 
+@cython.final
 @cython.freelist(8)
 cdef class Frame:
     cdef readonly int type                # frame type (0x0 DATA ... 0x9 CONTINUATION)
@@ -37,6 +38,7 @@ cdef Frame _new_frame(int frame_type, int flags, Py_ssize_t stream_id, Py_ssize_
 cdef long long _u32(bytes buf, Py_ssize_t i) except -1
 
 
+@cython.final
 cdef class FrameReader:
     cdef public Py_ssize_t max_frame_size            # our SETTINGS_MAX_FRAME_SIZE
     cdef public Py_ssize_t max_header_block_size     # bound on a HEADERS + CONTINUATION block

@@ -39,6 +39,7 @@ cdef bint _value_invalid(bytes value) except -1
 cdef _encode_int(bytearray out, Py_ssize_t first, Py_ssize_t mask, Py_ssize_t value)
 
 
+@cython.final
 cdef class Decoder:
     cdef readonly Py_ssize_t max_allowed_table_size  # our SETTINGS_HEADER_TABLE_SIZE
     cdef readonly Py_ssize_t max_table_size          # the table's maximum, as the peer last set it
@@ -67,6 +68,7 @@ cdef class Decoder:
 cdef Py_ssize_t ENCODED_CACHE_LIMIT
 
 
+@cython.final
 cdef class Encoder:
     cdef public Py_ssize_t table_size_limit  # the most this encoder uses, whatever the peer allows
     cdef readonly Py_ssize_t max_table_size  # min(limit, the peer's SETTINGS_HEADER_TABLE_SIZE)
