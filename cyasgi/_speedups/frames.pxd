@@ -38,6 +38,11 @@ cdef Frame _new_frame(int frame_type, int flags, Py_ssize_t stream_id, Py_ssize_
 cdef long long _u32(bytes buf, Py_ssize_t i) except -1
 
 
+# buf[start:end] within a complete frame (0 <= start <= end <= len(buf), as the reader checked): no slice object.
+cdef inline bytes _octets(bytes buf, Py_ssize_t start, Py_ssize_t end):
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(buf) + start, end - start)
+
+
 @cython.final
 cdef class FrameReader:
     cdef public Py_ssize_t max_frame_size            # our SETTINGS_MAX_FRAME_SIZE

@@ -226,6 +226,13 @@ def _u32(buf, i):
     return (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
 
 
+if not cython.compiled:  # the compiled build copies the octets without a slice object (frames.pxd)
+
+    def _octets(buf, start, end):
+        """``buf[start:end]``, within a complete frame."""
+        return buf[start:end]
+
+
 class FrameReader:
     """Turns the bytes a client sends into frames (see the module docstring).
 
@@ -412,7 +419,7 @@ class FrameReader:
                     )
                 end -= pad
             if frame_type == 0x0:
-                return _new_frame(0x0, flags, stream_id, length, buf[start:end])
+                return _new_frame(0x0, flags, stream_id, length, _octets(buf, start, end))
             depends_on = 0
             weight = 16
             exclusive = False
@@ -424,7 +431,7 @@ class FrameReader:
                 start += 5
             if end - start > self.max_header_block_size:
                 raise self._fail(ENHANCE_YOUR_CALM, f"header block larger than {self.max_header_block_size} octets")
-            frame = _new_frame(0x1, flags, stream_id, length, buf[start:end])
+            frame = _new_frame(0x1, flags, stream_id, length, _octets(buf, start, end))
             frame.depends_on = depends_on
             frame.weight = weight
             frame.exclusive = exclusive
