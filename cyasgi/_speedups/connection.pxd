@@ -6,6 +6,7 @@ import cython
 from cyasgi._speedups.frames cimport Frame, FrameReader, data_frames, headers_frames
 from cyasgi._speedups.hpack cimport Decoder, Encoder
 
+cdef int OPEN, HALF_CLOSED_REMOTE, HALF_CLOSED_LOCAL  # stream states: C comparisons
 cdef Py_ssize_t COLON
 cdef frozenset _CONNECTION_FIELDS
 
@@ -104,7 +105,7 @@ cpdef validate_trailers(list headers)
 cpdef list asgi_headers(list headers)
 
 
-@cython.locals(name=bytes, value=bytes)
+@cython.locals(field=tuple, name=bytes)
 cdef long long _content_length(list headers) except? -2
 
 

@@ -372,9 +372,10 @@ def asgi_headers(headers) -> list:
 
 
 def _content_length(headers) -> int:
-    for name, value in headers:
+    for field in headers:
+        name = field[0]  # the value only for the one field wanted
         if name == b"content-length":
-            return int(value)
+            return int(field[1])
     return -1
 
 
