@@ -39,6 +39,7 @@ cdef bint _value_invalid(bytes value) except -1
 cdef _encode_int(bytearray out, Py_ssize_t first, Py_ssize_t mask, Py_ssize_t value)
 
 
+@cython.final
 cdef class Decoder:
     cdef readonly Py_ssize_t max_allowed_table_size  # our SETTINGS_HEADER_TABLE_SIZE
     cdef readonly Py_ssize_t max_table_size          # the table's maximum, as the peer last set it
@@ -53,7 +54,7 @@ cdef class Decoder:
     cpdef list dynamic_table(self)
 
     @cython.locals(buf=bytes, end=Py_ssize_t, pos=Py_ssize_t, size=Py_ssize_t, headers=list, entries=list,
-                   limit=Py_ssize_t, bomb=Py_ssize_t, total=Py_ssize_t, valid=bint, octet=cython.uchar,
+                   limit=Py_ssize_t, total=Py_ssize_t, valid=bint, octet=cython.uchar,
                    index=Py_ssize_t, count=Py_ssize_t, static=list, invalid=dict, start=Py_ssize_t, huffman=bint,
                    field=tuple, name=bytes, value=bytes, indexing=bint, field_ok=bint)
     cpdef list decode(self, data)
@@ -67,6 +68,7 @@ cdef class Decoder:
 cdef Py_ssize_t ENCODED_CACHE_LIMIT
 
 
+@cython.final
 cdef class Encoder:
     cdef public Py_ssize_t table_size_limit  # the most this encoder uses, whatever the peer allows
     cdef readonly Py_ssize_t max_table_size  # min(limit, the peer's SETTINGS_HEADER_TABLE_SIZE)
@@ -80,9 +82,12 @@ cdef class Encoder:
 
     cpdef set_max_table_size(self, Py_ssize_t size)
 
-    cdef dict _cache                         # field -> its octets, while the table does not change
+    cdef dict _cache                         # name -> [last value, its octets, {value: octets}]
+    cdef Py_ssize_t _cached                  # fields in _cache
 
-    @cython.locals(out=bytearray, cache=dict, encoded=bytes, start=Py_ssize_t)
+    @cython.locals(parts=list, out=bytearray, cache=dict, entry=list, values=dict, encoded=bytes, name=bytes,
+                   value=bytes, last=bytes, added=bint)
+    cpdef list encode_parts(self, headers)
     cpdef bytes encode(self, headers)
 
     @cython.locals(static=tuple, key=tuple, size=Py_ssize_t)

@@ -23,7 +23,7 @@ try:
 except ImportError:  # no Cython where this runs: the pure build, as with PyPy
     from cyasgi import _cython_shim as cython
 
-from cyasgi.protocols.http2.codec import Decoder, Encoder, HeaderListTooLarge, HPACKError
+from cyasgi.protocols.http2.codec import HeaderListTooLarge, HPACKError
 from cyasgi.protocols.http2.errors import (
     CANCEL,
     ENHANCE_YOUR_CALM,
@@ -37,15 +37,16 @@ from cyasgi.protocols.http2.errors import (
 )
 from cyasgi.protocols.http2.framing import (
     SETTINGS_ACK_FRAME,
-    FrameReader,
-    data_frames,
     goaway_frame,
-    headers_frames,
     ping_frame,
     rst_stream_frame,
     settings_frame,
     window_update_frame,
 )
+
+if not cython.compiled:  # the compiled build cimports them from the compiled twins (connection.pxd): C calls
+    from cyasgi.protocols.http2.codec import Decoder, Encoder
+    from cyasgi.protocols.http2.framing import FrameReader, data_frames, headers_frames
 
 __all__ = [
     "COMPILED",
@@ -99,7 +100,7 @@ class Event:
     """Base of the events ``receive()`` returns: plain records, compared by type and fields."""
 
     __slots__ = ()
-    _fields: tuple = ()
+    _fields = ()  # type: tuple[str, ...]  # not an annotation: a class attribute of the compiled C classes
 
     def fields(self) -> tuple:
         return tuple(getattr(self, name) for name in self._fields)
@@ -241,6 +242,25 @@ class ConnectionTerminated(Event):
         self.message = message
 
 
+def _request_received(stream_id, headers, end_stream):
+    """``RequestReceived(...)`` without the call through the type (a C class in the compiled build)."""
+    event = RequestReceived.__new__(RequestReceived)
+    event.stream_id = stream_id
+    event.headers = headers
+    event.end_stream = end_stream
+    return event
+
+
+def _data_received(stream_id, data, flow_controlled_length, end_stream):
+    """``DataReceived(...)`` without the call through the type."""
+    event = DataReceived.__new__(DataReceived)
+    event.stream_id = stream_id
+    event.data = data
+    event.flow_controlled_length = flow_controlled_length
+    event.end_stream = end_stream
+    return event
+
+
 # ---------------------------------------------------------------------------------------------------
 # Request heads
 
@@ -334,9 +354,13 @@ def asgi_headers(headers) -> list:
     (replacing any ``host`` field), cookie crumbs joined with ``"; "`` where the first one was."""
     out: list = []
     authority = None
+    has_host = False
     cookies = None
     cookie_at = -1
-    for name, value in headers:
+    for field in headers:
+        name, value = field
+        if type(field) is not tuple:
+            field = (name, value)
         if len(name) and name[0] == COLON:
             if name == b":authority":
                 authority = value
@@ -345,22 +369,27 @@ def asgi_headers(headers) -> list:
             if cookies is None:
                 cookies = [value]
                 cookie_at = len(out)
-                out.append((name, value))
+                out.append(field)
             else:
                 cookies.append(value)
             continue
-        out.append((name, value))
+        if name == b"host":
+            has_host = True
+        out.append(field)  # the decoder's tuple itself: no new one
     if cookies is not None and len(cookies) > 1:
         out[cookie_at] = (b"cookie", b"; ".join(cookies))
     if authority is not None:
-        out = [(b"host", authority)] + [field for field in out if field[0] != b"host"]
+        if has_host:
+            out = [field for field in out if field[0] != b"host"]
+        out.insert(0, (b"host", authority))
     return out
 
 
 def _content_length(headers) -> int:
-    for name, value in headers:
+    for field in headers:
+        name = field[0]  # the value only for the one field wanted
         if name == b"content-length":
-            return int(value)
+            return int(field[1])
     return -1
 
 
@@ -382,6 +411,23 @@ class H2Stream:
         self.announced = False  # RequestReceived was returned for it
         self.refused = False  # HeadersTooLarge: nothing of it goes to the application
         self.response_started = False  # we sent its response head
+
+
+def _new_stream(stream_id, send_window, recv_window):
+    """``H2Stream(stream_id, send_window, recv_window)`` without the call through the type."""
+    stream = H2Stream.__new__(H2Stream)
+    stream.stream_id = stream_id
+    stream.state = OPEN
+    stream.send_window = send_window
+    stream.recv_window = recv_window
+    stream.content_length = -1
+    if not cython.compiled:  # a C class starts with zeros
+        stream.recv_unacked = 0
+        stream.received = 0
+        stream.announced = False
+        stream.refused = False
+        stream.response_started = False
+    return stream
 
 
 class H2Connection:
@@ -450,6 +496,9 @@ class H2Connection:
         self._remote_goaway = False
         self._closed = False
         self._events: list = []
+        # The stream last opened or sent on, while it is in the table: a response's HEADERS and DATA
+        # find it without a lookup.
+        self._recent: H2Stream | None = None
 
     # -- introspection --------------------------------------------------------------------------
 
@@ -629,7 +678,7 @@ class H2Connection:
             if stream_id > self._highest_stream:
                 raise H2ConnectionError(PROTOCOL_ERROR, f"RST_STREAM on idle stream {stream_id}")
             return
-        del self._streams[stream_id]
+        self._remove(stream)
         self._release(stream.recv_unacked)
         if not stream.response_started:
             self._rapid_resets += 1
@@ -694,12 +743,13 @@ class H2Connection:
         self._last_processed = stream_id
         # Until the client acknowledged our SETTINGS it may use the default window; the difference
         # is applied to every stream when the ACK comes.
-        stream = H2Stream(
+        stream = _new_stream(
             stream_id,
             self._peer_initial_window,
             self.initial_window_size if self._settings_acked else DEFAULT_WINDOW_SIZE,
         )
         self._streams[stream_id] = stream
+        self._recent = stream
         if too_large:
             stream.refused = True
             if end_stream:
@@ -720,7 +770,7 @@ class H2Connection:
                 self._stream_error(stream_id, PROTOCOL_ERROR, "content-length without a body")
                 return
         stream.announced = True
-        self._events.append(RequestReceived(stream_id, headers, end_stream))
+        self._events.append(_request_received(stream_id, headers, end_stream))
 
     def _data(self, frame) -> None:
         stream_id = frame.stream_id
@@ -768,12 +818,18 @@ class H2Connection:
                 return
         if end_stream:
             self._remote_end(stream)
-        self._events.append(DataReceived(stream_id, data, length, end_stream))
+        self._events.append(_data_received(stream_id, data, length, end_stream))
+
+    def _remove(self, stream) -> None:
+        """``stream`` leaves the table: closed."""
+        del self._streams[stream.stream_id]
+        if stream is self._recent:
+            self._recent = None
 
     def _remote_end(self, stream) -> None:
         """The client ended its side of ``stream`` (the application still gets what ended it)."""
         if stream.state == HALF_CLOSED_LOCAL:
-            del self._streams[stream.stream_id]
+            self._remove(stream)
             self._release(stream.recv_unacked)
         else:
             stream.state = HALF_CLOSED_REMOTE
@@ -791,6 +847,8 @@ class H2Connection:
     def _reset(self, stream_id: int, code: int) -> None:
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
+            if stream is self._recent:
+                self._recent = None
             self._release(stream.recv_unacked)
         self._out.append(rst_stream_frame(stream_id, code))
         reset_ids = self._reset_ids
@@ -828,8 +886,13 @@ class H2Connection:
     def _sendable(self, stream_id: int):
         if self._closed:
             raise StreamClosedError(stream_id, "the connection is closed")
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.state == HALF_CLOSED_LOCAL:
+        stream = self._recent
+        if stream is None or stream.stream_id != stream_id:
+            stream = self._streams.get(stream_id)
+            if stream is None:
+                raise StreamClosedError(stream_id, f"stream {stream_id} is not open for sending")
+            self._recent = stream
+        if stream.state == HALF_CLOSED_LOCAL:
             raise StreamClosedError(stream_id, f"stream {stream_id} is not open for sending")
         return stream
 
@@ -837,7 +900,7 @@ class H2Connection:
         """A response head (or trailers, with ``end_stream``): ``[(name, value), ...]`` lowercase bytes."""
         stream = self._sendable(stream_id)
         self._out.append(
-            headers_frames(stream_id, self._encoder.encode(headers), end_stream, self._peer_max_frame_size)
+            headers_frames(stream_id, self._encoder.encode_parts(headers), end_stream, self._peer_max_frame_size)
         )
         if not stream.response_started:
             stream.response_started = True
@@ -875,7 +938,7 @@ class H2Connection:
     def _local_end(self, stream) -> None:
         stream_id = stream.stream_id
         if stream.state == HALF_CLOSED_REMOTE:
-            del self._streams[stream_id]
+            self._remove(stream)
             self._release(stream.recv_unacked)
         elif stream.refused:  # answered before the request ended: the rest is not wanted (§8.1)
             self._reset(stream_id, NO_ERROR)

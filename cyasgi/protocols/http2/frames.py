@@ -226,6 +226,13 @@ def _u32(buf, i):
     return (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
 
 
+if not cython.compiled:  # the compiled build copies the octets without a slice object (frames.pxd)
+
+    def _octets(buf, start, end):
+        """``buf[start:end]``, within a complete frame."""
+        return buf[start:end]
+
+
 class FrameReader:
     """Turns the bytes a client sends into frames (see the module docstring).
 
@@ -412,7 +419,7 @@ class FrameReader:
                     )
                 end -= pad
             if frame_type == 0x0:
-                return _new_frame(0x0, flags, stream_id, length, buf[start:end])
+                return _new_frame(0x0, flags, stream_id, length, _octets(buf, start, end))
             depends_on = 0
             weight = 16
             exclusive = False
@@ -424,7 +431,7 @@ class FrameReader:
                 start += 5
             if end - start > self.max_header_block_size:
                 raise self._fail(ENHANCE_YOUR_CALM, f"header block larger than {self.max_header_block_size} octets")
-            frame = _new_frame(0x1, flags, stream_id, length, buf[start:end])
+            frame = _new_frame(0x1, flags, stream_id, length, _octets(buf, start, end))
             frame.depends_on = depends_on
             frame.weight = weight
             frame.exclusive = exclusive
@@ -517,8 +524,22 @@ class FrameReader:
 # Writers: each returns the exact bytes of its frame(s).
 
 
-def _header(length, frame_type, flags, stream_id):
-    return _pack_header(length >> 8, length & 0xFF, frame_type, flags, stream_id)
+if not cython.compiled:  # the compiled build writes the octets in place (frames.pxd)
+
+    def _header(length, frame_type, flags, stream_id):
+        return _pack_header(length >> 8, length & 0xFF, frame_type, flags, stream_id)
+
+    def _frame_bytes(length, frame_type, flags, stream_id, payload):
+        """One frame: its header, then ``payload`` (``length`` octets)."""
+        return _pack_header(length >> 8, length & 0xFF, frame_type, flags, stream_id) + payload
+
+    def _frame_of_parts(frame_type, flags, stream_id, parts, max_frame_size):
+        """One frame whose payload is ``parts`` joined, or None when that is over ``max_frame_size``."""
+        payload = b"".join(parts)
+        length = len(payload)
+        if length > max_frame_size:
+            return None
+        return _pack_header(length >> 8, length & 0xFF, frame_type, flags, stream_id) + payload
 
 
 #: A SETTINGS frame with the ACK flag.
@@ -560,15 +581,20 @@ def window_update_frame(stream_id: int, increment: int) -> bytes:
 
 
 def headers_frames(
-    stream_id: int, block: bytes, end_stream: bool = False, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    stream_id: int, block, end_stream: bool = False, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
 ) -> bytes:
-    """A HEADERS frame carrying ``block``, followed by CONTINUATION frames when ``block`` is larger
-    than ``max_frame_size`` (the peer's SETTINGS_MAX_FRAME_SIZE). END_STREAM goes on the HEADERS
-    frame, END_HEADERS on the last frame."""
-    size = len(block)
+    """A HEADERS frame carrying ``block`` (bytes, or the list of its parts as ``Encoder.encode_parts``
+    returns), followed by CONTINUATION frames when ``block`` is larger than ``max_frame_size`` (the
+    peer's SETTINGS_MAX_FRAME_SIZE). END_STREAM goes on the HEADERS frame, END_HEADERS on the last frame."""
     flags = 0x1 if end_stream else 0
+    if type(block) is list:
+        frame = _frame_of_parts(0x1, flags | 0x4, stream_id, block, max_frame_size)
+        if frame is not None:
+            return frame
+        block = b"".join(block)  # CONTINUATION frames follow
+    size = len(block)
     if size <= max_frame_size:
-        return _header(size, 0x1, flags | 0x4, stream_id) + block
+        return _frame_bytes(size, 0x1, flags | 0x4, stream_id, block)
     view = memoryview(block)
     parts = [_header(max_frame_size, 0x1, flags, stream_id), view[:max_frame_size]]
     pos = max_frame_size
@@ -587,7 +613,7 @@ def data_frames(
     Flow control is the caller's: ``data`` must fit the windows."""
     size = len(data)
     if size <= max_frame_size:
-        return _header(size, 0x0, 0x1 if end_stream else 0, stream_id) + data
+        return _frame_bytes(size, 0x0, 0x1 if end_stream else 0, stream_id, data)
     view = memoryview(data)
     parts = []
     pos = 0

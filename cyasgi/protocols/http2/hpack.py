@@ -371,7 +371,6 @@ class Decoder:
         static = STATIC_TABLE
         invalid = self._invalid  # mutated in place only
         limit = self.max_header_list_size
-        bomb = limit * HPACK_BOMB_FACTOR
         total = 0
         valid = True
         while pos < end:
@@ -393,11 +392,12 @@ class Decoder:
                     field = entries[count - index]
                     if invalid and field in invalid:
                         valid = False
-                total += len(field[0]) + len(field[1]) + 32
+                name, value = field  # typed in the compiled build: their lengths are C reads
+                total += len(name) + len(value) + 32
                 if total <= limit:
                     headers.append(field)
-                elif total > bomb:
-                    raise HPACKBomb(f"header block decoding past {bomb} octets (HPACK bomb)")
+                elif total > limit * HPACK_BOMB_FACTOR:
+                    raise HPACKBomb(f"header block decoding past {limit * HPACK_BOMB_FACTOR} octets (HPACK bomb)")
                 continue
             if octet & 0x40:  # literal with incremental indexing (§6.2.1)
                 index = octet & 0x3F
@@ -439,8 +439,8 @@ class Decoder:
             total += size
             if total <= limit:
                 headers.append(field)
-            elif total > bomb:
-                raise HPACKBomb(f"header block decoding past {bomb} octets (HPACK bomb)")
+            elif total > limit * HPACK_BOMB_FACTOR:
+                raise HPACKBomb(f"header block decoding past {limit * HPACK_BOMB_FACTOR} octets (HPACK bomb)")
             if not field_ok:
                 valid = False
             if indexing:
@@ -562,7 +562,11 @@ class Encoder:
         self._inserted = 0  # insertions so far: entry n has index 62 + (inserted - 1 - n)
         self._smallest_update = -1  # the smallest size since the last block, when a change is pending
         self._pending_update = False
-        self._cache: dict[tuple[bytes, bytes], bytes] = {}  # field -> its octets while the table holds still
+        # name -> [its last value, that field's octets, {value: the field's octets}] while the table
+        # holds still. By name, then value: bytes keep their hash, a fresh (name, value) tuple would be
+        # hashed again; the last value first: a response's fields mostly repeat the previous one's.
+        self._cache: dict[bytes, list] = {}
+        self._cached = 0  # fields in _cache
 
     def set_max_table_size(self, size: int) -> None:
         """The peer's SETTINGS_HEADER_TABLE_SIZE changed: the next block starts with a size update."""
@@ -576,31 +580,58 @@ class Encoder:
         self._pending_update = True
         self.max_table_size = size
         self._cache.clear()
+        self._cached = 0
         self._evict(size)
 
     def encode(self, headers) -> bytes:
         """One header block for ``[(name, value), ...]``."""
-        out = bytearray()
+        return b"".join(self.encode_parts(headers))
+
+    def encode_parts(self, headers) -> list:
+        """The header block for ``headers`` as the list of its parts, for a writer that copies them
+        once (``headers_frames`` takes it)."""
+        parts: list[bytes] = []  # list.append: cheaper than growing a bytearray
         if self._pending_update:
+            out = bytearray()
             if self._smallest_update < self.max_table_size:
                 _encode_int(out, 0x20, 0x1F, self._smallest_update)
             _encode_int(out, 0x20, 0x1F, self.max_table_size)
             self._pending_update = False
+            parts.append(bytes(out))
         cache = self._cache
-        for field in headers:
-            encoded = cache.get(field) if type(field) is tuple else None
-            if encoded is not None:
-                out += encoded
-                continue
-            name, value = field
-            start = len(out)
-            if not self._field(out, name, value) and type(field) is tuple:
+        for name, value in headers:
+            entry = cache.get(name)
+            if entry is not None:
+                last = entry[0]
+                if last == value:
+                    parts.append(entry[1])
+                    continue
+                values = entry[2]
+                encoded = values.get(value)
+                if encoded is not None:
+                    entry[0] = value
+                    entry[1] = encoded
+                    parts.append(encoded)
+                    continue
+            out = bytearray()
+            added = self._field(out, name, value)
+            encoded = bytes(out)
+            parts.append(encoded)
+            if not added:
                 # The same octets encode this field until the table changes: kept (a response's
                 # fields mostly repeat the previous response's).
-                if len(cache) >= ENCODED_CACHE_LIMIT:
+                if self._cached >= ENCODED_CACHE_LIMIT:
                     cache.clear()
-                cache[field] = bytes(out[start:])
-        return bytes(out)
+                    self._cached = 0
+                    entry = None
+                if entry is None:
+                    cache[name] = [value, encoded, {value: encoded}]
+                else:
+                    entry[0] = value
+                    entry[1] = encoded
+                    entry[2][value] = encoded
+                self._cached += 1
+        return parts
 
     def _field(self, out, name, value) -> bool:
         """Append one field's representation; True when it was added to the dynamic table."""
@@ -654,6 +685,7 @@ class Encoder:
 
     def _add(self, key, size):
         self._cache.clear()  # indexes shift: what was cached may now point elsewhere
+        self._cached = 0
         self._evict(self.max_table_size - size)
         self._entries.append((key, size, self._inserted))
         self._index[key] = self._inserted
