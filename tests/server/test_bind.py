@@ -4,6 +4,7 @@ answered by curl; --workers sharing them; dual-stack ``::``; every bad value (do
 from __future__ import annotations
 
 import errno
+import json
 import re
 import shutil
 import signal
@@ -39,11 +40,13 @@ def ipv6_available() -> bool:
 needs_ipv6 = pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback here")
 
 
-def curl(url: str, uds: Path | None = None) -> str:
+def curl(url: str, uds: Path | None = None, headers: tuple[str, ...] = ()) -> str:
     """The body curl gets for ``url`` (over the UNIX socket ``uds`` if given)."""
     command = ["curl", "--silent", "--show-error", "--fail", "--globoff", "--max-time", str(WAIT)]
     if uds is not None:
         command += ["--unix-socket", str(uds)]
+    for header in headers:
+        command += ["--header", header]
     result = subprocess.run(
         [*command, url], capture_output=True, text=True, check=False, timeout=WAIT + 1, stdin=subprocess.DEVNULL
     )
@@ -132,12 +135,18 @@ def test_workers_serve_every_listener(tmp_path, extra):
 @needs_ipv6
 @pytest.mark.parametrize("args", [["--host", "::", "--port", "0"], ["--bind", "[::]:0"]], ids=["host", "bind"])
 def test_ipv6_wildcard_also_serves_ipv4(args):
-    with run_cli("tests.apps:hello", *args) as cli:
+    forwarded = ("X-Forwarded-For: 203.0.113.7",)
+    with run_cli("tests.apps:echo", *args) as cli:
         [named] = listeners(cli, 1)
         port = port_of(named)
         assert named == f"http://[::]:{port}"
-        assert curl(f"http://127.0.0.1:{port}/") == "hello"
-        assert curl(f"http://[::1]:{port}/") == "hello"
+        over_ipv4 = json.loads(curl(f"http://127.0.0.1:{port}/"))
+        over_ipv6 = json.loads(curl(f"http://[::1]:{port}/"))
+        # The IPv4 peer (::ffff:127.0.0.1) is the default --forwarded-allow-ips' 127.0.0.1.
+        proxied = json.loads(curl(f"http://127.0.0.1:{port}/", headers=forwarded))
+    assert over_ipv4["client"][0] == "::ffff:127.0.0.1"
+    assert over_ipv6["client"][0] == "::1"
+    assert proxied["client"] == ["203.0.113.7", 0]
 
 
 BAD_VALUES = [
