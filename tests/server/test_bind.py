@@ -40,9 +40,9 @@ def ipv6_available() -> bool:
 needs_ipv6 = pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback here")
 
 
-def curl(url: str, uds: Path | None = None, headers: tuple[str, ...] = ()) -> str:
+def curl(url: str, uds: Path | None = None, headers: tuple[str, ...] = (), options: tuple[str, ...] = ()) -> str:
     """The body curl gets for ``url`` (over the UNIX socket ``uds`` if given)."""
-    command = ["curl", "--silent", "--show-error", "--fail", "--globoff", "--max-time", str(WAIT)]
+    command = ["curl", "--silent", "--show-error", "--fail", "--globoff", "--max-time", str(WAIT), *options]
     if uds is not None:
         command += ["--unix-socket", str(uds)]
     for header in headers:
@@ -95,6 +95,8 @@ def test_explicit_host_port_uds_and_fd_add_their_listeners(tmp_path):
     fd = inherited.fileno()
     uds = tmp_path / "uds.sock"
     bound = tmp_path / "bound.sock"
+    with socket.socket(socket.AF_UNIX) as stale:  # a crashed server's leftover: replaced
+        stale.bind(str(bound))
     try:
         args = ["--port", "0", "--uds", str(uds), "--bind", f"unix:{bound}", "--bind", f"fd://{fd}"]
         with run_cli("tests.apps:hello", *args, pass_fds=(fd,)) as cli:
@@ -110,6 +112,23 @@ def test_explicit_host_port_uds_and_fd_add_their_listeners(tmp_path):
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", named[0])
     assert named[1:] == [f"unix socket {bound}", f"socket {(host, port)}", f"unix socket {uds}"]
     assert not uds.exists() and not bound.exists()
+
+
+def test_tls_on_every_listener(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    path = tmp_path / "tls.sock"
+    tls = ["--ssl-certfile", str(cert_file), "--ssl-keyfile", str(key_file)]
+    with run_cli("tests.apps:hello", "--bind", "127.0.0.1:0", "--bind", f"unix:{path}", *tls) as cli:
+        named = listeners(cli, 2)
+        assert re.fullmatch(r"https://127\.0\.0\.1:\d+", named[0])
+        assert curl(named[0] + "/", options=("--cacert", str(ca_file))) == "hello"
+        assert curl("https://localhost/", uds=path, options=("--cacert", str(ca_file))) == "hello"
 
 
 @pytest.mark.parametrize("extra", [[], ["--reuse-port"]], ids=["shared", "reuse-port"])
