@@ -18,8 +18,9 @@ from click.testing import CliRunner
 
 from cyasgi.config import Config, ConfigError
 from cyasgi.main import main as cli
+from tests import apps
 from tests.supervision import APP, SPAWN_WAIT, cyasgi, run_supervised, wait_for_count
-from tests.utils import WAIT, CliProcess, run_cli, run_cli_to_exit
+from tests.utils import WAIT, CliProcess, make_config, run_cli, run_cli_to_exit, run_server
 
 READY = "Application startup complete."
 BIND_FORMS = "expected HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N"
@@ -200,6 +201,16 @@ def test_bad_value_from_the_environment_exits_3():
     result = run_cli_to_exit("tests.apps:hello", env={"CYASGI_BIND": "127.0.0.1:0,unix:"})
     assert result.returncode == 3, result.stdout
     assert "Error: --bind 'unix:': unix: needs a socket path" in result.stdout
+
+
+def test_server_in_python_serves_every_listener_and_removes_its_socket_file(tmp_path):
+    path = tmp_path / "api.sock"
+    with run_server(make_config(apps.hello, bind=["127.0.0.1:0", f"unix:{path}"])) as server:
+        port = server.servers[0].sockets[0].getsockname()[1]
+        assert curl(f"http://127.0.0.1:{port}/") == "hello"
+        assert curl("http://localhost/", uds=path) == "hello"
+        assert len(server.servers) == 2
+    assert not path.exists()
 
 
 def test_config_and_run_refuse_bad_values():
