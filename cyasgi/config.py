@@ -687,7 +687,7 @@ class Config:
         if reuse_port:
             if self.listeners:
                 if not any(listener.kind == "tcp" for listener in self.listeners):
-                    raise ConfigError("--reuse-port needs a TCP listener; --bind has only unix: and fd:// ones.")
+                    raise ConfigError("--reuse-port needs a TCP listener; --bind names only unix: and fd://.")
             elif uds is not None or fd is not None:
                 raise ConfigError("--reuse-port needs a TCP --host/--port; it cannot be used with --uds or --fd.")
             if not hasattr(socket, "SO_REUSEPORT"):

@@ -130,7 +130,11 @@ def check_bind(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
         try:
             parse_bind(item)
         except ConfigError as exc:
-            raise BindError(str(exc)) from None
+            message = str(exc)
+            if param.name is not None and ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT_MAP:
+                label, given_as = ctx.meta.get("cyasgi.config_file", ("config file", {}))
+                message = f"{label}: '{given_as.get(param.name, param.name)}': {message}"
+            raise BindError(message) from None
     return tuple(values)
 
 

@@ -226,7 +226,9 @@ class Server:
                 # Our own socket: the loops would make it IPv6-only, and "::" should serve IPv4 too.
                 sock = tcp_socket(config.host, config.port)
                 sock.listen(config.backlog)
-                server = await loop.create_server(create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog)
+                server = await loop.create_server(
+                    create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog
+                )
                 listeners = [sock]
                 self.servers = [server]
             else:

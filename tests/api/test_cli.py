@@ -227,7 +227,8 @@ def sample(param: click.Option, tmp_path: Path) -> tuple[str, Any]:
     if param.name in ("reload_dirs",):
         return str(tmp_path), (str(tmp_path),)
     if param.name == "bind":  # whitespace and commas both separate (no address form contains either)
-        return "127.0.0.1:9001 unix:/tmp/app.sock,[::1]:9002", ["127.0.0.1:9001", "unix:/tmp/app.sock", "[::1]:9002"]
+        listeners = ["127.0.0.1:9001", "unix:/tmp/app.sock", "[::1]:9002"]
+        return "127.0.0.1:9001 unix:/tmp/app.sock,[::1]:9002", listeners
     if param.multiple:
         return "*.txt *.md", ("*.txt", "*.md")
     if param.is_flag:

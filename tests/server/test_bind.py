@@ -11,6 +11,7 @@ import signal
 import socket
 import stat
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -41,16 +42,15 @@ def ipv6_available() -> bool:
 needs_ipv6 = pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback here")
 
 
-def curl(url: str, uds: Path | None = None, headers: tuple[str, ...] = (), options: tuple[str, ...] = ()) -> str:
+def curl(url: str, uds: Path | None = None, headers: Sequence[str] = (), options: Sequence[str] = ()) -> str:
     """The body curl gets for ``url`` (over the UNIX socket ``uds`` if given)."""
     command = ["curl", "--silent", "--show-error", "--fail", "--globoff", "--max-time", str(WAIT), *options]
     if uds is not None:
         command += ["--unix-socket", str(uds)]
     for header in headers:
         command += ["--header", header]
-    result = subprocess.run(
-        [*command, url], capture_output=True, text=True, check=False, timeout=WAIT + 1, stdin=subprocess.DEVNULL
-    )
+    run = {"capture_output": True, "text": True, "check": False, "stdin": subprocess.DEVNULL}
+    result = subprocess.run([*command, url], timeout=WAIT + 1, **run)
     assert result.returncode == 0, (url, result.stderr)
     return result.stdout
 
@@ -153,7 +153,9 @@ def test_workers_serve_every_listener(tmp_path, extra):
 
 
 @needs_ipv6
-@pytest.mark.parametrize("args", [["--host", "::", "--port", "0"], ["--bind", "[::]:0"]], ids=["host", "bind"])
+@pytest.mark.parametrize(
+    "args", [["--host", "::", "--port", "0"], ["--bind", "[::]:0"]], ids=["host", "bind"]
+)
 def test_ipv6_wildcard_also_serves_ipv4(args):
     forwarded = ("X-Forwarded-For: 203.0.113.7",)
     with run_cli("tests.apps:echo", *args) as cli:
@@ -197,6 +199,14 @@ def test_bad_values_exit_3_with_the_value_and_the_reason(value, reason):
         assert (completed.returncode, completed.stdout.strip()) == (3, expected)
 
 
+def test_bad_value_from_a_config_file_names_the_file(tmp_path, monkeypatch):
+    (tmp_path / "app.toml").write_text('bind = ["127.0.0.1:0", "localhost"]\n')
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["tests.apps:hello", "--config", "app.toml"], catch_exceptions=False)
+    expected = f"Error: app.toml: 'bind': --bind 'localhost': {BIND_FORMS}"
+    assert (result.exit_code, result.output.strip()) == (3, expected)
+
+
 def test_bad_value_from_the_environment_exits_3():
     result = run_cli_to_exit("tests.apps:hello", env={"CYASGI_BIND": "127.0.0.1:0,unix:"})
     assert result.returncode == 3, result.stdout
@@ -232,8 +242,8 @@ def test_address_in_use_names_the_listener_and_leaves_no_socket_file(tmp_path):
     assert result.returncode == 3, result.stdout
     errors = [line for line in result.stdout.splitlines() if line.startswith("ERROR:")]
     assert errors == [
-        f"ERROR:    [Errno {errno.EADDRINUSE}] error while attempting to bind on address ('127.0.0.1', {port}): "
-        "address already in use"
+        f"ERROR:    [Errno {errno.EADDRINUSE}] error while attempting to bind on address "
+        f"('127.0.0.1', {port}): address already in use"
     ]
     assert "Application shutdown complete." in result.stdout  # as for --port in use
     assert not path.exists()
@@ -242,7 +252,8 @@ def test_address_in_use_names_the_listener_and_leaves_no_socket_file(tmp_path):
 def test_a_regular_file_at_a_unix_path_is_an_error_and_left_alone(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("precious")
-    result = run_cli_to_exit("tests.apps:hello", "--workers", "2", "--bind", "127.0.0.1:0", "--bind", f"unix:{path}")
+    args = ["--workers", "2", "--bind", "127.0.0.1:0", "--bind", f"unix:{path}"]
+    result = run_cli_to_exit("tests.apps:hello", *args)
     assert result.returncode == 3, result.stdout
     assert f"error while attempting to bind on address {str(path)!r}: address already in use" in result.stdout
     assert path.read_text() == "precious"
