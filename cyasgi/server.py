@@ -224,7 +224,7 @@ class Server:
                 self.servers = [server]
             elif is_ipv6_wildcard(config.host):
                 # Our own socket: the loops would make it IPv6-only, and "::" should serve IPv4 too.
-                sock = tcp_socket(config.host, config.port)
+                sock = tcp_socket(config.host, config.port, config.reuse_port)
                 sock.listen(config.backlog)
                 server = await loop.create_server(
                     create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog
