@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import copy
+import errno
 import inspect
+import ipaddress
 import json
 import logging
 import logging.config
@@ -12,9 +15,11 @@ import math
 import os
 import socket
 import ssl
+import stat
 import sys
 from collections.abc import Awaitable
 from configparser import RawConfigParser
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Callable, Literal
 
@@ -76,6 +81,14 @@ HTTP2_ALPN_PROTOCOLS = ["h2", "http/1.1"]
 
 #: Exit status when the server could not start (bad app, port in use, failed lifespan startup).
 STARTUP_FAILURE = 3
+
+#: --bind (docs/settings.md): the forms of one listener, and the prefixes of the non-TCP ones.
+BIND_FORMS = "HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N"
+BIND_UNIX_PREFIX = "unix:"
+BIND_FD_PREFIX = "fd://"
+MAX_TCP_PORT = 65535
+#: Mode of a UNIX socket file the server creates: any local user may connect (as with --uds).
+UDS_PERMS = 0o666
 
 LOG_LEVELS: dict[str, int] = {
     "critical": logging.CRITICAL,
@@ -266,6 +279,145 @@ def prepare_http2_tls(ctx: ssl.SSLContext) -> None:
     ctx.set_alpn_protocols(HTTP2_ALPN_PROTOCOLS)
 
 
+@dataclass(frozen=True)
+class Listener:
+    """One address the server listens on: ``kind`` is ``"tcp"`` (host, port), ``"unix"`` (path) or
+    ``"fd"`` (an inherited socket's descriptor)."""
+
+    kind: Literal["tcp", "unix", "fd"]
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    fd: int = -1
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return BIND_UNIX_PREFIX + self.path
+        if self.kind == "fd":
+            return f"{BIND_FD_PREFIX}{self.fd}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_bind(value: str) -> Listener:
+    """The listener one ``--bind`` value names; a ConfigError that quotes the value otherwise."""
+
+    def fail(reason: str = f"expected {BIND_FORMS}") -> ConfigError:
+        return ConfigError(f"--bind {value!r}: {reason}")
+
+    if not isinstance(value, str):
+        raise ConfigError(f"--bind values must be strings, not {value!r}")
+    if value.startswith(BIND_UNIX_PREFIX):
+        path = value[len(BIND_UNIX_PREFIX) :]
+        if not path:
+            raise fail(f"{BIND_UNIX_PREFIX} needs a socket path ({BIND_UNIX_PREFIX}PATH)")
+        return Listener("unix", path=path)
+    if value.startswith(BIND_FD_PREFIX):
+        number = value[len(BIND_FD_PREFIX) :]
+        if not (number.isascii() and number.isdigit()):
+            raise fail(f"{BIND_FD_PREFIX} needs a file descriptor number ({BIND_FD_PREFIX}N)")
+        return Listener("fd", fd=int(number))
+    if value.startswith("["):
+        host, bracket, port_text = value[1:].partition("]:")
+        if not bracket or not host:
+            raise fail()
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise fail(f"{host!r} is not an IPv6 address; write other hosts without brackets") from None
+    else:
+        host, colon, port_text = value.rpartition(":")
+        if not colon or not host:
+            raise fail()
+        if ":" in host:  # a bare IPv6 address: its last group would read as the port
+            raise fail(f"write an IPv6 address in brackets, [{host}]:{port_text}")
+    if not port_text:
+        raise fail()
+    if not (port_text.isascii() and port_text.isdigit()):
+        raise fail(f"{port_text!r} is not a port number")
+    port = int(port_text)
+    if port > MAX_TCP_PORT:
+        raise fail(f"port {port} is out of range (0 to {MAX_TCP_PORT})")
+    return Listener("tcp", host=host, port=port)
+
+
+def bind_error(exc: OSError, address: Any) -> OSError:
+    """``exc`` naming the address it is about (a bare "Address already in use" does not say which)."""
+    reason = (exc.strerror or str(exc)).lower()
+    return OSError(exc.errno, f"error while attempting to bind on address {address!r}: {reason}")
+
+
+def is_ipv6_wildcard(host: str | None) -> bool:
+    """``::`` (in any spelling): the host that can also serve IPv4 on one dual-stack socket."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    return address.version == 6 and address.is_unspecified
+
+
+def tcp_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A bound, not yet listening TCP socket; an IPv6 one is dual-stack where the OS allows it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            # asyncio and uvloop set IPV6_V6ONLY on the sockets they create; "::" should also take IPv4.
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise bind_error(exc, (host, port)) from None
+    return sock
+
+
+def unix_socket(path: str) -> socket.socket:
+    """A bound, not yet listening UNIX socket at ``path`` (mode UDS_PERMS); a stale socket file
+    that nobody listens on any more is replaced, anything else at the path is an error."""
+    if _is_stale_socket(path):
+        os.remove(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, UDS_PERMS)
+    except OSError as exc:
+        sock.close()
+        raise bind_error(exc, path) from None
+    return sock
+
+
+def _is_stale_socket(path: str) -> bool:
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def fd_socket(fd: int) -> socket.socket:
+    """A socket on a copy of the inherited descriptor ``fd`` (e.g. from systemd socket activation)."""
+    copy = -1
+    try:
+        copy = os.dup(fd)
+        return socket.socket(fileno=copy)
+    except OSError as exc:
+        if copy >= 0:
+            os.close(copy)
+        reason = (exc.strerror or str(exc)).lower()
+        raise OSError(exc.errno or errno.EBADF, f"cannot serve file descriptor {fd}: {reason}") from None
+
+
 def is_dir(path: Path) -> bool:
     try:
         return path.resolve().is_dir()
@@ -410,6 +562,7 @@ class Config:
         http2_max_empty_data_frames: int = DEFAULT_HTTP2_MAX_EMPTY_DATA_FRAMES,
         http2_max_control_frames: int = DEFAULT_HTTP2_MAX_CONTROL_FRAMES,
         http2_max_stream_errors: int = DEFAULT_HTTP2_MAX_STREAM_ERRORS,
+        bind: list[str] | str | None = None,
     ):
         self.app = app
         self.host = host
@@ -482,6 +635,12 @@ class Config:
         self.http2_max_empty_data_frames = http2_max_empty_data_frames
         self.http2_max_control_frames = http2_max_control_frames
         self.http2_max_stream_errors = http2_max_stream_errors
+        #: --bind values; with any, ``listeners`` replaces host/port (docs/settings.md).
+        self.bind = _as_list(bind)
+        #: Every address to serve with --bind: its values, then --uds, then --fd. Empty without --bind.
+        self.listeners: list[Listener] = []
+        #: UNIX socket files this process created for ``listeners``: removed on exit.
+        self.bound_unix_paths: list[str] = []
 
         self.loaded = False
         self.configure_logging()
@@ -489,6 +648,7 @@ class Config:
         self._check_limits()
         self._check_operations()
         self._check_http2()
+        self._resolve_listeners()
 
         self.reload_dirs: list[Path] = []
         self.reload_dirs_excludes: list[Path] = []
@@ -525,7 +685,10 @@ class Config:
                 ) from None
 
         if reuse_port:
-            if uds is not None or fd is not None:
+            if self.listeners:
+                if not any(listener.kind == "tcp" for listener in self.listeners):
+                    raise ConfigError("--reuse-port needs a TCP listener; --bind names only unix: and fd://.")
+            elif uds is not None or fd is not None:
                 raise ConfigError("--reuse-port needs a TCP --host/--port; it cannot be used with --uds or --fd.")
             if not hasattr(socket, "SO_REUSEPORT"):
                 raise ConfigError("--reuse-port is not available on this platform (no SO_REUSEPORT).")
@@ -597,6 +760,17 @@ class Config:
             if not (math.isfinite(value) and value > 0):
                 off = " (0 turns it off)" if name == "http2_keep_alive_interval" else ""
                 raise ConfigError(f"{flag} must be a positive number of seconds{off}, not {value}.")
+
+    def _resolve_listeners(self) -> None:
+        """With --bind, the listeners: its values in order, then --uds and --fd if given."""
+        if not self.bind:
+            return
+        listeners = [parse_bind(value) for value in self.bind]
+        if self.uds is not None:
+            listeners.append(Listener("unix", path=self.uds))
+        if self.fd is not None:
+            listeners.append(Listener("fd", fd=self.fd))
+        self.listeners = list(dict.fromkeys(listeners))
 
     def _resolve_reload_settings(self, dirs: list[str], includes: list[str], excludes: list[str]) -> None:
         self.reload_includes, self.reload_dirs = resolve_reload_patterns(includes, dirs)
@@ -932,6 +1106,9 @@ class Config:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if self.reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:  # "::" takes IPv4 too, also where the OS default is IPv6-only
+                with contextlib.suppress(OSError, AttributeError):
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             try:
                 sock.bind((self.host, self.port))
             except OSError as exc:
@@ -949,6 +1126,84 @@ class Config:
             logger.info(message, *logger_args, extra={"color_message": color_message})
         sock.set_inheritable(True)
         return sock
+
+
+    def open_listeners(
+        self, listeners: list[Listener] | None = None, *, listen_tcp: bool = True
+    ) -> list[socket.socket]:
+        """Bind ``listeners`` (default: all of ``self.listeners``), in order; an OSError naming the
+        address if one cannot be bound (those bound before it are closed).
+
+        A TCP port 0 is replaced in ``self.listeners`` by the port the system picked, so that workers
+        started afterwards (--reuse-port) bind the same one. ``listen_tcp=False``: the TCP sockets only
+        hold their address for the workers' own (see ``bind_socket``).
+        """
+        sockets: list[socket.socket] = []
+        try:
+            for listener in self.listeners if listeners is None else listeners:
+                if listener.kind == "unix":
+                    sock = unix_socket(listener.path)
+                    self.bound_unix_paths.append(listener.path)
+                elif listener.kind == "fd":
+                    sock = fd_socket(listener.fd)
+                else:
+                    sock = tcp_socket(listener.host, listener.port, self.reuse_port)
+                    if listener.port == 0 and listener in self.listeners:
+                        self.listeners[self.listeners.index(listener)] = replace(
+                            listener, port=sock.getsockname()[1]
+                        )
+                sockets.append(sock)
+                if listen_tcp or listener.kind != "tcp":
+                    sock.listen(self.backlog)
+                sock.set_inheritable(True)
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            raise
+        return sockets
+
+    def bind_sockets(
+        self, listeners: list[Listener] | None = None, *, announce: bool = True, listen_tcp: bool = True
+    ) -> list[socket.socket]:
+        """``open_listeners`` for a supervisor (--workers, --reload) or a worker: a failure is logged
+        and exits with STARTUP_FAILURE; ``announce`` logs every listener's "running on" line."""
+        try:
+            sockets = self.open_listeners(listeners, listen_tcp=listen_tcp)
+        except OSError as exc:
+            logger.error(exc)
+            sys.exit(STARTUP_FAILURE)
+        if announce:
+            for listener, sock in zip(self.listeners if listeners is None else listeners, sockets):
+                self.announce_listener(listener, sock)
+        return sockets
+
+    def announce_listener(self, listener: Listener, sock: socket.SocketType) -> None:
+        """The "cyasgi running on ..." line of one listener, in the shape --host/--uds/--fd print it."""
+        suffix = " (Press CTRL+C to quit)"
+        args: list[Any]
+        if listener.kind == "unix":
+            addr_format, args = "unix socket %s", [listener.path]
+            color_format = _bold("%s")
+        elif listener.kind == "fd":
+            addr_format, args = "socket %s", [sock.getsockname()]
+            color_format = _bold("%s")
+        else:
+            addr_format = "%s://[%s]:%d" if ":" in listener.host else "%s://%s:%d"
+            args = ["https" if self.is_ssl else "http", listener.host, sock.getsockname()[1]]
+            color_format = _bold(addr_format)
+        logger.info(
+            "cyasgi running on " + addr_format + suffix,
+            *args,
+            extra={"color_message": "cyasgi running on " + color_format + suffix},
+        )
+
+    def remove_unix_sockets(self) -> None:
+        """Remove the UNIX socket files ``open_listeners`` created (a file put there since is left alone)."""
+        for path in self.bound_unix_paths:
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.stat(path).st_mode):
+                    os.remove(path)
+        self.bound_unix_paths.clear()
 
 
 def _import_setting(what: str, import_str: str) -> Any:

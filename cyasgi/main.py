@@ -14,6 +14,7 @@ from configparser import RawConfigParser
 from typing import IO, Any, Callable
 
 import click
+from click.core import ParameterSource
 
 import cyasgi
 from cyasgi import config_file
@@ -51,6 +52,7 @@ from cyasgi.config import (
     LifespanType,
     LoopFactoryType,
     WSProtocolType,
+    parse_bind,
 )
 from cyasgi.server import Server
 
@@ -113,6 +115,38 @@ def check_port(ctx: click.Context, param: click.Parameter, value: int) -> int:
     return value
 
 
+class BindError(click.ClickException):
+    """A --bind value that names no listener: ``Error: --bind 'VALUE': ...``, exit code 3."""
+
+    exit_code = STARTUP_FAILURE
+
+
+def check_bind(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    values = list(value)
+    if param.name is not None and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT:
+        # click splits CYASGI_BIND on whitespace; commas separate too (no address form contains one).
+        values = [part for item in values for part in item.split(",") if part]
+    for item in values:
+        try:
+            parse_bind(item)
+        except ConfigError as exc:
+            message = str(exc)
+            if param.name is not None and ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT_MAP:
+                label, given_as = ctx.meta.get("cyasgi.config_file", ("config file", {}))
+                message = f"{label}: '{given_as.get(param.name, param.name)}': {message}"
+            raise BindError(message) from None
+    return tuple(values)
+
+
+def explicit_host_port(ctx: click.Context, host: str, port: int) -> list[str]:
+    """With --bind: --host/--port as one more listener when either was given (command line,
+    CYASGI_HOST/CYASGI_PORT or a config file); their built-in defaults add none."""
+    given = (ctx.get_parameter_source(name) for name in ("host", "port"))
+    if all(source in (None, ParameterSource.DEFAULT) for source in given):
+        return []
+    return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+
+
 def check_headers(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
     for header in value:
         if ":" not in header:
@@ -144,6 +178,16 @@ def check_headers(ctx: click.Context, param: click.Parameter, value: tuple[str, 
 )
 @click.option("--uds", type=str, default=None, help="Bind to a UNIX domain socket.")
 @click.option("--fd", type=int, default=None, help="Bind to socket from this file descriptor.")
+@click.option(
+    "--bind",
+    "bind",
+    multiple=True,
+    metavar="ADDRESS",
+    callback=check_bind,
+    help="Listen on this address: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N. Repeat it for several "
+    "listeners. Replaces the default 127.0.0.1:8000; --host/--port, --uds and --fd, when given, add "
+    "theirs.",
+)
 @click.option("--reload", is_flag=True, default=False, help="Enable auto-reload.")
 @click.option(
     "--reload-dir",
@@ -593,6 +637,7 @@ def main(
     port: int,
     uds: str,
     fd: int,
+    bind: tuple[str, ...],
     loop: LoopFactoryType | str,
     http: HTTPProtocolType | str,
     http2: bool,
@@ -661,6 +706,8 @@ def main(
     http2_max_stream_errors: int,
     reset_contextvars: bool = False,
 ) -> None:
+    if bind:
+        bind = (*explicit_host_port(click.get_current_context(), host, port), *bind)
     run(
         app,
         host=host,
@@ -734,6 +781,7 @@ def main(
         http2_max_empty_data_frames=http2_max_empty_data_frames,
         http2_max_control_frames=http2_max_control_frames,
         http2_max_stream_errors=http2_max_stream_errors,
+        bind=list(bind) or None,
     )
 
 
@@ -814,6 +862,7 @@ def run(
     http2_max_empty_data_frames: int = DEFAULT_HTTP2_MAX_EMPTY_DATA_FRAMES,
     http2_max_control_frames: int = DEFAULT_HTTP2_MAX_CONTROL_FRAMES,
     http2_max_stream_errors: int = DEFAULT_HTTP2_MAX_STREAM_ERRORS,
+    bind: list[str] | str | None = None,
 ) -> None:
     """Run ``app`` (an ASGI app or a ``"module:attr"`` string) with ``Config``'s settings, like ``uvicorn.run``.
 
@@ -898,6 +947,7 @@ def run(
             http2_max_empty_data_frames=http2_max_empty_data_frames,
             http2_max_control_frames=http2_max_control_frames,
             http2_max_stream_errors=http2_max_stream_errors,
+            bind=bind,
         )
     except (ConfigError, OSError) as exc:  # e.g. an unreadable --log-config
         logging.getLogger("uvicorn.error").error("%s", exc)
@@ -918,23 +968,29 @@ def run(
         if config.should_reload:
             from cyasgi.supervisors import ChangeReload
 
-            sock = config.bind_socket()
-            ChangeReload(config, target=server.run, sockets=[sock]).run()
+            sockets = config.bind_sockets() if config.listeners else [config.bind_socket()]
+            ChangeReload(config, target=server.run, sockets=sockets).run()
         elif config.workers > 1:
             from cyasgi.supervisors import Multiprocess
 
-            sock = config.bind_socket(listen=not config.reuse_port)
-            Multiprocess(config, sockets=[sock]).run()
-        elif config.reuse_port:
+            listen = not config.reuse_port
+            if config.listeners:
+                sockets = config.bind_sockets(listen_tcp=listen)
+            else:
+                sockets = [config.bind_socket(listen=listen)]
+            Multiprocess(config, sockets=sockets).run()
+        elif config.reuse_port and not config.listeners:
             server.run(sockets=[config.bind_socket()])
         else:
-            server.run()
+            server.run()  # with --bind, the server binds its listeners itself
     except KeyboardInterrupt:
         pass
     finally:
         # Only a socket is ours to remove: a regular file at that path (a typo) is left alone.
-        if config.uds and os.path.exists(config.uds) and stat.S_ISSOCK(os.stat(config.uds).st_mode):
-            os.remove(config.uds)
+        uds = None if config.listeners else config.uds  # --bind's listeners are removed below
+        if uds and os.path.exists(uds) and stat.S_ISSOCK(os.stat(uds).st_mode):
+            os.remove(uds)
+        config.remove_unix_sockets()
 
     if not server.started and not config.should_reload and config.workers == 1:
         sys.exit(STARTUP_FAILURE)

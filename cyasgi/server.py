@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from cyasgi._compat import asyncio_run
-from cyasgi.config import STARTUP_FAILURE, Config
+from cyasgi.config import STARTUP_FAILURE, Config, is_ipv6_wildcard, tcp_socket
 from cyasgi.protocols.http import sweep_deadlines, twin_name
 from cyasgi.protocols.http.wire import encode_headers_block
 
@@ -73,6 +73,8 @@ class Server:
         self._date_second = -1
         self._limit_max_requests: int | None | bool = False  # False: not computed yet
         self._delay_until = 0.0  # time.monotonic() at which the --shutdown-delay ends; 0: not started
+        #: True when startup bound --bind's listeners itself: its UNIX socket files are its to remove.
+        self._own_unix_paths = False
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
         # The factory first: a bad --loop exits before the coroutine exists (no "never awaited").
@@ -193,6 +195,15 @@ class Server:
                     )
                     self.servers.append(server)
                 listeners = sockets
+            elif config.listeners:
+                # --bind: every listener bound here, each with its own server, all with one TLS setting.
+                listeners = config.open_listeners()
+                self._own_unix_paths = True
+                for sock in listeners:
+                    server = await loop.create_server(
+                        create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog
+                    )
+                    self.servers.append(server)
             elif config.fd is not None:
                 # Inherited, e.g. from systemd socket activation: its family is read from the fd.
                 sock = socket.socket(fileno=os.dup(config.fd))
@@ -211,6 +222,15 @@ class Server:
                 assert server.sockets is not None
                 listeners = server.sockets
                 self.servers = [server]
+            elif is_ipv6_wildcard(config.host):
+                # Our own socket: the loops would make it IPv6-only, and "::" should serve IPv4 too.
+                sock = tcp_socket(config.host, config.port, config.reuse_port)
+                sock.listen(config.backlog)
+                server = await loop.create_server(
+                    create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog
+                )
+                listeners = [sock]
+                self.servers = [server]
             else:
                 server = await loop.create_server(
                     create_protocol, host=config.host, port=config.port, ssl=config.ssl, backlog=config.backlog
@@ -220,10 +240,15 @@ class Server:
                 self.servers = [server]
         except OSError as exc:
             logger.error(exc)
+            if sockets is None:
+                config.remove_unix_sockets()
             await self.lifespan.shutdown()
             sys.exit(STARTUP_FAILURE)
 
-        if sockets is None:  # a supervisor that bound the sockets has logged the address itself
+        if sockets is None and config.listeners:
+            for listener, listening in zip(config.listeners, listeners):
+                config.announce_listener(listener, listening)
+        elif sockets is None:  # a supervisor that bound the sockets has logged the address itself
             self._log_started_message(listeners)
         self.started = True
         self.announce_started()
@@ -344,6 +369,8 @@ class Server:
 
         if not self.force_exit:
             await self.lifespan.shutdown()
+        if self._own_unix_paths:
+            self.config.remove_unix_sockets()
 
     def _abort_connections(self) -> None:
         """Drop whatever is still connected: the graceful period is over (or was cut short)."""

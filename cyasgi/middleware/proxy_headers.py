@@ -71,7 +71,10 @@ class TrustedHosts:
             address = ipaddress.ip_address(host)
         except ValueError:
             return host in self.literals
-        return any(address in network for network in self.networks)
+        # An IPv4 peer of a dual-stack socket (--host ::) shows as ::ffff:a.b.c.d: trusted as a.b.c.d too.
+        mapped = getattr(address, "ipv4_mapped", None)
+        candidates = (address,) if mapped is None else (address, mapped)
+        return any(candidate in network for candidate in candidates for network in self.networks)
 
     def client_from_forwarded_for(self, forwarded_for: str) -> tuple[str, int] | None:
         """The nearest hop that is not a trusted proxy; the first hop if all of them are."""

@@ -1,7 +1,8 @@
-"""--workers N: a supervisor process that keeps N worker processes serving one address.
+"""--workers N: a supervisor process that keeps N worker processes serving its addresses.
 
-The supervisor binds the listening socket and every worker accepts on it (or, with
-``--reuse-port``, each worker binds its own SO_REUSEPORT socket). It never serves a request.
+The supervisor binds the listening sockets (one, or one per --bind listener) and every worker
+accepts on all of them (or, with ``--reuse-port``, each worker binds its own SO_REUSEPORT socket
+per TCP address). It never serves a request.
 It restarts workers that die, replaces workers whose event loop stops answering health pings
 (after logging their stacks), rolls the workers over one by one on SIGHUP, and scales on
 SIGTTIN / SIGTTOU. A worker that exits with the start-up failure code (3) stops everything,
@@ -80,7 +81,14 @@ def run_worker(
     signal.signal(STACK_DUMP_SIGNAL, signal.SIG_DFL)
     faulthandler.register(STACK_DUMP_SIGNAL, file=stack_dump.fileno(), all_threads=True, chain=True)
 
-    if config.reuse_port and not sockets:
+    if config.reuse_port and config.listeners:
+        # Its own SO_REUSEPORT socket per TCP listener; the UNIX and fd ones are the supervisor's.
+        tcp = [listener for listener in config.listeners if listener.kind == "tcp"]
+        try:
+            sockets = config.bind_sockets(tcp, announce=False) + sockets
+        except SystemExit:  # bind_sockets logged why
+            sys.exit(STARTUP_FAILURE)
+    elif config.reuse_port and not sockets:
         try:
             sockets = [config.bind_socket(announce=False)]
         except SystemExit:  # bind_socket logged why
@@ -223,8 +231,11 @@ class Multiprocess:
     def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
         self.config = config
         self.sockets = sockets
-        # With --reuse-port the parent's socket only holds the address; each worker binds its own.
+        # With --reuse-port the parent's TCP sockets only hold their address; each worker binds its own.
         self.worker_sockets = [] if config.reuse_port else sockets
+        if config.reuse_port and config.listeners:
+            kinds = [listener.kind for listener in config.listeners]
+            self.worker_sockets = [sock for kind, sock in zip(kinds, sockets) if kind != "tcp"]
         if config.reuse_port and sockets and config.port == 0:
             config.port = sockets[0].getsockname()[1]
 

@@ -99,6 +99,11 @@ HTTP2_OPTIONS_HELP = """
   --http2-max-stream-errors INTEGER HTTP/2: streams the server may reset for a client's errors on one
     connection before it is closed. [default: 1000]
 """
+BIND_HELP = """
+  --bind ADDRESS Listen on this address: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N. Repeat it for
+    several listeners. Replaces the default 127.0.0.1:8000; --host/--port, --uds and --fd, when given,
+    add theirs.
+"""
 CONFIG_HELP = """
   --config FILE Read defaults for these options from a TOML file (keys are the option names, e.g. port =
     8080). Without it, [tool.cyasgi] of ./pyproject.toml is read if present.
@@ -116,7 +121,7 @@ NEW_OPTIONS = set(
 HTTP2_OPTIONS = set(re.findall(r"--[a-z0-9-]+", HTTP2_OPTIONS_HELP))
 
 
-def test_help_is_uvicorns_help_with_cyasgis_http2_and_config_file():
+def test_help_is_uvicorns_help_with_cyasgis_http2_bind_and_config_file():
     reference = FROM_REFERENCE.read_text()
     # run_cli runs `python -m cyasgi`, which click names as such (uvicorn does the same).
     expected = reference.replace("Usage: uvicorn", "Usage: python -m cyasgi").replace("uvicorn", "cyasgi")
@@ -126,6 +131,10 @@ def test_help_is_uvicorns_help_with_cyasgis_http2_and_config_file():
     expected = expected.replace("[auto|h11|httptools|zttp]", "[auto|cyasgi|h11|httptools]")
     # The config file option comes first (docs/settings.md#config-file).
     expected = expected.replace("Options:", "Options: " + squash(CONFIG_HELP), 1)
+    # Several listeners, right after uvicorn's one-address options (docs/settings.md#listeners).
+    uvicorn_fd = "--fd INTEGER                    Bind to socket from this file descriptor.\n"
+    assert uvicorn_fd in expected
+    expected = expected.replace(uvicorn_fd, uvicorn_fd + squash(BIND_HELP) + "\n")
     # --http2 is there, with its own text (it needs no --http zttp), and then its tunables.
     uvicorn_http2 = "--http2                         Enable HTTP/2 support. Requires --http zttp.\n"
     assert uvicorn_http2 in expected
@@ -217,6 +226,9 @@ def sample(param: click.Option, tmp_path: Path) -> tuple[str, Any]:
         return "x-one:1 x-two:a:b", [["x-one", "1"], ["x-two", "a:b"]]
     if param.name in ("reload_dirs",):
         return str(tmp_path), (str(tmp_path),)
+    if param.name == "bind":  # whitespace and commas both separate (no address form contains either)
+        listeners = ["127.0.0.1:9001", "unix:/tmp/app.sock", "[::1]:9002"]
+        return "127.0.0.1:9001 unix:/tmp/app.sock,[::1]:9002", listeners
     if param.multiple:
         return "*.txt *.md", ("*.txt", "*.md")
     if param.is_flag:
@@ -242,7 +254,7 @@ def test_every_option_is_settable_by_env_var(captured_run, tmp_path):
     params = option_params()
     flags = {opt for param in params for opt in param.opts}
     in_reference = set(re.findall(r"^  (--[a-z0-9-]+)", FROM_REFERENCE.read_text(), re.MULTILINE))
-    assert flags == (in_reference - {"--version", "--help"}) | {"--reuse-port"} | NEW_OPTIONS
+    assert flags == (in_reference - {"--version", "--help"}) | {"--reuse-port", "--bind"} | NEW_OPTIONS
     for param in params:
         env_name = "CYASGI_" + param.name.upper()
         raw, expected = sample(param, tmp_path)

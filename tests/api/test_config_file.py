@@ -312,6 +312,10 @@ def toml_sample(param: click.Option, tmp_path: Path) -> tuple[str, Any]:
         return '["x-one:1", "x-two:a:b"]', [["x-one", "1"], ["x-two", "a:b"]]
     if param.name == "reload_dirs":
         return f'["{tmp_path}"]', (str(tmp_path),)
+    if param.name == "bind":
+        # The file sets host and port too (port = 7 below): they add their listener first.
+        listeners = ["some-text:7", "127.0.0.1:9001", "unix:/tmp/app.sock"]
+        return '["127.0.0.1:9001", "unix:/tmp/app.sock"]', listeners
     if param.multiple:
         return '["*.txt", "*.md"]', ("*.txt", "*.md")
     if param.is_flag:
