@@ -22,6 +22,9 @@ from cyasgi._speedups.connection cimport H2Connection, asgi_headers
 
 cdef frozenset CONNECTION_SPECIFIC
 cdef list STATUS_VALUES
+cdef Py_ssize_t CACHED_LENGTHS
+cdef list LENGTH_VALUES
+cdef dict METHODS
 cdef Py_ssize_t SEND_QUANTUM
 cdef bytes KEEP_ALIVE_PING
 cdef Py_ssize_t UNREAD_ACKS_LIMIT
@@ -75,6 +78,8 @@ cdef class StreamCycle:
 
     @cython.locals(code=int, content_length=Py_ssize_t, length=Py_ssize_t, head=list)
     cdef start_response(self, object status, object headers, object trailers)
+
+    @cython.locals(length=bytes)
     cdef send_head(self, Py_ssize_t body_size, bint more_body)
 
     @cython.locals(size=Py_ssize_t)

@@ -100,6 +100,15 @@ PREFACE: bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: ``:status`` values, encoded once.
 STATUS_VALUES = [str(code).encode("ascii") for code in range(600)]
 
+#: ``content-length`` values of small bodies, encoded once.
+CACHED_LENGTHS = 1024
+LENGTH_VALUES = [str(size).encode("ascii") for size in range(CACHED_LENGTHS)]
+
+#: The common methods as ``str``, without decoding them for every request.
+METHODS = {
+    name.encode("ascii"): name for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT")
+}
+
 #: Octets a stream with data waiting may send per turn when several wait (round-robin fairness).
 SEND_QUANTUM = 16384
 
@@ -327,7 +336,8 @@ class StreamCycle:
         head = self.head
         self.head = None
         if self.content_length == -1 and not more_body and not self.trailers:
-            head.append((b"content-length", str(body_size).encode("ascii")))
+            length = LENGTH_VALUES[body_size] if body_size < CACHED_LENGTHS else str(body_size).encode("ascii")
+            head.append((b"content-length", length))
         end = self.bodyless or (not more_body and body_size == 0 and not self.trailers)
         self.conn.send_headers(self.stream_id, head, end)
         if end:
@@ -696,7 +706,7 @@ class H2Protocol:
         extended_connect = None
         for name, value in headers:  # (pseudo-headers come first: the core checked it)
             if name == b":method":
-                method = value.decode("ascii", "replace")
+                method = METHODS.get(value) or value.decode("ascii", "replace")
             elif name == b":path":
                 target = value
             elif name == b":protocol":
