@@ -11,7 +11,7 @@ PYPY ?= pypy3
 # The .py files there are symlinks to pure modules compiled with their augmenting .pxd.
 SPEEDUPS := $(wildcard cyasgi/_speedups/*.pyx cyasgi/_speedups/*.pxd cyasgi/_speedups/*.pxi cyasgi/_speedups/*.py)
 
-.PHONY: run test test-pure test-pypy test-autobahn pypy-installed h2load-installed bench bench-h2 bench-pypy bench-ws perf-check build annotate lint clean fuzz venv
+.PHONY: run test test-pure test-pypy test-autobahn pypy-installed h2load-installed bench bench-h2 bench-pypy bench-ws perf-check perf-conn build annotate lint clean fuzz venv
 
 # Create the venv and install cyasgi (editable) with its test dependencies.
 $(VENV)/.installed: pyproject.toml setup.py requirements/test.txt
@@ -102,6 +102,10 @@ bench-pypy: pypy-installed
 # WebSocket echo throughput and idle memory against uvicorn and granian (see docs/websockets.md).
 bench-ws: build
 	$(PY) perf/ws_bench.py $(BENCH_ARGS)
+
+# What a new connection costs (callgrind, exact): cyasgi against the raw uvloop protocol (docs/benchmarks.md).
+perf-conn: build
+	$(PY) perf/conn_callgrind.py $(PERF_CONN_ARGS)
 
 # Callgrind instructions per request of both twins on CPython 3.12 (perf/perf_check.py) against the
 # committed perf/baseline/callgrind.json: non-zero when a figure is more than 3 % above it. UPDATE=1 writes
