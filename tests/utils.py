@@ -113,6 +113,16 @@ async def wait_started(server: Server, task: asyncio.Task[Any]) -> None:
 # Raw sockets --------------------------------------------------------------------------------
 
 
+def ipv6_available() -> bool:
+    """This machine has an IPv6 loopback to bind to."""
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 def connect(server: ThreadedServer) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
     return sock

@@ -21,22 +21,13 @@ from cyasgi.config import Config, ConfigError
 from cyasgi.main import main as cli
 from tests import apps
 from tests.supervision import APP, SPAWN_WAIT, cyasgi, run_supervised, wait_for_count
-from tests.utils import WAIT, CliProcess, make_config, run_cli, run_cli_to_exit, run_server
+from tests.utils import WAIT, CliProcess, ipv6_available, make_config, run_cli, run_cli_to_exit, run_server
 
 READY = "Application startup complete."
 BIND_FORMS = "expected HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N"
 RUNNING = re.compile(r"cyasgi running on (.+) \(Press CTRL\+C to quit\)")
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-
-
-def ipv6_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 needs_ipv6 = pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback here")

@@ -27,6 +27,7 @@ from tests.utils import (
     WAIT,
     LogWatcher,
     connect,
+    ipv6_available,
     make_config,
     parse_responses,
     recv_responses,
@@ -59,15 +60,6 @@ def test_port_0_and_started_message(twin, caplog):
     assert f"cyasgi running on http://127.0.0.1:{port} (Press CTRL+C to quit)" in lines
     assert lines[-1].startswith("Finished server process [")
     assert any(line.startswith("HTTP/1.1: ") and " twin (" in line for line in lines)
-
-
-def ipv6_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 @pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback here")
