@@ -100,6 +100,16 @@ def make_config(app: Any, twin: Any = None, **kwargs: Any) -> Config:
     return Config(app, **kwargs)
 
 
+async def read_body(receive: Any) -> bytes:
+    """An app's whole request body, every ``http.request`` message of it."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 async def wait_started(server: Server, task: asyncio.Task[Any]) -> None:
     """Inside the server's own loop, wait until ``server.started`` (no event exists for it: poll, bounded)."""
     loop = asyncio.get_running_loop()

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
-from tests.utils import WAIT, connect, make_config, parse_responses, recv_until_closed, run_server
+from tests.utils import WAIT, connect, make_config, parse_responses, read_body, recv_until_closed, run_server
 from tests.ws_utils import wait_until
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -360,12 +360,7 @@ def test_chromium_event_source_opens_before_the_first_event_and_its_close_is_hea
         if scope["type"] != "http":
             return
         if scope["path"] == "/result":
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
+            body = await read_body(receive)
             reports.append(body.decode())
             (opened if body == b"open" else finished).set()
             await send({"type": "http.response.start", "status": 204, "headers": []})

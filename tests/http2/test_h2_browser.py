@@ -12,7 +12,7 @@ from typing import Any
 import trustme
 
 from tests.http2.h2util import h2_config, until
-from tests.utils import run_server
+from tests.utils import read_body, run_server
 
 PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>cyasgi h2</title></head><body>
@@ -53,12 +53,7 @@ class Page:
     async def serve(self, scope: dict, receive: Any, send: Any) -> None:
         """Answer an HTTP request: /result takes the report, anything else gets the page."""
         if scope["path"] == "/result":
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
+            body = await read_body(receive)
             self.reports.append(body.decode())
             self.finished.set()
             await send({"type": "http.response.start", "status": 204, "headers": []})

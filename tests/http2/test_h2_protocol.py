@@ -34,6 +34,7 @@ from tests.http2.h2util import (
     parse_frames,
     raw_connect,
     raw_until_closed,
+    read_until,
     request_headers,
     rst_streams,
     status,
@@ -250,12 +251,7 @@ def test_data_beyond_the_stream_window_is_flow_control_error(server, state):
     sock = raw_connect(server)
     opening = frame(HEADERS, END_HEADERS, 1, hpack_block(request_headers("/noread", method="POST")))
     sock.sendall(opening + frame(DATA, 0, 1, b"d" * 14000) * 5)
-    data = b""
-    sock.settimeout(WAIT)
-    while not rst_streams(data) and not goaways(data):
-        chunk = sock.recv(65536)
-        assert chunk, parse_frames(data)
-        data += chunk
+    data = read_until(sock, b"", lambda data: rst_streams(data) or goaways(data))
     assert rst_streams(data) == [(1, FLOW_CONTROL_ERROR)]
     assert goaways(data) == []
     state.wait("noread-started")
@@ -269,12 +265,7 @@ def test_headers_on_a_half_closed_stream_is_stream_closed(server, state):
     sock.sendall(headers_frame(1, "/slow"))
     state.wait("slow-started")
     sock.sendall(headers_frame(1, "/slow"))
-    data = b""
-    sock.settimeout(WAIT)
-    while not rst_streams(data) and not goaways(data):
-        chunk = sock.recv(65536)
-        assert chunk, parse_frames(data)
-        data += chunk
+    data = read_until(sock, b"", lambda data: rst_streams(data) or goaways(data))
     assert rst_streams(data) == [(1, STREAM_CLOSED)]
     state.set("slow-go")
     sock.close()

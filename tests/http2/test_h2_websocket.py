@@ -99,9 +99,8 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
         await send({"type": "websocket.send", "text": "bye"})
         await send({"type": "websocket.close", "code": 4001, "reason": "done"})
         return
-    if path == "/slow-reader":
-        while not SEEN.release.is_set():  # the test releases it (bounded: WAIT)
-            await asyncio.sleep(0.01)
+    if path == "/slow-reader":  # reads nothing until the test releases it (bounded)
+        await asyncio.get_running_loop().run_in_executor(None, SEEN.release.wait, WAIT)
     if path == "/big":
         await send({"type": "websocket.send", "bytes": BIG})
         await send({"type": "websocket.send", "bytes": BIG})

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.browser import BROWSER_WAIT, browsing, find_chromium
-from tests.utils import make_config, run_server
+from tests.utils import make_config, read_body, run_server
 from tests.ws_utils import echo_app
 
 PAGE = b"""<!doctype html>
@@ -48,12 +48,7 @@ def browser_app(results: list[str], done: threading.Event, scopes: list[dict[str
         if scope["type"] != "http":
             return
         if scope["path"] == "/result":
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
+            body = await read_body(receive)
             results.append(body.decode())
             done.set()
             status, content = 204, b""
