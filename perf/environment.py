@@ -33,7 +33,7 @@ SOURCE_FILES = ("setup.py", "pyproject.toml", "README.md", "LICENSE")
 SOURCE_SUFFIXES = (".py", ".pyx", ".pxd", ".pxi", ".h", ".c.in", ".typed")
 VERSIONS_OF = (
     "cyasgi", "uvicorn", "httptools", "uvloop", "h11", "granian", "hypercorn", "fastapi", "starlette",
-    "pydantic", "matplotlib", "Cython", "zttp", "h2",
+    "pydantic", "matplotlib", "Cython", "zttp", "h2", "socketify",
 )  # fmt: skip
 
 Log = Callable[[str], None]

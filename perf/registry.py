@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +119,8 @@ class Server:
     interpreter: str = CPYTHON
     #: The protocols ``command`` serves (HTTP1, H2C).
     protocols: frozenset[str] = frozenset({HTTP1})
+    #: Whether ``command`` serves ASGI WebSockets as it is: such a server gets the rows of perf/ws_bench.py.
+    websocket: bool = False
 
     def serves(self, workload: Workload) -> bool:
         return self.skip_reason(workload) is None
@@ -145,6 +148,11 @@ class Server:
 SERVERS: dict[str, Server] = {}
 WORKLOADS: dict[str, Workload] = {}
 
+#: What the docs' command lines show for the parts that vary: the venv's tools go by their bare names.
+DOC_BIN = Path("/venv/bin")
+DOC_APP = "bench_app:app"
+DOC_PORT = 8000
+
 
 def register_server(server: Server) -> Server:
     SERVERS[server.name] = server
@@ -154,6 +162,24 @@ def register_server(server: Server) -> Server:
 def register_workload(workload: Workload) -> Workload:
     WORKLOADS[workload.name] = workload
     return workload
+
+
+def command_line(server: Server, app: str = DOC_APP, port: int = DOC_PORT) -> str:
+    """``server``'s command as a shell line for the docs: exactly the argv the bench runs, with the venv's
+    tools by their names, this checkout's files relative to it and the environment it changes first."""
+    ctx = Context(DOC_BIN)
+    words = []
+    for word in server.command(ctx, app, port):
+        if word == ctx.python:
+            word = "python"
+        elif word.startswith(f"{DOC_BIN}/"):
+            word = word[len(f"{DOC_BIN}/"):]
+        elif word.startswith(f"{PERF.parent}/"):
+            word = word[len(f"{PERF.parent}/"):]
+        words.append(word)
+    prefix = [f"-u {name}" for name in server.unset_env] + [f"{k}={v}" for k, v in server.env.items()]
+    line = shlex.join(words)
+    return f"env {' '.join(prefix)} {line}" if prefix else line
 
 
 # checks run in the venv --------------------------------------------------------------------------
@@ -256,6 +282,14 @@ _hypercorn = _hypercorn_with("uvloop")
 _hypercorn_asyncio = _hypercorn_with("asyncio")
 
 
+def _socketify(ctx: Context, app: str, port: int) -> list[str]:
+    # Its documented CLI with the ASGI interface forced (no sniffing) and one worker: no supervisor
+    # process, so the one process is the server. The default task factory and WebSocket settings are
+    # its fast path; the listen line is its only log.
+    return [ctx.python, "-m", "socketify", app, "--interface", "asgi", "--workers", "1", "--host", ctx.host,
+            "--port", str(port), "--disable-listen-log", "true"]  # fmt: skip
+
+
 def _raw_uvloop(ctx: Context, app: str, port: int) -> list[str]:
     return [ctx.python, str(PERF / "servers" / "raw_uvloop.py"), "--host", ctx.host, "--port", str(port)]
 
@@ -264,26 +298,33 @@ NO_EXTENSIONS = "CYASGI_NO_EXTENSIONS"
 
 register_server(Server(
     "cyasgi", "cyasgi (compiled twin)", _uvicorn_style("cyasgi", "--loop", "uvloop"),
-    unset_env=(NO_EXTENSIONS,), check=cyasgi_twin("compiled"),
+    unset_env=(NO_EXTENSIONS,), check=cyasgi_twin("compiled"), websocket=True,
 ))  # fmt: skip
 register_server(Server(
     "cyasgi-pure", "cyasgi (pure twin)", _uvicorn_style("cyasgi", "--loop", "uvloop"),
-    env={NO_EXTENSIONS: "1"}, check=cyasgi_twin("pure"),
+    env={NO_EXTENSIONS: "1"}, check=cyasgi_twin("pure"), websocket=True,
 ))  # fmt: skip
 register_server(Server(
     BASELINE, "uvicorn[standard] (httptools, uvloop)",
     _uvicorn_style("uvicorn", "--loop", "uvloop", "--http", "httptools"),
-    check=importable("uvicorn", "httptools", "uvloop"),
+    check=importable("uvicorn", "httptools", "uvloop"), websocket=True,
 ))  # fmt: skip
 register_server(Server(
     "uvicorn-h11", "uvicorn (h11, uvloop)", _uvicorn_style("uvicorn", "--loop", "uvloop", "--http", "h11"),
-    check=importable("uvicorn", "h11", "uvloop"),
+    check=importable("uvicorn", "h11", "uvloop"), websocket=True,
 ))  # fmt: skip
 register_server(Server(
     "granian", "granian (ASGI, 1 worker, st runtime)", _granian, check=importable("granian", "uvloop"),
+    websocket=True,
 ))  # fmt: skip
 register_server(Server(
     "hypercorn", "hypercorn (h11, uvloop)", _hypercorn, check=importable("hypercorn", "uvloop"),
+    websocket=True,
+))  # fmt: skip
+# uWebSockets (C++) under a Python ASGI layer; every HTTP/1.1 workload is registered, and one whose probe it
+# fails is reported as failed in its row.
+register_server(Server(
+    "socketify", "socketify (ASGI, 1 worker)", _socketify, check=importable("socketify"), websocket=True,
 ))  # fmt: skip
 # On PyPy (asyncio: uvloop does not run there), beside the rows above in the same run. Not the
 # FastAPI workload: pydantic-core has no PyPy 3.9 wheel and its sdist needs Rust crates from the
