@@ -122,6 +122,14 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "--list", action="store_true", help="list the registered servers and workloads, then exit"
     )
     parser.add_argument(
+        "--commands", action="store_true", help="print every server's exact command line (markdown), then exit"
+    )
+    parser.add_argument(
+        "--update-commands", nargs="?", type=Path, const=DOCS, default=None, metavar="FILE",
+        help="put that table into FILE's commands block, then exit "
+        f"({DOCS.relative_to(PERF.parent)} if not named)",
+    )  # fmt: skip
+    parser.add_argument(
         "--from-json", type=Path, default=None, help="only redo the table and chart of a saved run"
     )
     parser.add_argument(
@@ -141,6 +149,16 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             print(f"server    {server.name:16} {server.label}{only}")
         for workload in WORKLOADS.values():
             print(f"workload  {workload.name:16} {workload.description}  ({workload.tool})")
+        raise SystemExit(0)
+    if args.commands or args.update_commands is not None:
+        table = "\n".join(report.render_commands(SERVERS.values())) + "\n"
+        if args.update_commands is not None:
+            text = args.update_commands.read_text()
+            block = report.update_block(text, table, report.COMMANDS_BEGIN, report.COMMANDS_END)
+            args.update_commands.write_text(block)
+            log(f"wrote {args.update_commands}")
+        else:
+            print(table, end="")
         raise SystemExit(0)
     if args.from_json is not None:
         doc = json.loads(args.from_json.read_text())
@@ -298,9 +316,32 @@ def _ms(value: float | None) -> str:
     return "    n/a" if value is None else f"{value:7.2f}"
 
 
+#: How much of a dead server's log is searched for the cause.
+DEATH_LOG_LINES = 60
+#: What marks the line of a server's log that says why it died (a fatal error, an uncaught exception).
+DEATH_MARKS = ("Fatal Python error", "Segmentation fault", "Error:", "Exception:")
+#: The longest cause quoted from a server's log in a report row.
+CAUSE_CHARS = 120
+
+
+def failure(error: str, died: bool = False, log: str = "") -> str:
+    """One line for a failed row: the error's first two lines (wrk's own message is its second), led by
+    what the server's log says killed it when it is gone, so a crash under load is not read as wrk's fault."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    text = " ".join(lines[:2]) or "failed"
+    if died:
+        causes = [line.strip() for line in log.splitlines() if any(mark in line for mark in DEATH_MARKS)]
+        cause = f" ({causes[0][:CAUSE_CHARS]})" if causes else ""
+        died_text = "the server died"
+        rest = text[len(died_text):] if text.startswith(died_text) else f"; {text}"
+        text = f"{died_text}{cause}{rest}"
+    return text
+
+
 def _fail(cell: dict[str, Any], process: measure.ServerProcess | None, error: str) -> None:
     cell["status"] = "failed"
-    cell["error"] = error.splitlines()[0] if error else "failed"
+    died = process is not None and process.proc is not None and not process.alive
+    cell["error"] = failure(error, died, process.log_tail(DEATH_LOG_LINES) if died and process else "")
     log(f"  {cell['server']} on {cell['workload']}: {error}")
     if process is not None:
         tail = process.log_tail()
@@ -366,6 +407,9 @@ def run_group(
                     result = measure_round(process, workload, settings)
                 except Exception as exc:  # noqa: BLE001
                     _fail(cell, process, str(exc))
+                    continue
+                if not process.alive:  # wrk may still exit 0 (its writes failing): no figure from a crash
+                    _fail(cell, process, "the server died during the round")
                     continue
                 cell["rounds"].append(result)
                 log(

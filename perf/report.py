@@ -8,7 +8,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from perf.registry import BASELINE, CEILING, H2_REFERENCES, H2C, HTTP1
+from perf.registry import (
+    BASELINE,
+    CEILING,
+    H2_REFERENCES,
+    H2C,
+    HTTP1,
+    PROTOCOL_NAMES,
+    PYPY,
+    Server,
+    command_line,
+)
 
 #: Per-round metrics whose median is reported.
 METRICS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "server_cpu_pct", "client_cpu_pct")
@@ -136,6 +146,12 @@ def _times(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
+def processor(meta: dict[str, Any]) -> str:
+    """The processor of a run, for the heading of each of its tables (absolute figures, and even the order of
+    the peers, differ between processors: a table without its processor cannot be compared)."""
+    return str(meta.get("cpu_model") or "unknown processor")
+
+
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]], right_from: int = 1) -> list[str]:
     align = ["---" if i < right_from else "--:" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
@@ -235,13 +251,17 @@ def render_summary(doc: dict[str, Any], level: int = 1, image: str | None = None
     skipped = [server for server in servers.values() if server["status"] != "ok"]
     out += [f"- **Not run**: {server['label']}: {server['status']}" for server in skipped]
     if workloads:
-        out += ["", f"{section} Requests per second (median; × {baseline_label} in the same run)", ""]
+        out += [
+            "",
+            f"{section} Requests per second on {processor(meta)} (median; × {baseline_label} in the same run)",
+            "",
+        ]
         header = ["workload", *(servers[name]["label"] for name in ran)]
         rows = [[name, *(_cell_rps(by_key.get((server, name)), baseline) for server in ran)] for name in workloads]
         out += _table(header, rows)
         out += [
             "",
-            f"{section} Server CPU µs per request (median; × {baseline_label}: lower is better)",
+            f"{section} Server CPU µs per request on {processor(meta)} (median; × {baseline_label}: lower is better)",
             "",
             "Less sensitive to other load on the machine than req/s: it counts only the CPU time the server got.",
             "",
@@ -264,7 +284,7 @@ def render_h2(doc: dict[str, Any], names: Sequence[str], section: str = "##") ->
     by_key = {(cell["server"], cell["workload"]): cell for cell in doc["results"]}
     labels = {reference: reference.removesuffix("-h2") for reference in H2_REFERENCES}
     out = [
-        f"{section} HTTP/2 (h2c, h2load): req/s and server CPU µs per request (median; × "
+        f"{section} HTTP/2 (h2c, h2load) on {processor(doc['meta'])}: req/s and server CPU µs per request (median; × "
         + " and × ".join(labels.values())
         + " in the same run)",
         "",
@@ -302,7 +322,7 @@ def render_details(doc: dict[str, Any], level: int = 2) -> list[str]:
     by_key = {(cell["server"], cell["workload"]): cell for cell in cells}
     ran = [name for name, server in servers.items() if server["status"] == "ok"]
     section = "#" * level
-    out = [f"{section} Per workload", ""]
+    out = [f"{section} Per workload, on {processor(doc.get('meta', {}))}", ""]
     detail_header = [
         "server", "req/s", "× " + doc.get("meta", {}).get("baseline", BASELINE), "× ceiling", "p50 ms", "p99 ms",
         "CPU µs/req", "CPU µs × ceiling",
@@ -350,6 +370,20 @@ def render_details(doc: dict[str, Any], level: int = 2) -> list[str]:
     return out
 
 
+def render_commands(servers: Iterable[Server]) -> list[str]:
+    """The table of every registered server's exact command line (``perf/registry.py``), for the docs."""
+    header = ["name", "interpreter", "protocols", "WebSocket bench", "command"]
+    rows = [
+        [
+            f"`{server.name}`", "PyPy" if server.interpreter == PYPY else "CPython",
+            ", ".join(PROTOCOL_NAMES[protocol] for protocol in sorted(server.protocols)),
+            "yes" if server.websocket else "", f"`{command_line(server)}`",
+        ]
+        for server in servers
+    ]  # fmt: skip
+    return _table(header, rows, right_from=len(header))
+
+
 def render_markdown(doc: dict[str, Any]) -> str:
     out = render_summary(doc, image=None) + [""] + render_details(doc)
     detailed = [server for server in doc["servers"].values() if server["status"] != "ok"]
@@ -368,6 +402,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
         ]
         out.append("")
     return "\n".join(out)
+
+
+#: The markers of the docs' block of command lines (``perf/bench.py --update-commands``).
+COMMANDS_BEGIN, COMMANDS_END = "<!-- commands:begin -->", "<!-- commands:end -->"
 
 
 def update_block(
