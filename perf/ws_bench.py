@@ -1,22 +1,29 @@
-"""WebSocket echo benchmark: cyasgi against uvicorn and granian, in one run, on this machine.
+"""WebSocket echo benchmark: cyasgi against every peer that serves ASGI WebSockets, in one run, on this machine.
 
-    python perf/ws_bench.py                      # all servers, defaults below
-    python perf/ws_bench.py --servers cyasgi,uvicorn --duration 5 --rounds 3
+    python perf/ws_bench.py                      # every such server of perf/registry.py, defaults below
+    python perf/ws_bench.py --servers cyasgi,uvicorn,socketify --duration 5 --rounds 3
+    python perf/ws_bench.py --quick              # 1 round of 2 s, 200 idle connections: that the rows come out
 
 What it measures
 * Throughput: ``--connections`` WebSocket connections each keep ``--depth`` small text messages in
-  flight against a bare ASGI echo app (``app`` below); messages echoed per second over ``--duration``
-  seconds, after a short warm-up. Rounds alternate between servers and the median is reported, with
-  each server's ratio to uvicorn.
+  flight against a bare ASGI echo app (``perf/apps/ws_app.py``); messages echoed per second over
+  ``--duration`` seconds, after a short warm-up. Rounds alternate between servers and the median is
+  reported, with each server's ratio to uvicorn.
 * Memory: the resident set (the server's whole process tree) grown by ``--idle`` open, idle
   WebSocket connections, reported per 1,000 connections.
+
+The servers are those of perf/registry.py marked ``websocket``, each started with the same command as in
+perf/bench.py (its fastest documented single-worker setup). Before its load, each is probed: one handshake
+and one message that must come back as sent. A server that is not installed, does not start or fails the
+probe or a round gets a row that says so, and the others run on.
 
 The server runs pinned to CPU 1 (``taskset -c 1``), the load client to CPU 0, each in its own
 process. The client is deliberately cheap: pre-masked frames, a byte-level frame counter, uvloop when
 available, so it can outpace every server it drives.
 
-cyasgi runs from the project's venv (``.venv``); uvicorn and granian from ``perf/.venv-ws``, created
-and filled on first use (``--setup`` forces it). Results go to stdout (and ``--json FILE``).
+cyasgi runs from the project's venv (``.venv``); the peers from ``perf/.venv-ws``, created on first use
+and topped up when PEER_PACKAGES changes (``--setup`` reinstalls them). Results go to stdout (and
+``--json FILE``); server logs to perf/results/raw/.
 """
 
 from __future__ import annotations
@@ -34,46 +41,35 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the ``perf`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from perf import environment
+from perf.registry import APPS, BASELINE, CPYTHON, SERVERS, Context, Server
 
 ROOT = Path(__file__).resolve().parent.parent
 PERF = ROOT / "perf"
+RAW = PERF / "results" / "raw"
 PROJECT_PY = ROOT / ".venv" / "bin" / "python"
 PEERS_VENV = PERF / ".venv-ws"
 PEERS_PY = PEERS_VENV / "bin" / "python"
-PEER_PACKAGES = ["uvicorn==0.54.0", "granian", "websockets", "uvloop", "httptools"]
+#: One pip install each, so one that fails leaves the others (its server's row says "not installed").
+PEER_PACKAGES = ["uvicorn==0.54.0", "granian", "websockets", "uvloop", "httptools", "h11", "hypercorn", "socketify"]
+#: In the peers' venv: the PEER_PACKAGES it was last filled with.
+PEERS_MARKER = PEERS_VENV / ".ws-packages"
+WS_APP = "ws_app:app"
+#: The servers whose own checkout runs from .venv; every other from perf/.venv-ws.
+PROJECT_SERVERS = ("cyasgi", "cyasgi-pure")
 
 SERVER_CPU = "1"
 CLIENT_CPU = "0"
-
-
-# The app every server runs ------------------------------------------------------------------
-
-
-async def app(scope, receive, send):  # type: ignore[no-untyped-def]
-    """Bare ASGI echo: accept, then send every message back as it came."""
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    if scope["type"] != "websocket":
-        await send({"type": "http.response.start", "status": 404, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-        return
-    await receive()  # websocket.connect
-    await send({"type": "websocket.accept"})
-    while True:
-        message = await receive()
-        if message["type"] != "websocket.receive":
-            return
-        text = message.get("text")
-        if text is not None:
-            await send({"type": "websocket.send", "text": text})
-        else:
-            await send({"type": "websocket.send", "bytes": message.get("bytes")})
+START_TIMEOUT = 30.0
+PROBE_TIMEOUT = 10.0
+#: --quick: rounds, seconds measured, seconds of warm-up, idle connections.
+QUICK = (1, 2.0, 1.0, 200)
+DEFAULTS = (3, 5.0, 1.0, 1000)
 
 
 # The load client (runs in its own process) --------------------------------------------------------
@@ -246,25 +242,23 @@ def client_main(argv: list[str]) -> None:
 # Servers -------------------------------------------------------------------------------------------
 
 
+def ws_servers() -> list[Server]:
+    """The registry's servers that serve ASGI WebSockets on CPython, in its order."""
+    return [s for s in SERVERS.values() if s.websocket and s.interpreter == CPYTHON]
+
+
+def context_of(server: Server) -> Context:
+    venv = PROJECT_PY.parent if server.name in PROJECT_SERVERS else PEERS_VENV / "bin"
+    return Context(venv)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def server_command(name: str, port: int) -> list[str]:
-    app = "ws_bench:app"
-    if name in ("cyasgi", "uvicorn"):  # the same CLI, by design
-        python = PROJECT_PY if name == "cyasgi" else PEERS_PY
-        options = f"--port {port} --log-level warning --no-access-log"
-        return [str(python), "-m", name, app, "--app-dir", str(PERF), *options.split()]
-    if name == "granian":
-        options = f"--interface asgi --host 127.0.0.1 --port {port} --workers 1 --log-level warning"
-        return [str(PEERS_VENV / "bin" / "granian"), *options.split(), "--working-dir", str(PERF), app]
-    raise ValueError(name)
-
-
-def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = START_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -277,23 +271,73 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30.0) ->
     raise RuntimeError("server did not start listening")
 
 
+def _recv_exactly(sock: socket.socket, size: int, buffer: bytearray) -> bytes:
+    while len(buffer) < size:
+        data = sock.recv(65536)
+        if not data:
+            raise RuntimeError("the server closed the connection")
+        buffer += data
+    taken = bytes(buffer[:size])
+    del buffer[:size]
+    return taken
+
+
+def probe(port: int, payload: bytes = b"cyasgi-ws-probe") -> None:
+    """One handshake and one text message that must come back as sent; raises RuntimeError saying what
+    came instead."""
+    with socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT) as sock:
+        sock.sendall(_handshake(port))
+        buffer = bytearray()
+        while b"\r\n\r\n" not in buffer:
+            data = sock.recv(65536)
+            if not data:
+                raise RuntimeError(f"closed during the handshake: {bytes(buffer[:80])!r}")
+            buffer += data
+        end = buffer.index(b"\r\n\r\n") + 4
+        head = bytes(buffer[:end])
+        del buffer[:end]
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError(f"no 101 to the handshake: {head.splitlines()[0]!r}")
+        sock.sendall(_masked_text_frame(payload))
+        first, second = _recv_exactly(sock, 2, buffer)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(_recv_exactly(sock, 2, buffer), "big")
+        elif length == 127:
+            length = int.from_bytes(_recv_exactly(sock, 8, buffer), "big")
+        body = _recv_exactly(sock, length, buffer)
+        if first != 0x81 or body != payload:
+            raise RuntimeError(f"echo wrong: frame byte {first:#x}, payload {body[:40]!r}, sent {payload!r}")
+
+
 class RunningServer:
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, server: Server) -> None:
+        self.name = server.name
         self.port = _free_port()
-        command = ["taskset", "-c", SERVER_CPU, *server_command(name, self.port)]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True
-        )
+        command = ["taskset", "-c", SERVER_CPU, *server.command(context_of(server), WS_APP, self.port)]
+        RAW.mkdir(parents=True, exist_ok=True)
+        self.log_path = RAW / f"ws-{server.name}.log"
+        with open(self.log_path, "wb") as log:  # a file, not a pipe: a chatty server never blocks on it
+            self.proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=server.environment(os.environ), cwd=APPS,
+                start_new_session=True,
+            )  # fmt: skip
         try:
             _wait_listening(self.port, self.proc)
+            probe(self.port)
         except BaseException:
             self.stop()
             raise
 
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
     def rss_kib(self) -> int:
-        """Resident set of the server and all its descendants (granian runs workers)."""
+        """Resident set of the server and all its descendants (granian and hypercorn run workers)."""
         total = 0
         for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
             try:
@@ -326,7 +370,7 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _client(args: list[str], timeout: float) -> subprocess.Popen:
+def _client(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         ["taskset", "-c", CLIENT_CPU, str(PROJECT_PY), str(Path(__file__).resolve()), "--client", *args],
         stdout=subprocess.PIPE,
@@ -335,138 +379,219 @@ def _client(args: list[str], timeout: float) -> subprocess.Popen:
     )
 
 
-def measure_throughput(name: str, opts: argparse.Namespace) -> float:
-    server = RunningServer(name)
+def _started(server: Server) -> RunningServer:
+    """The server, listening and past its probe; RuntimeError with the end of its log otherwise."""
     try:
-        proc = _client(
-            [
-                "load",
-                "--port",
-                str(server.port),
-                "--connections",
-                str(opts.connections),
-                "--depth",
-                str(opts.depth),
-                "--size",
-                str(opts.size),
-                "--duration",
-                str(opts.duration),
-                "--warmup",
-                str(opts.warmup),
-            ],
-            timeout=opts.duration + 60,
-        )
+        return RunningServer(server)
+    except RuntimeError as exc:
+        log_path = RAW / f"ws-{server.name}.log"
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] if log_path.exists() else []
+        raise RuntimeError(f"{exc}{f' (its log: {tail[0]})' if tail else ''}") from None
+
+
+def measure_throughput(server: Server, opts: argparse.Namespace) -> float:
+    running = _started(server)
+    try:
+        args = [
+            "load", "--port", str(running.port), "--connections", str(opts.connections), "--depth", str(opts.depth),
+            "--size", str(opts.size), "--duration", str(opts.duration), "--warmup", str(opts.warmup),
+        ]  # fmt: skip
+        proc = _client(args)
         out, err = proc.communicate(timeout=opts.duration + opts.warmup + 60)
         if proc.returncode != 0:
-            raise RuntimeError(f"load client failed: {err[-2000:]}")
+            lines = err.strip().splitlines()
+            raise RuntimeError(f"load client failed: {lines[-1] if lines else proc.returncode}")
         return float(json.loads(out.strip().splitlines()[-1])["messages_per_s"])
     finally:
-        server.stop()
+        running.stop()
 
 
-def measure_idle_memory(name: str, opts: argparse.Namespace) -> float:
+def measure_idle_memory(server: Server, opts: argparse.Namespace) -> float:
     """KiB of resident memory per 1,000 idle open WebSocket connections."""
-    server = RunningServer(name)
+    running = _started(server)
     hold = Path(f"/tmp/ws-bench-hold-{os.getpid()}")
     hold.write_text("")
     try:
         # Warm the server up with a short burst of connections so lazy imports don't count.
-        warm = _client(
-            ["idle", "--port", str(server.port), "--connections", "20", "--hold-file", "/nonexistent"], 60
-        )
+        warm = _client(["idle", "--port", str(running.port), "--connections", "20", "--hold-file", "/nonexistent"])
         warm.communicate(timeout=60)
         time.sleep(0.5)
-        before = server.rss_kib()
+        before = running.rss_kib()
         proc = _client(
-            ["idle", "--port", str(server.port), "--connections", str(opts.idle), "--hold-file", str(hold)],
-            120,
+            ["idle", "--port", str(running.port), "--connections", str(opts.idle), "--hold-file", str(hold)]
         )
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"idle client failed: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+            lines = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
+            raise RuntimeError(f"idle client failed: {lines[-1] if lines else 'no output'}")
         time.sleep(1.0)
-        after = server.rss_kib()
+        after = running.rss_kib()
         hold.unlink()
         proc.communicate(timeout=60)
         return (after - before) * 1000.0 / opts.idle
     finally:
         if hold.exists():
             hold.unlink()
-        server.stop()
+        running.stop()
 
 
 def ensure_peers(force: bool) -> None:
-    if PEERS_PY.exists() and not force:
+    """perf/.venv-ws with PEER_PACKAGES, each installed on its own (a failure is logged; that server's
+    check then says "not installed")."""
+    if PEERS_PY.exists() and not force and PEERS_MARKER.exists() and PEERS_MARKER.read_text() == repr(PEER_PACKAGES):
         return
-    subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-    subprocess.run([str(PEERS_PY), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
+    if not PEERS_PY.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
+    failed = []
+    for package in PEER_PACKAGES:
+        completed = subprocess.run(
+            [str(PEERS_PY), "-m", "pip", "install", "-q", "--disable-pip-version-check", package],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if completed.returncode != 0:
+            failed.append(package)
+            print(f"could not install {package}: {completed.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+    if not failed:  # a failed one is tried again next time
+        PEERS_MARKER.write_text(repr(PEER_PACKAGES))
+
+
+def versions(python: Path, names: list[str]) -> dict[str, str]:
+    script = (
+        "import importlib.metadata as m, json, sys\n"
+        "out = {}\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        out[name] = m.version(name)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        pass\n"
+        "print(json.dumps(out))\n"
+    )
+    completed = subprocess.run([str(python), "-c", script, *names], capture_output=True, text=True, check=False)
+    return json.loads(completed.stdout) if completed.returncode == 0 else {}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    names = [server.name for server in ws_servers()]
+    parser.add_argument("--servers", default=",".join(names), help=f"comma-separated, of {', '.join(names)}")
+    parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--depth", type=int, default=1, help="messages in flight per connection")
+    parser.add_argument("--size", type=int, default=32, help="payload bytes per message (< 126)")
+    parser.add_argument("--duration", type=float, default=None, help=f"seconds measured per round ({DEFAULTS[1]:g})")
+    parser.add_argument("--warmup", type=float, default=None, help=f"seconds of warm-up per round ({DEFAULTS[2]:g})")
+    parser.add_argument("--rounds", type=int, default=None, help=f"({DEFAULTS[0]})")
+    parser.add_argument(
+        "--idle", type=int, default=None, help=f"idle connections for the memory figure (0: skip; {DEFAULTS[3]})"
+    )
+    parser.add_argument(
+        "--quick", action="store_true",
+        help=f"{QUICK[0]} round of {QUICK[1]:g} s after {QUICK[2]:g} s of warm-up, {QUICK[3]} idle connections",
+    )  # fmt: skip
+    parser.add_argument("--setup", action="store_true", help="reinstall perf/.venv-ws's packages")
+    parser.add_argument("--json", help="also write the results here")
+    opts = parser.parse_args(argv)
+    chosen = QUICK if opts.quick else DEFAULTS
+    for index, key in enumerate(("rounds", "duration", "warmup", "idle")):
+        if getattr(opts, key) is None:
+            setattr(opts, key, chosen[index])
+    unknown = [name for name in opts.servers.split(",") if name.strip() and name.strip() not in names]
+    if unknown:
+        known = ", ".join(names)
+        parser.error(f"--servers: {', '.join(unknown)}: not a WebSocket server of perf/registry.py ({known})")
+    if not 0 < opts.size < 126 or opts.rounds < 1 or opts.duration <= 0:
+        parser.error("--size must be 1-125 (one-byte frame lengths), --rounds at least 1, --duration above 0")
+    return opts
+
+
+def render_table(
+    opts: argparse.Namespace, cpu: str, rates: dict[str, list[float]], memory: dict[str, float],
+    problems: dict[str, str],
+) -> list[str]:  # fmt: skip
+    """The table the bench prints: one row per server asked for, a failed or missing one saying why."""
+    medians = {name: statistics.median(values) for name, values in rates.items() if values}
+    base = medians.get(BASELINE)
+    # Each round's ratio compares servers measured seconds apart: steadier on a shared machine.
+    round_ratios = {
+        name: statistics.median(r / u for r, u in zip(values, rates[BASELINE]))
+        for name, values in rates.items()
+        if values and rates.get(BASELINE)
+    }
+    out = [
+        f"WebSocket echo on {cpu}: {opts.connections} connections, {opts.depth} in flight each, {opts.size}-byte "
+        f"text messages, {opts.duration:g} s x {opts.rounds} round(s) (median)",
+        f"{'server':12s} {'msg/s':>10s} {'vs uvicorn':>11s} {'per round':>10s} {'KiB/1k idle':>12s}",
+    ]
+    for name in rates:
+        if name in problems:
+            out.append(f"{name:12s} {problems[name]}")
+            continue
+        ratio = f"{medians[name] / base:.2f}x" if base else "-"
+        per_round = f"{round_ratios[name]:.2f}x" if name in round_ratios else "-"
+        mem = f"{memory[name]:.0f}" if name in memory else "-"
+        out.append(f"{name:12s} {medians[name]:10.0f} {ratio:>11s} {per_round:>10s} {mem:>12s}")
+    return out
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         client_main(sys.argv[2:])
         return
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--servers", default="cyasgi,uvicorn,granian")
-    parser.add_argument("--connections", type=int, default=100)
-    parser.add_argument("--depth", type=int, default=1, help="messages in flight per connection")
-    parser.add_argument("--size", type=int, default=32, help="payload bytes per message")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per round")
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--idle", type=int, default=1000, help="idle connections for the memory figure (0: skip)"
-    )
-    parser.add_argument("--setup", action="store_true", help="(re)create perf/.venv-ws")
-    parser.add_argument("--json", help="also write the results here")
-    opts = parser.parse_args()
+    opts = parse_args()
     if shutil.which("taskset") is None:
         sys.exit("taskset (util-linux) is needed to pin the server and the client to separate cores")
     if not PROJECT_PY.exists():
-        sys.exit("run `make venv` first: cyasgi runs from .venv")
-    servers = [s.strip() for s in opts.servers.split(",") if s.strip()]
-    if any(s != "cyasgi" for s in servers):
+        sys.exit("run `make venv` first: cyasgi and the load client run from .venv")
+    servers = [SERVERS[name.strip()] for name in opts.servers.split(",") if name.strip()]
+    if any(server.name not in PROJECT_SERVERS for server in servers):
         ensure_peers(opts.setup)
 
-    rates: dict[str, list[float]] = {name: [] for name in servers}
+    rates: dict[str, list[float]] = {server.name: [] for server in servers}
+    problems: dict[str, str] = {}
+    statuses: dict[str, dict[str, str]] = {}
+    for server in servers:
+        availability = server.availability(context_of(server))
+        statuses[server.name] = {"label": server.label, "status": availability.status, "detail": availability.detail}
+        if not availability.ok:
+            problems[server.name] = f"{availability.status}: {availability.detail.splitlines()[-1:] or ''}"
     for round_number in range(1, opts.rounds + 1):
-        for name in servers:  # interleaved, so drift in the machine's load spreads over every server
-            rate = measure_throughput(name, opts)
-            rates[name].append(rate)
-            print(f"round {round_number}: {name:8s} {rate:10.0f} msg/s", flush=True)
+        for server in servers:  # interleaved, so drift in the machine's load spreads over every server
+            if server.name in problems:
+                continue
+            try:
+                rate = measure_throughput(server, opts)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as exc:
+                problems[server.name] = f"failed: {exc}"
+                print(f"round {round_number}: {server.name:12s} failed: {exc}", flush=True)
+                continue
+            rates[server.name].append(rate)
+            print(f"round {round_number}: {server.name:12s} {rate:10.0f} msg/s", flush=True)
     memory = {}
     if opts.idle:
-        for name in servers:
-            memory[name] = measure_idle_memory(name, opts)
+        for server in servers:
+            if server.name in problems:
+                continue
+            try:
+                memory[server.name] = measure_idle_memory(server, opts)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+                print(f"idle memory: {server.name:12s} failed: {exc}", flush=True)
 
-    medians = {name: statistics.median(values) for name, values in rates.items()}
-    base = medians.get("uvicorn")
+    cpu = environment.cpu_model()
     print()
-    print(
-        f"{opts.connections} connections, {opts.depth} in flight each, {opts.size}-byte text messages, "
-        f"{opts.duration:g} s x {opts.rounds} rounds (median)"
-    )
-    # Each round's ratio compares servers measured seconds apart: steadier on a shared machine.
-    round_ratios = {
-        name: statistics.median(r / u for r, u in zip(rates[name], rates["uvicorn"]))
-        for name in servers
-        if "uvicorn" in rates
-    }
-    print(f"{'server':10s} {'msg/s':>10s} {'vs uvicorn':>11s} {'per round':>10s} {'KiB/1k idle':>12s}")
-    for name in servers:
-        ratio = f"{medians[name] / base:.2f}x" if base else "-"
-        per_round = f"{round_ratios[name]:.2f}x" if name in round_ratios else "-"
-        mem = f"{memory[name]:.0f}" if name in memory else "-"
-        print(f"{name:10s} {medians[name]:10.0f} {ratio:>11s} {per_round:>10s} {mem:>12s}")
+    print("\n".join(render_table(opts, cpu, rates, memory, problems)))
     if opts.json:
-        result = {
+        result: dict[str, Any] = {
             "options": vars(opts),
+            "cpu_model": cpu,
+            "servers": {
+                server.name: {**statuses[server.name], "problem": problems.get(server.name, "")} for server in servers
+            },
+            "versions": {
+                **(versions(PEERS_PY, [p.split("=")[0] for p in PEER_PACKAGES]) if PEERS_PY.exists() else {}),
+                **versions(PROJECT_PY, ["cyasgi"]),
+            },
             "rates": rates,
-            "medians": medians,
-            "round_ratio_medians": round_ratios,
+            "medians": {name: statistics.median(values) for name, values in rates.items() if values},
             "idle_kib_per_1000": memory,
         }
         Path(opts.json).write_text(json.dumps(result, indent=2))
