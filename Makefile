@@ -99,7 +99,8 @@ bench-pypy: pypy-installed
 	$(PYTHON) perf/bench.py --servers $(PYPY_BENCH_SERVERS) --workloads hello,headers,echo-1k,stream-1m \
 	  --first-warmup 10 --baseline uvicorn-pypy --name pypy $(BENCH_ARGS)
 
-# WebSocket echo throughput and idle memory against uvicorn and granian (see docs/websockets.md).
+# WebSocket echo throughput and idle memory against every peer of perf/registry.py that serves ASGI
+# WebSockets (uvicorn, granian, hypercorn, socketify; see docs/websockets.md). BENCH_ARGS="--quick", ...
 bench-ws: build
 	$(PY) perf/ws_bench.py $(BENCH_ARGS)
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cyasgi._compat import IS_PYPY
-from perf import environment, measure, microbench, perf_check, report
+from perf import environment, measure, microbench, perf_check, registry, report, ws_bench
 from perf.apps import bench_app
 from perf.registry import (
     BASELINE,
@@ -23,7 +23,9 @@ from perf.registry import (
     CPYTHON,
     H2_REFERENCES,
     H2C,
+    HTTP1,
     LUA,
+    PERF,
     PYPY,
     SERVERS,
     WORKLOADS,
@@ -260,6 +262,36 @@ def test_registry_is_complete() -> None:
     assert "CYASGI_NO_EXTENSIONS" not in SERVERS["cyasgi"].environment({"CYASGI_NO_EXTENSIONS": "1"})
 
 
+def test_socketify_runs_every_http1_workload_and_the_websocket_rows() -> None:
+    socketify = SERVERS["socketify"]
+    argv = socketify.command(Context(Path("/venv/bin")), "bench_app:app", 8123)
+    assert argv[:3] == ["/venv/bin/python", "-m", "socketify"] and "bench_app:app" in argv
+    assert argv[argv.index("--interface") + 1] == "asgi" and argv[argv.index("--workers") + 1] == "1"
+    assert socketify.interpreter == CPYTHON and socketify.protocols == {HTTP1} and socketify.websocket
+    assert all(socketify.serves(w) for w in WORKLOADS.values() if w.protocol == HTTP1)
+    assert "socketify" in (PERF / "requirements.txt").read_text().split()
+
+
+def test_every_http1_server_has_the_new_connection_row_and_every_peer_the_websocket_rows() -> None:
+    for server in SERVERS.values():
+        if HTTP1 in server.protocols:
+            assert server.serves(WORKLOADS["new-connection"]), server.name
+    websocket = {server.name for server in ws_bench.ws_servers()}
+    assert {"cyasgi", "cyasgi-pure", BASELINE, "uvicorn-h11", "granian", "hypercorn", "socketify"} == websocket
+    assert CEILING not in websocket  # a bare HTTP/1.1 protocol: it has no WebSockets
+
+
+def test_the_docs_list_every_server_command_line_as_the_registry_builds_it() -> None:
+    text = (PERF.parent / "docs" / "benchmarks.md").read_text()
+    start, stop = text.index(report.COMMANDS_BEGIN), text.index(report.COMMANDS_END)
+    block = text[start + len(report.COMMANDS_BEGIN) : stop].strip()
+    assert block == "\n".join(report.render_commands(SERVERS.values())), "run: python3 perf/bench.py --update-commands"
+    for server in SERVERS.values():
+        assert f"| `{server.name}` |" in block
+    assert registry.command_line(SERVERS["cyasgi-pure"]).startswith("env CYASGI_NO_EXTENSIONS=1 cyasgi bench_app:app")
+    assert registry.command_line(SERVERS[CEILING]).startswith("python perf/servers/raw_uvloop.py --host")
+
+
 def cell(server: str, workload: str, rps: list[float], status: str = "ok") -> dict[str, Any]:
     rounds = [{"rps": value, "p50_ms": 1.0, "p99_ms": 2.0, "cpu_us_per_req": 1e6 / value, "server_cpu_pct": 99.0,
                "client_cpu_pct": 40.0, "errors": 1} for value in rps]  # fmt: skip
@@ -282,6 +314,18 @@ def test_medians_and_ratios_come_from_the_same_run() -> None:
     assert pure["cpu_vs_ceiling"] == pytest.approx((1e6 / 450) / 1000, rel=0.02)
     assert cells[3]["vs_baseline"] is None and cells[3]["vs_ceiling"] is None
     assert report.median([None, 3.0, 1.0]) == 2.0 and report.median([None]) is None
+
+
+def test_a_failed_row_says_what_killed_the_server() -> None:
+    from perf import bench
+
+    wrk = "wrk exited with 1:\nunable to connect to 127.0.0.1:1 Connection refused\nmore"
+    assert bench.failure(wrk) == "wrk exited with 1: unable to connect to 127.0.0.1:1 Connection refused"
+    log = "starting\nFatal Python error: b_from_handle: garbage\n  File x, line 1\n"
+    died = bench.failure(wrk, died=True, log=log)
+    assert died.startswith("the server died (Fatal Python error: b_from_handle: garbage); wrk exited with 1:")
+    assert bench.failure("the server died during the round", died=True) == "the server died during the round"
+    assert bench.failure("") == "failed"
 
 
 def test_markdown_shows_every_server_workload_and_the_header() -> None:
@@ -311,6 +355,10 @@ def test_markdown_shows_every_server_workload_and_the_header() -> None:
     }
     text = report.render_markdown(doc)
     assert "CPython 3.12.1" in text and "Some CPU" in text and "2026-01-01" in text and "1.5 min" in text
+    headings = [line for line in text.splitlines() if line.startswith("#") and "benchmark" not in line]
+    tables = [heading for heading in headings if "Requests per second" in heading or "CPU µs" in heading]
+    assert len(tables) == 2 and all("on Some CPU" in heading for heading in tables)
+    assert "## Per workload, on Some CPU" in text
     assert "| hello | 100 | 250 (2.50×) | failed |" in text
     assert "cyasgi (compiled twin): **not built**" in text
     assert "failed: boom" in text
@@ -458,6 +506,7 @@ def test_markdown_of_a_run_with_http2_rows() -> None:
     assert "- bar: h2-hello req/s ≥ 1.5× granian's: not measured (cyasgi-h2 on h2-hello: no --http2)" in text
     assert "- cyasgi: serves HTTP/1.1 only (not on h2-hello)" in text
     assert "10 concurrent stream(s) per connection" in text
+    assert "## HTTP/2 (h2c, h2load) on c:" in text
 
 
 def test_interleaved_workloads_run_as_one_group_in_the_order_asked() -> None:
@@ -532,6 +581,29 @@ def test_fastapi_app_answers_its_probe() -> None:
     assert headers["content-type"] == "application/json"
     assert workload.probe.check(body)
     assert not workload.probe.check(b"Hello, world!")
+
+
+def test_ws_probe_passes_on_the_echo_app_and_says_why_it_fails_elsewhere(raw_server: int) -> None:
+    from perf.apps import ws_app
+
+    with run_server(make_config(ws_app.app)) as server:
+        ws_bench.probe(server.port)
+    with pytest.raises(RuntimeError, match="no 101 to the handshake"):
+        ws_bench.probe(raw_server)  # a canned 200 to every head
+
+
+def test_ws_table_names_the_processor_and_says_why_a_row_has_no_figure() -> None:
+    opts = ws_bench.parse_args(["--quick", "--servers", "cyasgi,uvicorn,socketify,granian"])
+    assert (opts.rounds, opts.duration, opts.idle) == (1, 2.0, 200)
+    rates = {"cyasgi": [300.0], BASELINE: [100.0], "socketify": [], "granian": []}
+    problems = {"socketify": "failed: no 101 to the handshake: b'HTTP/1.1 404'", "granian": "not installed: x"}
+    lines = ws_bench.render_table(opts, "Some CPU", rates, {"cyasgi": 10.0}, problems)
+    assert lines[0].startswith("WebSocket echo on Some CPU: 100 connections")
+    assert lines[2].split() == ["cyasgi", "300", "3.00x", "3.00x", "10"]
+    assert lines[4] == "socketify    failed: no 101 to the handshake: b'HTTP/1.1 404'"
+    assert lines[5] == "granian      not installed: x"
+    with pytest.raises(SystemExit):
+        ws_bench.parse_args(["--servers", "raw-uvloop"])
 
 
 def test_stream_is_chunked_in_64k_pieces() -> None:
