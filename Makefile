@@ -94,7 +94,7 @@ h2load-installed:
 
 # cyasgi on PyPy beside uvicorn and hypercorn on PyPy and the compiled twin on CPython (docs/pypy.md);
 # the PyPy servers get 10 s of load first (the JIT's warm-up). BENCH_ARGS="--update-docs docs/pypy.md", ...
-PYPY_BENCH_SERVERS := cyasgi-pypy,uvicorn-pypy,uvicorn-h11-pypy,hypercorn-pypy,cyasgi,uvicorn
+PYPY_BENCH_SERVERS := cyasgi-pypy,uvicorn-pypy,uvicorn-h11-pypy,hypercorn-pypy,socketify-pypy,cyasgi,uvicorn
 bench-pypy: pypy-installed
 	$(PYTHON) perf/bench.py --servers $(PYPY_BENCH_SERVERS) --workloads hello,headers,echo-1k,stream-1m \
 	  --first-warmup 10 --baseline uvicorn-pypy --name pypy $(BENCH_ARGS)

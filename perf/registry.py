@@ -350,6 +350,10 @@ register_server(Server(
     "hypercorn-pypy", "hypercorn on PyPy (h11, asyncio)", _hypercorn_asyncio, check=importable("hypercorn"),
     interpreter=PYPY, workloads=_PYPY_WORKLOADS,
 ))  # fmt: skip
+register_server(Server(
+    "socketify-pypy", "socketify on PyPy (ASGI, 1 worker)", _socketify, check=importable("socketify"),
+    interpreter=PYPY, workloads=_PYPY_WORKLOADS,
+))  # fmt: skip
 # HTTP/2 over cleartext TCP with prior knowledge: the rows of the h2c workloads, the ratios of which are to
 # granian and hypercorn (H2_REFERENCES). hypercorn serves h2c on its one port as it is; uvicorn only with
 # zttp, which perf/requirements.txt installs where it can.

@@ -270,6 +270,10 @@ def test_socketify_runs_every_http1_workload_and_the_websocket_rows() -> None:
     assert socketify.interpreter == CPYTHON and socketify.protocols == {HTTP1} and socketify.websocket
     assert all(socketify.serves(w) for w in WORKLOADS.values() if w.protocol == HTTP1)
     assert "socketify" in (PERF / "requirements.txt").read_text().split()
+    pypy = SERVERS["socketify-pypy"]  # the same command, run by the PyPy venv's interpreter
+    assert pypy.interpreter == PYPY and pypy.command is socketify.command and not pypy.websocket
+    assert pypy.serves(WORKLOADS["new-connection"]) and not pypy.serves(WORKLOADS["fastapi-json"])
+    assert "socketify" in (PERF / "requirements-pypy.txt").read_text().split()
 
 
 def test_every_http1_server_has_the_new_connection_row_and_every_peer_the_websocket_rows() -> None:
