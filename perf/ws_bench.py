@@ -285,6 +285,13 @@ def _recv_exactly(sock: socket.socket, size: int, buffer: bytearray) -> bytes:
 def probe(port: int, payload: bytes = b"cyasgi-ws-probe") -> None:
     """One handshake and one text message that must come back as sent; raises RuntimeError saying what
     came instead."""
+    try:
+        _probe(port, payload)
+    except socket.timeout:  # the server holds the connection without answering
+        raise RuntimeError(f"no answer in {PROBE_TIMEOUT:g} s (to the handshake or the message)") from None
+
+
+def _probe(port: int, payload: bytes) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT) as sock:
         sock.sendall(_handshake(port))
         buffer = bytearray()
@@ -398,6 +405,8 @@ def measure_throughput(server: Server, opts: argparse.Namespace) -> float:
         ]  # fmt: skip
         proc = _client(args)
         out, err = proc.communicate(timeout=opts.duration + opts.warmup + 60)
+        if running.proc.poll() is not None:  # the client may finish all the same: no figure from a crash
+            raise RuntimeError(f"the server died during the round (its log: {running.log_tail(1)})")
         if proc.returncode != 0:
             lines = err.strip().splitlines()
             raise RuntimeError(f"load client failed: {lines[-1] if lines else proc.returncode}")
