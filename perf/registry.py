@@ -283,9 +283,9 @@ _hypercorn_asyncio = _hypercorn_with("asyncio")
 
 
 def _socketify(ctx: Context, app: str, port: int) -> list[str]:
-    # Its documented CLI with the ASGI interface forced (no sniffing) and one worker: no supervisor
-    # process, so the one process is the server. The default task factory and WebSocket settings are
-    # its fast path; the listen line is its only log.
+    # Its documented CLI with the ASGI interface named (not sniffed) and one worker, served in the one
+    # process. The rest stays at the CLI's defaults, its preallocated task factory included; the listen
+    # line, its only log, is turned off.
     return [ctx.python, "-m", "socketify", app, "--interface", "asgi", "--workers", "1", "--host", ctx.host,
             "--port", str(port), "--disable-listen-log", "true"]  # fmt: skip
 
