@@ -26,6 +26,7 @@ from typing import IO, Any, Callable, Literal
 from cyasgi._compat import IS_PYPY
 from cyasgi.importer import ImportFromStringError, import_from_string
 from cyasgi.logging import TRACE_LOG_LEVEL
+from cyasgi.metrics.exposition import MISSING_EXTRA, prometheus_available
 from cyasgi.protocols.http.foreign import missing_parser_package
 from cyasgi.protocols.http.server_apps import encode_health_path
 
@@ -563,6 +564,8 @@ class Config:
         http2_max_control_frames: int = DEFAULT_HTTP2_MAX_CONTROL_FRAMES,
         http2_max_stream_errors: int = DEFAULT_HTTP2_MAX_STREAM_ERRORS,
         bind: list[str] | str | None = None,
+        metrics_bind: str | None = None,
+        metrics_path: str | None = None,
     ):
         self.app = app
         self.host = host
@@ -641,6 +644,9 @@ class Config:
         self.listeners: list[Listener] = []
         #: UNIX socket files this process created for ``listeners``: removed on exit.
         self.bound_unix_paths: list[str] = []
+        #: Prometheus metrics (docs/metrics.md): the listener's address and the main port's path.
+        self.metrics_bind = metrics_bind
+        self.metrics_path = metrics_path
 
         self.loaded = False
         self.configure_logging()
@@ -732,6 +738,33 @@ class Config:
             raise ConfigError(str(exc)) from None
         if self.shutdown_delay is None or self.shutdown_delay < 0:
             raise ConfigError(f"--shutdown-delay cannot be negative ({self.shutdown_delay}).")
+        self._check_metrics()
+
+    def _check_metrics(self) -> None:
+        """--metrics-bind and --metrics-path: well formed, and prometheus_client there to serve them."""
+        #: (host, port) of the --metrics-bind listener; None: none.
+        self.metrics_address: tuple[str, int] | None = None
+        self.metrics_path_raw: bytes | None = None
+        if self.metrics_bind:
+            try:
+                listener = parse_bind(self.metrics_bind)
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace("--bind", "--metrics-bind", 1)) from None
+            if listener.kind != "tcp":
+                raise ConfigError(f"--metrics-bind {self.metrics_bind!r}: expected HOST:PORT or [IPV6]:PORT")
+            self.metrics_address = (listener.host, listener.port)
+        try:
+            self.metrics_path_raw = encode_health_path(self.metrics_path, "--metrics-path")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.metrics_path_raw is not None and self.metrics_path_raw == self.health_path_raw:
+            raise ConfigError("--metrics-path and --health-path must differ.")
+        if (self.metrics_address or self.metrics_path_raw) and not prometheus_available():
+            raise ConfigError(f"--metrics-bind and --metrics-path: {MISSING_EXTRA}.")
+
+    @property
+    def metrics_enabled(self) -> bool:
+        return self.metrics_address is not None or self.metrics_path_raw is not None
 
     def _check_http2(self) -> None:
         """The HTTP/2 tunables (checked whether or not --http2 is on, so a typo never waits for it)."""

@@ -551,6 +551,20 @@ def check_headers(ctx: click.Context, param: click.Parameter, value: tuple[str, 
     "begun. Off by default.",
 )
 @click.option(
+    "--metrics-bind",
+    type=str,
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics on this separate address (with --workers, every worker's, added "
+    "up). Needs cyasgi[metrics]. Off by default.",
+)
+@click.option(
+    "--metrics-path",
+    type=str,
+    default=None,
+    help="Also answer GET/HEAD requests to this path on the main port with the metrics. Off by default.",
+)
+@click.option(
     "--timeout-worker-healthcheck",
     type=int,
     default=5,
@@ -692,6 +706,8 @@ def main(
     access_log_format: AccessLogFormatType,
     shutdown_delay: float,
     health_path: str | None,
+    metrics_bind: str | None,
+    metrics_path: str | None,
     http2_max_concurrent_streams: int,
     http2_initial_stream_window_size: int,
     http2_initial_connection_window_size: int,
@@ -782,6 +798,8 @@ def main(
         http2_max_control_frames=http2_max_control_frames,
         http2_max_stream_errors=http2_max_stream_errors,
         bind=list(bind) or None,
+        metrics_bind=metrics_bind,
+        metrics_path=metrics_path,
     )
 
 
@@ -863,6 +881,8 @@ def run(
     http2_max_control_frames: int = DEFAULT_HTTP2_MAX_CONTROL_FRAMES,
     http2_max_stream_errors: int = DEFAULT_HTTP2_MAX_STREAM_ERRORS,
     bind: list[str] | str | None = None,
+    metrics_bind: str | None = None,
+    metrics_path: str | None = None,
 ) -> None:
     """Run ``app`` (an ASGI app or a ``"module:attr"`` string) with ``Config``'s settings, like ``uvicorn.run``.
 
@@ -948,6 +968,8 @@ def run(
             http2_max_control_frames=http2_max_control_frames,
             http2_max_stream_errors=http2_max_stream_errors,
             bind=bind,
+            metrics_bind=metrics_bind,
+            metrics_path=metrics_path,
         )
     except (ConfigError, OSError) as exc:  # e.g. an unreadable --log-config
         logging.getLogger("uvicorn.error").error("%s", exc)

@@ -22,6 +22,12 @@ import click
 
 from cyasgi._compat import asyncio_run
 from cyasgi.config import STARTUP_FAILURE, Config, is_ipv6_wildcard, tcp_socket
+from cyasgi.metrics import recorder_for
+from cyasgi.metrics.block import Block
+from cyasgi.metrics.endpoint import MetricsListener, MetricsPage, local_text
+from cyasgi.metrics.exposition import Snapshot
+from cyasgi.metrics.sampler import LoopSampler
+from cyasgi.metrics.workers import METRICS_REQUEST
 from cyasgi.protocols.http import sweep_deadlines, twin_name
 from cyasgi.protocols.http.wire import encode_headers_block
 
@@ -31,6 +37,8 @@ if sys.platform == "win32":  # pragma: no cover
 
 #: Seconds between ticks: the Date header, deadlines, max-requests and exit checks run this often.
 TICK_INTERVAL = 0.1
+#: How long a worker's --metrics-path waits for the supervisor's exposition.
+METRICS_REPLY_TIMEOUT = 10.0
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -52,6 +60,10 @@ class ServerState:
         #: Connections whose response started in this loop iteration: at its end, a head still
         #: held for the first body chunk is written (one callback per iteration for all of them).
         self.pending_heads: list[Any] = []
+        #: --metrics-bind / --metrics-path: the memory the protocols count into (None: metrics off),
+        #: and the --metrics-path answer.
+        self.metrics_block: Any = None
+        self.metrics_page: Any = None
 
 
 class Server:
@@ -67,6 +79,12 @@ class Server:
 
         #: Set by the --workers supervisor in each worker: the Connection its health pings arrive on.
         self.health_channel: Any = None
+        #: Set by the --workers supervisor: the shared block this worker counts into (it reads them all).
+        self.metrics_block: Any = None
+        self._metrics_listener: Any = None
+        self._own_metrics_block: Any = None
+        self._loop_sampler: Any = None
+        self._metrics_reply: asyncio.Future[bytes] | None = None
 
         self._captured_signals: list[int] = []
         self._shutdown_started = False
@@ -103,8 +121,13 @@ class Server:
 
         def answer() -> None:
             try:
-                ping = channel.recv_bytes()
-                channel.send_bytes(ping + (b"1" if self.started else b"0"))
+                message = channel.recv_bytes()
+                if message.startswith(METRICS_REQUEST):  # the exposition this worker asked for
+                    reply = self._metrics_reply
+                    if reply is not None and not reply.done():
+                        reply.set_result(message[len(METRICS_REQUEST) :])
+                    return
+                channel.send_bytes(message + (b"1" if self.started else b"0"))
             except (EOFError, OSError):  # the supervisor went away: stop listening
                 loop.remove_reader(fd)
 
@@ -135,17 +158,22 @@ class Server:
                 sys.exit(STARTUP_FAILURE)
 
         self.lifespan = config.lifespan_class(config)
+        if config.metrics_enabled:
+            self._start_metrics()
 
         message = "Started server process [%d]"
         color_message = "Started server process [" + click.style("%d", fg="cyan") + "]"
         logger.info(message, process_id, extra={"color_message": color_message})
         self._log_implementation()
 
-        await self.startup(sockets=sockets)
-        if self.should_exit and not self.started:
-            return  # stopped before it listened; a signal once listening still shuts down gracefully
-        await self.main_loop()
-        await self.shutdown(sockets=sockets)
+        try:
+            await self.startup(sockets=sockets)
+            if self.should_exit and not self.started:
+                return  # stopped before it listened; a signal once listening still shuts down gracefully
+            await self.main_loop()
+            await self.shutdown(sockets=sockets)
+        finally:
+            self._stop_metrics()
 
         message = "Finished server process [%d]"
         color_message = "Finished server process [" + click.style("%d", fg="cyan") + "]"
@@ -277,11 +305,64 @@ class Server:
     async def main_loop(self) -> None:
         counter = 0
         should_exit = await self.on_tick(counter)
+        sampler = self._loop_sampler
         while not should_exit:
             counter += 1
             counter = counter % 864000
+            if sampler is not None:
+                sampler.before_sleep(time.monotonic())
             await asyncio.sleep(TICK_INTERVAL)
+            if sampler is not None:
+                sampler.tick(time.monotonic())
             should_exit = await self.on_tick(counter)
+
+    # Metrics (docs/metrics.md) ------------------------------------------------------------------
+
+    def _start_metrics(self) -> None:
+        """Count into a block: the supervisor's (--workers), else one of this server's own, which
+        its --metrics-bind listener reads."""
+        config = self.config
+        state = self.server_state
+        block = self.metrics_block
+        if block is None:
+            block = self._own_metrics_block = Block()
+        state.metrics_block = block.memory
+        self._loop_sampler = LoopSampler(recorder_for(state), state, TICK_INTERVAL)
+
+        def read() -> Snapshot:
+            values = block.values()
+            return Snapshot(values, [("0", values)])
+
+        if self._own_metrics_block is not None and config.metrics_address is not None:
+            self._metrics_listener = MetricsListener(*config.metrics_address, read)
+            try:
+                self._metrics_listener.start()
+            except OSError as exc:
+                self._metrics_listener = None
+                logger.error("--metrics-bind: %s", exc)
+                sys.exit(STARTUP_FAILURE)
+        if config.metrics_path_raw is not None:
+            ask = self._ask_supervisor if self._own_metrics_block is None else local_text(read)
+            state.metrics_page = MetricsPage(ask)
+
+    async def _ask_supervisor(self) -> tuple[bytes, str]:
+        """The exposition of every worker, from the supervisor (asked on the health pipe)."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        reply = self._metrics_reply
+        if reply is None or reply.done():  # one question at a time; concurrent scrapes share its answer
+            reply = self._metrics_reply = asyncio.get_running_loop().create_future()
+            self.health_channel.send_bytes(METRICS_REQUEST)
+        text = await asyncio.wait_for(asyncio.shield(reply), METRICS_REPLY_TIMEOUT)
+        return text, CONTENT_TYPE_LATEST
+
+    def _stop_metrics(self) -> None:
+        if self._metrics_listener is not None:
+            self._metrics_listener.stop()
+            self._metrics_listener = None
+        if self._own_metrics_block is not None:
+            self.server_state.metrics_block = None
+            self._own_metrics_block = None  # (its memory goes with the last protocol holding it)
 
     async def on_tick(self, counter: int) -> bool:
         now = time.time()

@@ -76,7 +76,10 @@ def log(message: str) -> None:
 
 
 def _names(value: str, registry: dict[str, Any], kind: str) -> list[str]:
-    names = [name.strip() for name in value.split(",") if name.strip()] if value else list(registry)
+    if value:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+    else:
+        names = [name for name, entry in registry.items() if getattr(entry, "default_run", True)]
     unknown = [name for name in names if name not in registry]
     if unknown:
         raise SystemExit(f"unknown {kind}: {', '.join(unknown)} (known: {', '.join(registry)})")

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cyasgi._compat import IS_PYPY  # noqa: E402
 from cyasgi.config import HTTP_PARSERS, Config  # noqa: E402
+from cyasgi.metrics.recorder import BLOCK_SIZE  # noqa: E402
 from cyasgi.protocols.http.wire import encode_headers_block  # noqa: E402
 from cyasgi.server import ServerState  # noqa: E402
 
@@ -111,7 +112,7 @@ WARMUP = 50_000 if IS_PYPY else 200
 
 
 def make_protocol(
-    twin: str, app: Callable[..., Any], loop: asyncio.AbstractEventLoop, http: str = "auto"
+    twin: str, app: Callable[..., Any], loop: asyncio.AbstractEventLoop, http: str = "auto", metrics: bool = False
 ) -> tuple[Any, NullTransport]:
     module = importlib.import_module(TWINS[twin])
     # The --http name picks the parser; the protocol class is the twin's whatever the name says.
@@ -120,6 +121,8 @@ def make_protocol(
     state = ServerState()
     state.default_headers = [(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT"), (b"server", b"cyasgi")]
     state.default_headers_block = encode_headers_block(state.default_headers)
+    if metrics:  # what --metrics-bind / --metrics-path turn on: every request counted
+        state.metrics_block = bytearray(BLOCK_SIZE)
     protocol = module.HttpProtocol(config=config, server_state=state, app_state={}, _loop=loop)
     transport = NullTransport()
     protocol.connection_made(transport)
@@ -131,10 +134,12 @@ def feeds_for(workload: str, requests: int) -> int:
     return max(requests // WORKLOADS[workload][1], 1)
 
 
-async def run(twin: str, workload: str, requests: int, http: str = "auto", warmup: int = WARMUP) -> float:
+async def run(
+    twin: str, workload: str, requests: int, http: str = "auto", warmup: int = WARMUP, metrics: bool = False
+) -> float:
     data, per_feed = WORKLOADS[workload]
     app = echo_app if workload.startswith("echo") else hello_app
-    protocol, transport = make_protocol(twin, app, asyncio.get_running_loop(), http)
+    protocol, transport = make_protocol(twin, app, asyncio.get_running_loop(), http, metrics)
     feeds = feeds_for(workload, requests)
     for _ in range(max(warmup // per_feed, 1)):
         protocol.data_received(data)
@@ -159,6 +164,7 @@ def main() -> None:
     parser.add_argument("--http", choices=list(HTTP_PARSERS), default="auto", help="the request parser (auto)")
     parser.add_argument("--warmup", type=int, default=WARMUP, help=f"requests before timing ({WARMUP} here)")
     parser.add_argument("--callgrind", action="store_true", help="count instructions per request with valgrind")
+    parser.add_argument("--metrics", action="store_true", help="count every request for the metrics")
     args = parser.parse_args()
     twins = ["c", "py"] if args.twin == "both" else [args.twin]
     workloads = list(WORKLOADS) if args.workload == "all" else [args.workload]
@@ -166,7 +172,7 @@ def main() -> None:
     if args.callgrind:
         for workload in workloads:
             for twin in twins:
-                count = callgrind_instructions(twin, workload, args.loop, args.http)
+                count = callgrind_instructions(twin, workload, args.loop, args.http, metrics=args.metrics)
                 print(f"{workload:12} {twin:3} {count:>10,.0f} instructions/request")
         return
 
@@ -179,7 +185,9 @@ def main() -> None:
         for twin in twins:
             loop = loop_factory()
             try:
-                ns = loop.run_until_complete(run(twin, workload, args.requests, args.http, args.warmup))
+                ns = loop.run_until_complete(
+                    run(twin, workload, args.requests, args.http, args.warmup, args.metrics)
+                )
             finally:
                 loop.close()
             print(f"{workload:12} {twin:3} {ns:8.0f} ns/request")
@@ -194,19 +202,21 @@ CALLGRIND_REQUESTS = 2_000
 CALLGRIND_ENV = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def script_argv(twin: str, workload: str, requests: int, loop: str, http: str) -> list[str]:
+def script_argv(twin: str, workload: str, requests: int, loop: str, http: str, metrics: bool = False) -> list[str]:
     argv = [sys.executable, os.path.abspath(__file__), "--twin", twin, "--workload", workload]
-    return argv + ["--requests", str(requests), "--loop", loop, "--http", http]
+    return argv + ["--requests", str(requests), "--loop", loop, "--http", http] + (["--metrics"] if metrics else [])
 
 
-def callgrind_count(twin: str, workload: str, requests: int, loop: str, http: str = "auto") -> int:
+def callgrind_count(
+    twin: str, workload: str, requests: int, loop: str, http: str = "auto", metrics: bool = False
+) -> int:
     """Instructions of one whole run of this script (start-up included) under callgrind."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         valgrind = shutil.which("valgrind") or "valgrind"  # found on the caller's PATH, not the child's
         callgrind = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}"]
         subprocess.run(
-            callgrind + script_argv(twin, workload, requests, loop, http),
+            callgrind + script_argv(twin, workload, requests, loop, http, metrics),
             check=True,
             capture_output=True,
             env=CALLGRIND_ENV,
@@ -218,14 +228,19 @@ def callgrind_count(twin: str, workload: str, requests: int, loop: str, http: st
 
 
 def callgrind_instructions(
-    twin: str, workload: str, loop: str, http: str = "auto", requests: int = CALLGRIND_REQUESTS
+    twin: str,
+    workload: str,
+    loop: str,
+    http: str = "auto",
+    requests: int = CALLGRIND_REQUESTS,
+    metrics: bool = False,
 ) -> float:
     """Instructions per request: the difference of two runs (N and 2N requests) cancels start-up."""
     # One quick run outside valgrind first: it writes the bytecode caches the measured runs then read.
     env = {key: value for key, value in CALLGRIND_ENV.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run(script_argv(twin, workload, 1, loop, http), check=True, capture_output=True, env=env)
+    subprocess.run(script_argv(twin, workload, 1, loop, http, metrics), check=True, capture_output=True, env=env)
     per_feed = WORKLOADS[workload][1]
-    short, long = (callgrind_count(twin, workload, n, loop, http) for n in (requests, 2 * requests))
+    short, long = (callgrind_count(twin, workload, n, loop, http, metrics) for n in (requests, 2 * requests))
     fed = (feeds_for(workload, 2 * requests) - feeds_for(workload, requests)) * per_feed
     return (long - short) / fed
 

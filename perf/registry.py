@@ -121,6 +121,8 @@ class Server:
     protocols: frozenset[str] = frozenset({HTTP1})
     #: Whether ``command`` serves ASGI WebSockets as it is: such a server gets the rows of perf/ws_bench.py.
     websocket: bool = False
+    #: Whether it runs when no --servers are named (False: a variant for a comparison of its own).
+    default_run: bool = True
 
     def serves(self, workload: Workload) -> bool:
         return self.skip_reason(workload) is None
@@ -299,6 +301,13 @@ NO_EXTENSIONS = "CYASGI_NO_EXTENSIONS"
 register_server(Server(
     "cyasgi", "cyasgi (compiled twin)", _uvicorn_style("cyasgi", "--loop", "uvloop"),
     unset_env=(NO_EXTENSIONS,), check=cyasgi_twin("compiled"), websocket=True,
+))  # fmt: skip
+# The same with Prometheus metrics counted (docs/metrics.md): what counting costs, against "cyasgi" in the same
+# run. Not a default row: `--servers cyasgi,cyasgi-metrics`.
+register_server(Server(
+    "cyasgi-metrics", "cyasgi (compiled twin, --metrics-bind)",
+    _uvicorn_style("cyasgi", "--loop", "uvloop", "--metrics-bind", "127.0.0.1:0"),
+    unset_env=(NO_EXTENSIONS,), check=cyasgi_twin("compiled"), default_run=False,
 ))  # fmt: skip
 register_server(Server(
     "cyasgi-pure", "cyasgi (pure twin)", _uvicorn_style("cyasgi", "--loop", "uvloop"),

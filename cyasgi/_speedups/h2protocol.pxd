@@ -19,6 +19,7 @@ from cyasgi._speedups.kernel cimport (
     valid_field_value,
 )
 from cyasgi._speedups.connection cimport H2Connection, asgi_headers
+from cyasgi._speedups.recorder cimport Recorder
 
 cdef frozenset CONNECTION_SPECIFIC
 cdef list STATUS_VALUES
@@ -157,6 +158,9 @@ cdef class H2Protocol:
         public double last_read
         public double ping_sent
         Py_ssize_t unread_acks           # octets of our ACKs written since the write buffer was seen empty
+        readonly Recorder metrics        # None: metrics off
+        object metrics_page              # the --metrics-path answer, or None
+        bytes metrics_path
 
     @cython.locals(cycle=StreamCycle, raw_path=bytes, query_string=bytes, path=str, scope=dict, template=dict,
                    extensions=dict, limit=Py_ssize_t, name=bytes, value=bytes, target=bytes, fields=list)
@@ -176,6 +180,7 @@ cdef class H2Protocol:
     cdef pump(self)
     cpdef flush_soon(self)
     cpdef flush(self)
+    cdef write(self, bytes data)
     cdef write_after_send(self)
 
     @cython.locals(kind=object)

@@ -38,6 +38,7 @@ cdef Py_ssize_t COALESCE_LIMIT, HIGH_WATER_LIMIT, WRITE_BATCH_LIMIT, PIPELINE_LI
 cdef Py_ssize_t FOREIGN_FEED_STEP, HELD_ROUNDS_LIMIT
 cdef dict HTTP_EXTENSIONS, STATUS_LINES
 from cyasgi._speedups.parser cimport RequestParser, RequestSink
+from cyasgi._speedups.recorder cimport Recorder
 
 
 @cython.final
@@ -86,6 +87,7 @@ cdef class RequestCycle:
         bint _awaiting_trailers
         bytes _trailer_lines
         Py_ssize_t _framed_length     # the content-length _framing decided; -1: none
+        str _method                   # the request's method, kept for the metrics (None without them)
 
     cdef bint _waits_after_request(self)
     cpdef wake(self)
@@ -111,7 +113,7 @@ cdef class RequestCycle:
     cdef _send_trailers(self, object headers, object more_trailers)
 
     @cython.locals(sock_fd=int, fd=int, size=Py_ssize_t, sent=Py_ssize_t, offset=Py_ssize_t, pending=bytes,
-                   batch=list, protocol=HttpProtocol)
+                   batch=list, protocol=HttpProtocol, head_size=Py_ssize_t)
     cdef object _send_path_now(self, object path)
     cdef _send_early_hint(self, object links)
     cdef bint _can_replace_response(self)
@@ -145,6 +147,9 @@ cdef class ConnectionSettings:
         readonly bint http2
         readonly list pending_heads
         readonly dict scope_template     # the keys and shared values of every request's scope
+        readonly Recorder metrics        # None: metrics off
+        readonly object metrics_page     # the --metrics-path answer, or None
+        readonly bytes metrics_path
 
 
 cdef ConnectionSettings _settings
@@ -228,6 +233,8 @@ cdef class HttpProtocol(RequestSink):
         Py_ssize_t _limit             # --limit-concurrency; -1: none
         int _file_way                 # FILE_WAY_*
         int _file_socket              # the socket's descriptor with FILE_WAY_DIRECT
+        readonly Recorder _metrics    # None: metrics off
+        bytes _metrics_path
 
     cdef _parse(self, object data)
     cdef _abandon(self, RequestCycle cycle)

@@ -36,6 +36,7 @@ import click
 
 from cyasgi._subprocess import get_subprocess
 from cyasgi.config import STARTUP_FAILURE, Config
+from cyasgi.metrics.workers import METRICS_REQUEST, WorkersMetrics
 from cyasgi.server import Server
 
 SIGNALS: dict[int, str] = {
@@ -73,6 +74,7 @@ def run_worker(
     health: Connection,
     stack_dump: socket.socket,
     config: Config,
+    metrics_block: Any = None,
 ) -> None:
     """The worker process's body (called by cyasgi._subprocess after logging is set up)."""
     global _stack_dump_channel
@@ -96,6 +98,7 @@ def run_worker(
 
     server = Server(config=config)
     server.health_channel = health
+    server.metrics_block = metrics_block  # counted there, read by the supervisor
     server.run(sockets=sockets)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
@@ -104,16 +107,25 @@ def run_worker(
 class WorkerProcess:
     """The supervisor's handle on one worker: its process, health pipe and stack-dump pipe."""
 
-    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
+    def __init__(
+        self, config: Config, sockets: list[socket.socket], metrics: WorkersMetrics | None = None, number: int = 0
+    ) -> None:
         self.health, child_health = Pipe()
         self.stack_dump, child_stack_dump = socket.socketpair()
         self._child_ends: tuple[Any, ...] = (child_health, child_stack_dump)
+        #: The worker's slot number: its ``worker`` label in the metrics, reused once it is gone.
+        self.number = number
+        self.metrics = metrics
+        #: The worker asked for the metrics' text (--metrics-path): the supervisor answers it.
+        self.metrics_requested = False
+        extra = {} if metrics is None else {"metrics_block": metrics.new_block(self, str(number)).for_child()}
         self.process = get_subprocess(
             config,
             target=functools.partial(run_worker, config=config),
             sockets=sockets,
             health=child_health,
             stack_dump=child_stack_dump,
+            **extra,
         )
         #: True once the worker answered a ping with "started".
         self.ready = False
@@ -163,6 +175,9 @@ class WorkerProcess:
             except (EOFError, OSError):
                 self.health_open = False
                 return
+            if answer == METRICS_REQUEST:
+                self.metrics_requested = True
+                continue
             if answer.startswith(PING):
                 self.ping_sent = None
             if answer.endswith(b"1"):  # an answer or the worker's own "started" announcement
@@ -221,10 +236,21 @@ class WorkerProcess:
         text = b"".join(chunks).decode("utf-8", "replace").rstrip()
         return text or "(no stack: the worker did not write one)"
 
+    def answer_metrics(self) -> None:
+        """Send the exposition the worker asked for (its --metrics-path shows every worker)."""
+        self.metrics_requested = False
+        if self.metrics is not None and self.health_open:
+            try:
+                self.health.send_bytes(METRICS_REQUEST + self.metrics.exposition())
+            except OSError:  # it is dying; reaping deals with it
+                self.health_open = False
+
     def close(self) -> None:
         self.process.join()
         self.health.close()
         self.stack_dump.close()
+        if self.metrics is not None:
+            self.metrics.retire(self)
 
 
 class Multiprocess:
@@ -259,6 +285,8 @@ class Multiprocess:
         self.signal_queue: list[int] = []
         self.health_timeout = float(config.timeout_worker_healthcheck)
         self.health_interval = min(1.0, self.health_timeout / 4)
+        #: --metrics-bind / --metrics-path: the workers' blocks, added up here (None: metrics off).
+        self.metrics = WorkersMetrics(config) if config.metrics_enabled else None
 
     @property
     def processes(self) -> list[WorkerProcess]:
@@ -273,6 +301,12 @@ class Multiprocess:
         color_message = "Started parent process [" + click.style("%d", fg="cyan", bold=True) + "]"
         logger.info(message, pid, extra={"color_message": color_message})
 
+        if self.metrics is not None:
+            try:
+                self.metrics.start()
+            except OSError as exc:
+                logger.error("--metrics-bind: %s", exc)
+                sys.exit(STARTUP_FAILURE)
         previous = self._install_signal_handlers()
         try:
             for _ in range(self.processes_num):
@@ -288,6 +322,8 @@ class Multiprocess:
             self.stop_all()
         finally:
             self._restore_signal_handlers(previous)
+            if self.metrics is not None:
+                self.metrics.stop()
 
         message = "Stopping parent process [%d]"
         color_message = "Stopping parent process [" + click.style("%d", fg="cyan", bold=True) + "]"
@@ -296,9 +332,15 @@ class Multiprocess:
             sys.exit(STARTUP_FAILURE)
 
     def spawn(self) -> WorkerProcess:
-        worker = WorkerProcess(self.config, self.worker_sockets)
+        taken = {worker.number for worker in self.all_processes()}
+        number = next(number for number in range(len(taken) + 1) if number not in taken)
+        worker = WorkerProcess(self.config, self.worker_sockets, self.metrics, number)
         worker.start()
         return worker
+
+    def _restarted(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.restarted(reason)
 
     def all_processes(self) -> list[WorkerProcess]:
         extra = [self.incoming] if self.incoming is not None else []
@@ -313,6 +355,8 @@ class Multiprocess:
         self._drain_wakeups()
         for worker in self.workers + ([self.incoming] if self.incoming else []):
             worker.read_answers()
+            if worker.metrics_requested:
+                worker.answer_metrics()
 
     def stop_all(self) -> None:
         """SIGTERM every worker; wait for them within the graceful timeout, then kill what remains."""
@@ -359,10 +403,12 @@ class Multiprocess:
                 self.failed = True
                 self.should_exit.set()
                 return
-            if worker.exitcode == 0:
+            if worker.exitcode == 0:  # it served its --limit-max-requests
                 logger.info("Child process [%d] exited; starting a new one.", worker.pid)
+                self._restarted("max_requests")
             else:
                 logger.warning("Child process [%d] died (%s); starting a new one.", worker.pid, _describe(worker))
+                self._restarted("crash")
             self.missing += 1
             if not worker.ready:  # it never served: do not spin if every new worker dies the same way
                 self.boot_failures += 1
@@ -395,6 +441,7 @@ class Multiprocess:
                 )
                 worker.close()
                 self.workers[index] = self.spawn()
+                self._restarted("health_check")
                 now = time.monotonic()
             else:
                 worker.ping(now, self.health_interval)
@@ -412,6 +459,7 @@ class Multiprocess:
                 if old in self.workers:
                     self.workers[self.workers.index(old)] = incoming
                     self.retire(old)
+                    self._restarted("reload")
                 else:  # the old one died (or was removed) meanwhile and its slot is already refilled
                     self.retire(incoming)
             elif not incoming.is_alive():

@@ -75,7 +75,7 @@ CYASGI_EXTRA_PARAMETERS = [
     "http2_max_concurrent_streams", "http2_initial_stream_window_size", "http2_initial_connection_window_size",
     "http2_max_frame_size", "http2_max_header_list_size", "http2_keep_alive_interval", "http2_keep_alive_timeout",
     "http2_stall_timeout", "http2_max_rapid_resets", "http2_max_empty_data_frames", "http2_max_control_frames",
-    "http2_max_stream_errors", "bind",
+    "http2_max_stream_errors", "bind", "metrics_bind", "metrics_path",
 ]  # fmt: skip
 #: uvicorn.run takes Config's parameters but these two (a process manager's, set on Config).
 UVICORN_RUN_LACKS = {"timeout_notify", "callback_notify"}

@@ -70,6 +70,12 @@ SHUTDOWN_OPTIONS_HELP = """
   --health-path TEXT Answer GET/HEAD requests to this path in the server itself: 200, or 503 once
     shutdown has begun. Off by default.
 """
+METRICS_OPTIONS_HELP = """
+  --metrics-bind HOST:PORT Serve Prometheus metrics on this separate address (with --workers, every
+    worker's, added up). Needs cyasgi[metrics]. Off by default.
+  --metrics-path TEXT Also answer GET/HEAD requests to this path on the main port with the metrics. Off
+    by default.
+"""
 #: --http2 is uvicorn's flag with cyasgi's own meaning (no --http zttp needed); its tunables follow it.
 HTTP2_HELP = """
   --http2 Enable HTTP/2: h2c with prior knowledge on the HTTP/1.1 port, and ALPN h2 with --ssl-*.
@@ -115,6 +121,7 @@ NEW_OPTIONS = set(
         + TIMEOUT_OPTIONS_HELP
         + ACCESS_LOG_FORMAT_HELP
         + SHUTDOWN_OPTIONS_HELP
+        + METRICS_OPTIONS_HELP
         + HTTP2_OPTIONS_HELP,
     )
 )
@@ -161,7 +168,8 @@ def test_help_is_uvicorns_help_with_cyasgis_http2_bind_and_config_file():
         "Enable/Disable access log.", "Enable/Disable access log. " + squash(ACCESS_LOG_FORMAT_HELP)
     )
     expected = expected.replace(
-        "wait for graceful shutdown.", "wait for graceful shutdown. " + squash(SHUTDOWN_OPTIONS_HELP)
+        "wait for graceful shutdown.",
+        "wait for graceful shutdown. " + squash(SHUTDOWN_OPTIONS_HELP) + " " + squash(METRICS_OPTIONS_HELP),
     )
 
     result = run_cli_to_exit("--help")

@@ -69,6 +69,7 @@ from cyasgi.protocols.http.foreign import (
 )
 
 if not cython.compiled:  # the compiled build takes these from the C kernel and parser (http.pxd)
+    from cyasgi.metrics.recorder import Recorder
     from cyasgi.protocols.http.kernel import (
         close_file,
         completed,
@@ -274,6 +275,7 @@ class RequestCycle:
         "_awaiting_trailers",
         "_trailer_lines",
         "_framed_length",
+        "_method",
     )
 
     def __init__(
@@ -321,7 +323,9 @@ class RequestCycle:
         self._chunked = False
         self._content_length = -1  # -1: the app gave no content-length
         self._bytes_sent = 0  # body bytes written (framing excluded)
-        self._started = monotonic() if protocol.access_log else 0.0  # for the access line's duration
+        # For the access line's duration and the metrics' request duration histogram.
+        self._started = monotonic() if protocol.access_log or protocol._metrics is not None else 0.0
+        self._method: str | None = None  # set by the protocol when it counts requests
         self._trailers = TRAILERS_NONE
         self._awaiting_trailers = False  # the body is complete, http.response.trailers comes next
         self._trailer_lines = b""
@@ -510,6 +514,7 @@ class RequestCycle:
             close_file(fd)
             return False  # the general path says which way the lengths disagree
         pending = self._head_bytes(size, False)
+        head_size = len(pending)
         self._bytes_sent += size
         batch = protocol._write_batch
         if batch:  # earlier pipelined responses of this dispatch loop go first
@@ -522,6 +527,8 @@ class RequestCycle:
             protocol._write(pending)
             self._end_body()
             return None
+        if protocol._metrics is not None:  # the head and the file go out past _write
+            protocol._metrics.sent(head_size + size)
         sent = send_more(sock_fd, pending)
         if sent != len(pending):
             # The socket took part of it, or failed: the transport sends the rest (or meets the
@@ -730,6 +737,8 @@ class RequestCycle:
         if count:
             protocol._flush_writes()
             await transmit_file(self, fd, offset, count)
+            if protocol._metrics is not None:
+                protocol._metrics.sent(count)
         tail = CRLF if self._chunked and count else b""
         if self._chunked and not more_body and self._trailers != TRAILERS_WRITTEN:
             tail += LAST_CHUNK
@@ -758,6 +767,8 @@ class RequestCycle:
 
     def _send_500(self) -> None:
         self._trailers = TRAILERS_NONE  # replacing a response that announced trailers
+        if self.protocol._metrics is not None:
+            self.protocol._metrics.server_response(500)
         self._start_response(
             500,
             [
@@ -774,6 +785,8 @@ class RequestCycle:
             self.keep_alive = False
             if self.response_started and self.protocol.access_log:
                 self._log_access(True)
+            if self.response_started and self.protocol._metrics is not None:
+                self.protocol._metrics.request_done(self._method, self._status, self._started)
             self.protocol._close()
             self.protocol._on_response_aborted(self)
 
@@ -818,6 +831,11 @@ class ConnectionSettings:
         # The scope's keys and the values all requests share; each connection copies it once and
         # adds its addresses and scheme.
         self.scope_template = http_scope_template(self.asgi_version, None, None, None, "http", self.root_path)
+        # --metrics-bind / --metrics-path: the counts go into the server's block (None: metrics off).
+        block = getattr(server_state, "metrics_block", None)
+        self.metrics = None if block is None else Recorder(block)
+        self.metrics_page = getattr(server_state, "metrics_page", None)
+        self.metrics_path = None if self.metrics_page is None else config.metrics_path_raw
 
 
 #: The settings of the server whose connections were made last (one server per process, usually).
@@ -875,6 +893,8 @@ class HttpProtocol(RequestSink):
         self.app_state = app_state
         self._health_path: bytes | None = settings.health_path
         self._health_app = settings.health_app
+        self._metrics = settings.metrics
+        self._metrics_path: bytes | None = settings.metrics_path
 
         # Shared server state.
         self.server_state = server_state
@@ -942,6 +962,8 @@ class HttpProtocol(RequestSink):
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.connections.add(self)
+        if self._metrics is not None:
+            self._metrics.accepted()
         self.transport = transport
         self._transport_is_closing = transport.is_closing  # (bound once: asked at every step)
         self._transport_write = transport.write
@@ -992,6 +1014,8 @@ class HttpProtocol(RequestSink):
         return True if self.active is not None or self.pipeline or self._held is not None else None
 
     def data_received(self, data: bytes) -> None:
+        if self._metrics is not None:
+            self._metrics.received(len(data))
         if self._reading_stopped:
             return
         if self._h2_sniff:
@@ -1242,12 +1266,22 @@ class HttpProtocol(RequestSink):
             and (method == "GET" or method == "HEAD")
         ):
             app = self._health_app  # answered by the server, never refused by --limit-concurrency
+        elif (
+            self._metrics_path is not None
+            and raw_path == self._metrics_path
+            and (method == "GET" or method == "HEAD")
+        ):
+            app = self._settings.metrics_page
         elif limit >= 0 and (len(self.connections) >= limit or len(self.tasks) >= limit):
             app = service_unavailable
             self.logger.warning("Exceeded concurrency limit.")
+            if self._metrics is not None:
+                self._metrics.server_response(503)
 
         cycle = RequestCycle.__new__(RequestCycle)
         cycle._init(self, scope, app, keep_alive, expect_100_continue)
+        if self._metrics is not None:
+            cycle._method = method  # (for the metrics: a field is cheaper to read than the scope)
         self.cycle = cycle
         self.pipeline.append(cycle)
 
@@ -1357,6 +1391,8 @@ class HttpProtocol(RequestSink):
 
     def _on_response_complete(self, cycle: RequestCycle) -> None:
         self.server_state.total_requests += 1
+        if self._metrics is not None:
+            self._metrics.request_done(cycle._method, cycle._status, cycle._started)
         if cycle is not self.active:
             return
         self.active = None
@@ -1384,6 +1420,8 @@ class HttpProtocol(RequestSink):
 
     def _write(self, data: bytes) -> None:
         """Write now, or into the batch of the dispatch loop running (flushed when it ends)."""
+        if self._metrics is not None:
+            self._metrics.sent(len(data))
         batch = self._write_batch
         if batch is None:
             self._transport_write(data)
@@ -1397,6 +1435,8 @@ class HttpProtocol(RequestSink):
     def _writelines(self, parts: list[bytes]) -> None:
         """Large bodies: the head and the body as they are, without copying them together."""
         if self._write_batch is None:
+            if self._metrics is not None:
+                self._metrics.sent(sum([len(part) for part in parts]))
             self.transport.writelines(parts)
             return
         for part in parts:
@@ -1448,6 +1488,8 @@ class HttpProtocol(RequestSink):
     def _reject(self, status: int, body: bytes, log_message: str) -> None:
         """A malformed request: answer it with ``status`` after the requests before it, then close."""
         self.logger.warning(log_message)
+        if self._metrics is not None:
+            self._metrics.server_response(status)
         self._stop_reading()
         broken = self.cycle  # headers were fine but the body was not
         self.cycle = None
@@ -1528,6 +1570,8 @@ class HttpProtocol(RequestSink):
             if self._native_parser.in_head() if self._native_parser is not None else self._in_head:
                 self.logger.debug("%sRequest head not complete in time: 408.", self._log_prefix())
                 self._write(simple_response(408, b"Request Timeout", self.server_state.default_headers_block))
+                if self._metrics is not None:
+                    self._metrics.server_response(408)
             self._close()
 
     def shutdown(self) -> None:

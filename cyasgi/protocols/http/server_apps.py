@@ -53,10 +53,10 @@ class HealthCheck:
         await send({"type": "http.response.body", "body": body})
 
 
-def encode_health_path(path: str | None) -> bytes | None:
-    """``--health-path`` as the raw request path it matches (query strings are ignored)."""
+def encode_health_path(path: str | None, option: str = "--health-path") -> bytes | None:
+    """``--health-path`` (or ``option``) as the raw request path it matches (query strings are ignored)."""
     if path is None or path == "":
         return None
     if not path.startswith("/") or not path.isascii() or not path.isprintable() or " " in path or "?" in path:
-        raise ValueError(f"--health-path must be a path such as /healthz (ASCII, no spaces or '?'), not {path!r}.")
+        raise ValueError(f"{option} must be a path such as /healthz (ASCII, no spaces or '?'), not {path!r}.")
     return path.encode("ascii")

@@ -49,6 +49,7 @@ from cyasgi.protocols.http.extensions import (
 )
 
 if not cython.compiled:  # the compiled build takes these from the C kernel and core (h2protocol.pxd)
+    from cyasgi.metrics.recorder import Recorder
     from cyasgi.protocols.http.kernel import (
         completed,
         failed,
@@ -160,7 +161,8 @@ class StreamCycle:
         self.trailers_announced = False
         self.awaiting_trailers = False
         self.trailer_list: list = []
-        self.started = monotonic() if protocol.access_log else 0.0
+        # For the access line's duration and the metrics' request duration histogram.
+        self.started = monotonic() if protocol.access_log or protocol.metrics is not None else 0.0
         # Data waiting for flow-control window (or for the transport to drain).
         self.pending: Any = None
         self.pending_end = False
@@ -427,6 +429,8 @@ class StreamCycle:
         protocol = self.protocol
         if protocol.access_log:
             self.log_access(False)
+        if protocol.metrics is not None:
+            protocol.metrics.request_done(self.scope["method"], self.status, self.started)
         protocol.response_complete(self)
 
     def send_trailers(self, headers: Any, more_trailers: Any) -> None:
@@ -495,6 +499,8 @@ class StreamCycle:
             self.end_body()
 
     def send_500(self) -> None:
+        if self.protocol.metrics is not None:
+            self.protocol.metrics.server_response(500)
         self.trailers = False
         self.trailers_announced = False
         self.start_response(500, [(b"content-type", b"text/plain; charset=utf-8")], False)
@@ -506,6 +512,8 @@ class StreamCycle:
             return
         if self.response_started and self.protocol.access_log:
             self.log_access(True)
+        if self.response_started and self.protocol.metrics is not None:
+            self.protocol.metrics.request_done(self.scope["method"], self.status, self.started)
         self.disconnected = True
         self.pending = None
         self.protocol.reset(self.stream_id, INTERNAL_ERROR)
@@ -586,6 +594,11 @@ class H2Protocol:
         self.last_read = 0.0  # when the client last sent something (kept with a keep-alive PING only)
         self.ping_sent = 0.0  # when the keep-alive PING went out (0: none outstanding)
         self.unread_acks = 0  # octets of our ACKs written since the write buffer was last seen empty
+        # --metrics-bind / --metrics-path: the counts go into the server's block (None: metrics off).
+        block = getattr(server_state, "metrics_block", None)
+        self.metrics = None if block is None else Recorder(block)
+        self.metrics_page = getattr(server_state, "metrics_page", None)
+        self.metrics_path = None if self.metrics_page is None else config.metrics_path_raw
 
     # asyncio.Protocol ----------------------------------------------------------------------------
 
@@ -602,7 +615,7 @@ class H2Protocol:
             self.trusted_hosts, self.client, self.server
         )
         self.default_headers = [(name.lower(), value) for name, value in self.server_state.default_headers]
-        transport.write(self.conn.initiate())
+        self.write(self.conn.initiate())
         if self.ping_interval:
             self.last_read = monotonic()
         self.refresh_deadline()
@@ -639,6 +652,8 @@ class H2Protocol:
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
+        if self.metrics is not None:
+            self.metrics.received(len(data))
         if self.ping_interval:
             self.last_read = monotonic()
         if self.unread_acks and not self.transport.get_write_buffer_size():
@@ -748,9 +763,13 @@ class H2Protocol:
         limit = self.limit
         if self.health_path is not None and raw_path == self.health_path and (method == "GET" or method == "HEAD"):
             app = self.health_app
+        elif self.metrics_path is not None and raw_path == self.metrics_path and (method == "GET" or method == "HEAD"):
+            app = self.metrics_page
         elif limit >= 0 and (len(self.connections) >= limit or len(self.tasks) >= limit):
             app = service_unavailable
             self.logger.warning("Exceeded concurrency limit.")
+            if self.metrics is not None:
+                self.metrics.server_response(503)
         elif self.limit_body >= 0:
             for name, value in fields:
                 if name == b"content-length" and parse_content_length(value) > self.limit_body:
@@ -831,6 +850,8 @@ class H2Protocol:
     def body_too_large(self, cycle: StreamCycle) -> None:
         self.logger.warning("%sRequest body larger than --limit-request-body-size: 413.", self.log_prefix())
         cycle.body = []
+        if self.metrics is not None:
+            self.metrics.server_response(413)
         if not cycle.response_started:
             cycle.start_response(413, [(b"content-type", b"text/plain; charset=utf-8")], False)
             cycle.send_body(b"Request Entity Too Large", False)
@@ -854,6 +875,8 @@ class H2Protocol:
         if self.conn.stream_state(stream_id) != "closed":
             self.conn.reset_stream(stream_id, NO_ERROR)
         self.server_state.total_requests += 1
+        if self.metrics is not None:
+            self.metrics.server_response(status)
 
     # Flow control and writing ---------------------------------------------------------------------
 
@@ -922,9 +945,14 @@ class H2Protocol:
         self.flush_due = False
         data = self.conn.data_to_send()
         if data and not self.closed and not self.transport.is_closing():
-            self.transport.write(data)
+            self.write(data)
         if self.conn.closed and not self.closed:
             self.close()
+
+    def write(self, data: bytes) -> None:
+        if self.metrics is not None:
+            self.metrics.sent(len(data))
+        self.transport.write(data)
 
     def reset(self, stream_id: int, code: int) -> None:
         self.conn.reset_stream(stream_id, code)
@@ -935,7 +963,7 @@ class H2Protocol:
             self.closed = True
             data = self.conn.data_to_send()
             if data and not self.transport.is_closing():
-                self.transport.write(data)
+                self.write(data)
             self.transport.close()
 
     def response_complete(self, cycle: StreamCycle) -> None:

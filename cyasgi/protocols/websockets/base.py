@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from cyasgi.logging import TRACE_LOG_LEVEL
+from cyasgi.metrics import recorder_for
 from cyasgi.protocols.http.errors import ClientDisconnected
 from cyasgi.protocols.http.rules import is_valid_header_name, is_valid_header_value, split_target
 from cyasgi.protocols.http.wire import (
@@ -154,6 +155,7 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
         self.server_state = server_state
         self.connections = server_state.connections
         self.tasks = server_state.tasks
+        self._metrics = recorder_for(server_state)
 
         self.max_size: int = config.ws_max_size
         self.max_queue: int = max(1, int(config.ws_max_queue))
@@ -454,6 +456,8 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
         phase = self._phase
         if phase == OPEN:
             if message_type == "websocket.send":
+                if self._metrics is not None:
+                    self._metrics.websocket_message_out()
                 text = message.get("text")
                 if text is not None:
                     if self._plain_send:
@@ -621,6 +625,8 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
         """A complete message from the peer (called by the engine)."""
         if self._phase != OPEN:
             return  # after our close frame, data is discarded until the peer's close arrives
+        if self._metrics is not None:
+            self._metrics.websocket_message_in()
         queue = self._queue
         queue.append(message)
         waiter = self._waiter
