@@ -251,6 +251,16 @@ def test_concurrency_limit_503_is_counted(twin):
     assert value(samples, "cyasgi_requests_total", method="GET", status="5xx") == 1
 
 
+def test_request_timeout_408_is_counted(twin):
+    with run_server(metrics_config(twin, timeout_header_read=0.3)) as server:
+        # A head that never ends: the server answers 408 and closes.
+        answer = exchange(server.port, b"GET / HTTP/1.1\r\nHost: t\r\n")
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        samples = scrape(metrics_url(server))
+    assert value(samples, "cyasgi_server_responses_total", cause="request_timeout", status="408") == 1
+    assert value(samples, "cyasgi_sent_bytes_total") == len(answer)
+
+
 def test_no_metrics_by_default(twin):
     with run_server(make_config(app, twin)) as server:
         assert server.server_state.metrics_block is None and server._metrics_listener is None
@@ -318,19 +328,41 @@ def supervised_metrics(cli: Any) -> str:
     return match.group(1)
 
 
+#: The bounded load of the --workers test: client threads, requests each (one connection per request).
+LOAD_THREADS = 4
+LOAD_REQUESTS = 15
+
+
+def load(url: str, threads: int = LOAD_THREADS, requests: int = LOAD_REQUESTS) -> list[threading.Thread]:
+    """Start ``threads`` clients making ``requests`` requests each; the caller joins them."""
+
+    def client() -> None:
+        for _ in range(requests):
+            assert get(url).status_code == 200
+
+    started = [threading.Thread(target=client) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    return started
+
+
 def test_workers_are_added_up_and_a_killed_worker_is_not_forgotten():
     command = cyasgi(APP, "--port", "0", "--workers", "2", "--metrics-bind", "127.0.0.1:0", "--metrics-path", "/m")
     with run_supervised(command) as cli:
         url = cli.wait_until_serving()
         metrics = supervised_metrics(cli)
         wait_for_count(cli, READY, 2)
-        pids = set()
-        for _ in range(20):
-            response = get(url)
-            assert response.status_code == 200
-            pids.add(int(response.text))
+        # Scraped during a bounded load: the count only grows, and ends at what the clients did.
+        clients = load(url)
+        seen = []
+        while any(thread.is_alive() for thread in clients):
+            seen.append(value(scrape(metrics), "cyasgi_requests_total", method="GET", status="2xx"))
+        for thread in clients:
+            thread.join(WAIT)
+        assert seen == sorted(seen)
+        done = LOAD_THREADS * LOAD_REQUESTS
         samples = scrape(metrics)
-        assert value(samples, "cyasgi_requests_total", method="GET", status="2xx") == 20
+        assert value(samples, "cyasgi_requests_total", method="GET", status="2xx") == done
         assert value(samples, "cyasgi_workers") == 2
         victim = started_pids(cli)[0]
         os.kill(victim, signal.SIGKILL)
@@ -338,20 +370,23 @@ def test_workers_are_added_up_and_a_killed_worker_is_not_forgotten():
         wait_for_count(cli, READY, 3)
         samples = wait_for_sample(metrics, "cyasgi_workers", 2)
         # The dead worker's requests are still counted: no counter went backwards.
-        assert value(samples, "cyasgi_requests_total", method="GET", status="2xx") == 20
+        assert value(samples, "cyasgi_requests_total", method="GET", status="2xx") == done
         assert value(samples, "cyasgi_worker_restarts_total", reason="crash") == 1
-        assert value(samples, "cyasgi_request_duration_seconds_count") == 20
+        assert value(samples, "cyasgi_request_duration_seconds_count") == done
+        assert value(samples, "cyasgi_connections_accepted_total") == done
         assert {labels for name, labels in samples if name == "cyasgi_requests_in_flight"} == {
             (("worker", "0"),),
             (("worker", "1"),),
         }
-        for _ in range(5):
-            assert get(url).status_code == 200
+        for thread in load(url, threads=2, requests=5):
+            thread.join(WAIT)
+        samples = scrape(metrics)
+        assert value(samples, "cyasgi_requests_total", method="GET", status="2xx") == done + 10
         # --metrics-path on the main port shows every worker, whichever one answers.
         for _ in range(4):
             samples = scrape(url + "/m")
             assert value(samples, "cyasgi_workers") == 2
-        assert value(samples, "cyasgi_requests_total", method="GET", status="2xx") >= 25 + 3
+        assert value(samples, "cyasgi_requests_total", method="GET", status="2xx") >= done + 10 + 3
 
 
 def test_restarts_by_reason_max_requests_and_reload():
