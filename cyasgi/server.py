@@ -353,7 +353,12 @@ class Server:
         if reply is None or reply.done():  # one question at a time; concurrent scrapes share its answer
             reply = self._metrics_reply = asyncio.get_running_loop().create_future()
             self.health_channel.send_bytes(METRICS_REQUEST)
-        text = await asyncio.wait_for(asyncio.shield(reply), METRICS_REPLY_TIMEOUT)
+        try:
+            text = await asyncio.wait_for(asyncio.shield(reply), METRICS_REPLY_TIMEOUT)
+        except asyncio.TimeoutError:
+            if self._metrics_reply is reply:
+                self._metrics_reply = None  # the next scrape asks again
+            raise
         return text, CONTENT_TYPE_LATEST
 
     def _stop_metrics(self) -> None:

@@ -9,6 +9,7 @@ every scrape shows all the workers whichever one it lands on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Awaitable
@@ -68,13 +69,18 @@ class MetricsPage:
         self.text = text
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body, content_type = await self.text()
+        status = 200
+        try:
+            body, content_type = await self.text()
+        except (asyncio.TimeoutError, OSError) as exc:  # the supervisor did not answer in time, or is gone
+            logger.warning("--metrics-path: no metrics from the supervisor (%s).", type(exc).__name__)
+            status, body, content_type = 503, b"metrics unavailable\n", "text/plain; charset=utf-8"
         headers = [
             (b"content-type", content_type.encode("latin-1")),
             (b"content-length", b"%d" % len(body)),
             (b"cache-control", b"no-store"),
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 

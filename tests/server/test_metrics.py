@@ -11,6 +11,7 @@ import signal
 import socket
 import threading
 import time
+from multiprocessing import Pipe
 from typing import Any
 
 import httpx
@@ -20,9 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cyasgi.config import Config, ConfigError
 from cyasgi.metrics import recorder as pure_recorder
+from cyasgi.metrics.block import Block
+from cyasgi.metrics.workers import METRICS_REQUEST
 from cyasgi.server import TICK_INTERVAL
 from tests.supervision import APP, SPAWN_WAIT, cyasgi, get, run_supervised, started_pids, wait_for_count
-from tests.utils import WAIT, make_config, recv_until_closed, run_cli_to_exit, run_server
+from tests.utils import WAIT, ThreadedServer, make_config, recv_until_closed, run_cli_to_exit, run_server
 
 READY = "Application startup complete."
 METRICS_ON = re.compile(r"Metrics on (http://\S+)")
@@ -259,6 +262,36 @@ def test_request_timeout_408_is_counted(twin):
         samples = scrape(metrics_url(server))
     assert value(samples, "cyasgi_server_responses_total", cause="request_timeout", status="408") == 1
     assert value(samples, "cyasgi_sent_bytes_total") == len(answer)
+
+
+def test_a_worker_asks_the_supervisor_and_says_503_when_it_does_not_answer(twin, monkeypatch):
+    """The worker's side of --metrics-path with --workers, the supervisor played by the test."""
+    monkeypatch.setattr("cyasgi.server.METRICS_REPLY_TIMEOUT", 0.5)
+    supervisor_end, worker_end = Pipe()
+    server = ThreadedServer(make_config(app, twin, metrics_path="/metrics"))
+    server.health_channel = worker_end
+    server.metrics_block = Block()
+    thread = threading.Thread(target=server.run_in_thread, daemon=True)
+    thread.start()
+    try:
+        assert server.ready.wait(WAIT) and server.started
+        assert supervisor_end.poll(WAIT) and supervisor_end.recv_bytes() == b"!1"  # "started"
+        unanswered = get(server.url, "/metrics")
+        assert unanswered.status_code == 503 and unanswered.text == "metrics unavailable\n"
+        assert supervisor_end.recv_bytes() == METRICS_REQUEST
+        # Answered: the exposition the supervisor sent is the response.
+        with httpx.Client(timeout=WAIT) as client:
+            results: list[httpx.Response] = []
+            answered = threading.Thread(target=lambda: results.append(client.get(server.url + "/metrics")))
+            answered.start()
+            assert supervisor_end.poll(WAIT) and supervisor_end.recv_bytes() == METRICS_REQUEST
+            supervisor_end.send_bytes(METRICS_REQUEST + b"cyasgi_workers 2.0\n")
+            answered.join(WAIT)
+        assert results[0].status_code == 200 and results[0].text == "cyasgi_workers 2.0\n"
+    finally:
+        server.should_exit = True
+        thread.join(WAIT)
+    assert not thread.is_alive()
 
 
 def test_no_metrics_by_default(twin):
