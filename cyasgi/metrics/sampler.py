@@ -13,6 +13,7 @@ from collections import deque
 from typing import Any
 
 from cyasgi.metrics.recorder import IN_FLIGHT, LOOP_LAG, LOOP_LAG_WORST_US, OPEN_CONNECTIONS, PROTOCOLS
+from cyasgi.protocols.websockets.base import WebSocketProtocolBase
 
 #: The window of the worst-lag gauge, in seconds.
 WORST_LAG_WINDOW = 60.0
@@ -39,8 +40,6 @@ def protocol_kinds() -> dict[type, int]:
 
 def connection_kind(connection: Any, kinds: dict[type, int]) -> int:
     """The PROTOCOLS index of a connection protocol object."""
-    from cyasgi.protocols.websockets.base import WebSocketProtocolBase
-
     if isinstance(connection, WebSocketProtocolBase):
         return PROTOCOL_WEBSOCKET
     return kinds.get(type(connection), PROTOCOL_HTTP1)

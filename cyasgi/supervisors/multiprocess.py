@@ -136,6 +136,7 @@ class WorkerProcess:
         self.stop_requested: float | None = None
         self.killed = False
         self.health_open = True
+        self.closed = False  # reaped: its number is free again
 
     def start(self) -> None:
         self.process.start()
@@ -249,6 +250,7 @@ class WorkerProcess:
         self.process.join()
         self.health.close()
         self.stack_dump.close()
+        self.closed = True
         if self.metrics is not None:
             self.metrics.retire(self)
 
@@ -332,7 +334,7 @@ class Multiprocess:
             sys.exit(STARTUP_FAILURE)
 
     def spawn(self) -> WorkerProcess:
-        taken = {worker.number for worker in self.all_processes()}
+        taken = {worker.number for worker in self.all_processes() if not worker.closed}
         number = next(number for number in range(len(taken) + 1) if number not in taken)
         worker = WorkerProcess(self.config, self.worker_sockets, self.metrics, number)
         worker.start()
