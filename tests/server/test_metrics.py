@@ -24,7 +24,16 @@ from cyasgi.metrics import recorder as pure_recorder
 from cyasgi.metrics.block import Block
 from cyasgi.metrics.workers import METRICS_REQUEST
 from cyasgi.server import TICK_INTERVAL
-from tests.supervision import APP, SPAWN_WAIT, cyasgi, get, run_supervised, started_pids, wait_for_count
+from tests.supervision import (
+    APP,
+    SPAWN_WAIT,
+    cyasgi,
+    get,
+    ignore_http_errors,
+    run_supervised,
+    started_pids,
+    wait_for_count,
+)
 from tests.utils import WAIT, ThreadedServer, make_config, recv_until_closed, run_cli_to_exit, run_server
 
 READY = "Application startup complete."
@@ -442,6 +451,33 @@ def test_restarts_by_reason_max_requests_and_reload():
         cli.proc.send_signal(signal.SIGHUP)
         # One worker after the other: each replacement boots before its predecessor retires.
         wait_for_sample(metrics, "cyasgi_worker_restarts_total", 2, SPAWN_WAIT, reason="reload")
+
+
+def test_a_worker_replaced_for_its_blocked_loop_is_counted_as_a_health_check_restart():
+    command = cyasgi(
+        APP, "--port", "0", "--workers", "2", "--timeout-worker-healthcheck", "1", "--metrics-bind", "127.0.0.1:0"
+    )
+    with run_supervised(command) as cli:
+        url = cli.wait_until_serving()
+        metrics = supervised_metrics(cli)
+        wait_for_count(cli, READY, 2)
+        for _ in range(4):
+            assert get(url).status_code == 200
+        # The stuck worker dies with the request open: its client gets an error, which is the point.
+        blocked = threading.Thread(target=lambda: ignore_http_errors(lambda: get(url, "/block")), daemon=True)
+        blocked.start()
+        cli.wait_for_line("did not answer the health check within 1s", SPAWN_WAIT)
+        wait_for_count(cli, READY, 3)
+        samples = wait_for_sample(metrics, "cyasgi_workers", 2)
+        blocked.join(WAIT)
+        assert value(samples, "cyasgi_worker_restarts_total", reason="health_check") == 1
+        assert value(samples, "cyasgi_worker_restarts_total", reason="crash") == 0
+        # The replacement took the stuck worker's label.
+        assert {labels for name, labels in samples if name == "cyasgi_requests_in_flight"} == {
+            (("worker", "0"),),
+            (("worker", "1"),),
+        }
+        assert value(samples, "cyasgi_requests_total", method="GET", status="2xx") == 4
 
 
 # Bad values ------------------------------------------------------------------------------------------
