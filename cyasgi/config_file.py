@@ -28,6 +28,10 @@ PYPROJECT_LABEL = "pyproject.toml [tool.cyasgi]"
 #: The key for the APP argument.
 APP_KEY = "app"
 
+#: Where the last command line's settings came from (a path, or pyproject.toml's table), for the
+#: start-up log line of ``cyasgi.run``; None: no file.
+read_from: str | None = None
+
 
 class ConfigFileError(click.ClickException):
     """A config file that cannot be used: click prints ``Error: <message>``, the exit code is 3."""
@@ -200,12 +204,15 @@ def load(
 
 def load_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     """The eager ``--config`` option: runs before the other options are read, so they see the file."""
+    global read_from
     if ctx.resilient_parsing:  # shell completion: never fail, never read files
         return
+    read_from = None
     loaded = load(value, ctx.command)
     if loaded is None:
         return
     label, defaults, given_as = loaded
+    read_from = label
     ctx.meta["cyasgi.config_file"] = (label, given_as)
     # A default_map given by a caller (tests, an embedding command) keeps its own entries.
     ctx.default_map = {**defaults, **(ctx.default_map or {})}

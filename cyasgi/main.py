@@ -972,8 +972,16 @@ def run(
             metrics_path=metrics_path,
         )
     except (ConfigError, OSError) as exc:  # e.g. an unreadable --log-config
-        logging.getLogger("uvicorn.error").error("%s", exc)
+        source = config_file.read_from
+        config_file.read_from = None
+        if source is None:
+            logging.getLogger("uvicorn.error").error("%s", exc)
+        else:  # the value may be the file's: say which file the settings came from
+            logging.getLogger("uvicorn.error").error("%s (settings read from %s)", exc, source)
         sys.exit(STARTUP_FAILURE)
+    if config_file.read_from is not None:  # (set by the command line that called run() just now)
+        logging.getLogger("uvicorn.error").info("Settings read from %s", config_file.read_from)
+        config_file.read_from = None
 
     if config.reload or config.workers > 1:
         if not isinstance(app, str):

@@ -37,6 +37,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def test_a_value_only_run_refuses_names_the_file(tmp_path):
+    write(tmp_path / "config.toml", 'metrics-bind = "unix:/tmp/m.sock"\n')
+    result = run_cli_to_exit("tests.apps:hello", "--config", "config.toml", cwd=tmp_path)
+    assert result.returncode == 3, result.stdout
+    assert "--metrics-bind 'unix:/tmp/m.sock': expected HOST:PORT or [IPV6]:PORT (settings read from config.toml)" in (
+        result.stdout
+    )
+    assert "Traceback" not in result.stdout
+
+
 # A real server configured by a file ------------------------------------------------------------
 
 
@@ -65,6 +75,7 @@ root-path = "/mounted"
     assert response.json()["root_path"] == "/mounted"
     assert "Waiting for application startup" not in proc.output  # lifespan off
     assert '"GET ' not in proc.output  # no access log
+    assert f"Settings read from {config}" in proc.output
 
 
 def test_pyproject_tool_cyasgi_of_the_working_directory_is_read(tmp_path):
@@ -86,6 +97,7 @@ header = "x-from:pyproject"
         response = httpx.get(url, timeout=WAIT)
     assert response.text == "hello"
     assert response.headers["x-from"] == "pyproject"
+    assert "Settings read from pyproject.toml [tool.cyasgi]" in proc.output
 
 
 def test_command_line_beats_env_beats_file_beats_defaults(tmp_path):
