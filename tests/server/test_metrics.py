@@ -34,7 +34,15 @@ from tests.supervision import (
     started_pids,
     wait_for_count,
 )
-from tests.utils import WAIT, ThreadedServer, make_config, recv_until_closed, run_cli_to_exit, run_server
+from tests.utils import (
+    WAIT,
+    ThreadedServer,
+    ipv6_available,
+    make_config,
+    recv_until_closed,
+    run_cli_to_exit,
+    run_server,
+)
 
 READY = "Application startup complete."
 METRICS_ON = re.compile(r"Metrics on (http://\S+)")
@@ -301,6 +309,14 @@ def test_a_worker_asks_the_supervisor_and_says_503_when_it_does_not_answer(twin,
         server.should_exit = True
         thread.join(WAIT)
     assert not thread.is_alive()
+
+
+@pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback here")
+def test_the_listener_on_ipv6():
+    with run_server(make_config(app, metrics_bind="[::1]:0")) as server:
+        assert get(server.url).status_code == 200
+        samples = scrape(f"http://[::1]:{server._metrics_listener.port}/metrics")
+    assert value(samples, "cyasgi_requests_total", method="GET", status="2xx") == 1
 
 
 def test_no_metrics_by_default(twin):
