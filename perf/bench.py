@@ -515,7 +515,7 @@ def run(settings: Settings) -> dict[str, Any]:
     cells.sort(key=lambda cell: settings.workloads.index(cell["workload"]))
     report.add_ratios(cells, settings.baseline)
     bars = report.check_bars(cells, server_info, settings.workloads)
-    for bar in bars:
+    for bar in bars + report.check_peer_bars(cells, settings.workloads):
         log(bar["line"])
 
     doc = {

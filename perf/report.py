@@ -127,6 +127,68 @@ def check_bars(
     return out
 
 
+# the bar of HTTP/1.1 against the best peer (issue 15): checked on every run that has the peers ------------
+
+#: The servers a "peer" bar compares cyasgi with (the best of those in the run): the other servers' fastest
+#: single-worker setups. cyasgi's own variants and the raw ceiling are not peers.
+PEERS = ("uvicorn", "uvicorn-h11", "granian", "hypercorn", "socketify")
+#: ``(workload, least ratio of cyasgi's req/s to the best peer's)``; hello also ≥ 2.5× uvicorn[standard].
+PEER_BARS: tuple[tuple[str, float], ...] = (
+    ("hello", 1.3),
+    ("new-connection", 1.2),
+    ("pipelined", 1.0),
+    ("echo-1k", 1.0),
+    ("echo-64k", 1.0),
+    ("stream-1m", 1.0),
+    ("fastapi-json", 1.0),
+)
+UVICORN_BARS: tuple[tuple[str, float], ...] = (("hello", 2.5),)
+#: new-connection: cyasgi's server CPU per request at most this many times the raw uvloop ceiling's.
+CEILING_CPU_BARS: tuple[tuple[str, float], ...] = (("new-connection", 1.3),)
+
+
+def check_peer_bars(cells: Sequence[dict[str, Any]], workloads: Iterable[str]) -> list[dict[str, Any]]:
+    """The HTTP/1.1 bars of the compiled twin against the best peer of the run (and uvicorn, and the ceiling's
+    CPU), for the workloads in the run: ``met`` True/False (None: not measured) and a ``line``."""
+    by_key = {(cell["server"], cell["workload"]): cell for cell in cells}
+    present = set(workloads)
+    out: list[dict[str, Any]] = []
+
+    def median(server: str, workload: str, metric: str) -> float | None:
+        cell = by_key.get((server, workload))
+        return cell["median"][metric] if cell is not None and cell["status"] == "ok" else None
+
+    def bar(what: str, value: float | None, other: float | None, other_name: str, bound: float, rps: bool) -> None:
+        if value is None or other is None:
+            missing = "cyasgi" if value is None else other_name
+            out.append({"what": what, "met": None, "line": f"bar: {what}: not measured ({missing} has no result)"})
+            return
+        got = ratio(value, other)
+        met = got is not None and (got >= bound if rps else got <= bound)
+        unit, digits = ("req/s", 0) if rps else ("µs/req", 1)
+        figure = f"{_times(got)}: {_num(value, digits)} vs {other_name}'s {_num(other, digits)} {unit}"
+        out.append({"what": what, "met": met, "line": f"bar: {what}: {'met' if met else 'missed'} ({figure})"})
+
+    for workload, bound in PEER_BARS:
+        if workload not in present:
+            continue
+        peers = [(median(peer, workload, "rps"), peer) for peer in PEERS]
+        measured = [(rps, peer) for rps, peer in peers if rps is not None]
+        best_rps, best = max(measured) if measured else (None, "every peer")
+        bar(f"{workload} req/s ≥ {bound:g}× the best peer's", median("cyasgi", workload, "rps"), best_rps, best,
+            bound, True)  # fmt: skip
+    for workload, bound in UVICORN_BARS:
+        if workload in present:
+            bar(f"{workload} req/s ≥ {bound:g}× uvicorn's", median("cyasgi", workload, "rps"),
+                median("uvicorn", workload, "rps"), "uvicorn", bound, True)  # fmt: skip
+    for workload, bound in CEILING_CPU_BARS:
+        if workload in present:
+            bar(f"{workload} server CPU per request ≤ {bound:g}× the raw uvloop ceiling's",
+                median("cyasgi", workload, "cpu_us_per_req"), median(CEILING, workload, "cpu_us_per_req"),
+                CEILING, bound, False)  # fmt: skip
+    return out
+
+
 # formatting -------------------------------------------------------------------------------------
 
 
@@ -270,6 +332,10 @@ def render_summary(doc: dict[str, Any], level: int = 1, image: str | None = None
             [name, *(_cell_cpu(by_key.get((server, name)), by_key, baseline) for server in ran)] for name in workloads
         ]
         out += _table(header, rows)
+    peer_bars = check_peer_bars(cells, workloads)
+    if peer_bars:
+        out += ["", "The bar of the compiled twin against the best peer (issue 15), on this run:", ""]
+        out += [f"- {bar['line']}" for bar in peer_bars]
     if h2_workloads:
         out += ["", *render_h2(doc, h2_workloads, section)]
     if image:

@@ -70,11 +70,14 @@ PROBE_TIMEOUT = 10.0
 #: --quick: rounds, seconds measured, seconds of warm-up, idle connections.
 QUICK = (1, 2.0, 1.0, 200)
 DEFAULTS = (3, 5.0, 1.0, 1000)
+#: cyasgi's echo rate at least this many times the best peer's in the same run (issue 15).
+PEER_BAR = 1.5
 
 
 # The load client (runs in its own process) --------------------------------------------------------
 
 _KEY = base64.b64encode(b"cyasgi-ws-bench!").decode()
+
 
 
 def _handshake(port: int) -> bytes:
@@ -539,6 +542,16 @@ def render_table(
         per_round = f"{round_ratios[name]:.2f}x" if name in round_ratios else "-"
         mem = f"{memory[name]:.0f}" if name in memory else "-"
         out.append(f"{name:12s} {medians[name]:10.0f} {ratio:>11s} {per_round:>10s} {mem:>12s}")
+    # The bar of issue 15: the compiled twin against the best peer of the run.
+    peers = {name: rate for name, rate in medians.items() if not name.startswith("cyasgi")}
+    if "cyasgi" in medians and peers:
+        best = max(peers, key=lambda name: peers[name])
+        got = medians["cyasgi"] / peers[best]
+        verdict = "met" if got >= PEER_BAR else "missed"
+        out.append(
+            f"bar: WebSocket echo msg/s >= {PEER_BAR:g}x the best peer's: {verdict} ({got:.2f}x: "
+            f"{medians['cyasgi']:,.0f} vs {best}'s {peers[best]:,.0f} msg/s)"
+        )
     return out
 
 

@@ -606,6 +606,8 @@ def test_ws_table_names_the_processor_and_says_why_a_row_has_no_figure() -> None
     assert lines[2].split() == ["cyasgi", "300", "3.00x", "3.00x", "10"]
     assert lines[4] == "socketify    failed: no 101 to the handshake: b'HTTP/1.1 404'"
     assert lines[5] == "granian      not installed: x"
+    # The bar against the best peer that has a figure (here uvicorn, the only one).
+    assert lines[6] == "bar: WebSocket echo msg/s >= 1.5x the best peer's: met (3.00x: 300 vs uvicorn's 100 msg/s)"
     with pytest.raises(SystemExit):
         ws_bench.parse_args(["--servers", "raw-uvloop"])
 
@@ -902,3 +904,26 @@ def test_feeds_cover_the_requests_in_whole_pipelines() -> None:
         microbench.feeds_for("pipelined16", 2000) == 125 and microbench.feeds_for("pipelined16", 1000) == 62
     )
     assert microbench.feeds_for("pipelined16", 1) == 1
+
+
+def test_bars_against_the_best_peer() -> None:
+    cells = [
+        h2_cell("cyasgi", "hello", 130_000.0, 7.5),
+        h2_cell("uvicorn", "hello", 50_000.0, 18.0),
+        h2_cell("granian", "hello", 95_000.0, 10.0),
+        h2_cell("socketify", "hello", 60_000.0, 16.0),
+        h2_cell("cyasgi", "new-connection", 20_000.0, 40.0),
+        h2_cell("granian", "new-connection", 24_000.0, 33.0),
+        h2_cell("raw-uvloop", "new-connection", 30_000.0, 25.0),
+        h2_cell("cyasgi", "pipelined", 400_000.0, 2.0),
+    ]
+    lines = [bar["line"] for bar in report.check_peer_bars(cells, ["hello", "new-connection", "pipelined"])]
+    assert lines == [
+        "bar: hello req/s ≥ 1.3× the best peer's: met (1.37×: 130,000 vs granian's 95,000 req/s)",
+        "bar: new-connection req/s ≥ 1.2× the best peer's: missed (0.83×: 20,000 vs granian's 24,000 req/s)",
+        "bar: pipelined req/s ≥ 1× the best peer's: not measured (every peer has no result)",
+        "bar: hello req/s ≥ 2.5× uvicorn's: met (2.60×: 130,000 vs uvicorn's 50,000 req/s)",
+        "bar: new-connection server CPU per request ≤ 1.3× the raw uvloop ceiling's: missed "
+        "(1.60×: 40.0 vs raw-uvloop's 25.0 µs/req)",
+    ]
+    assert report.check_peer_bars(cells, ["h2-hello"]) == []
