@@ -103,6 +103,39 @@ cdef class StreamCycle:
 
 
 @cython.final
+cdef class H2Settings:
+    cdef:
+        readonly object config
+        readonly object server_state
+        readonly object app
+        readonly bint access_log
+        readonly object trusted_hosts
+        readonly str root_path
+        readonly bytes root_path_raw
+        readonly str asgi_version
+        readonly bint reset_contextvars
+        readonly Py_ssize_t limit
+        readonly Py_ssize_t limit_body
+        readonly Py_ssize_t limit_headers
+        readonly double timeout_keep_alive
+        readonly double stall_timeout
+        readonly double ping_interval
+        readonly double ping_timeout
+        readonly bytes health_path
+        readonly object health_app
+        readonly object websocket_class
+        readonly Recorder metrics
+        readonly object metrics_page
+        readonly bytes metrics_path
+
+
+cdef H2Settings _settings
+
+
+cdef H2Settings h2_settings(object config, object server_state)
+
+
+@cython.final
 cdef class H2Protocol:
     cdef:
         public object config

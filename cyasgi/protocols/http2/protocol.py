@@ -523,17 +523,16 @@ class StreamCycle:
         log_access(self.protocol.access_logger, self.scope, self.status, duration, self.bytes_sent, aborted)
 
 
-class H2Protocol:
-    """One HTTP/2 connection (an ``asyncio.Protocol``): see the module docstring."""
+class H2Settings:
+    """What every HTTP/2 connection of a server takes from its Config and server state, read once per
+    server rather than per connection."""
 
-    def __init__(self, config: Any, server_state: Any, app_state: dict, _loop: Any = None) -> None:
+    def __init__(self, config: Any, server_state: Any) -> None:
         if not config.loaded:
             config.load()
         self.config = config
+        self.server_state = server_state
         self.app = config.http_app
-        self.loop = _loop if _loop is not None else asyncio.get_running_loop()
-        self.logger = logger
-        self.access_logger = access_logger
         self.access_log = access_logger.hasHandlers()
         self.trusted_hosts = config.proxy_trusted_hosts
         self.root_path = config.root_path
@@ -549,12 +548,57 @@ class H2Protocol:
         self.ping_timeout = config.http2_keep_alive_timeout or 0.0
         self.health_path = config.health_path_raw
         self.health_app = None if self.health_path is None else HealthCheck(server_state)
+        # WebSockets over HTTP/2 (RFC 8441) with the --ws protocol, when there is one to run.
+        self.websocket_class = websocket_over_h2(config.ws_protocol_class)
+        # --metrics-bind / --metrics-path: the counts go into the server's block (None: metrics off).
+        block = getattr(server_state, "metrics_block", None)
+        self.metrics = None if block is None else Recorder(block)
+        self.metrics_page = getattr(server_state, "metrics_page", None)
+        self.metrics_path = None if self.metrics_page is None else config.metrics_path_raw
+
+
+#: The settings of the server whose HTTP/2 connections were made last (one server per process, usually).
+_settings: H2Settings | None = None
+
+
+def h2_settings(config: Any, server_state: Any) -> H2Settings:
+    global _settings
+    settings = _settings
+    if settings is None or settings.config is not config or settings.server_state is not server_state:
+        settings = _settings = H2Settings(config, server_state)
+    return settings
+
+
+class H2Protocol:
+    """One HTTP/2 connection (an ``asyncio.Protocol``): see the module docstring."""
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict, _loop: Any = None) -> None:
+        settings: H2Settings = h2_settings(config, server_state)
+        self.config = config
+        self.app = settings.app
+        self.loop = _loop if _loop is not None else asyncio.get_running_loop()
+        self.logger = logger
+        self.access_logger = access_logger
+        self.access_log = settings.access_log
+        self.trusted_hosts = settings.trusted_hosts
+        self.root_path = settings.root_path
+        self.root_path_raw = settings.root_path_raw
+        self.asgi_version = settings.asgi_version
+        self.reset_contextvars = settings.reset_contextvars
+        self.limit = settings.limit
+        self.limit_body = settings.limit_body
+        self.limit_headers = settings.limit_headers
+        self.timeout_keep_alive = settings.timeout_keep_alive
+        self.stall_timeout = settings.stall_timeout
+        self.ping_interval = settings.ping_interval
+        self.ping_timeout = settings.ping_timeout
+        self.health_path = settings.health_path
+        self.health_app = settings.health_app
         self.app_state = app_state
         self.server_state = server_state
         self.connections = server_state.connections
         self.tasks = server_state.tasks
-        # WebSockets over HTTP/2 (RFC 8441) with the --ws protocol, when there is one to run.
-        self.websocket_class = websocket_over_h2(config.ws_protocol_class)
+        self.websocket_class = settings.websocket_class
         self.conn = H2Connection(
             max_concurrent_streams=config.http2_max_concurrent_streams,
             initial_window_size=config.http2_initial_stream_window_size,
@@ -594,11 +638,9 @@ class H2Protocol:
         self.last_read = 0.0  # when the client last sent something (kept with a keep-alive PING only)
         self.ping_sent = 0.0  # when the keep-alive PING went out (0: none outstanding)
         self.unread_acks = 0  # octets of our ACKs written since the write buffer was last seen empty
-        # --metrics-bind / --metrics-path: the counts go into the server's block (None: metrics off).
-        block = getattr(server_state, "metrics_block", None)
-        self.metrics = None if block is None else Recorder(block)
-        self.metrics_page = getattr(server_state, "metrics_page", None)
-        self.metrics_path = None if self.metrics_page is None else config.metrics_path_raw
+        self.metrics = settings.metrics
+        self.metrics_page = settings.metrics_page
+        self.metrics_path = settings.metrics_path
 
     # asyncio.Protocol ----------------------------------------------------------------------------
 
