@@ -119,6 +119,10 @@ cdef class RequestCycle:
     cdef _abort(self)
 
 
+cdef object _local_address(object transport)
+cdef object _remote_address(object transport)
+
+
 @cython.final
 cdef class ConnectionSettings:
     cdef:
@@ -143,6 +147,7 @@ cdef class ConnectionSettings:
         readonly bytes health_path
         readonly object health_app
         readonly bint http2
+        readonly bint trace              # connections log made/lost at TRACE
         readonly list pending_heads
         readonly dict scope_template     # the keys and shared values of every request's scope
 

@@ -118,7 +118,6 @@ from cyasgi.protocols.http.wire import (
     simple_response,
 )
 from cyasgi.protocols.tls import alpn_protocol, tls_extension
-from cyasgi.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
 __all__ = ["COMPILED", "FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
 
@@ -184,6 +183,24 @@ def _flush_heads(connections: list[HttpProtocol]) -> None:
 
 def _never_connected(*args: Any) -> bool:
     return True
+
+
+def _local_address(transport: Any) -> tuple[str, int | None] | None:
+    """utils.get_local_addr, compiled here: it runs for every connection."""
+    info = transport.get_extra_info("sockname")
+    if isinstance(info, (list, tuple)) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    if isinstance(info, str):
+        return (info, None)
+    return None
+
+
+def _remote_address(transport: Any) -> tuple[str, int] | None:
+    """utils.get_remote_addr, compiled here: it runs for every connection."""
+    info = transport.get_extra_info("peername")
+    if isinstance(info, (list, tuple)) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    return None
 
 
 def _caused_by_disconnect(exc: BaseException | None) -> bool:
@@ -811,6 +828,8 @@ class ConnectionSettings:
         self.health_path = config.health_path_raw
         self.health_app = None if self.health_path is None else HealthCheck(server_state)
         self.http2 = bool(config.http2)
+        # Whether connections log "connection made/lost" at TRACE: decided with the log level, at load.
+        self.trace = logger.isEnabledFor(TRACE_LOG_LEVEL)
         # Connections whose response started in this loop iteration, checked at its end for a head
         # still held (one callback per iteration for all of the server's connections).
         pending_heads = getattr(server_state, "pending_heads", None)
@@ -946,15 +965,15 @@ class HttpProtocol(RequestSink):
         self._transport_is_closing = transport.is_closing  # (bound once: asked at every step)
         self._transport_write = transport.write
         self.flow = FlowControl(transport)
-        self.server = get_local_addr(transport)
-        self.client = get_remote_addr(transport)
-        self.scheme = "https" if is_ssl(transport) else "http"
-        if self.scheme == "https":
+        self.server = _local_address(transport)
+        self.client = _remote_address(transport)
+        if transport.get_extra_info("sslcontext"):
+            self.scheme = "https"
             self._tls = tls_extension(transport, self.config.ssl_server_cert)
         self._context = contextvars.copy_context()
         if self._timeout_head:
             self._head_deadline = self.deadline = monotonic() + self._timeout_head
-        if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
+        if self._settings.trace:
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", self._log_prefix())
         if self._h2_sniff and self._tls is not None:
             self._h2_sniff = False  # over TLS, ALPN decides (no prior knowledge)
@@ -963,7 +982,7 @@ class HttpProtocol(RequestSink):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
-        if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
+        if self._settings.trace:
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection lost", self._log_prefix())
         self.deadline = 0.0
         for cycle in (self.active, self.cycle):
