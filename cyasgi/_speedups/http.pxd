@@ -148,6 +148,7 @@ cdef class ConnectionSettings:
         readonly object health_app
         readonly bint http2
         readonly bint trace              # connections log made/lost at TRACE
+        readonly bint access_log         # the access logger has handlers
         readonly list pending_heads
         readonly dict scope_template     # the keys and shared values of every request's scope
 
@@ -156,6 +157,15 @@ cdef ConnectionSettings _settings
 
 
 cdef ConnectionSettings connection_settings(object config, object server_state)
+
+
+@cython.final
+cdef class ProtocolFactory:
+    cdef:
+        readonly object config
+        readonly object server_state
+        readonly dict app_state
+        readonly object loop
 
 
 cdef class HttpProtocol(RequestSink):
@@ -234,6 +244,7 @@ cdef class HttpProtocol(RequestSink):
         int _file_way                 # FILE_WAY_*
         int _file_socket              # the socket's descriptor with FILE_WAY_DIRECT
 
+    cdef _init(self, object config, object server_state, dict app_state, object loop)
     cdef _parse(self, object data)
     cdef _abandon(self, RequestCycle cycle)
     cdef _feed_foreign(self, bytes data)
@@ -267,6 +278,10 @@ cdef class HttpProtocol(RequestSink):
     cdef bytes _sniff_h2(self, bytes data)
     cdef _hand_over_h2(self, bytes data)
     cdef str _log_prefix(self)
+
+
+@cython.locals(protocol=HttpProtocol)
+cdef HttpProtocol _new_connection(object config, object server_state, dict app_state, object loop)
 
 
 @cython.locals(connection=HttpProtocol)

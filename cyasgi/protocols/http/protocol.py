@@ -830,6 +830,8 @@ class ConnectionSettings:
         self.http2 = bool(config.http2)
         # Whether connections log "connection made/lost" at TRACE: decided with the log level, at load.
         self.trace = logger.isEnabledFor(TRACE_LOG_LEVEL)
+        # Whether requests are written to the access log: its handlers are set up at load too.
+        self.access_log = access_logger.hasHandlers()
         # Connections whose response started in this loop iteration, checked at its end for a head
         # still held (one callback per iteration for all of the server's connections).
         pending_heads = getattr(server_state, "pending_heads", None)
@@ -851,6 +853,30 @@ def connection_settings(config: Any, server_state: Any) -> ConnectionSettings:
     return settings
 
 
+class ProtocolFactory:
+    """What a server hands its loop to make each connection's HttpProtocol (HttpProtocol.connection_factory):
+    the protocol made without a Python frame or keyword arguments, with the server's loop."""
+
+    def __init__(
+        self, config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.config = config
+        self.server_state = server_state
+        self.app_state = app_state
+        self.loop = loop
+
+    def __call__(self) -> HttpProtocol:
+        return _new_connection(self.config, self.server_state, self.app_state, self.loop)
+
+
+def _new_connection(
+    config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop
+) -> HttpProtocol:
+    protocol = HttpProtocol.__new__(HttpProtocol)
+    protocol._init(config, server_state, app_state, loop)
+    return protocol
+
+
 class HttpProtocol(RequestSink):
     def __init__(
         self,
@@ -859,15 +885,29 @@ class HttpProtocol(RequestSink):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        self._init(config, server_state, app_state, _loop if _loop is not None else asyncio.get_running_loop())
+
+    @classmethod
+    def connection_factory(
+        cls, config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> Callable[[], HttpProtocol] | None:
+        """The protocol factory a server gives its loop for this class; None for a class derived from
+        it, whose own __init__ must run."""
+        return ProtocolFactory(config, server_state, app_state, loop) if cls is HttpProtocol else None
+
+    def _init(
+        self, config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        # (__init__, callable from ProtocolFactory as a C function in the compiled build.)
         settings: ConnectionSettings = connection_settings(config, server_state)
         self._settings = settings
         self.config = config
         self.app = settings.app
         self.trusted_hosts = settings.trusted_hosts
-        self.loop = _loop if _loop is not None else asyncio.get_running_loop()
+        self.loop = loop
         self.logger = logger
         self.access_logger = access_logger
-        self.access_log = access_logger.hasHandlers()
+        self.access_log = settings.access_log
         self._limit_head = settings.limit_head
         self._limit_headers = settings.limit_headers
         self._limit_body = settings.limit_body
