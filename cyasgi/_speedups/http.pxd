@@ -166,6 +166,7 @@ cdef class ProtocolFactory:
         readonly object server_state
         readonly dict app_state
         readonly object loop
+        readonly bint plain
 
 
 cdef class HttpProtocol(RequestSink):
@@ -212,6 +213,7 @@ cdef class HttpProtocol(RequestSink):
         object _context
         int _proxy_trust               # TRUST_UNKNOWN, PEER_UNTRUSTED, PEER_TRUSTED
         dict _tls
+        bint _plain                    # made by a server without TLS: no sslcontext to look for
         bint _reading_stopped
         bint _eof
         bytes _pending_error
@@ -281,7 +283,7 @@ cdef class HttpProtocol(RequestSink):
 
 
 @cython.locals(protocol=HttpProtocol)
-cdef HttpProtocol _new_connection(object config, object server_state, dict app_state, object loop)
+cdef HttpProtocol _new_connection(object config, object server_state, dict app_state, object loop, bint plain)
 
 
 @cython.locals(connection=HttpProtocol)

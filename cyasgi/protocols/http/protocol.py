@@ -864,16 +864,19 @@ class ProtocolFactory:
         self.server_state = server_state
         self.app_state = app_state
         self.loop = loop
+        # The server listens with ssl=config.ssl: without it, no connection of its is TLS.
+        self.plain = config.ssl is None
 
     def __call__(self) -> HttpProtocol:
-        return _new_connection(self.config, self.server_state, self.app_state, self.loop)
+        return _new_connection(self.config, self.server_state, self.app_state, self.loop, self.plain)
 
 
 def _new_connection(
-    config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop
+    config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop, plain: bool
 ) -> HttpProtocol:
     protocol = HttpProtocol.__new__(HttpProtocol)
     protocol._init(config, server_state, app_state, loop)
+    protocol._plain = plain
     return protocol
 
 
@@ -962,6 +965,7 @@ class HttpProtocol(RequestSink):
         # connection, at its first request with such a header (most connections never have one).
         self._proxy_trust = TRUST_UNKNOWN
         self._tls: dict[str, Any] | None = None  # the ASGI tls extension of a TLS connection
+        self._plain = False  # made by a server without TLS (ProtocolFactory): no TLS to look for
         self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
         self._eof = False
         self._pending_error: bytes | None = None  # written once earlier responses are out
@@ -1007,7 +1011,7 @@ class HttpProtocol(RequestSink):
         self.flow = FlowControl(transport)
         self.server = _local_address(transport)
         self.client = _remote_address(transport)
-        if transport.get_extra_info("sslcontext"):
+        if not self._plain and transport.get_extra_info("sslcontext"):
             self.scheme = "https"
             self._tls = tls_extension(transport, self.config.ssl_server_cert)
         self._context = contextvars.copy_context()
