@@ -12,6 +12,7 @@ from cyasgi._speedups.kernel cimport (
     has_proxy_headers,
     header_name,
     frame_response,
+    ipv4_addresses,
     is_ascii,
     monotonic,
     open_file,

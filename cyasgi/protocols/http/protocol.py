@@ -76,6 +76,7 @@ if not cython.compiled:  # the compiled build takes these from the C kernel and 
         frame_response,
         has_proxy_headers,
         header_name,
+        ipv4_addresses,
         is_ascii,
         monotonic,
         open_file,
@@ -1009,8 +1010,12 @@ class HttpProtocol(RequestSink):
         self._transport_is_closing = transport.is_closing  # (bound once: asked at every step)
         self._transport_write = transport.write
         self.flow = FlowControl(transport)
-        self.server = _local_address(transport)
-        self.client = _remote_address(transport)
+        addresses = ipv4_addresses(transport)
+        if addresses is not None:
+            self.server, self.client = addresses
+        else:
+            self.server = _local_address(transport)
+            self.client = _remote_address(transport)
         if not self._plain and transport.get_extra_info("sslcontext"):
             self.scheme = "https"
             self._tls = tls_extension(transport, self.config.ssl_server_cert)
