@@ -27,6 +27,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Awaitable
+from contextvars import copy_context
 from typing import Any, Callable
 from urllib.parse import unquote
 
@@ -1019,7 +1020,7 @@ class HttpProtocol(RequestSink):
         if not self._plain and transport.get_extra_info("sslcontext"):
             self.scheme = "https"
             self._tls = tls_extension(transport, self.config.ssl_server_cert)
-        self._context = contextvars.copy_context()
+        self._context = copy_context()  # (a global of this module: no attribute lookup per connection)
         if self._timeout_head:
             self._head_deadline = self.deadline = monotonic() + self._timeout_head
         if self._settings.trace:
