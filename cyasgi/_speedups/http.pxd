@@ -242,7 +242,7 @@ cdef class HttpProtocol(RequestSink):
         dict _task_kwargs
         object _transport_is_closing  # transport.is_closing, bound once
         object _transport_write       # transport.write, bound once
-        dict _scope_template          # the scope's keys, with the values the connection's requests share
+        dict _scope_template          # the scope's keys and shared values: the server's, then the connection's
         Py_ssize_t _limit             # --limit-concurrency; -1: none
         int _file_way                 # FILE_WAY_*
         int _file_socket              # the socket's descriptor with FILE_WAY_DIRECT
@@ -254,7 +254,7 @@ cdef class HttpProtocol(RequestSink):
     cdef bint _read_for_eof(self)
     cdef _resume_held_soon(self)
 
-    @cython.locals(cycle=RequestCycle, raw_path=bytes, query_string=bytes, path=str, scope=dict, template=dict,
+    @cython.locals(cycle=RequestCycle, raw_path=bytes, query_string=bytes, path=str, scope=dict, template=dict, shared=dict,
                    extensions=dict, asgi=dict, limit=Py_ssize_t)
     cdef _on_request(self, str method, bytes target, str http_version, list headers, bint keep_alive,
                      bint upgrade, bint expect_100_continue)

@@ -999,7 +999,9 @@ class HttpProtocol(RequestSink):
         self._write_batch: list[bytes] | None = None  # writes of the running dispatch loop
         self._write_batch_size = 0
         self._task_kwargs = task_kwargs(self.loop)
-        self._scope_template: dict[str, Any] | None = None  # made at the first request
+        # The scope's template: None before the first request, the server's after it, the connection's
+        # own from the second request on.
+        self._scope_template: dict[str, Any] | None = None
         self._file_way = FILE_WAY_UNKNOWN  # how files go out on this connection (see _sendfile_socket)
         self._file_socket = -1
 
@@ -1279,15 +1281,25 @@ class HttpProtocol(RequestSink):
             path = unquote(path)
         root_path = self.root_path
         template = self._scope_template
+        shared = self._settings.scope_template
         if template is None:
-            template = self._scope_template = self._settings.scope_template.copy()
-            template["server"] = self.server
-            template["client"] = self.client
-            template["scheme"] = self.scheme
-        # A copy of the connection's template, then what each request has of its own: copying
-        # the keys table and replacing values is cheaper than building a dict of 14 keys.
-        scope = template.copy()
-        asgi = template["asgi"]
+            # The connection's first request (a client that does not keep connections alive makes
+            # only one): the server's template and the connection's values, no template of its own.
+            self._scope_template = shared
+            scope = shared.copy()
+            scope["server"] = self.server
+            scope["client"] = self.client
+            scope["scheme"] = self.scheme
+        else:
+            if template is shared:  # a second request: now the connection's template pays off
+                template = self._scope_template = shared.copy()
+                template["server"] = self.server
+                template["client"] = self.client
+                template["scheme"] = self.scheme
+            # A copy of the connection's template, then what each request has of its own: copying
+            # the keys table and replacing values is cheaper than building a dict of 14 keys.
+            scope = template.copy()
+        asgi = scope["asgi"]
         scope["asgi"] = asgi.copy()
         scope["http_version"] = http_version
         scope["method"] = method
