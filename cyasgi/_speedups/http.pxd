@@ -254,8 +254,8 @@ cdef class HttpProtocol(RequestSink):
     cdef bint _read_for_eof(self)
     cdef _resume_held_soon(self)
 
-    @cython.locals(cycle=RequestCycle, raw_path=bytes, query_string=bytes, path=str, scope=dict, template=dict, shared=dict,
-                   extensions=dict, asgi=dict, limit=Py_ssize_t)
+    @cython.locals(cycle=RequestCycle, raw_path=bytes, query_string=bytes, path=str, scope=dict, template=dict,
+                   shared=dict, extensions=dict, asgi=dict, limit=Py_ssize_t)
     cdef _on_request(self, str method, bytes target, str http_version, list headers, bint keep_alive,
                      bint upgrade, bint expect_100_continue)
     cdef bint _peer_trusted(self) except -1
