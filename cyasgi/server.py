@@ -213,6 +213,12 @@ class Server:
             )
 
         loop = asyncio.get_running_loop()
+        # The twins' HttpProtocol has a factory of its own that makes a connection's protocol cheaper.
+        connection_factory = getattr(config.http_protocol_class, "connection_factory", None)
+        if connection_factory is not None:
+            create_protocol = (
+                connection_factory(config, self.server_state, self.lifespan.state, loop) or create_protocol
+            )
         listeners: Sequence[socket.SocketType]
         try:
             if sockets is not None:

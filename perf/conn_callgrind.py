@@ -9,6 +9,7 @@ protocol of perf/servers/raw_uvloop.py, which does no HTTP work at all.
 
     python perf/conn_callgrind.py                      # cyasgi and raw, both ways
     python perf/conn_callgrind.py --server cyasgi --twin py
+    python perf/conn_callgrind.py --server cyasgi --keep /tmp/conn   # + /tmp/conn.<server>.<way>.<n>
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--server", choices=["cyasgi", "raw", "both"], default="both")
     parser.add_argument("--twin", choices=["c", "py"], default="c")
     parser.add_argument("--connections", type=int, default=CALLGRIND_CONNECTIONS)
+    parser.add_argument("--keep", metavar="PREFIX", help="keep the callgrind.out files, for callgrind_annotate")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # one measured run (under callgrind)
     parser.add_argument("--keep-alive", action="store_true", help=argparse.SUPPRESS)  # with --run
     args = parser.parse_args()
@@ -120,7 +122,11 @@ def main() -> None:
     print(f"{'server':22} {'close':>10} {'keep-alive':>10} {'connection':>10}  (instructions per request)")
     for server in ["cyasgi", "raw"] if args.server == "both" else [args.server]:
         close, kept = (
-            instructions_per_operation(lambda n: script_argv(server, args.twin, way, n), args.connections)
+            instructions_per_operation(
+                lambda n: script_argv(server, args.twin, way, n),
+                args.connections,
+                None if args.keep is None else f"{args.keep}.{server}.{'close' if way else 'keep-alive'}",
+            )
             for way in (True, False)
         )
         label = f"cyasgi ({args.twin})" if server == "cyasgi" else "raw uvloop (ceiling)"

@@ -12,6 +12,7 @@ from cyasgi._speedups.kernel cimport (
     has_proxy_headers,
     header_name,
     frame_response,
+    ipv4_addresses,
     is_ascii,
     monotonic,
     open_file,
@@ -121,6 +122,10 @@ cdef class RequestCycle:
     cdef _abort(self)
 
 
+cdef object _local_address(object transport)
+cdef object _remote_address(object transport)
+
+
 @cython.final
 cdef class ConnectionSettings:
     cdef:
@@ -145,6 +150,8 @@ cdef class ConnectionSettings:
         readonly bytes health_path
         readonly object health_app
         readonly bint http2
+        readonly bint trace              # connections log made/lost at TRACE
+        readonly bint access_log         # the access logger has handlers
         readonly list pending_heads
         readonly dict scope_template     # the keys and shared values of every request's scope
         readonly Recorder metrics        # None: metrics off
@@ -156,6 +163,16 @@ cdef ConnectionSettings _settings
 
 
 cdef ConnectionSettings connection_settings(object config, object server_state)
+
+
+@cython.final
+cdef class ProtocolFactory:
+    cdef:
+        readonly object config
+        readonly object server_state
+        readonly dict app_state
+        readonly object loop
+        readonly bint plain
 
 
 cdef class HttpProtocol(RequestSink):
@@ -202,6 +219,7 @@ cdef class HttpProtocol(RequestSink):
         object _context
         int _proxy_trust               # TRUST_UNKNOWN, PEER_UNTRUSTED, PEER_TRUSTED
         dict _tls
+        bint _plain                    # made by a server without TLS: no sslcontext to look for
         bint _reading_stopped
         bint _eof
         bytes _pending_error
@@ -229,13 +247,14 @@ cdef class HttpProtocol(RequestSink):
         dict _task_kwargs
         object _transport_is_closing  # transport.is_closing, bound once
         object _transport_write       # transport.write, bound once
-        dict _scope_template          # the scope's keys, with the values the connection's requests share
+        dict _scope_template          # the scope's keys and shared values: the server's, then the connection's
         Py_ssize_t _limit             # --limit-concurrency; -1: none
         int _file_way                 # FILE_WAY_*
         int _file_socket              # the socket's descriptor with FILE_WAY_DIRECT
         readonly Recorder _metrics    # None: metrics off
         bytes _metrics_path
 
+    cdef _init(self, object config, object server_state, dict app_state, object loop)
     cdef _parse(self, object data)
     cdef _abandon(self, RequestCycle cycle)
     cdef _feed_foreign(self, bytes data)
@@ -243,7 +262,7 @@ cdef class HttpProtocol(RequestSink):
     cdef _resume_held_soon(self)
 
     @cython.locals(cycle=RequestCycle, raw_path=bytes, query_string=bytes, path=str, scope=dict, template=dict,
-                   extensions=dict, asgi=dict, limit=Py_ssize_t)
+                   shared=dict, extensions=dict, asgi=dict, limit=Py_ssize_t)
     cdef _on_request(self, str method, bytes target, str http_version, list headers, bint keep_alive,
                      bint upgrade, bint expect_100_continue)
     cdef bint _peer_trusted(self) except -1
@@ -269,6 +288,10 @@ cdef class HttpProtocol(RequestSink):
     cdef bytes _sniff_h2(self, bytes data)
     cdef _hand_over_h2(self, bytes data)
     cdef str _log_prefix(self)
+
+
+@cython.locals(protocol=HttpProtocol)
+cdef HttpProtocol _new_connection(object config, object server_state, dict app_state, object loop, bint plain)
 
 
 @cython.locals(connection=HttpProtocol)

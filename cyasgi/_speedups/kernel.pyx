@@ -47,6 +47,27 @@ cdef extern from *:
     Py_ssize_t cyasgi_send_more(int fd, const char *data, size_t size) nogil
     Py_ssize_t cyasgi_sendfile(int out_fd, int in_fd, off_t *offset, size_t count) nogil
 
+cdef extern from *:
+    """
+    #include <sys/socket.h>
+    #include <netinet/in.h>
+    #include <arpa/inet.h>
+    /* The address (host order) and port of an IPv4 socket's own end (peer 0) or its peer's (peer 1);
+       0 when that is not an IPv4 address (or the call failed: not connected any more, ...). */
+    static int cyasgi_ipv4_name(int fd, int peer, unsigned long *host, unsigned int *port) {
+        struct sockaddr_storage address;
+        socklen_t size = sizeof(address);
+        int failed = peer ? getpeername(fd, (struct sockaddr *) &address, &size)
+                          : getsockname(fd, (struct sockaddr *) &address, &size);
+        if (failed || address.ss_family != AF_INET || size < sizeof(struct sockaddr_in))
+            return 0;
+        *host = ntohl(((struct sockaddr_in *) &address)->sin_addr.s_addr);
+        *port = ntohs(((struct sockaddr_in *) &address)->sin_port);
+        return 1;
+    }
+    """
+    int cyasgi_ipv4_name(int fd, int peer, unsigned long *host, unsigned int *port) nogil
+
 from cyasgi.protocols.http import rules
 
 cdef object Task = asyncio.Task
@@ -287,6 +308,50 @@ cpdef tuple split_target(bytes target):
             PyBytes_FromStringAndSize(question + 1, size - (question - data) - 1),
         )
     return split_target_slowly(target)
+
+
+# Addresses: those of an IPv4 connection without uvloop's conversion (inet_ntop) ----------------
+
+cdef enum:
+    IPV4_TEXT_SIZE = 15  # the longest dotted quad: "255.255.255.255"
+
+
+cdef tuple ipv4_pair(unsigned long host, unsigned int port):
+    """``(host, port)`` as inet_ntop and socket.getsockname write them: "a.b.c.d", an int."""
+    cdef char[IPV4_TEXT_SIZE] text
+    cdef Py_ssize_t size = 0
+    cdef unsigned int octet
+    cdef int shift
+    for shift in range(24, -8, -8):
+        octet = (host >> shift) & 0xFF
+        if octet >= 100:
+            text[size] = c'0' + octet // 100
+            size += 1
+        if octet >= 10:
+            text[size] = c'0' + octet // 10 % 10
+            size += 1
+        text[size] = c'0' + octet % 10
+        size += 1
+        if shift:
+            text[size] = c'.'
+            size += 1
+    return (text[:size].decode("ascii"), port)
+
+
+cpdef tuple ipv4_addresses(object transport):
+    """``(server, client)``, each ``(host, port)``, of a connection over IPv4, read from its socket:
+    what the transport's "sockname" and "peername" say, for less. None when the transport has no
+    socket, or it is not IPv4 or not connected any more: the caller asks the transport then."""
+    cdef unsigned long local_host, peer_host
+    cdef unsigned int local_port, peer_port
+    cdef int fd
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    fd = sock.fileno()
+    if not cyasgi_ipv4_name(fd, 0, &local_host, &local_port) or not cyasgi_ipv4_name(fd, 1, &peer_host, &peer_port):
+        return None
+    return (ipv4_pair(local_host, local_port), ipv4_pair(peer_host, peer_port))
 
 
 # Files: a whole file on a plain TCP socket, without a coroutine --------------------------------

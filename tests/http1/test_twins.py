@@ -6,6 +6,7 @@ import ast
 import asyncio
 import inspect
 import os
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -128,3 +129,42 @@ def test_uvicorn_module_paths_name_the_protocol_driving_that_parser(path, parser
     assert response.status == 200
     if parser_type is not None:
         assert type(parser).__name__ == parser_type
+
+
+class SocketTransport:
+    """Just enough of a transport for ipv4_addresses: its socket."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.sock if name == "socket" else default
+
+
+@pytest.mark.skipif(not EXPECT_COMPILED, reason="the compiled kernel is not expected here (pure mode or not CPython)")
+@pytest.mark.parametrize("client_host", ["127.0.0.1", "127.10.100.9", "127.255.0.10"])
+def test_compiled_kernel_reads_ipv4_addresses_as_the_socket_gives_them(client_host):
+    from cyasgi._speedups.kernel import ipv4_addresses
+
+    with socket.socket() as listener, socket.socket() as client:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client.bind((client_host, 0))
+        client.connect(listener.getsockname())
+        accepted, _ = listener.accept()
+        with accepted:
+            assert ipv4_addresses(SocketTransport(accepted)) == (accepted.getsockname(), accepted.getpeername())
+            assert ipv4_addresses(SocketTransport(client)) == (client.getsockname(), client.getpeername())
+
+
+@pytest.mark.skipif(not EXPECT_COMPILED, reason="the compiled kernel is not expected here (pure mode or not CPython)")
+def test_compiled_kernel_leaves_other_sockets_to_the_transport():
+    from cyasgi._speedups.kernel import ipv4_addresses
+
+    assert ipv4_addresses(SocketTransport(None)) is None
+    left, right = socket.socketpair()
+    with left, right:
+        assert ipv4_addresses(SocketTransport(left)) is None
+    with socket.socket() as unconnected:
+        unconnected.bind(("127.0.0.1", 0))
+        assert ipv4_addresses(SocketTransport(unconnected)) is None

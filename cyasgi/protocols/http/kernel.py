@@ -10,6 +10,8 @@ the pure build.
 * Response fields: ``header_name``, ``valid_field_value``, ``parse_content_length`` (the rules of
   ``rules.py``), and ``frame_response``: a response's bytes in one object.
 * Requests: ``is_ascii``, ``has_proxy_headers``, ``split_target``.
+* Addresses: ``ipv4_addresses(transport)`` is None here: the protocol asks the transport, which gives
+  the same addresses (the compiled kernel reads those of an IPv4 socket itself, for less).
 * Files: ``sendfile_supported()`` is False here, so the protocol never calls ``open_file``,
   ``send_more``, ``send_file`` or ``close_file`` (the compiled kernel's fast path for a whole file):
   it sends files the general way, which writes the same bytes.
@@ -38,6 +40,7 @@ __all__ = [
     "frame_response",
     "has_proxy_headers",
     "header_name",
+    "ipv4_addresses",
     "is_ascii",
     "monotonic",
     "open_file",
@@ -126,6 +129,10 @@ def frame_response(
     parts.append(body)
     parts.append(tail)
     return b"".join(parts)
+
+
+def ipv4_addresses(transport: Any) -> tuple[tuple[str, int], tuple[str, int]] | None:
+    return None
 
 
 def sendfile_supported() -> bool:

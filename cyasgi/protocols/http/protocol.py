@@ -27,6 +27,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Awaitable
+from contextvars import copy_context
 from typing import Any, Callable
 from urllib.parse import unquote
 
@@ -77,6 +78,7 @@ if not cython.compiled:  # the compiled build takes these from the C kernel and 
         frame_response,
         has_proxy_headers,
         header_name,
+        ipv4_addresses,
         is_ascii,
         monotonic,
         open_file,
@@ -119,7 +121,6 @@ from cyasgi.protocols.http.wire import (
     simple_response,
 )
 from cyasgi.protocols.tls import alpn_protocol, tls_extension
-from cyasgi.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
 __all__ = ["COMPILED", "FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
 
@@ -185,6 +186,24 @@ def _flush_heads(connections: list[HttpProtocol]) -> None:
 
 def _never_connected(*args: Any) -> bool:
     return True
+
+
+def _local_address(transport: Any) -> tuple[str, int | None] | None:
+    """utils.get_local_addr, compiled here: it runs for every connection."""
+    info = transport.get_extra_info("sockname")
+    if isinstance(info, (list, tuple)) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    if isinstance(info, str):
+        return (info, None)
+    return None
+
+
+def _remote_address(transport: Any) -> tuple[str, int] | None:
+    """utils.get_remote_addr, compiled here: it runs for every connection."""
+    info = transport.get_extra_info("peername")
+    if isinstance(info, (list, tuple)) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    return None
 
 
 def _caused_by_disconnect(exc: BaseException | None) -> bool:
@@ -824,6 +843,10 @@ class ConnectionSettings:
         self.health_path = config.health_path_raw
         self.health_app = None if self.health_path is None else HealthCheck(server_state)
         self.http2 = bool(config.http2)
+        # Whether connections log "connection made/lost" at TRACE: decided with the log level, at load.
+        self.trace = logger.isEnabledFor(TRACE_LOG_LEVEL)
+        # Whether requests are written to the access log: its handlers are set up at load too.
+        self.access_log = access_logger.hasHandlers()
         # Connections whose response started in this loop iteration, checked at its end for a head
         # still held (one callback per iteration for all of the server's connections).
         pending_heads = getattr(server_state, "pending_heads", None)
@@ -850,6 +873,33 @@ def connection_settings(config: Any, server_state: Any) -> ConnectionSettings:
     return settings
 
 
+class ProtocolFactory:
+    """What a server hands its loop to make each connection's HttpProtocol (HttpProtocol.connection_factory):
+    the protocol made without a Python frame or keyword arguments, with the server's loop."""
+
+    def __init__(
+        self, config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.config = config
+        self.server_state = server_state
+        self.app_state = app_state
+        self.loop = loop
+        # The server listens with ssl=config.ssl: without it, no connection of its is TLS.
+        self.plain = config.ssl is None
+
+    def __call__(self) -> HttpProtocol:
+        return _new_connection(self.config, self.server_state, self.app_state, self.loop, self.plain)
+
+
+def _new_connection(
+    config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop, plain: bool
+) -> HttpProtocol:
+    protocol = HttpProtocol.__new__(HttpProtocol)
+    protocol._init(config, server_state, app_state, loop)
+    protocol._plain = plain
+    return protocol
+
+
 class HttpProtocol(RequestSink):
     def __init__(
         self,
@@ -858,15 +908,29 @@ class HttpProtocol(RequestSink):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        self._init(config, server_state, app_state, _loop if _loop is not None else asyncio.get_running_loop())
+
+    @classmethod
+    def connection_factory(
+        cls, config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> Callable[[], HttpProtocol] | None:
+        """The protocol factory a server gives its loop for this class; None for a class derived from
+        it, whose own __init__ must run."""
+        return ProtocolFactory(config, server_state, app_state, loop) if cls is HttpProtocol else None
+
+    def _init(
+        self, config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        # (__init__, callable from ProtocolFactory as a C function in the compiled build.)
         settings: ConnectionSettings = connection_settings(config, server_state)
         self._settings = settings
         self.config = config
         self.app = settings.app
         self.trusted_hosts = settings.trusted_hosts
-        self.loop = _loop if _loop is not None else asyncio.get_running_loop()
+        self.loop = loop
         self.logger = logger
         self.access_logger = access_logger
-        self.access_log = access_logger.hasHandlers()
+        self.access_log = settings.access_log
         self._limit_head = settings.limit_head
         self._limit_headers = settings.limit_headers
         self._limit_body = settings.limit_body
@@ -923,6 +987,7 @@ class HttpProtocol(RequestSink):
         # connection, at its first request with such a header (most connections never have one).
         self._proxy_trust = TRUST_UNKNOWN
         self._tls: dict[str, Any] | None = None  # the ASGI tls extension of a TLS connection
+        self._plain = False  # made by a server without TLS (ProtocolFactory): no TLS to look for
         self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
         self._eof = False
         self._pending_error: bytes | None = None  # written once earlier responses are out
@@ -954,7 +1019,9 @@ class HttpProtocol(RequestSink):
         self._write_batch: list[bytes] | None = None  # writes of the running dispatch loop
         self._write_batch_size = 0
         self._task_kwargs = task_kwargs(self.loop)
-        self._scope_template: dict[str, Any] | None = None  # made at the first request
+        # The scope's template: None before the first request, the server's after it, the connection's
+        # own from the second request on.
+        self._scope_template: dict[str, Any] | None = None
         self._file_way = FILE_WAY_UNKNOWN  # how files go out on this connection (see _sendfile_socket)
         self._file_socket = -1
 
@@ -968,15 +1035,19 @@ class HttpProtocol(RequestSink):
         self._transport_is_closing = transport.is_closing  # (bound once: asked at every step)
         self._transport_write = transport.write
         self.flow = FlowControl(transport)
-        self.server = get_local_addr(transport)
-        self.client = get_remote_addr(transport)
-        self.scheme = "https" if is_ssl(transport) else "http"
-        if self.scheme == "https":
+        addresses = ipv4_addresses(transport)
+        if addresses is not None:
+            self.server, self.client = addresses
+        else:
+            self.server = _local_address(transport)
+            self.client = _remote_address(transport)
+        if not self._plain and transport.get_extra_info("sslcontext"):
+            self.scheme = "https"
             self._tls = tls_extension(transport, self.config.ssl_server_cert)
-        self._context = contextvars.copy_context()
+        self._context = copy_context()  # (a global of this module: no attribute lookup per connection)
         if self._timeout_head:
             self._head_deadline = self.deadline = monotonic() + self._timeout_head
-        if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
+        if self._settings.trace:
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", self._log_prefix())
         if self._h2_sniff and self._tls is not None:
             self._h2_sniff = False  # over TLS, ALPN decides (no prior knowledge)
@@ -985,7 +1056,7 @@ class HttpProtocol(RequestSink):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
-        if self.logger.isEnabledFor(TRACE_LOG_LEVEL):
+        if self._settings.trace:
             self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection lost", self._log_prefix())
         self.deadline = 0.0
         for cycle in (self.active, self.cycle):
@@ -1234,15 +1305,25 @@ class HttpProtocol(RequestSink):
             path = unquote(path)
         root_path = self.root_path
         template = self._scope_template
+        shared = self._settings.scope_template
         if template is None:
-            template = self._scope_template = self._settings.scope_template.copy()
-            template["server"] = self.server
-            template["client"] = self.client
-            template["scheme"] = self.scheme
-        # A copy of the connection's template, then what each request has of its own: copying
-        # the keys table and replacing values is cheaper than building a dict of 14 keys.
-        scope = template.copy()
-        asgi = template["asgi"]
+            # The connection's first request (a client that does not keep connections alive makes
+            # only one): the server's template and the connection's values, no template of its own.
+            self._scope_template = shared
+            scope = shared.copy()
+            scope["server"] = self.server
+            scope["client"] = self.client
+            scope["scheme"] = self.scheme
+        else:
+            if template is shared:  # a second request: now the connection's template pays off
+                template = self._scope_template = shared.copy()
+                template["server"] = self.server
+                template["client"] = self.client
+                template["scheme"] = self.scheme
+            # A copy of the connection's template, then what each request has of its own: copying
+            # the keys table and replacing values is cheaper than building a dict of 14 keys.
+            scope = template.copy()
+        asgi = scope["asgi"]
         scope["asgi"] = asgi.copy()
         scope["http_version"] = http_version
         scope["method"] = method
