@@ -6,8 +6,9 @@
 No sockets, no app task: a stub transport, a protocol opened by hand, and ``data_received`` fed
 prepared reads of masked client frames (32-byte payloads unless the workload says otherwise); the
 queued messages are dropped after every read. The ``deflate`` workloads negotiate permessage-deflate in
-the handshake and send compressed frames (RSV1), which the engine decodes. The best of ``--repeat`` runs is reported, in the
-process's CPU time (``time.process_time``), which a busy machine disturbs far less than wall time.
+the handshake and send compressed frames (RSV1), which the engine decodes. The best of ``--repeat``
+runs is reported, in the process's CPU time (``time.process_time``), which a busy machine disturbs
+far less than wall time.
 """
 
 from __future__ import annotations

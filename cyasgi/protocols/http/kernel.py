@@ -10,6 +10,8 @@ the pure build.
 * Response fields: ``header_name``, ``valid_field_value``, ``parse_content_length`` (the rules of
   ``rules.py``), and ``frame_response``: a response's bytes in one object.
 * Requests: ``is_ascii``, ``has_proxy_headers``, ``split_target``.
+* WebSocket frames: ``unmask`` (a client frame's payload, unmasked) and ``data_frame`` (a server frame's
+  header and payload in one bytes object).
 * Files: ``sendfile_supported()`` is False here, so the protocol never calls ``open_file``,
   ``send_more``, ``send_file`` or ``close_file`` (the compiled kernel's fast path for a whole file):
   it sends files the general way, which writes the same bytes.
@@ -30,10 +32,12 @@ from cyasgi.protocols.http.rules import (
     parse_content_length,
     split_target,
 )
+from cyasgi.protocols.websockets.frames import MASK_SIZE, apply_mask, data_frame_header
 
 __all__ = [
     "completed",
     "close_file",
+    "data_frame",
     "failed",
     "frame_response",
     "has_proxy_headers",
@@ -48,6 +52,7 @@ __all__ = [
     "split_target",
     "start_task",
     "task_kwargs",
+    "unmask",
     "valid_field_value",
 ]
 
@@ -126,6 +131,24 @@ def frame_response(
     parts.append(body)
     parts.append(tail)
     return b"".join(parts)
+
+
+#: Payload size from which a frame is unmasked from a memoryview instead of a copied slice.
+LARGE_PAYLOAD = 65536
+
+
+def unmask(data: bytes | bytearray, start: int, end: int) -> bytes:
+    """A client frame's payload ``data[start:end]`` XORed with its masking key, the 4 bytes before
+    ``start`` (the caller has checked ``4 <= start <= end <= len(data)``)."""
+    key = data[start - MASK_SIZE : start]
+    if end - start < LARGE_PAYLOAD:
+        return apply_mask(data[start:end], key)
+    return apply_mask(memoryview(data)[start:end], key)  # a large payload is not copied first
+
+
+def data_frame(first_byte: int, payload: bytes) -> bytes:
+    """An unmasked (server) frame: the header for ``payload``'s size, then the payload, in one bytes."""
+    return data_frame_header(first_byte, len(payload)) + payload
 
 
 def sendfile_supported() -> bool:

@@ -4,9 +4,9 @@
 ``receive``/``send`` state machine, the denial-response extension, flow control both ways, keepalive
 pings, the closing handshake and its timeout, graceful shutdown and the log lines. A subclass plugs
 in a frame *engine* (a sans-I/O library) by implementing the ``_engine_*`` methods; it never touches
-the app or the transport state. The common incoming frames are decoded without the engine by the
-``reader.FrameReader`` mixin (names from ``frames``); the denial response is framed with the HTTP/1.1
-helpers of ``cyasgi.protocols.http.wire``.
+the app or the transport state. The common incoming frames are decoded and queued without the engine
+by the ``reader.FrameReader`` base (compiled where it is built: see ``twin``; names from ``frames``);
+the denial response is framed with the HTTP/1.1 helpers of ``cyasgi.protocols.http.wire``.
 
 Life of a connection (``_phase``):
 
@@ -65,7 +65,7 @@ from cyasgi.protocols.websockets.frames import (
     data_frame_header,
 )
 from cyasgi.protocols.websockets.phases import CLOSED, CLOSING, CONNECTING, HANDSHAKE, OPEN, RESPONSE
-from cyasgi.protocols.websockets.reader import FrameReader
+from cyasgi.protocols.websockets.twin import FrameReader
 
 __all__ = ["CLOSE_TIMEOUT", "WebSocketProtocolBase"]
 
@@ -619,24 +619,7 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
                 raise RuntimeError("Response content shorter than Content-Length")
             self._close_transport()
 
-    # Messages in ---------------------------------------------------------------------------------------
-
-    def _message(self, message: dict[str, Any]) -> None:
-        """A complete message from the peer (called by the engine)."""
-        if self._phase != OPEN:
-            return  # after our close frame, data is discarded until the peer's close arrives
-        if self._metrics is not None:
-            self._metrics.websocket_message_in()
-        queue = self._queue
-        queue.append(message)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-        if len(queue) >= self.max_queue and not self._paused_for_queue:
-            self._paused_for_queue = True
-            self._update_reading()
+    # Messages in (``_message``, which queues one, is the reader's) ---------------------------------------
 
     def _queue_disconnect(self, code: int, reason: str) -> None:
         if self._disconnect is not None:
