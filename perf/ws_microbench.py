@@ -1,14 +1,16 @@
-"""Frame decoding of the WebSocket base protocol in memory: nanoseconds per incoming frame.
+"""Frame decoding of the WebSocket base protocol in memory: nanoseconds per incoming frame (and per
+outgoing message for the ``send`` workloads).
 
     .venv/bin/python perf/ws_microbench.py                 # every workload, every --ws engine
     .venv/bin/python perf/ws_microbench.py --ws wsproto --repeat 9
 
 No sockets, no app task: a stub transport, a protocol opened by hand, and ``data_received`` fed
 prepared reads of masked client frames (32-byte payloads unless the workload says otherwise); the
-queued messages are dropped after every read. The ``deflate`` workloads negotiate permessage-deflate in
-the handshake and send compressed frames (RSV1), which the engine decodes. The best of ``--repeat``
-runs is reported, in the process's CPU time (``time.process_time``), which a busy machine disturbs
-far less than wall time.
+queued messages are dropped after every read. The ``send`` workloads run the app's ``send()`` of one
+message to completion instead (it never suspends on the stub transport). The ``deflate`` workloads
+negotiate permessage-deflate in the handshake and send compressed frames (RSV1), which the engine
+decodes. The best of ``--repeat`` runs is reported, in the process's CPU time (``time.process_time``),
+which a busy machine disturbs far less than wall time.
 """
 
 from __future__ import annotations
@@ -134,6 +136,29 @@ WORKLOADS = {
     "deflate text32 x100": (deflated_frame(0x81, b"0123456789abcdef" * 2) * 100, 100),
     "deflate binary1k x10": (deflated_frame(0x82, b"0123456789abcdef" * 64) * 10, 10),
 }
+#: name: the message the app sends.
+SEND_WORKLOADS = {
+    "send text32": {"type": "websocket.send", "text": "0123456789abcdef" * 2},
+    "send binary32": {"type": "websocket.send", "bytes": bytes(range(32))},
+    "deflate send text32": {"type": "websocket.send", "text": "0123456789abcdef" * 2},
+}
+
+
+def time_send(protocol: Any, message: dict[str, Any], args: argparse.Namespace) -> float:
+    """Nanoseconds per ``send(message)``, each coroutine driven to its end by hand."""
+    send = protocol.send
+
+    def run(send: Any = send, message: dict[str, Any] = message) -> None:
+        try:
+            send(message).send(None)
+        except StopIteration:
+            pass
+        else:  # pragma: no cover - the stub transport never makes send() wait
+            raise AssertionError("send() suspended")
+
+    run()
+    best = min(timeit.repeat(run, number=args.frames, repeat=args.repeat, timer=time.process_time))
+    return best / args.frames * 1e9
 
 
 def main() -> None:
@@ -141,7 +166,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--ws", default=",".join(ENGINES), help="comma-separated engines")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated workload names")
+    parser.add_argument(
+        "--workloads", default=",".join([*WORKLOADS, *SEND_WORKLOADS]), help="comma-separated workload names"
+    )
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--frames", type=int, default=200_000, help="frames per run")
     args = parser.parse_args()
@@ -150,8 +177,11 @@ def main() -> None:
         plain = open_protocol(engine, loop)
         compressed = open_protocol(engine, loop, deflate=True)
         for name in args.workloads.split(","):
-            data, frames = WORKLOADS[name]
             protocol = compressed if name.startswith("deflate") else plain
+            if name in SEND_WORKLOADS:
+                print(f"{engine:18} {name:22} {time_send(protocol, SEND_WORKLOADS[name], args):8.1f} ns/message")
+                continue
+            data, frames = WORKLOADS[name]
             queue = protocol._queue
 
             def feed(data: bytes = data, protocol: Any = protocol, queue: Any = queue) -> None:

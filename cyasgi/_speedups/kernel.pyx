@@ -7,6 +7,7 @@ from cpython.contextvars cimport PyContext_Copy
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_CheckExact
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport uint32_t, uint64_t
 from cpython.object cimport PyObject_Call
 from libc.string cimport memchr, memcpy
@@ -51,6 +52,7 @@ cdef extern from *:
     Py_ssize_t cyasgi_sendfile(int out_fd, int in_fd, off_t *offset, size_t count) nogil
 
 from cyasgi.protocols.http import rules
+from cyasgi.protocols.websockets.frames import data_frame_header
 
 cdef object Task = asyncio.Task
 cdef object split_target_slowly = rules.split_target
@@ -394,21 +396,16 @@ cpdef bytes unmask(object data, Py_ssize_t start, Py_ssize_t end):
     return payload
 
 
-cpdef bytes data_frame(int first_byte, bytes payload):
-    """An unmasked (server) frame: the header for ``payload``'s size, then the payload, in one bytes."""
-    cdef Py_ssize_t size = PyBytes_GET_SIZE(payload)
-    cdef Py_ssize_t header
-    cdef bytes out
-    cdef unsigned char *p
-    cdef int i
+cdef inline Py_ssize_t frame_header_size(Py_ssize_t size) noexcept:
     if size < WS_LENGTH_16:
-        header = WS_BASE_HEADER
-    elif size < WS_LENGTH_16_LIMIT:
-        header = WS_LENGTH_16_HEADER
-    else:
-        header = WS_LENGTH_64_HEADER
-    out = PyBytes_FromStringAndSize(NULL, header + size)
-    p = <unsigned char *> PyBytes_AS_STRING(out)
+        return WS_BASE_HEADER
+    if size < WS_LENGTH_16_LIMIT:
+        return WS_LENGTH_16_HEADER
+    return WS_LENGTH_64_HEADER
+
+
+cdef inline void write_frame_header(unsigned char *p, int first_byte, Py_ssize_t size, Py_ssize_t header) noexcept:
+    cdef int i
     p[0] = <unsigned char> first_byte
     if header == WS_BASE_HEADER:
         p[1] = <unsigned char> size
@@ -420,5 +417,36 @@ cpdef bytes data_frame(int first_byte, bytes payload):
         p[1] = WS_LENGTH_64
         for i in range(WS_LENGTH_64_HEADER - WS_BASE_HEADER):
             p[WS_LENGTH_64_HEADER - 1 - i] = <unsigned char> ((<uint64_t> size) >> (8 * i))
-    memcpy(p + header, PyBytes_AS_STRING(payload), size)
+
+
+cpdef bytes data_frame(int first_byte, object payload):
+    """An unmasked (server) frame: the header for ``payload``'s size, then the payload, in one bytes
+    (bytes copied once; another bytes-like payload is concatenated to the header)."""
+    cdef const char *source
+    cdef Py_ssize_t size
+    cdef Py_ssize_t header
+    cdef bytes out
+    cdef unsigned char *p
+    if not PyBytes_CheckExact(payload):
+        return data_frame_header(first_byte, len(payload)) + payload
+    source = PyBytes_AS_STRING(payload)
+    size = PyBytes_GET_SIZE(payload)
+    header = frame_header_size(size)
+    out = PyBytes_FromStringAndSize(NULL, header + size)
+    p = <unsigned char *> PyBytes_AS_STRING(out)
+    write_frame_header(p, first_byte, size, header)
+    memcpy(p + header, source, size)
+    return out
+
+
+cpdef bytes text_frame(int first_byte, str text):
+    """``data_frame(first_byte, text.encode("utf-8"))`` without the intermediate bytes (an ASCII str is
+    read in place)."""
+    cdef Py_ssize_t size
+    cdef const char *source = PyUnicode_AsUTF8AndSize(text, &size)
+    cdef Py_ssize_t header = frame_header_size(size)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, header + size)
+    cdef unsigned char *p = <unsigned char *> PyBytes_AS_STRING(out)
+    write_frame_header(p, first_byte, size, header)
+    memcpy(p + header, source, size)
     return out

@@ -10,8 +10,8 @@ the pure build.
 * Response fields: ``header_name``, ``valid_field_value``, ``parse_content_length`` (the rules of
   ``rules.py``), and ``frame_response``: a response's bytes in one object.
 * Requests: ``is_ascii``, ``has_proxy_headers``, ``split_target``.
-* WebSocket frames: ``unmask`` (a client frame's payload, unmasked) and ``data_frame`` (a server frame's
-  header and payload in one bytes object).
+* WebSocket frames: ``unmask`` (a client frame's payload, unmasked), ``data_frame`` and ``text_frame``
+  (a server frame's header and payload in one bytes object).
 * Files: ``sendfile_supported()`` is False here, so the protocol never calls ``open_file``,
   ``send_more``, ``send_file`` or ``close_file`` (the compiled kernel's fast path for a whole file):
   it sends files the general way, which writes the same bytes.
@@ -32,7 +32,7 @@ from cyasgi.protocols.http.rules import (
     parse_content_length,
     split_target,
 )
-from cyasgi.protocols.websockets.frames import MASK_SIZE, apply_mask, data_frame_header
+from cyasgi.protocols.websockets.frames import LENGTH_16, MASK_SIZE, apply_mask, data_frame_header
 
 __all__ = [
     "completed",
@@ -52,6 +52,7 @@ __all__ = [
     "split_target",
     "start_task",
     "task_kwargs",
+    "text_frame",
     "unmask",
     "valid_field_value",
 ]
@@ -148,7 +149,15 @@ def unmask(data: bytes | bytearray, start: int, end: int) -> bytes:
 
 def data_frame(first_byte: int, payload: bytes) -> bytes:
     """An unmasked (server) frame: the header for ``payload``'s size, then the payload, in one bytes."""
-    return data_frame_header(first_byte, len(payload)) + payload
+    size = len(payload)
+    if size < LENGTH_16:  # the common small frame, without a call for its header
+        return bytes((first_byte, size)) + payload
+    return data_frame_header(first_byte, size) + payload
+
+
+def text_frame(first_byte: int, text: str) -> bytes:
+    """``data_frame(first_byte, text.encode("utf-8"))`` (the compiled kernel skips the intermediate bytes)."""
+    return data_frame(first_byte, text.encode("utf-8"))
 
 
 def sendfile_supported() -> bool:

@@ -58,14 +58,13 @@ from cyasgi.protocols.websockets.frames import (
     CLOSE_SERVICE_RESTART,
     FIN_BINARY,
     FIN_TEXT,
-    LENGTH_16,
     MAX_CLOSE_REASON,
     PRIVATE_CLOSE_CODES,
     SENDABLE_CLOSE_CODES,
     data_frame_header,
 )
 from cyasgi.protocols.websockets.phases import CLOSED, CLOSING, CONNECTING, HANDSHAKE, OPEN, RESPONSE
-from cyasgi.protocols.websockets.twin import FrameReader
+from cyasgi.protocols.websockets.twin import FrameReader, data_frame, text_frame
 
 __all__ = ["CLOSE_TIMEOUT", "WebSocketProtocolBase"]
 
@@ -461,7 +460,7 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
                 text = message.get("text")
                 if text is not None:
                     if self._plain_send:
-                        self._write_data(FIN_TEXT, text.encode("utf-8"))
+                        self._write_text(text)
                     else:
                         self.transport.write(self._engine_text(text))
                     return
@@ -506,13 +505,17 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
 
     def _write_data(self, first_byte: int, payload: bytes) -> None:
         """One unmasked data frame (FIN set) without extensions."""
-        size = len(payload)
-        if size < LENGTH_16:
-            self.transport.write(bytes((first_byte, size)) + payload)
-        elif size < COPY_LIMIT:
-            self.transport.write(data_frame_header(first_byte, size) + payload)
+        if len(payload) < COPY_LIMIT:
+            self.transport.write(data_frame(first_byte, payload))
         else:  # no copy of a large payload just to prepend a few bytes
-            self.transport.writelines((data_frame_header(first_byte, size), payload))
+            self.transport.writelines((data_frame_header(first_byte, len(payload)), payload))
+
+    def _write_text(self, text: str) -> None:
+        """One unmasked text frame (FIN set) without extensions."""
+        if len(text) < COPY_LIMIT:
+            self.transport.write(text_frame(FIN_TEXT, text))
+        else:
+            self._write_data(FIN_TEXT, text.encode("utf-8"))
 
     # Accepting, refusing, answering with HTTP ------------------------------------------------------
 
