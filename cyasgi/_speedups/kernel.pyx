@@ -5,9 +5,9 @@ twin of the same names in cyasgi/protocols/http/kernel.py."""
 cimport cython
 from cpython.contextvars cimport PyContext_Copy
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_CheckExact
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_CheckExact, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint32_t, uint64_t
 from cpython.object cimport PyObject_Call
 from libc.string cimport memchr, memcpy
@@ -417,6 +417,16 @@ cdef inline void write_frame_header(unsigned char *p, int first_byte, Py_ssize_t
         p[1] = WS_LENGTH_64
         for i in range(WS_LENGTH_64_HEADER - WS_BASE_HEADER):
             p[WS_LENGTH_64_HEADER - 1 - i] = <unsigned char> ((<uint64_t> size) >> (8 * i))
+
+
+cpdef str decode_utf8(object data):
+    """``data.decode("utf-8")`` for bytes or bytearray (another buffer: ``str(data, "utf-8")``), strict,
+    without the method call and the codec's lookup by name."""
+    if PyBytes_CheckExact(data):
+        return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL)
+    if PyByteArray_CheckExact(data):
+        return PyUnicode_DecodeUTF8(PyByteArray_AS_STRING(data), PyByteArray_GET_SIZE(data), NULL)
+    return str(data, "utf-8")
 
 
 cpdef bytes data_frame(int first_byte, object payload):

@@ -1,13 +1,13 @@
 # cython: language_level=3
 # Declarations that compile cyasgi/protocols/websockets/reader.py (linked here as wsreader.py) into the
 # compiled build: FrameReader as a C class whose typed fields the protocol (a Python subclass) sets up,
-# the frame loop over a typed view of the read, and the unmasking of the C kernel. No behaviour here.
+# the frame loop over a C pointer to the read, the C kernel's unmasking and UTF-8 decoding. No behaviour here.
 
 cimport cython
 
-from cyasgi._speedups.kernel cimport unmask
+from cyasgi._speedups.kernel cimport decode_utf8, unmask
 
-ctypedef const unsigned char octet  # a read is bytes (read-only) or a bytearray: viewed as const
+ctypedef const unsigned char *octets  # the bytes read (bytes or bytearray), never written here
 
 cdef int OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE
 cdef int FIN, RSV_BITS, OPCODE_BITS, MASK_BIT, LENGTH_BITS, LENGTH_16
@@ -43,7 +43,7 @@ cdef class FrameReader:
 
     cpdef _held_frames_resumed(self)
 
-    @cython.locals(buffer=bytearray, view=octet[::1], rest=Py_ssize_t, size=Py_ssize_t,
+    @cython.locals(buffer=bytearray, view=octets, rest=Py_ssize_t, size=Py_ssize_t,
                    pos=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t, length=Py_ssize_t, first=int, second=int,
                    opcode=int, masked=int, code=int, engine_from=Py_ssize_t, max_size=Py_ssize_t,
                    assembly=bytearray, payload=bytes)

@@ -96,14 +96,16 @@ def harness(reader_class: type) -> Any:
 
 
 def run(name: str, stream: bytes, seed: int) -> list[Any]:
-    """Feed ``stream`` in random reads; the app takes the queue whenever reading pauses."""
+    """Feed ``stream`` in random reads (bytes, bytearray or memoryview by seed); the app takes the queue
+    whenever reading pauses."""
     reader = harness(load(name, TWINS).FrameReader)
+    kind = (bytes, bytearray, memoryview)[seed % 3]
     chooser = random.Random(seed)
     pos = 0
     seen: list[Any] = []
     while pos < len(stream) and reader._phase == OPEN:
         step = chooser.choice((1, 2, 3, 7, 20, 200, len(stream)))
-        reader._frames_received(stream[pos : pos + step] if seed % 2 else bytearray(stream[pos : pos + step]))
+        reader._frames_received(kind(stream[pos : pos + step]))
         pos += step
         while reader._paused_for_queue and reader._phase == OPEN:
             seen.extend(reader._queue)

@@ -10,7 +10,8 @@ the pure build.
 * Response fields: ``header_name``, ``valid_field_value``, ``parse_content_length`` (the rules of
   ``rules.py``), and ``frame_response``: a response's bytes in one object.
 * Requests: ``is_ascii``, ``has_proxy_headers``, ``split_target``.
-* WebSocket frames: ``unmask`` (a client frame's payload, unmasked), ``data_frame`` and ``text_frame``
+* WebSocket frames: ``unmask`` (a client frame's payload, unmasked), ``decode_utf8`` (a text message's
+  payload, checked), ``data_frame`` and ``text_frame``
   (a server frame's header and payload in one bytes object).
 * Files: ``sendfile_supported()`` is False here, so the protocol never calls ``open_file``,
   ``send_more``, ``send_file`` or ``close_file`` (the compiled kernel's fast path for a whole file):
@@ -38,6 +39,7 @@ __all__ = [
     "completed",
     "close_file",
     "data_frame",
+    "decode_utf8",
     "failed",
     "frame_response",
     "has_proxy_headers",
@@ -145,6 +147,11 @@ def unmask(data: bytes | bytearray, start: int, end: int) -> bytes:
     if end - start < LARGE_PAYLOAD:
         return apply_mask(data[start:end], key)
     return apply_mask(memoryview(data)[start:end], key)  # a large payload is not copied first
+
+
+def decode_utf8(data: bytes | bytearray) -> str:
+    """``data.decode("utf-8")``, strict (any buffer)."""
+    return str(data, "utf-8")
 
 
 def data_frame(first_byte: int, payload: bytes) -> bytes:
