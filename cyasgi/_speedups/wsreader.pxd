@@ -13,7 +13,7 @@ cdef int OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE
 cdef int FIN, RSV_BITS, OPCODE_BITS, MASK_BIT, LENGTH_BITS, LENGTH_16
 cdef int CLOSE_INVALID_DATA, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG
 cdef Py_ssize_t BASE_HEADER_SIZE, LENGTH_16_HEADER_SIZE, LENGTH_64_HEADER_SIZE, MASK_SIZE, LENGTH_64_CAP
-cdef int OPEN, CLOSING
+cdef int OPEN, CLOSING, HANDSHAKE, CONNECTING
 cdef str _RECEIVE
 cdef object _utf8_decoder
 
@@ -25,6 +25,8 @@ cdef class FrameReader:
         public Py_ssize_t max_queue      # --ws-max-queue (at least 1)
         public int _phase                # phases.py
         public bint _paused_for_queue    # reading stopped: the queue is full
+        public bint _write_paused        # the transport asked us to stop writing
+        public bint _paused_for_writes   # reading stopped: the write buffer is past its hard limit
         public object _metrics           # a Recorder, or None
         public object _queue             # the deque of messages for the app
         public object _waiter            # the future receive() waits on, or None
@@ -40,6 +42,9 @@ cdef class FrameReader:
 
     @cython.locals(queue=object, waiter=object)
     cpdef _message(self, dict message)
+
+    @cython.locals(phase=int)
+    cpdef data_received(self, data)
 
     cpdef _held_frames_resumed(self)
 

@@ -294,24 +294,15 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
     def pause_writing(self) -> None:
         self._write_paused = True
 
+    # data_received(): the reader's (compiled with it), which hands the handshake phases back to the
+    # methods below.
+
     def resume_writing(self) -> None:
         self._write_paused = False
         self._release_drain_waiters()
         if self._paused_for_writes:
             self._paused_for_writes = False
             self._update_reading()
-
-    def data_received(self, data: bytes) -> None:
-        phase = self._phase
-        if phase == OPEN or phase == CLOSING:
-            self._frames_received(data)
-            if self._write_paused and not self._paused_for_writes:
-                self._check_write_limit()
-        elif phase == HANDSHAKE:
-            self._head_received(data)
-        elif phase == CONNECTING:
-            self._hold(data)
-        # RESPONSE / CLOSED: the client has nothing more to say that we would read.
 
     # The opening handshake ------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from cyasgi.protocols.websockets.frames import (
     OPCODE_BITS,
     RSV_BITS,
 )
-from cyasgi.protocols.websockets.phases import CLOSING, OPEN
+from cyasgi.protocols.websockets.phases import CLOSING, CONNECTING, HANDSHAKE, OPEN
 
 __all__ = ["COMPILED", "FrameReader"]
 
@@ -61,8 +61,9 @@ _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 class FrameReader:
     """Frame splitting and decoding, over the state fields it owns (``_reset_reader``).
 
-    The protocol calls ``_frames_received(data)`` with every read while the connection is open or
-    closing, and ``_held_frames_resumed()`` once the app has caught up with a full queue. The reader
+    ``data_received`` gives ``_frames_received(data)`` every read while the connection is open or
+    closing (the handshake's reads go back to the protocol: ``_head_received``, ``_hold``), and the
+    protocol calls ``_held_frames_resumed()`` once the app has caught up with a full queue. The reader
     queues each decoded message itself (``_message``: the fields of the receive queue live here,
     the protocol sets them up), and calls back: ``_update_reading`` once the queue is full,
     ``_engine_feed`` with the frames it does not decode,
@@ -77,6 +78,8 @@ class FrameReader:
     max_queue: int
     _phase: int
     _paused_for_queue: bool
+    _write_paused: bool
+    _paused_for_writes: bool
     _metrics: Any
     _queue: Any
     _waiter: Any
@@ -94,6 +97,12 @@ class FrameReader:
     if TYPE_CHECKING:  # the callbacks, which the protocol implements
 
         def _update_reading(self) -> None: ...
+
+        def _check_write_limit(self) -> None: ...
+
+        def _head_received(self, data: bytes) -> None: ...
+
+        def _hold(self, data: bytes) -> None: ...
 
         def _engine_feed(self, data: bytes | bytearray) -> None: ...
 
@@ -117,6 +126,19 @@ class FrameReader:
         if len(queue) >= self.max_queue and not self._paused_for_queue:
             self._paused_for_queue = True
             self._update_reading()
+
+    def data_received(self, data: bytes) -> None:
+        """asyncio.Protocol's: every read, by phase (here so the common one stays in the compiled build)."""
+        phase = self._phase
+        if phase == OPEN or phase == CLOSING:
+            self._frames_received(data)
+            if self._write_paused and not self._paused_for_writes:
+                self._check_write_limit()
+        elif phase == HANDSHAKE:
+            self._head_received(data)
+        elif phase == CONNECTING:
+            self._hold(data)
+        # RESPONSE / CLOSED: the client has nothing more to say that we would read.
 
     def _held_frames_resumed(self) -> None:
         """Parse what a full queue held back (``_frames_received`` stopped in the middle of a read)."""
