@@ -156,7 +156,7 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
         self.tasks = server_state.tasks
         self._metrics = recorder_for(server_state)
 
-        self.max_size: int = config.ws_max_size
+        self.max_size: int = int(config.ws_max_size)  # a C integer in the compiled reader
         self.max_queue: int = max(1, int(config.ws_max_queue))
         self._resume_level = self.max_queue // 4
         interval = config.ws_ping_interval

@@ -8,7 +8,7 @@ in order, or as a run of frames in one call.
 
 One source, two builds: CPython runs this file compiled as ``cyasgi._speedups.wsreader`` (a link to
 it) with ``cyasgi/_speedups/wsreader.pxd`` (a C class with typed fields, the frame loop reading the
-headers through a C pointer); the pure build runs it as Python. ``cyasgi.protocols.websockets.twin`` picks one.
+headers through a C pointer); the pure build runs it as Python. ``twin.py`` picks one.
 """
 
 from __future__ import annotations
