@@ -1,12 +1,16 @@
-"""Frame decoding of the WebSocket base protocol in memory: nanoseconds per incoming frame.
+"""Frame decoding of the WebSocket base protocol in memory: nanoseconds per incoming frame (and per
+outgoing message for the ``send`` workloads).
 
     .venv/bin/python perf/ws_microbench.py                 # every workload, every --ws engine
     .venv/bin/python perf/ws_microbench.py --ws wsproto --repeat 9
 
 No sockets, no app task: a stub transport, a protocol opened by hand, and ``data_received`` fed
 prepared reads of masked client frames (32-byte payloads unless the workload says otherwise); the
-queued messages are dropped after every read. The best of ``--repeat`` runs is reported, in the
-process's CPU time (``time.process_time``), which a busy machine disturbs far less than wall time.
+queued messages are dropped after every read. The ``send`` workloads run the app's ``send()`` of one
+message to completion instead (it never suspends on the stub transport). The ``deflate`` workloads
+negotiate permessage-deflate in the handshake and send compressed frames (RSV1), which the engine
+decodes. The best of ``--repeat`` runs is reported, in the process's CPU time (``time.process_time``),
+which a busy machine disturbs far less than wall time.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import sys
 import time
 import timeit
+import zlib
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,6 +39,15 @@ HANDSHAKE = (
     b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
+#: The same handshake offering permessage-deflate (the server's default config accepts it).
+DEFLATE_HANDSHAKE = HANDSHAKE[:-2] + b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+#: The client's window: the server asks for 12 bits (websockets_sansio_impl), wsproto accepts any.
+CLIENT_WINDOW_BITS = 12
+#: A sync-flushed deflate block ends with this; permessage-deflate drops it from the message.
+DEFLATE_TAIL = b"\x00\x00\xff\xff"
+RSV1 = 0x40
+#: Frames per message in the fragmented workload.
+FRAGMENTS = 4
 
 
 class StubTransport:
@@ -76,11 +90,20 @@ def masked_frame(first_byte: int, payload: bytes) -> bytes:
     return bytes((first_byte, 0x80 | len(payload))) + MASK + masked
 
 
+def deflated_frame(first_byte: int, payload: bytes) -> bytes:
+    """A compressed client message (RSV1). Each is compressed on its own, so it refers to nothing
+    before it and decodes the same whatever the server's window already holds: a read can repeat."""
+    compressor = zlib.compressobj(wbits=-CLIENT_WINDOW_BITS)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(DEFLATE_TAIL)
+    return masked_frame(first_byte | RSV1, data[: -len(DEFLATE_TAIL)])
+
+
 async def _app(scope: Any, receive: Any, send: Any) -> None:
     pass
 
 
-def open_protocol(engine: str, loop: asyncio.AbstractEventLoop) -> Any:
+def open_protocol(engine: str, loop: asyncio.AbstractEventLoop, deflate: bool = False) -> Any:
     config = Config(_app, ws=engine, ws_max_queue=1 << 30, log_config=None, lifespan="off")
     config.load()
     state = ServerState()
@@ -88,9 +111,10 @@ def open_protocol(engine: str, loop: asyncio.AbstractEventLoop) -> Any:
     state.default_headers_block = encode_headers_block([])
     protocol = config.ws_protocol_class(config=config, server_state=state, app_state={}, _loop=loop)
     protocol.connection_made(StubTransport())
-    protocol.data_received(HANDSHAKE)
+    protocol.data_received(DEFLATE_HANDSHAKE if deflate else HANDSHAKE)
     protocol._accept({"type": "websocket.accept"})
     protocol._queue.clear()
+    assert protocol._plain_send != deflate, "permessage-deflate was not negotiated as asked"
     return protocol
 
 
@@ -109,7 +133,32 @@ WORKLOADS = {
         * 25,
         100,
     ),
+    "deflate text32 x100": (deflated_frame(0x81, b"0123456789abcdef" * 2) * 100, 100),
+    "deflate binary1k x10": (deflated_frame(0x82, b"0123456789abcdef" * 64) * 10, 10),
 }
+#: name: the message the app sends.
+SEND_WORKLOADS = {
+    "send text32": {"type": "websocket.send", "text": "0123456789abcdef" * 2},
+    "send binary32": {"type": "websocket.send", "bytes": bytes(range(32))},
+    "deflate send text32": {"type": "websocket.send", "text": "0123456789abcdef" * 2},
+}
+
+
+def time_send(protocol: Any, message: dict[str, Any], args: argparse.Namespace) -> float:
+    """Nanoseconds per ``send(message)``, each coroutine driven to its end by hand."""
+    send = protocol.send
+
+    def run(send: Any = send, message: dict[str, Any] = message) -> None:
+        try:
+            send(message).send(None)
+        except StopIteration:
+            pass
+        else:  # pragma: no cover - the stub transport never makes send() wait
+            raise AssertionError("send() suspended")
+
+    run()
+    best = min(timeit.repeat(run, number=args.frames, repeat=args.repeat, timer=time.process_time))
+    return best / args.frames * 1e9
 
 
 def main() -> None:
@@ -117,22 +166,32 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--ws", default=",".join(ENGINES), help="comma-separated engines")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated workload names")
+    parser.add_argument(
+        "--workloads", default=",".join([*WORKLOADS, *SEND_WORKLOADS]), help="comma-separated workload names"
+    )
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--frames", type=int, default=200_000, help="frames per run")
     args = parser.parse_args()
     loop = asyncio.new_event_loop()
     for engine in args.ws.split(","):
-        protocol = open_protocol(engine, loop)
-        queue = protocol._queue
+        plain = open_protocol(engine, loop)
+        compressed = open_protocol(engine, loop, deflate=True)
         for name in args.workloads.split(","):
+            protocol = compressed if name.startswith("deflate") else plain
+            if name in SEND_WORKLOADS:
+                print(f"{engine:18} {name:22} {time_send(protocol, SEND_WORKLOADS[name], args):8.1f} ns/message")
+                continue
             data, frames = WORKLOADS[name]
+            queue = protocol._queue
 
             def feed(data: bytes = data, protocol: Any = protocol, queue: Any = queue) -> None:
                 protocol.data_received(data)
                 queue.clear()
 
-            feed()
+            protocol.data_received(data)
+            messages = frames // FRAGMENTS if name.startswith("fragmented") else frames
+            assert len(queue) == messages and "websocket.receive" == queue[-1]["type"], (engine, name, len(queue))
+            queue.clear()
             assert not protocol._buffer and protocol._phase == 2, (engine, name)  # whole frames, still OPEN
             number = max(1, args.frames // frames)
             best = min(timeit.repeat(feed, number=number, repeat=args.repeat, timer=time.process_time))

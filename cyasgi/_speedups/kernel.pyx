@@ -4,7 +4,11 @@ twin of the same names in cyasgi/protocols/http/kernel.py."""
 
 cimport cython
 from cpython.contextvars cimport PyContext_Copy
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_CheckExact, PyByteArray_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
+from libc.stdint cimport uint32_t, uint64_t
 from cpython.object cimport PyObject_Call
 from libc.string cimport memchr, memcpy
 
@@ -69,6 +73,7 @@ cdef extern from *:
     int cyasgi_ipv4_name(int fd, int peer, unsigned long *host, unsigned int *port) nogil
 
 from cyasgi.protocols.http import rules
+from cyasgi.protocols.websockets.frames import data_frame_header
 
 cdef object Task = asyncio.Task
 cdef object split_target_slowly = rules.split_target
@@ -401,3 +406,122 @@ cpdef Py_ssize_t send_file(int sock_fd, int fd, Py_ssize_t offset, Py_ssize_t en
 
 cpdef close_file(int fd):
     c_close(fd)
+
+
+# WebSocket frames ----------------------------------------------------------------------------------
+
+cdef enum:
+    WS_MASK_SIZE = 4      # the masking key of a client frame
+    WORD_SIZE = 8         # the XOR runs a 64-bit word at a time
+    WS_LENGTH_16 = 126    # the length markers of RFC 6455, 5.2 (frames.LENGTH_16, LENGTH_64)
+    WS_LENGTH_64 = 127
+    WS_BASE_HEADER = 2
+    WS_LENGTH_16_HEADER = 4
+    WS_LENGTH_64_HEADER = 10
+    WS_LENGTH_16_LIMIT = 65536  # payloads from this size need the 64-bit length
+
+
+cpdef bytes unmask(object data, Py_ssize_t start, Py_ssize_t end):
+    """A client frame's payload ``data[start:end]`` XORed with its masking key, the 4 bytes before
+    ``start``, in one new bytes object (the caller has checked ``4 <= start <= end <= len(data)``)."""
+    cdef Py_buffer view
+    cdef bint viewed = False  # bytes and bytearray are read directly, any other buffer through view
+    cdef const unsigned char *source
+    cdef Py_ssize_t size = end - start
+    cdef Py_ssize_t i = 0
+    cdef uint32_t key32
+    cdef uint64_t key, word
+    cdef unsigned char *out
+    cdef bytes payload
+    if PyBytes_CheckExact(data):
+        source = <const unsigned char *> PyBytes_AS_STRING(data)
+    elif PyByteArray_CheckExact(data):
+        source = <const unsigned char *> PyByteArray_AS_STRING(data)
+    else:
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        viewed = True
+        source = <const unsigned char *> view.buf
+    try:
+        payload = PyBytes_FromStringAndSize(NULL, size)
+        out = <unsigned char *> PyBytes_AS_STRING(payload)
+        memcpy(&key32, source + start - WS_MASK_SIZE, WS_MASK_SIZE)
+        key = (<uint64_t> key32 << 32) | key32  # the key twice: byte order does not matter here
+        source += start
+        while i + WORD_SIZE <= size:
+            memcpy(&word, source + i, WORD_SIZE)
+            word ^= key
+            memcpy(out + i, &word, WORD_SIZE)
+            i += WORD_SIZE
+        while i < size:  # i is a multiple of 8 here, so the key restarts at its first byte
+            out[i] = source[i] ^ (<const unsigned char *> &key32)[i & 3]
+            i += 1
+    finally:
+        if viewed:
+            PyBuffer_Release(&view)
+    return payload
+
+
+cdef inline Py_ssize_t frame_header_size(Py_ssize_t size) noexcept:
+    if size < WS_LENGTH_16:
+        return WS_BASE_HEADER
+    if size < WS_LENGTH_16_LIMIT:
+        return WS_LENGTH_16_HEADER
+    return WS_LENGTH_64_HEADER
+
+
+cdef inline void write_frame_header(unsigned char *p, int first_byte, Py_ssize_t size, Py_ssize_t header) noexcept:
+    cdef int i
+    p[0] = <unsigned char> first_byte
+    if header == WS_BASE_HEADER:
+        p[1] = <unsigned char> size
+    elif header == WS_LENGTH_16_HEADER:
+        p[1] = WS_LENGTH_16
+        p[2] = <unsigned char> (size >> 8)
+        p[3] = <unsigned char> size
+    else:  # big-endian, most significant byte first
+        p[1] = WS_LENGTH_64
+        for i in range(WS_LENGTH_64_HEADER - WS_BASE_HEADER):
+            p[WS_LENGTH_64_HEADER - 1 - i] = <unsigned char> ((<uint64_t> size) >> (8 * i))
+
+
+cpdef str decode_utf8(object data):
+    """``data.decode("utf-8")`` for bytes or bytearray (another buffer: ``str(data, "utf-8")``), strict,
+    without the method call and the codec's lookup by name."""
+    if PyBytes_CheckExact(data):
+        return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL)
+    if PyByteArray_CheckExact(data):
+        return PyUnicode_DecodeUTF8(PyByteArray_AS_STRING(data), PyByteArray_GET_SIZE(data), NULL)
+    return str(data, "utf-8")
+
+
+cpdef bytes data_frame(int first_byte, object payload):
+    """An unmasked (server) frame: the header for ``payload``'s size, then the payload, in one bytes
+    (bytes copied once; another bytes-like payload is concatenated to the header)."""
+    cdef const char *source
+    cdef Py_ssize_t size
+    cdef Py_ssize_t header
+    cdef bytes out
+    cdef unsigned char *p
+    if not PyBytes_CheckExact(payload):
+        return data_frame_header(first_byte, len(payload)) + payload
+    source = PyBytes_AS_STRING(payload)
+    size = PyBytes_GET_SIZE(payload)
+    header = frame_header_size(size)
+    out = PyBytes_FromStringAndSize(NULL, header + size)
+    p = <unsigned char *> PyBytes_AS_STRING(out)
+    write_frame_header(p, first_byte, size, header)
+    memcpy(p + header, source, size)
+    return out
+
+
+cpdef bytes text_frame(int first_byte, str text):
+    """``data_frame(first_byte, text.encode("utf-8"))`` without the intermediate bytes (an ASCII str is
+    read in place)."""
+    cdef Py_ssize_t size
+    cdef const char *source = PyUnicode_AsUTF8AndSize(text, &size)
+    cdef Py_ssize_t header = frame_header_size(size)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, header + size)
+    cdef unsigned char *p = <unsigned char *> PyBytes_AS_STRING(out)
+    write_frame_header(p, first_byte, size, header)
+    memcpy(p + header, source, size)
+    return out

@@ -12,7 +12,7 @@ import pytest
 from cyasgi.protocols.http.wire import LAST_CHUNK, frame_body, framing_field
 from cyasgi.protocols.websockets import frames
 from cyasgi.protocols.websockets.base import WebSocketProtocolBase
-from cyasgi.protocols.websockets.reader import FrameReader
+from cyasgi.protocols.websockets.twin import FrameReader
 from tests.utils import MockTransport, make_config, make_state
 from tests.ws_utils import echo_app, frame, handshake_request
 

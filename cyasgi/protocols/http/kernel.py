@@ -12,6 +12,9 @@ the pure build.
 * Requests: ``is_ascii``, ``has_proxy_headers``, ``split_target``.
 * Addresses: ``ipv4_addresses(transport)`` is None here: the protocol asks the transport, which gives
   the same addresses (the compiled kernel reads those of an IPv4 socket itself, for less).
+* WebSocket frames: ``unmask`` (a client frame's payload, unmasked), ``decode_utf8`` (a text message's
+  payload, checked), ``data_frame`` and ``text_frame``
+  (a server frame's header and payload in one bytes object).
 * Files: ``sendfile_supported()`` is False here, so the protocol never calls ``open_file``,
   ``send_more``, ``send_file`` or ``close_file`` (the compiled kernel's fast path for a whole file):
   it sends files the general way, which writes the same bytes.
@@ -32,10 +35,13 @@ from cyasgi.protocols.http.rules import (
     parse_content_length,
     split_target,
 )
+from cyasgi.protocols.websockets.frames import LENGTH_16, MASK_SIZE, apply_mask, data_frame_header
 
 __all__ = [
     "completed",
     "close_file",
+    "data_frame",
+    "decode_utf8",
     "failed",
     "frame_response",
     "has_proxy_headers",
@@ -51,6 +57,8 @@ __all__ = [
     "split_target",
     "start_task",
     "task_kwargs",
+    "text_frame",
+    "unmask",
     "valid_field_value",
 ]
 
@@ -133,6 +141,37 @@ def frame_response(
 
 def ipv4_addresses(transport: Any) -> tuple[tuple[str, int], tuple[str, int]] | None:
     return None
+
+
+#: Payload size from which a frame is unmasked from a memoryview instead of a copied slice.
+LARGE_PAYLOAD = 65536
+
+
+def unmask(data: bytes | bytearray, start: int, end: int) -> bytes:
+    """A client frame's payload ``data[start:end]`` XORed with its masking key, the 4 bytes before
+    ``start`` (the caller has checked ``4 <= start <= end <= len(data)``)."""
+    key = data[start - MASK_SIZE : start]
+    if end - start < LARGE_PAYLOAD:
+        return apply_mask(data[start:end], key)
+    return apply_mask(memoryview(data)[start:end], key)  # a large payload is not copied first
+
+
+def decode_utf8(data: bytes | bytearray) -> str:
+    """``data.decode("utf-8")``, strict (any buffer)."""
+    return str(data, "utf-8")
+
+
+def data_frame(first_byte: int, payload: bytes) -> bytes:
+    """An unmasked (server) frame: the header for ``payload``'s size, then the payload, in one bytes."""
+    size = len(payload)
+    if size < LENGTH_16:  # the common small frame, without a call for its header
+        return bytes((first_byte, size)) + payload
+    return data_frame_header(first_byte, size) + payload
+
+
+def text_frame(first_byte: int, text: str) -> bytes:
+    """``data_frame(first_byte, text.encode("utf-8"))`` (the compiled kernel skips the intermediate bytes)."""
+    return data_frame(first_byte, text.encode("utf-8"))
 
 
 def sendfile_supported() -> bool:

@@ -4,9 +4,9 @@
 ``receive``/``send`` state machine, the denial-response extension, flow control both ways, keepalive
 pings, the closing handshake and its timeout, graceful shutdown and the log lines. A subclass plugs
 in a frame *engine* (a sans-I/O library) by implementing the ``_engine_*`` methods; it never touches
-the app or the transport state. The common incoming frames are decoded without the engine by the
-``reader.FrameReader`` mixin (names from ``frames``); the denial response is framed with the HTTP/1.1
-helpers of ``cyasgi.protocols.http.wire``.
+the app or the transport state. The common incoming frames are decoded and queued without the engine
+by the ``reader.FrameReader`` base (compiled where it is built: see ``twin``; names from ``frames``);
+the denial response is framed with the HTTP/1.1 helpers of ``cyasgi.protocols.http.wire``.
 
 Life of a connection (``_phase``):
 
@@ -58,14 +58,13 @@ from cyasgi.protocols.websockets.frames import (
     CLOSE_SERVICE_RESTART,
     FIN_BINARY,
     FIN_TEXT,
-    LENGTH_16,
     MAX_CLOSE_REASON,
     PRIVATE_CLOSE_CODES,
     SENDABLE_CLOSE_CODES,
     data_frame_header,
 )
 from cyasgi.protocols.websockets.phases import CLOSED, CLOSING, CONNECTING, HANDSHAKE, OPEN, RESPONSE
-from cyasgi.protocols.websockets.reader import FrameReader
+from cyasgi.protocols.websockets.twin import FrameReader, data_frame, text_frame
 
 __all__ = ["CLOSE_TIMEOUT", "WebSocketProtocolBase"]
 
@@ -157,7 +156,7 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
         self.tasks = server_state.tasks
         self._metrics = recorder_for(server_state)
 
-        self.max_size: int = config.ws_max_size
+        self.max_size: int = int(config.ws_max_size)  # a C integer in the compiled reader
         self.max_queue: int = max(1, int(config.ws_max_queue))
         self._resume_level = self.max_queue // 4
         interval = config.ws_ping_interval
@@ -295,24 +294,15 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
     def pause_writing(self) -> None:
         self._write_paused = True
 
+    # data_received(): the reader's (compiled with it), which hands the handshake phases back to the
+    # methods below.
+
     def resume_writing(self) -> None:
         self._write_paused = False
         self._release_drain_waiters()
         if self._paused_for_writes:
             self._paused_for_writes = False
             self._update_reading()
-
-    def data_received(self, data: bytes) -> None:
-        phase = self._phase
-        if phase == OPEN or phase == CLOSING:
-            self._frames_received(data)
-            if self._write_paused and not self._paused_for_writes:
-                self._check_write_limit()
-        elif phase == HANDSHAKE:
-            self._head_received(data)
-        elif phase == CONNECTING:
-            self._hold(data)
-        # RESPONSE / CLOSED: the client has nothing more to say that we would read.
 
     # The opening handshake ------------------------------------------------------------------------
 
@@ -461,7 +451,7 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
                 text = message.get("text")
                 if text is not None:
                     if self._plain_send:
-                        self._write_data(FIN_TEXT, text.encode("utf-8"))
+                        self._write_text(text)
                     else:
                         self.transport.write(self._engine_text(text))
                     return
@@ -506,13 +496,17 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
 
     def _write_data(self, first_byte: int, payload: bytes) -> None:
         """One unmasked data frame (FIN set) without extensions."""
-        size = len(payload)
-        if size < LENGTH_16:
-            self.transport.write(bytes((first_byte, size)) + payload)
-        elif size < COPY_LIMIT:
-            self.transport.write(data_frame_header(first_byte, size) + payload)
+        if len(payload) < COPY_LIMIT:
+            self.transport.write(data_frame(first_byte, payload))
         else:  # no copy of a large payload just to prepend a few bytes
-            self.transport.writelines((data_frame_header(first_byte, size), payload))
+            self.transport.writelines((data_frame_header(first_byte, len(payload)), payload))
+
+    def _write_text(self, text: str) -> None:
+        """One unmasked text frame (FIN set) without extensions."""
+        if len(text) < COPY_LIMIT:
+            self.transport.write(text_frame(FIN_TEXT, text))
+        else:
+            self._write_data(FIN_TEXT, text.encode("utf-8"))
 
     # Accepting, refusing, answering with HTTP ------------------------------------------------------
 
@@ -619,24 +613,7 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
                 raise RuntimeError("Response content shorter than Content-Length")
             self._close_transport()
 
-    # Messages in ---------------------------------------------------------------------------------------
-
-    def _message(self, message: dict[str, Any]) -> None:
-        """A complete message from the peer (called by the engine)."""
-        if self._phase != OPEN:
-            return  # after our close frame, data is discarded until the peer's close arrives
-        if self._metrics is not None:
-            self._metrics.websocket_message_in()
-        queue = self._queue
-        queue.append(message)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-        if len(queue) >= self.max_queue and not self._paused_for_queue:
-            self._paused_for_queue = True
-            self._update_reading()
+    # Messages in (``_message``, which queues one, is the reader's) ---------------------------------------
 
     def _queue_disconnect(self, code: int, reason: str) -> None:
         if self._disconnect is not None:

@@ -2,14 +2,27 @@
 ``base.WebSocketProtocolBase``.
 
 It splits the bytes read into frames, decodes the common ones itself (whole or fragmented masked
-text and binary frames, uncompressed, within ``max_size``: unmasked, assembled, checked as UTF-8)
-and hands every other frame to the engine, whole and in order, or as a run of frames in one call.
+text and binary frames, uncompressed, within ``max_size``: unmasked, assembled, checked as UTF-8),
+queues the messages for the app (``_message``) and hands every other frame to the engine, whole and
+in order, or as a run of frames in one call.
+
+One source, two builds: CPython runs this file compiled as ``cyasgi._speedups.wsreader`` (a link to
+it) with ``cyasgi/_speedups/wsreader.pxd`` (a C class with typed fields, the frame loop reading the
+headers through a C pointer); the pure build runs it as Python. ``twin.py`` picks one.
 """
 
 from __future__ import annotations
 
 import codecs
 from typing import TYPE_CHECKING, Any
+
+try:
+    import cython
+except ImportError:  # no Cython where this runs: the pure build
+    from cyasgi import _cython_shim as cython
+
+if not cython.compiled:  # the compiled build takes them from the C kernel (wsreader.pxd)
+    from cyasgi.protocols.http.kernel import decode_utf8, unmask
 
 from cyasgi.protocols.websockets.frames import (
     BASE_HEADER_SIZE,
@@ -29,14 +42,17 @@ from cyasgi.protocols.websockets.frames import (
     OP_TEXT,
     OPCODE_BITS,
     RSV_BITS,
-    apply_mask,
 )
-from cyasgi.protocols.websockets.phases import CLOSING, OPEN
+from cyasgi.protocols.websockets.phases import CLOSING, CONNECTING, HANDSHAKE, OPEN
 
-__all__ = ["LARGE_PAYLOAD", "FrameReader"]
+__all__ = ["COMPILED", "FrameReader"]
 
-#: Payload size from which a frame is unmasked from a memoryview instead of a copied slice.
-LARGE_PAYLOAD = 65536
+#: True in the compiled build (cyasgi._speedups.wsreader), False where this file runs as Python.
+COMPILED = cython.compiled
+
+#: A 64-bit length is read up to this (far above any ``max_size``): it then fits a C integer, and a
+#: frame that long goes to the engine, which refuses it, in both builds alike.
+LENGTH_64_CAP = 1 << 62
 
 _RECEIVE = "websocket.receive"
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
@@ -45,19 +61,28 @@ _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 class FrameReader:
     """Frame splitting and decoding, over the state fields it owns (``_reset_reader``).
 
-    The protocol calls ``_frames_received(data)`` with every read while the connection is open or
-    closing, and ``_held_frames_resumed()`` once the app has caught up with a full queue. The reader
-    reads ``max_size``, ``_phase`` and ``_paused_for_queue``, and calls back: ``_message`` with
-    each decoded message, ``_engine_feed`` with the frames it does not decode,
+    ``data_received`` gives ``_frames_received(data)`` every read while the connection is open or
+    closing (the handshake's reads go back to the protocol: ``_head_received``, ``_hold``), and the
+    protocol calls ``_held_frames_resumed()`` once the app has caught up with a full queue. The reader
+    queues each decoded message itself (``_message``: the fields of the receive queue live here,
+    the protocol sets them up), and calls back: ``_update_reading`` once the queue is full,
+    ``_engine_feed`` with the frames it does not decode,
     ``_engine_fail`` for a frame it refuses, ``_engine_drop_message`` when a close frame interrupts
     a message the engine assembles. Any callback may end the connection (``_phase`` leaves
     open/closing): the reader then stops at once. Engines deliver the text messages they decode
     themselves through ``_text_received`` too, so every text message is checked the same way.
     """
 
+    # Set by the protocol: the limits, its phase, and the receive queue's state (compiled: C fields).
     max_size: int
+    max_queue: int
     _phase: int
     _paused_for_queue: bool
+    _write_paused: bool
+    _paused_for_writes: bool
+    _metrics: Any
+    _queue: Any
+    _waiter: Any
 
     def _reset_reader(self) -> None:
         self._buffer = bytearray()  # the start of an incomplete frame
@@ -71,13 +96,49 @@ class FrameReader:
 
     if TYPE_CHECKING:  # the callbacks, which the protocol implements
 
-        def _message(self, message: dict[str, Any]) -> None: ...
+        def _update_reading(self) -> None: ...
+
+        def _check_write_limit(self) -> None: ...
+
+        def _head_received(self, data: bytes) -> None: ...
+
+        def _hold(self, data: bytes) -> None: ...
 
         def _engine_feed(self, data: bytes | bytearray) -> None: ...
 
         def _engine_fail(self, code: int, reason: str) -> None: ...
 
         def _engine_drop_message(self) -> None: ...
+
+    def _message(self, message: dict[str, Any]) -> None:
+        """A complete message from the peer (from here, or from the engine): queued for the app."""
+        if self._phase != OPEN:
+            return  # after our close frame, data is discarded until the peer's close arrives
+        if self._metrics is not None:
+            self._metrics.websocket_message_in()
+        queue = self._queue
+        queue.append(message)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        if len(queue) >= self.max_queue and not self._paused_for_queue:
+            self._paused_for_queue = True
+            self._update_reading()
+
+    def data_received(self, data: bytes) -> None:
+        """asyncio.Protocol's: every read, by phase (here so the common one stays in the compiled build)."""
+        phase = self._phase
+        if phase == OPEN or phase == CLOSING:
+            self._frames_received(data)
+            if self._write_paused and not self._paused_for_writes:
+                self._check_write_limit()
+        elif phase == HANDSHAKE:
+            self._head_received(data)
+        elif phase == CONNECTING:
+            self._hold(data)
+        # RESPONSE / CLOSED: the client has nothing more to say that we would read.
 
     def _held_frames_resumed(self) -> None:
         """Parse what a full queue held back (``_frames_received`` stopped in the middle of a read)."""
@@ -109,7 +170,12 @@ class FrameReader:
             if self._phase != OPEN and self._phase != CLOSING:
                 return
             data = data[rest:]
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = bytes(data)  # another buffer (a memoryview...): the compiled build reads bytes only
         size = len(data)
+        # Compiled: a C pointer to the bytes read (wsreader.pxd; ``data`` keeps them alive, and nothing
+        # resizes them while this runs: a bytearray here is no longer ``_buffer``); here the object.
+        view = data
         pos = 0
         engine_from = -1  # start of a run of frames for the engine
         max_size = self.max_size
@@ -119,19 +185,19 @@ class FrameReader:
             start = pos + BASE_HEADER_SIZE
             if start > size:
                 break
-            first = data[pos]
-            second = data[pos + 1]
+            first = view[pos]
+            second = view[pos + 1]
             length = second & LENGTH_BITS
             if length >= LENGTH_16:  # one of the two markers of a longer length
                 if length == LENGTH_16:
                     if size - pos < LENGTH_16_HEADER_SIZE:
                         break
-                    length = (data[start] << 8) | data[start + 1]
+                    length = (view[start] << 8) | view[start + 1]
                     start = pos + LENGTH_16_HEADER_SIZE
                 else:  # LENGTH_64
                     if size - pos < LENGTH_64_HEADER_SIZE:
                         break
-                    length = int.from_bytes(data[start : pos + LENGTH_64_HEADER_SIZE], "big")
+                    length = min(int.from_bytes(data[start : pos + LENGTH_64_HEADER_SIZE], "big"), LENGTH_64_CAP)
                     start = pos + LENGTH_64_HEADER_SIZE
             masked = second & MASK_BIT
             if masked:
@@ -179,10 +245,7 @@ class FrameReader:
                     engine_from = -1
                     if self._phase != OPEN and self._phase != CLOSING:
                         return
-                if length < LARGE_PAYLOAD:
-                    payload = apply_mask(data[start:end], data[start - MASK_SIZE : start])
-                else:  # unmasked from a view: a large payload is not copied first
-                    payload = apply_mask(memoryview(data)[start:end], data[start - MASK_SIZE : start])
+                payload = unmask(data, start, end)
                 if assembly is None and first & FIN:  # a whole message
                     if opcode == OP_TEXT:
                         if not self._text_received(payload):
@@ -223,7 +286,8 @@ class FrameReader:
     def _text_received(self, payload: bytes | bytearray) -> bool:
         """A complete text message; False when it is not UTF-8 (the connection then fails, 1007)."""
         try:
-            text = payload.decode("utf-8")
+            # Compiled: the kernel's C decoder, without a method call (here the method is the fastest).
+            text = decode_utf8(payload) if cython.compiled else payload.decode("utf-8")
         except UnicodeDecodeError as exc:
             self._engine_fail(CLOSE_INVALID_DATA, f"invalid UTF-8 at position {exc.start}")
             return False

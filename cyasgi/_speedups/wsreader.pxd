@@ -1,0 +1,62 @@
+# cython: language_level=3
+# Declarations that compile cyasgi/protocols/websockets/reader.py (linked here as wsreader.py) into the
+# compiled build: FrameReader as a C class whose typed fields the protocol (a Python subclass) sets up,
+# the frame loop over a C pointer to the read, the C kernel's unmasking and UTF-8 decoding. No behaviour here.
+
+cimport cython
+
+from cyasgi._speedups.kernel cimport decode_utf8, unmask
+
+ctypedef const unsigned char *octets  # the bytes read (bytes or bytearray), never written here
+
+cdef int OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE
+cdef int FIN, RSV_BITS, OPCODE_BITS, MASK_BIT, LENGTH_BITS, LENGTH_16
+cdef int CLOSE_INVALID_DATA, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG
+cdef Py_ssize_t BASE_HEADER_SIZE, LENGTH_16_HEADER_SIZE, LENGTH_64_HEADER_SIZE, MASK_SIZE, LENGTH_64_CAP
+cdef int OPEN, CLOSING, HANDSHAKE, CONNECTING
+cdef str _RECEIVE
+cdef object _utf8_decoder
+
+
+cdef class FrameReader:
+    cdef:
+        # Set by the protocol.
+        public Py_ssize_t max_size       # --ws-max-size
+        public Py_ssize_t max_queue      # --ws-max-queue (at least 1)
+        public int _phase                # phases.py
+        public bint _paused_for_queue    # reading stopped: the queue is full
+        public bint _write_paused        # the transport asked us to stop writing
+        public bint _paused_for_writes   # reading stopped: the write buffer is past its hard limit
+        public object _metrics           # a Recorder, or None
+        public object _queue             # the deque of messages for the app
+        public object _waiter            # the future receive() waits on, or None
+        # The reader's own (_reset_reader).
+        public bytearray _buffer
+        public Py_ssize_t _need
+        public Py_ssize_t _engine_rest
+        public bint _fragmented
+        public bytearray _assembly
+        public object _assembly_utf8
+
+    cpdef _reset_reader(self)
+
+    @cython.locals(queue=object, waiter=object)
+    cpdef _message(self, dict message)
+
+    @cython.locals(phase=int)
+    cpdef data_received(self, data)
+
+    cpdef _held_frames_resumed(self)
+
+    @cython.locals(buffer=bytearray, view=octets, rest=Py_ssize_t, size=Py_ssize_t,
+                   pos=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t, length=Py_ssize_t, first=int, second=int,
+                   opcode=int, masked=int, code=int, engine_from=Py_ssize_t, max_size=Py_ssize_t,
+                   assembly=bytearray, payload=bytes)
+    cpdef _frames_received(self, data)
+
+    cpdef bint _text_received(self, payload) except -1
+
+    @cython.locals(assembly=bytearray)
+    cdef bint _fragment_received(self, int opcode, int fin, bytes payload) except -1
+
+    cpdef _drop_assembly(self)

@@ -1,0 +1,1 @@
+../protocols/websockets/reader.py
