@@ -122,10 +122,6 @@ cdef class RequestCycle:
     cdef _abort(self)
 
 
-cdef object _local_address(object transport)
-cdef object _remote_address(object transport)
-
-
 @cython.final
 cdef class ConnectionSettings:
     cdef:

@@ -21,7 +21,6 @@ METRICS_REQUEST = b"M"
 
 class WorkersMetrics:
     def __init__(self, config: Any) -> None:
-        self.config = config
         self._lock = threading.Lock()
         self._retired = empty_values()
         self._blocks: dict[int, tuple[str, Block]] = {}  # id of the worker handle -> (label, block)

@@ -5,12 +5,14 @@ one; the event-loop lag of a blocked loop; every bad value."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from multiprocessing import Pipe
 from typing import Any
 
@@ -36,6 +38,7 @@ from tests.supervision import (
 )
 from tests.utils import (
     WAIT,
+    CliProcess,
     ThreadedServer,
     ipv6_available,
     make_config,
@@ -380,10 +383,17 @@ def test_bucket_bounds(microseconds, bucket):
 # --workers: the supervisor adds every worker up --------------------------------------------------------
 
 
-def supervised_metrics(cli: Any) -> str:
-    match = METRICS_ON.search(cli.wait_for_line("Metrics on "))
-    assert match, cli.output
-    return match.group(1)
+@contextlib.contextmanager
+def two_workers_with_metrics(*options: str) -> Iterator[tuple[CliProcess, str, str]]:
+    """``cyasgi --workers 2 --metrics-bind 127.0.0.1:0 OPTIONS``, both workers ready: the process, the
+    server's URL and the metrics' URL."""
+    command = cyasgi(APP, "--port", "0", "--workers", "2", "--metrics-bind", "127.0.0.1:0", *options)
+    with run_supervised(command) as cli:
+        url = cli.wait_until_serving()
+        match = METRICS_ON.search(cli.wait_for_line("Metrics on "))
+        assert match, cli.output
+        wait_for_count(cli, READY, 2)
+        yield cli, url, match.group(1)
 
 
 #: The bounded load of the --workers test: client threads, requests each (one connection per request).
@@ -405,11 +415,7 @@ def load(url: str, threads: int = LOAD_THREADS, requests: int = LOAD_REQUESTS) -
 
 
 def test_workers_are_added_up_and_a_killed_worker_is_not_forgotten():
-    command = cyasgi(APP, "--port", "0", "--workers", "2", "--metrics-bind", "127.0.0.1:0", "--metrics-path", "/m")
-    with run_supervised(command) as cli:
-        url = cli.wait_until_serving()
-        metrics = supervised_metrics(cli)
-        wait_for_count(cli, READY, 2)
+    with two_workers_with_metrics("--metrics-path", "/m") as (cli, url, metrics):
         # Scraped during a bounded load: the count only grows, and ends at what the clients did.
         clients = load(url)
         seen = []
@@ -448,13 +454,7 @@ def test_workers_are_added_up_and_a_killed_worker_is_not_forgotten():
 
 
 def test_restarts_by_reason_max_requests():
-    command = cyasgi(
-        APP, "--port", "0", "--workers", "2", "--limit-max-requests", "3", "--metrics-bind", "127.0.0.1:0"
-    )
-    with run_supervised(command) as cli:
-        url = cli.wait_until_serving()
-        metrics = supervised_metrics(cli)
-        wait_for_count(cli, READY, 2)
+    with two_workers_with_metrics("--limit-max-requests", "3") as (_, url, metrics):
         for _ in range(8):  # whichever worker takes them, one reaches its limit
             assert get(url).status_code == 200
         samples = wait_for_sample(
@@ -467,10 +467,7 @@ def test_restarts_by_reason_max_requests():
 
 def test_restarts_by_reason_reload():
     # (Without --limit-max-requests: no worker leaves by itself while SIGHUP rolls them over.)
-    with run_supervised(cyasgi(APP, "--port", "0", "--workers", "2", "--metrics-bind", "127.0.0.1:0")) as cli:
-        url = cli.wait_until_serving()
-        metrics = supervised_metrics(cli)
-        wait_for_count(cli, READY, 2)
+    with two_workers_with_metrics() as (cli, url, metrics):
         assert get(url).status_code == 200
         cli.proc.send_signal(signal.SIGHUP)
         # One worker after the other: each replacement boots before its predecessor retires.
@@ -480,13 +477,7 @@ def test_restarts_by_reason_reload():
 
 
 def test_a_worker_replaced_for_its_blocked_loop_is_counted_as_a_health_check_restart():
-    command = cyasgi(
-        APP, "--port", "0", "--workers", "2", "--timeout-worker-healthcheck", "1", "--metrics-bind", "127.0.0.1:0"
-    )
-    with run_supervised(command) as cli:
-        url = cli.wait_until_serving()
-        metrics = supervised_metrics(cli)
-        wait_for_count(cli, READY, 2)
+    with two_workers_with_metrics("--timeout-worker-healthcheck", "1") as (cli, url, metrics):
         for _ in range(4):
             assert get(url).status_code == 200
         # The stuck worker dies with the request open: its client gets an error, which is the point.

@@ -121,6 +121,7 @@ from cyasgi.protocols.http.wire import (
     simple_response,
 )
 from cyasgi.protocols.tls import alpn_protocol, tls_extension
+from cyasgi.protocols.utils import get_local_addr, get_remote_addr
 
 __all__ = ["COMPILED", "FlowControl", "HttpProtocol", "RequestCycle", "sweep_deadlines"]
 
@@ -186,24 +187,6 @@ def _flush_heads(connections: list[HttpProtocol]) -> None:
 
 def _never_connected(*args: Any) -> bool:
     return True
-
-
-def _local_address(transport: Any) -> tuple[str, int | None] | None:
-    """utils.get_local_addr, compiled here: it runs for every connection."""
-    info = transport.get_extra_info("sockname")
-    if isinstance(info, (list, tuple)) and len(info) >= 2:
-        return (str(info[0]), int(info[1]))
-    if isinstance(info, str):
-        return (info, None)
-    return None
-
-
-def _remote_address(transport: Any) -> tuple[str, int] | None:
-    """utils.get_remote_addr, compiled here: it runs for every connection."""
-    info = transport.get_extra_info("peername")
-    if isinstance(info, (list, tuple)) and len(info) >= 2:
-        return (str(info[0]), int(info[1]))
-    return None
 
 
 def _caused_by_disconnect(exc: BaseException | None) -> bool:
@@ -1035,12 +1018,12 @@ class HttpProtocol(RequestSink):
         self._transport_is_closing = transport.is_closing  # (bound once: asked at every step)
         self._transport_write = transport.write
         self.flow = FlowControl(transport)
-        addresses = ipv4_addresses(transport)
+        addresses = ipv4_addresses(transport)  # (the compiled kernel reads an IPv4 socket's itself)
         if addresses is not None:
             self.server, self.client = addresses
         else:
-            self.server = _local_address(transport)
-            self.client = _remote_address(transport)
+            self.server = get_local_addr(transport)
+            self.client = get_remote_addr(transport)
         if not self._plain and transport.get_extra_info("sslcontext"):
             self.scheme = "https"
             self._tls = tls_extension(transport, self.config.ssl_server_cert)
