@@ -11,7 +11,7 @@ PYPY ?= pypy3
 # The .py files there are symlinks to pure modules compiled with their augmenting .pxd.
 SPEEDUPS := $(wildcard cyasgi/_speedups/*.pyx cyasgi/_speedups/*.pxd cyasgi/_speedups/*.pxi cyasgi/_speedups/*.py)
 
-.PHONY: run test test-pure test-pypy test-autobahn pypy-installed h2load-installed bench bench-h2 bench-pypy bench-ws perf-check perf-conn build annotate lint clean fuzz venv
+.PHONY: run test test-pure test-pypy test-autobahn pypy-installed wrk-installed h2load-installed bench bench-h2 bench-pypy bench-ws perf-check perf-conn build annotate lint clean fuzz venv
 
 # Create the venv and install cyasgi (editable) with its test dependencies.
 $(VENV)/.installed: pyproject.toml setup.py requirements/test.txt
@@ -70,7 +70,7 @@ pypy-installed:
 # Every registered workload runs, the HTTP/2 (h2c) ones too: h2load and curl load and probe those, so they
 # are installed from Debian first when missing (h2load-installed; where that fails the h2c rows say
 # "h2load not installed" and the rest of the bench runs).
-bench: h2load-installed
+bench: wrk-installed h2load-installed
 	$(PYTHON) perf/bench.py $(BENCH_ARGS)
 
 # Only the HTTP/2 rows (h2load -c64 -m10 / -m1 / 1 KiB POST -m10 over h2c with prior knowledge) and what the
@@ -80,9 +80,17 @@ bench: h2load-installed
 # (figure)" lines, written to perf/results/h2.md. BENCH_ARGS="--quick", "--rounds 5", ...
 H2_BENCH_SERVERS := cyasgi,cyasgi-h2,granian-h2,hypercorn-h2,uvicorn-h2
 H2_BENCH_WORKLOADS := hello,h2-hello,h2-hello-m1,h2-echo-1k
-bench-h2: h2load-installed
+bench-h2: wrk-installed h2load-installed
 	$(PYTHON) perf/bench.py --servers $(H2_BENCH_SERVERS) --workloads $(H2_BENCH_WORKLOADS) \
 	  --interleave hello,h2-hello-m1 --name h2 $(BENCH_ARGS)
+
+# wrk, which loads every HTTP/1.1 workload, installed from Debian when missing: without it no row can be
+# measured, so a failure to install it stops the bench.
+wrk-installed:
+	@command -v wrk >/dev/null 2>&1 \
+	  || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 \
+	      || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)) \
+	  || { echo "wrk could not be installed from Debian (apt-get install wrk): make bench needs it"; exit 1; }
 
 # h2load (Debian's nghttp2-client) and curl with HTTP/2, installed when missing; a warning, not a failure,
 # where they cannot be (no root, no network): only the h2c workloads need them.
@@ -95,7 +103,7 @@ h2load-installed:
 # cyasgi on PyPy beside uvicorn and hypercorn on PyPy and the compiled twin on CPython (docs/pypy.md);
 # the PyPy servers get 10 s of load first (the JIT's warm-up). BENCH_ARGS="--update-docs docs/pypy.md", ...
 PYPY_BENCH_SERVERS := cyasgi-pypy,uvicorn-pypy,uvicorn-h11-pypy,hypercorn-pypy,socketify-pypy,cyasgi,uvicorn
-bench-pypy: pypy-installed
+bench-pypy: wrk-installed pypy-installed
 	$(PYTHON) perf/bench.py --servers $(PYPY_BENCH_SERVERS) --workloads hello,headers,echo-1k,stream-1m \
 	  --first-warmup 10 --baseline uvicorn-pypy --name pypy $(BENCH_ARGS)
 
