@@ -786,10 +786,11 @@ def main() -> None:
                 rates[workload][server.name].append(rate)
                 print(f"{label} {rate:10.0f} msg/s", flush=True)
     memory = {}
+    # Not for one that is missing or failed: "no permessage-deflate" says nothing about plain connections.
+    failed = {name for by_server in problems.values() for name, why in by_server.items() if why != NO_DEFLATE}
     if opts.idle:
         for server in servers:
-            # Not one that is missing or failed: "no permessage-deflate" says nothing about plain connections.
-            if any(problems[w].get(server.name, NO_DEFLATE) != NO_DEFLATE for w in opts.workloads):
+            if server.name in failed:
                 continue
             try:
                 memory[server.name] = measure_idle_memory(server, opts)
