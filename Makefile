@@ -108,7 +108,8 @@ bench-pypy: wrk-installed pypy-installed
 	  --first-warmup 10 --baseline uvicorn-pypy --name pypy $(BENCH_ARGS)
 
 # WebSocket echo throughput and idle memory against every peer of perf/registry.py that serves ASGI
-# WebSockets (uvicorn, granian, hypercorn, socketify; see docs/websockets.md). BENCH_ARGS="--quick", ...
+# WebSockets (uvicorn, granian, hypercorn, socketify; see docs/websockets.md), both workloads: the plain
+# echo and the permessage-deflate one. BENCH_ARGS="--quick", "--workloads deflate", ...
 bench-ws: build
 	$(PY) perf/ws_bench.py $(BENCH_ARGS)
 

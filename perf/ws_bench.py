@@ -3,12 +3,16 @@
     python perf/ws_bench.py                      # every such server of perf/registry.py, defaults below
     python perf/ws_bench.py --servers cyasgi,uvicorn,socketify --duration 5 --rounds 3
     python perf/ws_bench.py --quick              # 1 round of 2 s, 200 idle connections: that the rows come out
+    python perf/ws_bench.py --workloads deflate  # only the permessage-deflate echo
 
 What it measures
-* Throughput: ``--connections`` WebSocket connections each keep ``--depth`` small text messages in
-  flight against a bare ASGI echo app (``perf/apps/ws_app.py``); messages echoed per second over
-  ``--duration`` seconds, after a short warm-up. Rounds alternate between servers and the median is
-  reported, with each server's ratio to uvicorn.
+* Throughput, in two workloads (``--workloads``, both by default): ``--connections`` WebSocket
+  connections each keep ``--depth`` text messages in flight against a bare ASGI echo app
+  (``perf/apps/ws_app.py``); messages echoed per second over ``--duration`` seconds, after a short
+  warm-up. ``echo`` sends ``--size`` bytes as they are. ``deflate`` offers permessage-deflate (RFC 7692,
+  with client_no_context_takeover) and sends a ``--deflate-size``-byte JSON text compressed; a server
+  that does not accept the offer gets a row that says so and is no peer of that workload's bar. Rounds
+  alternate between servers and the median is reported, with each server's ratio to uvicorn.
 * Memory: the resident set (the server's whole process tree) grown by ``--idle`` open, idle
   WebSocket connections, reported per 1,000 connections.
 
@@ -18,8 +22,9 @@ and one message that must come back as sent. A server that is not installed, doe
 probe or a round gets a row that says so, and the others run on.
 
 The server runs pinned to CPU 1 (``taskset -c 1``), the load client to CPU 0, each in its own
-process. The client is deliberately cheap: pre-masked frames, a byte-level frame counter, uvloop when
-available, so it can outpace every server it drives.
+process. The client is deliberately cheap: one pre-masked (and for deflate pre-compressed) frame sent
+again and again, a byte-level frame counter that never inflates, uvloop when available, so it can
+outpace every server it drives.
 
 cyasgi runs from the project's venv (``.venv``); the peers from ``perf/.venv-ws``, created on first use
 and topped up when PEER_PACKAGES changes (``--setup`` reinstalls them). Results go to stdout (and
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -40,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -70,37 +77,123 @@ PROBE_TIMEOUT = 10.0
 #: --quick: rounds, seconds measured, seconds of warm-up, idle connections.
 QUICK = (1, 2.0, 1.0, 200)
 DEFAULTS = (3, 5.0, 1.0, 1000)
-#: cyasgi's echo rate at least this many times the best peer's in the same run (issue 15).
+#: cyasgi's echo rate at least this many times the best peer's in the same run (issue 15), for each workload.
 PEER_BAR = 1.5
+#: The workloads: small text messages as they are, and JSON texts over permessage-deflate.
+ECHO = "echo"
+DEFLATE = "deflate"
+WORKLOADS = (ECHO, DEFLATE)
+#: Bytes of the deflate workload's JSON message (--deflate-size): a few hundred, like a typical push.
+DEFLATE_SIZE = 300
+#: The largest message either workload sends (--size, --deflate-size): a message, not a test of limits.
+MAX_MESSAGE_SIZE = 65536
+TICKER_SYMBOLS = ("ACME", "GLOBX", "INITECH", "UMBRL", "WAYNE")
+#: The row of a server that answered the deflate workload's handshake without accepting the extension.
+NO_DEFLATE = "no permessage-deflate"
+#: How each workload is named in its heading and its bar line.
+TITLES = {ECHO: "WebSocket echo", DEFLATE: "WebSocket echo with permessage-deflate"}
 
 
 # The load client (runs in its own process) --------------------------------------------------------
 
 _KEY = base64.b64encode(b"cyasgi-ws-bench!").decode()
+#: RFC 7692's offer: every client message compressed on its own, so one pre-compressed frame stays valid.
+DEFLATE_OFFER = "permessage-deflate; client_no_context_takeover"
+#: The end of every Z_SYNC_FLUSH block: a permessage-deflate sender strips it (RFC 7692, 7.2.1).
+DEFLATE_TAIL = b"\x00\x00\xff\xff"
+_MASK = b"\x11\x22\x33\x44"
+#: First byte of a frame: FIN, RSV1 (the message is compressed), and the text opcode.
+FIN = 0x80
+RSV1 = 0x40
+TEXT = 0x01
 
 
-
-def _handshake(port: int) -> bytes:
+def _handshake(port: int, deflate: bool = False) -> bytes:
+    extensions = f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if deflate else ""
     return (
         f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        f"Sec-WebSocket-Key: {_KEY}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
     ).encode()
 
 
-def _masked_text_frame(payload: bytes) -> bytes:
-    mask = b"\x11\x22\x33\x44"
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    assert len(payload) < 126
-    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
+def _masked_text_frame(payload: bytes, compressed: bool = False) -> bytes:
+    """One client text frame of ``payload`` (already deflated when ``compressed``), in the shortest length form."""
+    first = FIN | TEXT | (RSV1 if compressed else 0)
+    size = len(payload)
+    if size < 126:
+        head = bytes([first, 0x80 | size])
+    elif size < 1 << 16:
+        head = bytes([first, 0x80 | 126]) + size.to_bytes(2, "big")
+    else:
+        head = bytes([first, 0x80 | 127]) + size.to_bytes(8, "big")
+    masked = bytes(b ^ _MASK[i % 4] for i, b in enumerate(payload))
+    return head + _MASK + masked
+
+
+def deflate_payload(message: bytes) -> bytes:
+    """``message`` as one permessage-deflate payload: raw deflate, sync-flushed, its 00 00 ff ff dropped."""
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(DEFLATE_TAIL)
+    return data[: -len(DEFLATE_TAIL)]
+
+
+def _hex_id(seed: int, length: int) -> str:
+    digest = ""
+    while len(digest) < length:
+        digest += hashlib.sha256(f"{seed}-{len(digest)}".encode()).hexdigest()
+    return digest[:length]
+
+
+def _tick(seq: int) -> dict[str, Any]:
+    return {
+        "seq": 1000 + seq, "id": _hex_id(seq, 16), "symbol": TICKER_SYMBOLS[seq % len(TICKER_SYMBOLS)],
+        "bid": round(101.25 + seq * 0.13, 2), "ask": round(101.27 + seq * 0.13, 2), "qty": 100 * (seq % 7 + 1),
+    }  # fmt: skip
+
+
+def _json_text(ticks: list[dict[str, Any]], trace: str) -> bytes:
+    return json.dumps({"type": "ticks", "events": ticks, "trace": trace}, separators=(",", ":")).encode()
+
+
+#: The shortest message json_message() makes: no event, an empty trace id.
+MIN_JSON_SIZE = len(_json_text([], ""))
+
+
+def json_message(size: int) -> bytes:
+    """A JSON text of exactly ``size`` bytes, as a live feed would push: a batch of ticker events, each with
+    an id, and a trace id that fills it up. Repeated keys and close numbers compress like real JSON; the
+    hex ids do not, so the message is not unrealistically compressible."""
+    if size < MIN_JSON_SIZE:
+        raise ValueError(f"a JSON message needs at least {MIN_JSON_SIZE} bytes")
+    ticks: list[dict[str, Any]] = []
+    while len(_json_text([*ticks, _tick(len(ticks))], "")) <= size:
+        ticks.append(_tick(len(ticks)))
+    return _json_text(ticks, _hex_id(-1, size - len(_json_text(ticks, ""))))
+
+
+def deflate_negotiated(head: bytes) -> bool:
+    """Whether a 101's head accepts permessage-deflate (in any of its Sec-WebSocket-Extensions lines)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() != b"sec-websocket-extensions":
+            continue
+        for extension in value.split(b","):
+            if extension.split(b";")[0].strip().lower() == b"permessage-deflate":
+                return True
+    return False
 
 
 class _EchoClient(asyncio.Protocol):
-    """One connection: handshake, then keep ``depth`` messages in flight, counting echoes."""
+    """One connection: handshake, then keep ``depth`` messages in flight, counting echoes (compressed or
+    not: a frame is counted, never inflated)."""
 
     def __init__(
-        self, port: int, frame: bytes, depth: int, stats: dict[str, int], ready: asyncio.Future
-    ) -> None:
+        self, port: int, frame: bytes, depth: int, stats: dict[str, int], ready: asyncio.Future,
+        deflate: bool = False,
+    ) -> None:  # fmt: skip
         self.port = port
+        self.deflate = deflate
         self.frame = frame
         self.depth = depth
         self.stats = stats
@@ -112,7 +205,7 @@ class _EchoClient(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.transport.write(_handshake(self.port))
+        self.transport.write(_handshake(self.port, self.deflate))
 
     def start(self) -> None:
         self.running = True
@@ -129,6 +222,11 @@ class _EchoClient(asyncio.Protocol):
             if not buffer.startswith(b"HTTP/1.1 101"):
                 if not self.ready.done():
                     self.ready.set_exception(RuntimeError(buffer[:200].decode("latin-1")))
+                return
+            if self.deflate and not deflate_negotiated(buffer[:end]):
+                # Compressed frames to a server that did not accept them would be a protocol error.
+                if not self.ready.done():
+                    self.ready.set_exception(RuntimeError("the server did not accept permessage-deflate"))
                 return
             self.open = True
             buffer = buffer[end + 4 :]
@@ -169,7 +267,7 @@ class _EchoClient(asyncio.Protocol):
 
 
 async def _open_connections(
-    port: int, count: int, frame: bytes, depth: int, stats: dict[str, int]
+    port: int, count: int, frame: bytes, depth: int, stats: dict[str, int], deflate: bool = False
 ) -> list[_EchoClient]:
     loop = asyncio.get_running_loop()
     clients = []
@@ -178,20 +276,35 @@ async def _open_connections(
         for _ in range(start, min(start + 50, count)):
             ready = loop.create_future()
             _, client = await loop.create_connection(
-                lambda ready=ready: _EchoClient(port, frame, depth, stats, ready), "127.0.0.1", port
+                lambda ready=ready: _EchoClient(port, frame, depth, stats, ready, deflate), "127.0.0.1", port
             )
             batch.append(client)
-        await asyncio.wait_for(asyncio.gather(*(c.ready for c in batch)), 30)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.ready for c in batch)), 30)
+        except BaseException:  # no connection left open behind a failed handshake
+            for client in clients + batch:
+                client.ready.cancel()  # a no-op once set; else connection_lost leaves no unread error
+                if client.transport is not None:
+                    client.transport.abort()
+            raise
         clients += batch
     return clients
 
 
+def load_frame(size: int, deflate: bool) -> bytes:
+    """The one frame a load client sends again and again: ``size`` bytes of text, or with ``deflate`` the
+    JSON message of that size, compressed on its own (client_no_context_takeover keeps it valid each time)."""
+    if deflate:
+        return _masked_text_frame(deflate_payload(json_message(size)), compressed=True)
+    return _masked_text_frame(b"x" * size)
+
+
 async def _load(
-    port: int, connections: int, depth: int, size: int, duration: float, warmup: float
+    port: int, connections: int, depth: int, size: int, duration: float, warmup: float, deflate: bool = False
 ) -> dict[str, float]:
     stats = {"received": 0, "lost": 0}
-    frame = _masked_text_frame(b"x" * size)
-    clients = await _open_connections(port, connections, frame, depth, stats)
+    frame = load_frame(size, deflate)
+    clients = await _open_connections(port, connections, frame, depth, stats, deflate)
     for client in clients:
         client.start()
     await asyncio.sleep(warmup)
@@ -228,6 +341,7 @@ def client_main(argv: list[str]) -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--hold-file", default="")
+    parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate, send a compressed JSON text")
     args = parser.parse_args(argv)
     try:
         import uvloop
@@ -236,7 +350,9 @@ def client_main(argv: list[str]) -> None:
     except ImportError:  # pragma: no cover - PyPy
         runner = asyncio.run
     if args.mode == "load":
-        result = runner(_load(args.port, args.connections, args.depth, args.size, args.duration, args.warmup))
+        result = runner(
+            _load(args.port, args.connections, args.depth, args.size, args.duration, args.warmup, args.deflate)
+        )
         print(json.dumps(result), flush=True)
     else:
         runner(_idle(args.port, args.connections, args.hold_file))
@@ -285,18 +401,23 @@ def _recv_exactly(sock: socket.socket, size: int, buffer: bytearray) -> bytes:
     return taken
 
 
-def probe(port: int, payload: bytes = b"cyasgi-ws-probe") -> None:
+class DeflateNotNegotiated(RuntimeError):
+    """The server answered a handshake that offered permessage-deflate without accepting it."""
+
+
+def probe(port: int, payload: bytes = b"cyasgi-ws-probe", deflate: bool = False) -> None:
     """One handshake and one text message that must come back as sent; raises RuntimeError saying what
-    came instead."""
+    came instead. With ``deflate`` the handshake offers permessage-deflate and the message goes compressed
+    (the echo is inflated to check it); DeflateNotNegotiated when the server does not accept the offer."""
     try:
-        _probe(port, payload)
+        _probe(port, payload, deflate)
     except socket.timeout:  # the server holds the connection without answering
         raise RuntimeError(f"no answer in {PROBE_TIMEOUT:g} s (to the handshake or the message)") from None
 
 
-def _probe(port: int, payload: bytes) -> None:
+def _probe(port: int, payload: bytes, deflate: bool) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT) as sock:
-        sock.sendall(_handshake(port))
+        sock.sendall(_handshake(port, deflate))
         buffer = bytearray()
         while b"\r\n\r\n" not in buffer:
             data = sock.recv(65536)
@@ -308,7 +429,9 @@ def _probe(port: int, payload: bytes) -> None:
         del buffer[:end]
         if not head.startswith(b"HTTP/1.1 101"):
             raise RuntimeError(f"no 101 to the handshake: {head.splitlines()[0]!r}")
-        sock.sendall(_masked_text_frame(payload))
+        if deflate and not deflate_negotiated(head):
+            raise DeflateNotNegotiated(NO_DEFLATE)
+        sock.sendall(_masked_text_frame(deflate_payload(payload) if deflate else payload, compressed=deflate))
         first, second = _recv_exactly(sock, 2, buffer)
         length = second & 0x7F
         if length == 126:
@@ -316,8 +439,11 @@ def _probe(port: int, payload: bytes) -> None:
         elif length == 127:
             length = int.from_bytes(_recv_exactly(sock, 8, buffer), "big")
         body = _recv_exactly(sock, length, buffer)
-        if first != 0x81 or body != payload:
-            raise RuntimeError(f"echo wrong: frame byte {first:#x}, payload {body[:40]!r}, sent {payload!r}")
+        if first & RSV1 and deflate:  # the server may send any message uncompressed
+            body = zlib.decompressobj(wbits=-zlib.MAX_WBITS).decompress(body + DEFLATE_TAIL)
+            first &= ~RSV1
+        if first != FIN | TEXT or body != payload:
+            raise RuntimeError(f"echo wrong: frame byte {first:#x}, payload {body[:40]!r}, sent {payload[:40]!r}")
 
 
 class RunningServer:
@@ -399,12 +525,19 @@ def _started(server: Server) -> RunningServer:
         raise RuntimeError(f"{exc}{f' (its log: {tail[0]})' if tail else ''}") from None
 
 
-def measure_throughput(server: Server, opts: argparse.Namespace) -> float:
+def measure_throughput(server: Server, opts: argparse.Namespace, workload: str = ECHO) -> float:
+    """One round of ``workload``'s echo load; DeflateNotNegotiated for a deflate round on a server that does
+    not accept permessage-deflate."""
     running = _started(server)
     try:
+        size = opts.size
+        if workload == DEFLATE:
+            size = opts.deflate_size
+            probe(running.port, json_message(size), deflate=True)
         args = [
             "load", "--port", str(running.port), "--connections", str(opts.connections), "--depth", str(opts.depth),
-            "--size", str(opts.size), "--duration", str(opts.duration), "--warmup", str(opts.warmup),
+            "--size", str(size), "--duration", str(opts.duration), "--warmup", str(opts.warmup),
+            *(["--deflate"] if workload == DEFLATE else []),
         ]  # fmt: skip
         proc = _client(args)
         out, err = proc.communicate(timeout=opts.duration + opts.warmup + 60)
@@ -489,7 +622,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--servers", default=",".join(names), help=f"comma-separated, of {', '.join(names)}")
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--depth", type=int, default=1, help="messages in flight per connection")
-    parser.add_argument("--size", type=int, default=32, help="payload bytes per message (< 126)")
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS),
+        help=f"comma-separated, of {', '.join(WORKLOADS)}: {ECHO} sends --size bytes of text as they are, "
+        f"{DEFLATE} offers permessage-deflate and sends a --deflate-size JSON text compressed (both by default)",
+    )  # fmt: skip
+    parser.add_argument("--size", type=int, default=32, help="payload bytes per message of the echo workload")
+    parser.add_argument(
+        "--deflate-size", type=int, default=DEFLATE_SIZE,
+        help=f"bytes of the deflate workload's JSON text, before compression ({DEFLATE_SIZE})",
+    )  # fmt: skip
     parser.add_argument("--duration", type=float, default=None, help=f"seconds measured per round ({DEFAULTS[1]:g})")
     parser.add_argument("--warmup", type=float, default=None, help=f"seconds of warm-up per round ({DEFAULTS[2]:g})")
     parser.add_argument("--rounds", type=int, default=None, help=f"({DEFAULTS[0]})")
@@ -511,16 +653,69 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         known = ", ".join(names)
         parser.error(f"--servers: {', '.join(unknown)}: not a WebSocket server of perf/registry.py ({known})")
-    if not 0 < opts.size < 126 or opts.rounds < 1 or opts.duration <= 0:
-        parser.error("--size must be 1-125 (one-byte frame lengths), --rounds at least 1, --duration above 0")
+    opts.workloads = [name.strip() for name in opts.workloads.split(",") if name.strip()]
+    if not opts.workloads or any(name not in WORKLOADS for name in opts.workloads):
+        parser.error(f"--workloads: one or more of {', '.join(WORKLOADS)}")
+    opts.workloads = [name for name in WORKLOADS if name in opts.workloads]  # each once, in the table's order
+    if not 0 < opts.size <= MAX_MESSAGE_SIZE or not MIN_JSON_SIZE <= opts.deflate_size <= MAX_MESSAGE_SIZE:
+        parser.error(
+            f"--size must be 1-{MAX_MESSAGE_SIZE}, --deflate-size {MIN_JSON_SIZE}-{MAX_MESSAGE_SIZE} (a JSON text)"
+        )
+    if opts.rounds < 1 or opts.duration <= 0:
+        parser.error("--rounds must be at least 1, --duration above 0")
     return opts
 
 
+def peer_bar(workload: str, medians: dict[str, float]) -> dict[str, Any]:
+    """Issue 15's bar for one workload: the compiled twin's median against the best peer's of the run (for
+    deflate, the peers that negotiated it: the others have no figure). ``line`` is what the bench prints."""
+    title = TITLES[workload]
+    condition = f"{title} msg/s >= {PEER_BAR:g}x the best peer's"
+    peers = {name: rate for name, rate in medians.items() if not name.startswith("cyasgi")}
+    if "cyasgi" not in medians or not peers:
+        why = "cyasgi has no figure" if "cyasgi" not in medians else "no peer has a figure"
+        return {"verdict": "not measured", "line": f"bar: {condition}: not measured ({why})"}
+    best = max(peers, key=lambda name: peers[name])
+    got = medians["cyasgi"] / peers[best]
+    verdict = "met" if got >= PEER_BAR else "missed"
+    line = (
+        f"bar: {condition}: {verdict} ({got:.2f}x: {medians['cyasgi']:,.0f} vs {best}'s {peers[best]:,.0f} msg/s)"
+    )
+    return {"verdict": verdict, "ratio": got, "best_peer": best, "line": line}
+
+
+def workload_heading(opts: argparse.Namespace, workload: str, cpu: str) -> str:
+    load = f"{opts.connections} connections, {opts.depth} in flight each"
+    timing = f"{opts.duration:g} s x {opts.rounds} round(s) (median)"
+    if workload == DEFLATE:
+        deflated = len(deflate_payload(json_message(opts.deflate_size)))
+        message = (
+            f"one {opts.deflate_size}-byte JSON text ({deflated} bytes deflated, offered with "
+            f"client_no_context_takeover)"
+        )
+    else:
+        message = f"{opts.size}-byte text messages"
+    return f"{TITLES[workload]} on {cpu}: {load}, {message}, {timing}"
+
+
 def render_table(
-    opts: argparse.Namespace, cpu: str, rates: dict[str, list[float]], memory: dict[str, float],
+    opts: argparse.Namespace, cpu: str, rates: dict[str, dict[str, list[float]]], memory: dict[str, float],
+    problems: dict[str, dict[str, str]],
+) -> list[str]:  # fmt: skip
+    """The tables the bench prints, one per workload run (``rates`` and ``problems`` by workload, then by
+    server): one row per server asked for, a failed or missing one saying why, then the workload's bar."""
+    out: list[str] = []
+    for workload in opts.workloads:
+        if out:
+            out.append("")
+        out += _workload_table(opts, workload, cpu, rates[workload], memory, problems[workload])
+    return out
+
+
+def _workload_table(
+    opts: argparse.Namespace, workload: str, cpu: str, rates: dict[str, list[float]], memory: dict[str, float],
     problems: dict[str, str],
 ) -> list[str]:  # fmt: skip
-    """The table the bench prints: one row per server asked for, a failed or missing one saying why."""
     medians = {name: statistics.median(values) for name, values in rates.items() if values}
     base = medians.get(BASELINE)
     # Each round's ratio compares servers measured seconds apart: steadier on a shared machine.
@@ -529,29 +724,21 @@ def render_table(
         for name, values in rates.items()
         if values and rates.get(BASELINE)
     }
-    out = [
-        f"WebSocket echo on {cpu}: {opts.connections} connections, {opts.depth} in flight each, {opts.size}-byte "
-        f"text messages, {opts.duration:g} s x {opts.rounds} round(s) (median)",
-        f"{'server':12s} {'msg/s':>10s} {'vs uvicorn':>11s} {'per round':>10s} {'KiB/1k idle':>12s}",
-    ]
+    # Idle connections negotiate nothing: their memory is a column of the plain echo's table only.
+    with_memory = workload == ECHO
+    header = f"{'server':12s} {'msg/s':>10s} {'vs uvicorn':>11s} {'per round':>10s}"
+    out = [workload_heading(opts, workload, cpu), header + (f" {'KiB/1k idle':>12s}" if with_memory else "")]
     for name in rates:
         if name in problems:
             out.append(f"{name:12s} {problems[name]}")
             continue
         ratio = f"{medians[name] / base:.2f}x" if base else "-"
         per_round = f"{round_ratios[name]:.2f}x" if name in round_ratios else "-"
-        mem = f"{memory[name]:.0f}" if name in memory else "-"
-        out.append(f"{name:12s} {medians[name]:10.0f} {ratio:>11s} {per_round:>10s} {mem:>12s}")
-    # The bar of issue 15: the compiled twin against the best peer of the run.
-    peers = {name: rate for name, rate in medians.items() if not name.startswith("cyasgi")}
-    if "cyasgi" in medians and peers:
-        best = max(peers, key=lambda name: peers[name])
-        got = medians["cyasgi"] / peers[best]
-        verdict = "met" if got >= PEER_BAR else "missed"
-        out.append(
-            f"bar: WebSocket echo msg/s >= {PEER_BAR:g}x the best peer's: {verdict} ({got:.2f}x: "
-            f"{medians['cyasgi']:,.0f} vs {best}'s {peers[best]:,.0f} msg/s)"
-        )
+        row = f"{name:12s} {medians[name]:10.0f} {ratio:>11s} {per_round:>10s}"
+        if with_memory:
+            row += f" {memory[name]:12.0f}" if name in memory else f" {'-':>12s}"
+        out.append(row)
+    out.append(peer_bar(workload, medians)["line"])
     return out
 
 
@@ -568,30 +755,42 @@ def main() -> None:
     if any(server.name not in PROJECT_SERVERS for server in servers):
         ensure_peers(opts.setup)
 
-    rates: dict[str, list[float]] = {server.name: [] for server in servers}
-    problems: dict[str, str] = {}
+    # By workload, then by server; a server that is not available has that problem in every workload.
+    rates: dict[str, dict[str, list[float]]] = {w: {server.name: [] for server in servers} for w in opts.workloads}
+    problems: dict[str, dict[str, str]] = {workload: {} for workload in opts.workloads}
     statuses: dict[str, dict[str, str]] = {}
     for server in servers:
         availability = server.availability(context_of(server))
         statuses[server.name] = {"label": server.label, "status": availability.status, "detail": availability.detail}
         if not availability.ok:
-            problems[server.name] = f"{availability.status}: {availability.detail.splitlines()[-1:] or ''}"
+            for workload in opts.workloads:
+                problems[workload][server.name] = (
+                    f"{availability.status}: {availability.detail.splitlines()[-1:] or ''}"
+                )
     for round_number in range(1, opts.rounds + 1):
-        for server in servers:  # interleaved, so drift in the machine's load spreads over every server
-            if server.name in problems:
-                continue
-            try:
-                rate = measure_throughput(server, opts)
-            except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as exc:
-                problems[server.name] = f"failed: {exc}"
-                print(f"round {round_number}: {server.name:12s} failed: {exc}", flush=True)
-                continue
-            rates[server.name].append(rate)
-            print(f"round {round_number}: {server.name:12s} {rate:10.0f} msg/s", flush=True)
+        for workload in opts.workloads:
+            for server in servers:  # interleaved, so drift in the machine's load spreads over every server
+                if server.name in problems[workload]:
+                    continue
+                label = f"round {round_number}: {workload:7s} {server.name:12s}"
+                try:
+                    rate = measure_throughput(server, opts, workload)
+                except DeflateNotNegotiated:
+                    problems[workload][server.name] = NO_DEFLATE
+                    print(f"{label} {NO_DEFLATE}", flush=True)
+                    continue
+                except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as exc:
+                    problems[workload][server.name] = f"failed: {exc}"
+                    print(f"{label} failed: {exc}", flush=True)
+                    continue
+                rates[workload][server.name].append(rate)
+                print(f"{label} {rate:10.0f} msg/s", flush=True)
     memory = {}
+    # Not for one that is missing or failed: "no permessage-deflate" says nothing about plain connections.
+    failed = {name for by_server in problems.values() for name, why in by_server.items() if why != NO_DEFLATE}
     if opts.idle:
         for server in servers:
-            if server.name in problems:
+            if server.name in failed:
                 continue
             try:
                 memory[server.name] = measure_idle_memory(server, opts)
@@ -602,22 +801,51 @@ def main() -> None:
     print()
     print("\n".join(render_table(opts, cpu, rates, memory, problems)))
     if opts.json:
-        result: dict[str, Any] = {
-            "options": vars(opts),
-            "cpu_model": cpu,
-            "servers": {
-                server.name: {**statuses[server.name], "problem": problems.get(server.name, "")} for server in servers
-            },
-            "versions": {
-                **(versions(PEERS_PY, [p.split("=")[0] for p in PEER_PACKAGES]) if PEERS_PY.exists() else {}),
-                **versions(PROJECT_PY, ["cyasgi"]),
-            },
-            "rates": rates,
-            "medians": {name: statistics.median(values) for name, values in rates.items() if values},
-            "idle_kib_per_1000": memory,
-        }
+        result = json_result(opts, cpu, servers, statuses, rates, memory, problems)
         Path(opts.json).write_text(json.dumps(result, indent=2))
 
+
+def json_result(
+    opts: argparse.Namespace, cpu: str, servers: list[Server], statuses: dict[str, dict[str, str]],
+    rates: dict[str, dict[str, list[float]]], memory: dict[str, float], problems: dict[str, dict[str, str]],
+) -> dict[str, Any]:  # fmt: skip
+    """What --json writes: the plain echo's figures where they always were, the deflate workload's under
+    ``deflate`` (with the servers that did not accept the offer), each workload's bar under ``bars``."""
+    medians = {
+        workload: {name: statistics.median(values) for name, values in by_server.items() if values}
+        for workload, by_server in rates.items()
+    }
+    result: dict[str, Any] = {
+        "options": vars(opts),
+        "cpu_model": cpu,
+        "servers": {
+            server.name: {
+                **statuses[server.name],
+                "problem": problems.get(ECHO, {}).get(server.name, ""),
+                **({"deflate_problem": problems[DEFLATE].get(server.name, "")} if DEFLATE in problems else {}),
+            }
+            for server in servers
+        },
+        "versions": {
+            **(versions(PEERS_PY, [p.split("=")[0] for p in PEER_PACKAGES]) if PEERS_PY.exists() else {}),
+            **versions(PROJECT_PY, ["cyasgi"]),
+        },
+        "rates": rates.get(ECHO, {}),
+        "medians": medians.get(ECHO, {}),
+        "idle_kib_per_1000": memory,
+        "bars": {workload: peer_bar(workload, medians[workload]) for workload in opts.workloads},
+    }
+    if DEFLATE in rates:
+        message = json_message(opts.deflate_size)
+        result["deflate"] = {
+            "message_bytes": len(message),
+            "deflated_bytes": len(deflate_payload(message)),
+            "offer": DEFLATE_OFFER,
+            "rates": rates[DEFLATE],
+            "medians": medians[DEFLATE],
+            "not_negotiated": [name for name, why in problems[DEFLATE].items() if why == NO_DEFLATE],
+        }
+    return result
 
 if __name__ == "__main__":
     main()

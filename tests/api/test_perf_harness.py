@@ -4,10 +4,12 @@ and the workload apps (and the raw ceiling) answering what the harness checks be
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -597,11 +599,11 @@ def test_ws_probe_passes_on_the_echo_app_and_says_why_it_fails_elsewhere(raw_ser
 
 
 def test_ws_table_names_the_processor_and_says_why_a_row_has_no_figure() -> None:
-    opts = ws_bench.parse_args(["--quick", "--servers", "cyasgi,uvicorn,socketify,granian"])
+    opts = ws_bench.parse_args(["--quick", "--servers", "cyasgi,uvicorn,socketify,granian", "--workloads", "echo"])
     assert (opts.rounds, opts.duration, opts.idle) == (1, 2.0, 200)
     rates = {"cyasgi": [300.0], BASELINE: [100.0], "socketify": [], "granian": []}
     problems = {"socketify": "failed: no 101 to the handshake: b'HTTP/1.1 404'", "granian": "not installed: x"}
-    lines = ws_bench.render_table(opts, "Some CPU", rates, {"cyasgi": 10.0}, problems)
+    lines = ws_bench.render_table(opts, "Some CPU", {"echo": rates}, {"cyasgi": 10.0}, {"echo": problems})
     assert lines[0].startswith("WebSocket echo on Some CPU: 100 connections")
     assert lines[2].split() == ["cyasgi", "300", "3.00x", "3.00x", "10"]
     assert lines[4] == "socketify    failed: no 101 to the handshake: b'HTTP/1.1 404'"
@@ -610,6 +612,139 @@ def test_ws_table_names_the_processor_and_says_why_a_row_has_no_figure() -> None
     assert lines[6] == "bar: WebSocket echo msg/s >= 1.5x the best peer's: met (3.00x: 300 vs uvicorn's 100 msg/s)"
     with pytest.raises(SystemExit):
         ws_bench.parse_args(["--servers", "raw-uvloop"])
+
+
+# The WebSocket bench's permessage-deflate workload ---------------------------------------------------
+
+
+def _client_frame(frame: bytes) -> tuple[int, bytes]:
+    """A masked client frame's first byte and unmasked payload, read by its length form."""
+    assert frame[1] & 0x80, "a client frame is masked"
+    length, start = frame[1] & 0x7F, 2
+    if length == 126:
+        length, start = int.from_bytes(frame[2:4], "big"), 4
+    elif length == 127:
+        length, start = int.from_bytes(frame[2:10], "big"), 10
+    mask, payload = frame[start : start + 4], frame[start + 4 :]
+    assert len(payload) == length
+    return frame[0], bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def test_the_deflate_handshake_offers_permessage_deflate_without_client_context_takeover() -> None:
+    offer = b"Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n"
+    deflate = ws_bench._handshake(8000, deflate=True)
+    assert offer in deflate and deflate.endswith(b"\r\n\r\n") and deflate.count(b"\r\n\r\n") == 1
+    plain = ws_bench._handshake(8000)
+    assert b"Sec-WebSocket-Extensions" not in plain and plain == deflate.replace(offer, b"")
+
+
+@pytest.mark.parametrize("size", [ws_bench.DEFLATE_SIZE, ws_bench.MIN_JSON_SIZE, 100, 20_000])
+def test_the_deflate_frame_inflates_back_to_its_json_message(size: int) -> None:
+    message = ws_bench.json_message(size)
+    assert len(message) == size
+    assert json.loads(message)["type"] == "ticks"
+    first, payload = _client_frame(ws_bench.load_frame(size, deflate=True))
+    assert first == 0xC1  # FIN, RSV1 (compressed), text
+    assert not payload.endswith(b"\x00\x00\xff\xff")  # RFC 7692 7.2.1: the sender strips it
+    inflated = zlib.decompressobj(wbits=-15).decompress(payload + b"\x00\x00\xff\xff")
+    assert inflated == message
+    # Every message on its own: the same bytes inflate again in a context that has seen them already.
+    reader = zlib.decompressobj(wbits=-15)
+    assert [reader.decompress(payload + b"\x00\x00\xff\xff") for _ in range(2)] == [message, message]
+
+
+def test_client_frames_take_the_length_form_of_their_size() -> None:
+    assert ws_bench.load_frame(32, deflate=False)[:2] == bytes([0x81, 0x80 | 32])
+    default = ws_bench.load_frame(ws_bench.DEFLATE_SIZE, deflate=True)
+    compressed = len(ws_bench.deflate_payload(ws_bench.json_message(ws_bench.DEFLATE_SIZE)))
+    assert compressed > 125 and default[1] == 0x80 | 126 and int.from_bytes(default[2:4], "big") == compressed
+    big = ws_bench.load_frame(70_000, deflate=False)
+    assert big[1] == 0x80 | 127 and _client_frame(big) == (0x81, b"x" * 70_000)
+
+
+def test_deflate_negotiation_is_read_from_the_101() -> None:
+    head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    assert ws_bench.deflate_negotiated(head + b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    assert ws_bench.deflate_negotiated(
+        head + b"sec-websocket-extensions: x-other, PerMessage-Deflate ; client_no_context_takeover\r\n"
+    )
+    assert ws_bench.deflate_negotiated(
+        head + b"Sec-WebSocket-Extensions: x-other\r\nSec-WebSocket-Extensions: permessage-deflate\r\n"
+    )
+    assert not ws_bench.deflate_negotiated(head)
+    assert not ws_bench.deflate_negotiated(head + b"Sec-WebSocket-Extensions: x-permessage-deflate\r\n")
+    assert not ws_bench.deflate_negotiated(head + b"X-Note: permessage-deflate\r\n")
+
+
+def test_ws_tables_of_both_workloads_and_a_deflate_bar_without_the_servers_that_refused_it() -> None:
+    opts = ws_bench.parse_args(["--quick", "--servers", "cyasgi,uvicorn,granian,socketify"])
+    assert opts.workloads == ["echo", "deflate"] and opts.deflate_size == ws_bench.DEFLATE_SIZE
+    rates = {
+        "echo": {"cyasgi": [300.0], BASELINE: [100.0], "granian": [250.0], "socketify": [180.0]},
+        # granian is faster than cyasgi here, but did not negotiate deflate: no peer of that bar.
+        "deflate": {"cyasgi": [90.0], BASELINE: [50.0], "granian": [], "socketify": [40.0]},
+    }
+    problems: dict[str, dict[str, str]] = {"echo": {}, "deflate": {"granian": ws_bench.NO_DEFLATE}}
+    lines = ws_bench.render_table(opts, "Some CPU", rates, {"cyasgi": 10.0}, problems)
+    blank = lines.index("")
+    echo, deflate = lines[:blank], lines[blank + 1 :]
+    assert echo[0].startswith("WebSocket echo on Some CPU: 100 connections")
+    assert echo[-1] == "bar: WebSocket echo msg/s >= 1.5x the best peer's: missed (1.20x: 300 vs granian's 250 msg/s)"
+    deflated = len(ws_bench.deflate_payload(ws_bench.json_message(300)))
+    assert deflate[0] == (
+        f"WebSocket echo with permessage-deflate on Some CPU: 100 connections, 1 in flight each, one 300-byte "
+        f"JSON text ({deflated} bytes deflated, offered with client_no_context_takeover), 2 s x 1 round(s) (median)"
+    )
+    assert deflate[1].split() == ["server", "msg/s", "vs", "uvicorn", "per", "round"]  # no idle memory column
+    assert deflate[2].split() == ["cyasgi", "90", "1.80x", "1.80x"]
+    assert deflate[4] == "granian      no permessage-deflate"
+    assert deflate[5].split() == ["socketify", "40", "0.80x", "0.80x"]
+    assert deflate[6] == (
+        "bar: WebSocket echo with permessage-deflate msg/s >= 1.5x the best peer's: met "
+        "(1.80x: 90 vs uvicorn's 50 msg/s)"
+    )
+    result = ws_bench.json_result(opts, "Some CPU", [], {}, rates, {}, problems)
+    assert result["medians"] == {"cyasgi": 300.0, BASELINE: 100.0, "granian": 250.0, "socketify": 180.0}
+    assert result["deflate"]["medians"] == {"cyasgi": 90.0, BASELINE: 50.0, "socketify": 40.0}
+    assert result["deflate"]["not_negotiated"] == ["granian"]
+    assert (result["deflate"]["message_bytes"], result["deflate"]["deflated_bytes"]) == (300, deflated)
+    assert [result["bars"][w]["verdict"] for w in ("echo", "deflate")] == ["missed", "met"]
+    # No peer negotiated it: the bar is not measured, not met.
+    problems["deflate"] = {name: ws_bench.NO_DEFLATE for name in ("uvicorn", "granian", "socketify")}
+    rates["deflate"] = {"cyasgi": [90.0], BASELINE: [], "granian": [], "socketify": []}
+    assert ws_bench.render_table(opts, "Some CPU", rates, {}, problems)[-1] == (
+        "bar: WebSocket echo with permessage-deflate msg/s >= 1.5x the best peer's: not measured (no peer has a figure)"
+    )
+
+
+def test_ws_bench_workload_and_message_options() -> None:
+    assert ws_bench.parse_args(["--workloads", "deflate"]).workloads == ["deflate"]
+    assert ws_bench.parse_args(["--workloads", "deflate, echo,deflate"]).workloads == ["echo", "deflate"]
+    assert ws_bench.parse_args(["--size", "200", "--deflate-size", "4096"]).deflate_size == 4096
+    for wrong in (
+        ["--workloads", "gzip"], ["--workloads", ","], ["--size", "0"], ["--size", "70000"],
+        ["--deflate-size", str(ws_bench.MIN_JSON_SIZE - 1)], ["--deflate-size", "70000"], ["--rounds", "0"],
+    ):  # fmt: skip
+        with pytest.raises(SystemExit):
+            ws_bench.parse_args(wrong)
+    with pytest.raises(ValueError, match="at least"):
+        ws_bench.json_message(ws_bench.MIN_JSON_SIZE - 1)
+
+
+def test_ws_deflate_load_against_cyasgi_and_a_server_that_refuses_the_offer() -> None:
+    from perf.apps import ws_app
+
+    with run_server(make_config(ws_app.app)) as server:
+        ws_bench.probe(server.port, ws_bench.json_message(ws_bench.DEFLATE_SIZE), deflate=True)
+        result = asyncio.run(
+            ws_bench._load(server.port, 4, 2, ws_bench.DEFLATE_SIZE, duration=0.5, warmup=0.2, deflate=True)
+        )
+    assert result["messages_per_s"] > 0 and result["lost"] == 0
+    with run_server(make_config(ws_app.app, ws_per_message_deflate=False)) as server:
+        with pytest.raises(ws_bench.DeflateNotNegotiated):
+            ws_bench.probe(server.port, b"{}", deflate=True)
+        with pytest.raises(RuntimeError, match="did not accept permessage-deflate"):
+            asyncio.run(ws_bench._load(server.port, 2, 1, ws_bench.DEFLATE_SIZE, 0.1, 0.1, deflate=True))
 
 
 def test_stream_is_chunked_in_64k_pieces() -> None:
