@@ -14,6 +14,7 @@ cdef int FIN, RSV_BITS, OPCODE_BITS, MASK_BIT, LENGTH_BITS, LENGTH_16
 cdef int CLOSE_INVALID_DATA, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG
 cdef Py_ssize_t BASE_HEADER_SIZE, LENGTH_16_HEADER_SIZE, LENGTH_64_HEADER_SIZE, MASK_SIZE, LENGTH_64_CAP
 cdef int OPEN, CLOSING, HANDSHAKE, CONNECTING
+cdef int RSV1
 cdef str _RECEIVE
 cdef object _utf8_decoder
 
@@ -37,6 +38,7 @@ cdef class FrameReader:
         public bint _fragmented
         public bytearray _assembly
         public object _assembly_utf8
+        public object _inflater          # deflate.MessageInflater, or None
 
     cpdef _reset_reader(self)
 
@@ -55,6 +57,9 @@ cdef class FrameReader:
     cpdef _frames_received(self, data)
 
     cpdef bint _text_received(self, payload) except -1
+
+    @cython.locals(message=bytes)
+    cdef int _compressed_received(self, int opcode, bytes payload) except -2
 
     @cython.locals(assembly=bytearray)
     cdef bint _fragment_received(self, int opcode, int fin, bytes payload) except -1

@@ -14,6 +14,7 @@ headers through a C pointer); the pure build runs it as Python. ``twin.py`` pick
 from __future__ import annotations
 
 import codecs
+import zlib
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -24,6 +25,7 @@ except ImportError:  # no Cython where this runs: the pure build
 if not cython.compiled:  # the compiled build takes them from the C kernel (wsreader.pxd)
     from cyasgi.protocols.http.kernel import decode_utf8, unmask
 
+from cyasgi.protocols.websockets.deflate import RSV1
 from cyasgi.protocols.websockets.frames import (
     BASE_HEADER_SIZE,
     CLOSE_INVALID_DATA,
@@ -93,6 +95,9 @@ class FrameReader:
         # decoder that checks each fragment as it arrives (invalid UTF-8 fails at once, 1007).
         self._assembly: bytearray | None = None
         self._assembly_utf8: Any = None
+        # permessage-deflate's whole compressed messages are inflated here when the engine set this
+        # (deflate.MessageInflater); None: every compressed frame goes to the engine.
+        self._inflater: Any = None
 
     if TYPE_CHECKING:  # the callbacks, which the protocol implements
 
@@ -260,6 +265,28 @@ class FrameReader:
                     # The queue is full: the rest of this read waits, unparsed, for the app.
                     pos = end
                     break
+            elif (
+                (first & (FIN | RSV_BITS)) == (FIN | RSV1)
+                and masked
+                and (opcode == OP_TEXT or opcode == OP_BINARY)
+                and length <= max_size
+                and self._inflater is not None
+                and not self._fragmented
+            ):
+                # A whole compressed message (permessage-deflate), inflated here.
+                if engine_from >= 0:
+                    self._engine_feed(data[engine_from:pos])
+                    engine_from = -1
+                    if self._phase != OPEN and self._phase != CLOSING:
+                        return
+                taken = self._compressed_received(opcode, unmask(data, start, end))
+                if taken < 0:
+                    engine_from = pos  # data that does not inflate: the engine answers it
+                elif not taken:
+                    return
+                elif self._paused_for_queue:
+                    pos = end
+                    break
             else:
                 if opcode == OP_TEXT or opcode == OP_BINARY:
                     self._fragmented = not first & FIN
@@ -293,6 +320,21 @@ class FrameReader:
             return False
         self._message({"type": _RECEIVE, "text": text})
         return True
+
+    def _compressed_received(self, opcode: int, payload: bytes) -> int:
+        """A whole compressed message, unmasked: 1 once queued, 0 once the connection failed (too big
+        inflated, 1009, or not UTF-8), -1 when it does not inflate (the engine then refuses it itself)."""
+        try:
+            message = self._inflater.inflate(payload, self.max_size)
+        except zlib.error:
+            return -1
+        if message is None:
+            self._engine_fail(CLOSE_TOO_BIG, "message too big")
+            return 0
+        if opcode == OP_TEXT:
+            return 1 if self._text_received(message) else 0
+        self._message({"type": _RECEIVE, "bytes": message})
+        return 1
 
     def _fragment_received(self, opcode: int, fin: int, payload: bytes) -> bool:
         """A fragment of an uncompressed message, which is assembled here: in one bytearray, so its

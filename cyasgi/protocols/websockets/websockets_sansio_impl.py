@@ -7,14 +7,21 @@ import logging
 from typing import Any
 
 from websockets.exceptions import InvalidState
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
 from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
 from cyasgi.protocols.http.wire import simple_response
 from cyasgi.protocols.websockets.base import WebSocketProtocolBase
-from cyasgi.protocols.websockets.frames import CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_TOO_BIG
+from cyasgi.protocols.websockets.deflate import deflate_pair
+from cyasgi.protocols.websockets.frames import (
+    CLOSE_ABNORMAL,
+    CLOSE_NO_STATUS,
+    CLOSE_TOO_BIG,
+    FIN_BINARY,
+    FIN_TEXT,
+)
 
 __all__ = ["WebSocketsSansIOProtocol"]
 
@@ -59,6 +66,8 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
         # joined as its fragments arrive.
         self._parts: bytearray | None = None
         self._parts_text = False
+        # Our messages compressed by our own code (deflate.py) once permessage-deflate is negotiated.
+        self._deflater: Any = None
 
     def _engine_handshake(self, head: bytes) -> bytes | None:
         conn = self._conn
@@ -84,6 +93,7 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
         conn.send_response(self._response)  # the engine is now OPEN; its bytes are replaced by ours
         conn.data_to_send()
         self._plain_send = not conn.extensions
+        self._take_deflate(conn.extensions)
         del self._response
         lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
         for name, value in headers:
@@ -97,6 +107,15 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
             lines.append(b"sec-websocket-protocol: %s\r\n" % subprotocol.encode("latin-1"))
         lines.append(b"\r\n")
         return b"".join(lines)
+
+    def _take_deflate(self, extensions: list[Any]) -> None:
+        """With permessage-deflate alone negotiated, its common paths leave the engine: the reader
+        inflates whole compressed messages, ``_engine_text``/``_engine_binary`` compress (deflate.py)."""
+        if len(extensions) != 1 or not isinstance(extensions[0], PerMessageDeflate):
+            return
+        pair = deflate_pair(extensions[0])
+        if pair is not None:
+            self._inflater, self._deflater = pair
 
     def _engine_feed(self, data: bytes) -> None:
         conn = self._conn
@@ -180,12 +199,16 @@ class WebSocketsSansIOProtocol(WebSocketProtocolBase):
         self._fail_received(code, reason)
 
     def _engine_text(self, text: str) -> bytes:
+        if self._deflater is not None:
+            return self._deflater.frame(FIN_TEXT, text.encode("utf-8"))
         conn = self._conn
         conn.send_text(text.encode("utf-8"))
         writes = conn.data_to_send()
         return writes[0] if len(writes) == 1 else b"".join(writes)
 
     def _engine_binary(self, data: bytes) -> bytes:
+        if self._deflater is not None:
+            return self._deflater.frame(FIN_BINARY, data)
         conn = self._conn
         conn.send_binary(data)
         writes = conn.data_to_send()
