@@ -9,7 +9,9 @@ prepared reads of masked client frames (32-byte payloads unless the workload say
 queued messages are dropped after every read. The ``send`` workloads run the app's ``send()`` of one
 message to completion instead (it never suspends on the stub transport). The ``deflate`` workloads
 negotiate permessage-deflate in the handshake and send compressed frames (RSV1), which the engine
-decodes. The best of ``--repeat`` runs is reported, in the process's CPU time (``time.process_time``),
+decodes. The ``deflate echo`` workloads are the WebSocket bench's deflate workload in memory: one
+compressed JSON text received (offered with client_no_context_takeover, or without: ``ctx``) and sent
+back compressed, per message. The best of ``--repeat`` runs is reported, in the process's CPU time (``time.process_time``),
 which a busy machine disturbs far less than wall time.
 """
 
@@ -29,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cyasgi.config import Config
 from cyasgi.protocols.http.wire import encode_headers_block
 from cyasgi.server import ServerState
+from perf.ws_bench import json_message
 
 ENGINES = {
     "websockets-sansio": "cyasgi.protocols.websockets.websockets_sansio_impl:WebSocketsSansIOProtocol",
@@ -41,6 +44,8 @@ HANDSHAKE = (
 )
 #: The same handshake offering permessage-deflate (the server's default config accepts it).
 DEFLATE_HANDSHAKE = HANDSHAKE[:-2] + b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+#: The WebSocket bench's offer: every client message compressed on its own, in a 32 KiB window.
+NO_CONTEXT_HANDSHAKE = HANDSHAKE[:-2] + b"Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n\r\n"
 #: The client's window: the server asks for 12 bits (websockets_sansio_impl), wsproto accepts any.
 CLIENT_WINDOW_BITS = 12
 #: A sync-flushed deflate block ends with this; permessage-deflate drops it from the message.
@@ -103,7 +108,9 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
     pass
 
 
-def open_protocol(engine: str, loop: asyncio.AbstractEventLoop, deflate: bool = False) -> Any:
+def open_protocol(
+    engine: str, loop: asyncio.AbstractEventLoop, deflate: bool = False, handshake: bytes = b""
+) -> Any:
     config = Config(_app, ws=engine, ws_max_queue=1 << 30, log_config=None, lifespan="off")
     config.load()
     state = ServerState()
@@ -111,7 +118,7 @@ def open_protocol(engine: str, loop: asyncio.AbstractEventLoop, deflate: bool = 
     state.default_headers_block = encode_headers_block([])
     protocol = config.ws_protocol_class(config=config, server_state=state, app_state={}, _loop=loop)
     protocol.connection_made(StubTransport())
-    protocol.data_received(DEFLATE_HANDSHAKE if deflate else HANDSHAKE)
+    protocol.data_received(handshake or (DEFLATE_HANDSHAKE if deflate else HANDSHAKE))
     protocol._accept({"type": "websocket.accept"})
     protocol._queue.clear()
     assert protocol._plain_send != deflate, "permessage-deflate was not negotiated as asked"
@@ -144,6 +151,45 @@ SEND_WORKLOADS = {
 }
 
 
+#: The JSON text of the WebSocket bench's deflate workload (perf/ws_bench.py, 300 bytes).
+ECHO_TEXT = json_message(300)
+#: name: (the handshake, the client window bits the message is compressed for)
+ECHO_WORKLOADS = {
+    "deflate echo json300": (NO_CONTEXT_HANDSHAKE, zlib.MAX_WBITS),
+    "deflate echo json300 ctx": (DEFLATE_HANDSHAKE, CLIENT_WINDOW_BITS),
+}
+
+
+def time_echo(protocol: Any, args: argparse.Namespace, window_bits: int) -> float:
+    """Nanoseconds per message received compressed and sent back (the app's ``send()`` of its text).
+    The message is compressed on its own, so it is valid again and again whatever the context."""
+    compressor = zlib.compressobj(wbits=-window_bits)
+    data = compressor.compress(ECHO_TEXT) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    frame = masked_frame_any(0x81 | RSV1, data[: -len(DEFLATE_TAIL)])
+    queue = protocol._queue
+    send = protocol.send
+
+    def run() -> None:
+        protocol.data_received(frame)
+        try:
+            send({"type": "websocket.send", "text": queue.popleft()["text"]}).send(None)
+        except StopIteration:
+            pass
+
+    run()
+    assert not queue and protocol._phase == 2, "the echo did not go through"
+    best = min(timeit.repeat(run, number=args.frames // 10, repeat=args.repeat, timer=time.process_time))
+    return best / (args.frames // 10) * 1e9
+
+
+def masked_frame_any(first_byte: int, payload: bytes) -> bytes:
+    """A client frame of any payload below 64 KiB."""
+    if len(payload) < 126:
+        return masked_frame(first_byte, payload)
+    masked = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+    return bytes((first_byte, 0x80 | 126)) + len(payload).to_bytes(2, "big") + MASK + masked
+
+
 def time_send(protocol: Any, message: dict[str, Any], args: argparse.Namespace) -> float:
     """Nanoseconds per ``send(message)``, each coroutine driven to its end by hand."""
     send = protocol.send
@@ -167,7 +213,7 @@ def main() -> None:
     )
     parser.add_argument("--ws", default=",".join(ENGINES), help="comma-separated engines")
     parser.add_argument(
-        "--workloads", default=",".join([*WORKLOADS, *SEND_WORKLOADS]), help="comma-separated workload names"
+        "--workloads", default=",".join([*WORKLOADS, *SEND_WORKLOADS, *ECHO_WORKLOADS]), help="comma-separated workload names"
     )
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--frames", type=int, default=200_000, help="frames per run")
@@ -177,6 +223,11 @@ def main() -> None:
         plain = open_protocol(engine, loop)
         compressed = open_protocol(engine, loop, deflate=True)
         for name in args.workloads.split(","):
+            if name in ECHO_WORKLOADS:
+                handshake, window_bits = ECHO_WORKLOADS[name]
+                echo = open_protocol(engine, loop, deflate=True, handshake=handshake)
+                print(f"{engine:18} {name:22} {time_echo(echo, args, window_bits):8.1f} ns/message")
+                continue
             protocol = compressed if name.startswith("deflate") else plain
             if name in SEND_WORKLOADS:
                 print(f"{engine:18} {name:22} {time_send(protocol, SEND_WORKLOADS[name], args):8.1f} ns/message")
