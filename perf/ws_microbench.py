@@ -11,8 +11,8 @@ message to completion instead (it never suspends on the stub transport). The ``d
 negotiate permessage-deflate in the handshake and send compressed frames (RSV1), which the engine
 decodes. The ``deflate echo`` workloads are the WebSocket bench's deflate workload in memory: one
 compressed JSON text received (offered with client_no_context_takeover, or without: ``ctx``) and sent
-back compressed, per message. The best of ``--repeat`` runs is reported, in the process's CPU time (``time.process_time``),
-which a busy machine disturbs far less than wall time.
+back compressed, per message. The best of ``--repeat`` runs is reported, in the process's CPU time
+(``time.process_time``), which a busy machine disturbs far less than wall time.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ HANDSHAKE = (
 #: The same handshake offering permessage-deflate (the server's default config accepts it).
 DEFLATE_HANDSHAKE = HANDSHAKE[:-2] + b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
 #: The WebSocket bench's offer: every client message compressed on its own, in a 32 KiB window.
-NO_CONTEXT_HANDSHAKE = HANDSHAKE[:-2] + b"Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n\r\n"
+NO_CONTEXT_HANDSHAKE = (
+    HANDSHAKE[:-2] + b"Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n\r\n"
+)
 #: The client's window: the server asks for 12 bits (websockets_sansio_impl), wsproto accepts any.
 CLIENT_WINDOW_BITS = 12
 #: A sync-flushed deflate block ends with this; permessage-deflate drops it from the message.
@@ -213,7 +215,9 @@ def main() -> None:
     )
     parser.add_argument("--ws", default=",".join(ENGINES), help="comma-separated engines")
     parser.add_argument(
-        "--workloads", default=",".join([*WORKLOADS, *SEND_WORKLOADS, *ECHO_WORKLOADS]), help="comma-separated workload names"
+        "--workloads",
+        default=",".join([*WORKLOADS, *SEND_WORKLOADS, *ECHO_WORKLOADS]),
+        help="comma-separated workload names",
     )
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--frames", type=int, default=200_000, help="frames per run")
