@@ -169,6 +169,7 @@ cdef class ProtocolFactory:
         readonly dict app_state
         readonly object loop
         readonly bint plain
+        public tuple local_address
 
 
 cdef class HttpProtocol(RequestSink):
@@ -216,6 +217,7 @@ cdef class HttpProtocol(RequestSink):
         int _proxy_trust               # TRUST_UNKNOWN, PEER_UNTRUSTED, PEER_TRUSTED
         dict _tls
         bint _plain                    # made by a server without TLS: no sslcontext to look for
+        tuple _local_address           # the listener's address when it has one: not read per connection
         bint _reading_stopped
         bint _eof
         bytes _pending_error
@@ -287,7 +289,8 @@ cdef class HttpProtocol(RequestSink):
 
 
 @cython.locals(protocol=HttpProtocol)
-cdef HttpProtocol _new_connection(object config, object server_state, dict app_state, object loop, bint plain)
+cdef HttpProtocol _new_connection(object config, object server_state, dict app_state, object loop, bint plain,
+                                  tuple local_address)
 
 
 @cython.locals(connection=HttpProtocol)

@@ -25,8 +25,9 @@ import contextvars
 import inspect
 import logging
 import os
+import socket
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from contextvars import copy_context
 from typing import Any, Callable
 from urllib.parse import unquote
@@ -151,6 +152,9 @@ TRAILERS_DROPPED = 2
 TRUST_UNKNOWN = -1
 PEER_UNTRUSTED = 0
 PEER_TRUSTED = 1
+
+#: The IPv4 address a listener bound to every address has: its connections' local addresses vary.
+IPV4_WILDCARD = "0.0.0.0"
 
 #: The head clock (--timeout-header-read) when it is not a time: not running (idle after a
 #: response, keep-alive applies), or started by a first byte and set at the next reading of the clock.
@@ -869,17 +873,36 @@ class ProtocolFactory:
         self.loop = loop
         # The server listens with ssl=config.ssl: without it, no connection of its is TLS.
         self.plain = config.ssl is None
+        self.local_address: tuple[str, int] | None = None  # see listening_on()
+
+    def listening_on(self, listeners: Sequence[Any]) -> None:
+        """The server's listening sockets, once it listens. A server with one listener bound to one
+        IPv4 address (not 0.0.0.0) knows every connection's local address: it is that one, so it is
+        not read from each connection's socket (nginx does the same)."""
+        self.local_address = None
+        if len(listeners) == 1 and listeners[0].family == socket.AF_INET:
+            host, port = listeners[0].getsockname()
+            if host != IPV4_WILDCARD:
+                self.local_address = (host, port)
 
     def __call__(self) -> HttpProtocol:
-        return _new_connection(self.config, self.server_state, self.app_state, self.loop, self.plain)
+        return _new_connection(
+            self.config, self.server_state, self.app_state, self.loop, self.plain, self.local_address
+        )
 
 
 def _new_connection(
-    config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop, plain: bool
+    config: Any,
+    server_state: Any,
+    app_state: dict[str, Any],
+    loop: asyncio.AbstractEventLoop,
+    plain: bool,
+    local_address: tuple[str, int] | None,
 ) -> HttpProtocol:
     protocol = HttpProtocol.__new__(HttpProtocol)
     protocol._init(config, server_state, app_state, loop)
     protocol._plain = plain
+    protocol._local_address = local_address
     return protocol
 
 
@@ -971,6 +994,7 @@ class HttpProtocol(RequestSink):
         self._proxy_trust = TRUST_UNKNOWN
         self._tls: dict[str, Any] | None = None  # the ASGI tls extension of a TLS connection
         self._plain = False  # made by a server without TLS (ProtocolFactory): no TLS to look for
+        self._local_address: tuple[str, int] | None = None  # the listener's, when it has one (ProtocolFactory)
         self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
         self._eof = False
         self._pending_error: bytes | None = None  # written once earlier responses are out
@@ -1018,7 +1042,8 @@ class HttpProtocol(RequestSink):
         self._transport_is_closing = transport.is_closing  # (bound once: asked at every step)
         self._transport_write = transport.write
         self.flow = FlowControl(transport)
-        addresses = ipv4_addresses(transport)  # (the compiled kernel reads an IPv4 socket's itself)
+        # (The compiled kernel reads an IPv4 socket's addresses itself.)
+        addresses = ipv4_addresses(transport, self._local_address)
         if addresses is not None:
             self.server, self.client = addresses
         else:
