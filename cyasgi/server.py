@@ -279,6 +279,9 @@ class Server:
             await self.lifespan.shutdown()
             sys.exit(STARTUP_FAILURE)
 
+        listening_on = getattr(create_protocol, "listening_on", None)
+        if listening_on is not None:
+            listening_on(listeners)
         if sockets is None and config.listeners:
             for listener, listening in zip(config.listeners, listeners):
                 config.announce_listener(listener, listening)

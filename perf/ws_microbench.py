@@ -7,7 +7,14 @@ outgoing message for the ``send`` workloads).
 No sockets, no app task: a stub transport, a protocol opened by hand, and ``data_received`` fed
 prepared reads of masked client frames (32-byte payloads unless the workload says otherwise); the
 queued messages are dropped after every read. The ``send`` workloads run the app's ``send()`` of one
-message to completion instead (it never suspends on the stub transport). The ``deflate`` workloads
+message to completion instead (it never suspends on the stub transport). The ``receive`` workloads run
+the app's ``receive()`` of one 32-byte text message: ``receive queued`` takes one the reader has queued
+(the row includes that deque append), ``receive waiting`` finds the queue empty, suspends on its
+future, which ``_message`` (the reader's queueing of a decoded message) completes, and resumes: an
+echo app's pattern, without the event loop's wake-up of its task. Driving a coroutine by hand
+ends each call with a StopIteration exception, which an awaiting task does not pay: the ``awaited``
+workloads await ``send()`` (or a queued message's ``receive()``) in a loop inside one coroutine,
+driven once. The ``deflate`` workloads
 negotiate permessage-deflate in the handshake and send compressed frames (RSV1), which the engine
 decodes. The ``deflate echo`` workloads are the WebSocket bench's deflate workload in memory: one
 compressed JSON text received (offered with client_no_context_takeover, or without: ``ctx``) and sent
@@ -151,6 +158,11 @@ SEND_WORKLOADS = {
     "send binary32": {"type": "websocket.send", "bytes": bytes(range(32))},
     "deflate send text32": {"type": "websocket.send", "text": "0123456789abcdef" * 2},
 }
+#: The message the app's receive() takes in the receive workloads.
+RECEIVED = {"type": "websocket.receive", "text": "0123456789abcdef" * 2}
+RECEIVE_WORKLOADS = ("receive queued", "receive waiting")
+#: The same calls awaited one after another inside one coroutine, as an app's task awaits them.
+AWAITED_WORKLOADS = ("awaited send text32", "awaited receive queued")
 
 
 #: The JSON text of the WebSocket bench's deflate workload (perf/ws_bench.py, 300 bytes).
@@ -209,6 +221,71 @@ def time_send(protocol: Any, message: dict[str, Any], args: argparse.Namespace) 
     return best / args.frames * 1e9
 
 
+def time_receive(protocol: Any, name: str, args: argparse.Namespace) -> float:
+    """Nanoseconds per ``receive()`` of one message, the coroutine driven to its end by hand."""
+    receive = protocol.receive
+    queue = protocol._queue
+    message = RECEIVED
+
+    def queued(receive: Any = receive, append: Any = queue.append, message: dict[str, Any] = message) -> None:
+        append(message)
+        try:
+            receive().send(None)
+        except StopIteration as stop:
+            assert stop.value is message
+        else:  # pragma: no cover - a message is queued: receive() never suspends
+            raise AssertionError("receive() suspended")
+
+    def waiting(receive: Any = receive, deliver: Any = protocol._message, message: dict[str, Any] = message) -> None:
+        coroutine = receive()
+        coroutine.send(None)  # the queue is empty: it yields its future
+        deliver(message)
+        try:
+            coroutine.send(None)
+        except StopIteration as stop:
+            assert stop.value is message
+        else:  # pragma: no cover - the message is there: it returns
+            raise AssertionError("receive() suspended twice")
+
+    run = queued if name == "receive queued" else waiting
+    run()
+    best = min(timeit.repeat(run, number=args.frames, repeat=args.repeat, timer=time.process_time))
+    return best / args.frames * 1e9
+
+
+def time_awaited(protocol: Any, name: str, args: argparse.Namespace) -> float:
+    """Nanoseconds per ``await send(message)`` or ``await receive()`` of a queued message, awaited
+    ``--frames`` times in a row inside one coroutine that is driven once."""
+    send = protocol.send
+    receive = protocol.receive
+    append = protocol._queue.append
+    sent = SEND_WORKLOADS["send text32"]
+    received = RECEIVED
+
+    async def sends(count: int) -> None:
+        for _ in range(count):
+            await send(sent)
+
+    async def receives(count: int) -> None:
+        for _ in range(count):
+            append(received)
+            await receive()
+
+    loop = sends if name == "awaited send text32" else receives
+
+    def run(count: int = args.frames) -> None:
+        try:
+            loop(count).send(None)
+        except StopIteration:
+            pass
+        else:  # pragma: no cover - nothing here suspends
+            raise AssertionError(f"{name} suspended")
+
+    run(1)
+    best = min(timeit.repeat(run, number=1, repeat=args.repeat, timer=time.process_time))
+    return best / args.frames * 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -216,7 +293,7 @@ def main() -> None:
     parser.add_argument("--ws", default=",".join(ENGINES), help="comma-separated engines")
     parser.add_argument(
         "--workloads",
-        default=",".join([*WORKLOADS, *SEND_WORKLOADS, *ECHO_WORKLOADS]),
+        default=",".join([*WORKLOADS, *SEND_WORKLOADS, *RECEIVE_WORKLOADS, *AWAITED_WORKLOADS, *ECHO_WORKLOADS]),
         help="comma-separated workload names",
     )
     parser.add_argument("--repeat", type=int, default=7)
@@ -233,6 +310,12 @@ def main() -> None:
                 print(f"{engine:18} {name:22} {time_echo(echo, args, window_bits):8.1f} ns/message")
                 continue
             protocol = compressed if name.startswith("deflate") else plain
+            if name in AWAITED_WORKLOADS:
+                print(f"{engine:18} {name:22} {time_awaited(protocol, name, args):8.1f} ns/message")
+                continue
+            if name in RECEIVE_WORKLOADS:
+                print(f"{engine:18} {name:22} {time_receive(protocol, name, args):8.1f} ns/message")
+                continue
             if name in SEND_WORKLOADS:
                 print(f"{engine:18} {name:22} {time_send(protocol, SEND_WORKLOADS[name], args):8.1f} ns/message")
                 continue

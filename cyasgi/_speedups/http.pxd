@@ -38,7 +38,7 @@ cdef Py_ssize_t H2_PREFACE_SIZE
 cdef Py_ssize_t COALESCE_LIMIT, HIGH_WATER_LIMIT, WRITE_BATCH_LIMIT, PIPELINE_LIMIT, PIPELINE_HEAD_LIMIT
 cdef Py_ssize_t FOREIGN_FEED_STEP, HELD_ROUNDS_LIMIT
 cdef dict HTTP_EXTENSIONS, STATUS_LINES
-from cyasgi._speedups.parser cimport RequestParser, RequestSink
+from cyasgi._speedups.parser cimport RequestParser, RequestSink, new_request_parser
 from cyasgi._speedups.recorder cimport Recorder
 
 
@@ -127,6 +127,8 @@ cdef class ConnectionSettings:
     cdef:
         readonly object config
         readonly object server_state
+        readonly object connections      # the server state's set of open connections
+        readonly object tasks            # and of running tasks
         readonly object app
         readonly object trusted_hosts
         readonly Py_ssize_t limit_head
@@ -169,6 +171,8 @@ cdef class ProtocolFactory:
         readonly dict app_state
         readonly object loop
         readonly bint plain
+        public tuple local_address
+        readonly dict task_kwargs
 
 
 cdef class HttpProtocol(RequestSink):
@@ -216,6 +220,7 @@ cdef class HttpProtocol(RequestSink):
         int _proxy_trust               # TRUST_UNKNOWN, PEER_UNTRUSTED, PEER_TRUSTED
         dict _tls
         bint _plain                    # made by a server without TLS: no sslcontext to look for
+        tuple _local_address           # the listener's address when it has one: not read per connection
         bint _reading_stopped
         bint _eof
         bytes _pending_error
@@ -250,7 +255,7 @@ cdef class HttpProtocol(RequestSink):
         readonly Recorder _metrics    # None: metrics off
         bytes _metrics_path
 
-    cdef _init(self, object config, object server_state, dict app_state, object loop)
+    cdef _init(self, object config, object server_state, dict app_state, object loop, dict shared_task_kwargs)
     cdef _parse(self, object data)
     cdef _abandon(self, RequestCycle cycle)
     cdef _feed_foreign(self, bytes data)
@@ -287,7 +292,8 @@ cdef class HttpProtocol(RequestSink):
 
 
 @cython.locals(protocol=HttpProtocol)
-cdef HttpProtocol _new_connection(object config, object server_state, dict app_state, object loop, bint plain)
+cdef HttpProtocol _new_connection(object config, object server_state, dict app_state, object loop, bint plain,
+                                  tuple local_address, dict shared_task_kwargs)
 
 
 @cython.locals(connection=HttpProtocol)

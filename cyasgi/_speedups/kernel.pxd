@@ -23,7 +23,7 @@ cpdef bint is_ascii(bytes data) noexcept
 cpdef bint has_proxy_headers(list headers)
 cpdef tuple split_target(bytes target)
 cpdef bytes frame_response(list lines, Py_ssize_t length, bytes head_end, Py_ssize_t chunk_size, bytes body, bytes tail)
-cpdef tuple ipv4_addresses(object transport)
+cpdef tuple ipv4_addresses(object transport, tuple local=*)
 cpdef bint sendfile_supported()
 cpdef object open_file(object path)
 cpdef Py_ssize_t send_more(int sock_fd, bytes data)

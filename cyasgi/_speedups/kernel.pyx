@@ -7,7 +7,7 @@ from cpython.contextvars cimport PyContext_Copy
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_CheckExact, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint32_t, uint64_t
 from cpython.object cimport PyObject_Call
 from libc.string cimport memchr, memcpy
@@ -321,8 +321,8 @@ cdef enum:
     IPV4_TEXT_SIZE = 15  # the longest dotted quad: "255.255.255.255"
 
 
-cdef tuple ipv4_pair(unsigned long host, unsigned int port):
-    """``(host, port)`` as inet_ntop and socket.getsockname write them: "a.b.c.d", an int."""
+cdef str ipv4_text(unsigned long host):
+    """``host`` as inet_ntop writes it: "a.b.c.d"."""
     cdef char[IPV4_TEXT_SIZE] text
     cdef Py_ssize_t size = 0
     cdef unsigned int octet
@@ -340,13 +340,29 @@ cdef tuple ipv4_pair(unsigned long host, unsigned int port):
         if shift:
             text[size] = c'.'
             size += 1
-    return (text[:size].decode("ascii"), port)
+    return PyUnicode_DecodeASCII(text, size, NULL)
 
 
-cpdef tuple ipv4_addresses(object transport):
+# The last peer's host and its text: behind a proxy or a load balancer every connection comes from a
+# few addresses, so the text is mostly made once.
+cdef unsigned long last_peer_host = 0
+cdef str last_peer_text = None
+
+
+cdef str peer_host_text(unsigned long host):
+    global last_peer_host, last_peer_text
+    if last_peer_text is None or host != last_peer_host:
+        last_peer_text = ipv4_text(host)
+        last_peer_host = host
+    return last_peer_text
+
+
+cpdef tuple ipv4_addresses(object transport, tuple local=None):
     """``(server, client)``, each ``(host, port)``, of a connection over IPv4, read from its socket:
-    what the transport's "sockname" and "peername" say, for less. None when the transport has no
-    socket, or it is not IPv4 or not connected any more: the caller asks the transport then."""
+    what the transport's "sockname" and "peername" say, for less. ``local``: the server's address when
+    the caller knows it (a listener bound to one IPv4 address): then it is not read. None when the
+    transport has no socket, or it is not IPv4 or not connected any more: the caller asks the transport
+    then."""
     cdef unsigned long local_host, peer_host
     cdef unsigned int local_port, peer_port
     cdef int fd
@@ -354,9 +370,13 @@ cpdef tuple ipv4_addresses(object transport):
     if sock is None:
         return None
     fd = sock.fileno()
-    if not cyasgi_ipv4_name(fd, 0, &local_host, &local_port) or not cyasgi_ipv4_name(fd, 1, &peer_host, &peer_port):
+    if not cyasgi_ipv4_name(fd, 1, &peer_host, &peer_port):
         return None
-    return (ipv4_pair(local_host, local_port), ipv4_pair(peer_host, peer_port))
+    if local is None:
+        if not cyasgi_ipv4_name(fd, 0, &local_host, &local_port):
+            return None
+        local = (ipv4_text(local_host), local_port)
+    return (local, (peer_host_text(peer_host), peer_port))
 
 
 # Files: a whole file on a plain TCP socket, without a coroutine --------------------------------

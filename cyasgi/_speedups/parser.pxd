@@ -40,6 +40,8 @@ cdef class RequestParser:
         bint keep_alive
         bint upgrade
 
+    cdef _setup(self, RequestSink protocol, Py_ssize_t max_head_size, Py_ssize_t max_headers,
+                Py_ssize_t max_body_size)
     cpdef bint has_partial_message(self)
     cpdef bint in_head(self)
     cdef object _start(self, bytes chunk, bint hold)
@@ -54,3 +56,7 @@ cdef class RequestParser:
     cdef _parse_chunk_size(self, const unsigned char *line, Py_ssize_t size)
     cdef _check_field_line(self, const unsigned char *line, Py_ssize_t size)
     cdef _message_complete(self)
+
+
+cdef RequestParser new_request_parser(RequestSink protocol, Py_ssize_t max_head_size, Py_ssize_t max_headers,
+                                      Py_ssize_t max_body_size)

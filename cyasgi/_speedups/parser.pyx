@@ -272,6 +272,15 @@ cdef object transfer_encoding_problem(const unsigned char *data, Py_ssize_t size
     return transfer_coding_rejection(PyBytes_FromStringAndSize(<const char *> data, size))
 
 
+cdef RequestParser new_request_parser(RequestSink protocol, Py_ssize_t max_head_size, Py_ssize_t max_headers,
+                                      Py_ssize_t max_body_size):
+    """``RequestParser(protocol, ...)`` without the type call and its boxed arguments: a connection
+    that makes one request makes one parser."""
+    cdef RequestParser parser = RequestParser.__new__(RequestParser)
+    parser._setup(protocol, max_head_size, max_headers, max_body_size)
+    return parser
+
+
 @cython.final
 cdef class RequestParser:
     """Parses a stream of HTTP/1.1 requests; hands each to the protocol as it completes.
@@ -283,6 +292,10 @@ cdef class RequestParser:
 
     def __init__(self, RequestSink protocol, Py_ssize_t max_head_size=65536, Py_ssize_t max_headers=100,
                  Py_ssize_t max_body_size=-1):
+        self._setup(protocol, max_head_size, max_headers, max_body_size)
+
+    cdef _setup(self, RequestSink protocol, Py_ssize_t max_head_size, Py_ssize_t max_headers,
+                Py_ssize_t max_body_size):
         self.protocol = protocol
         self.state = STATE_HEAD
         self.buffer = b""

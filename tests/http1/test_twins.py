@@ -155,6 +155,9 @@ def test_compiled_kernel_reads_ipv4_addresses_as_the_socket_gives_them(client_ho
         with accepted:
             assert ipv4_addresses(SocketTransport(accepted)) == (accepted.getsockname(), accepted.getpeername())
             assert ipv4_addresses(SocketTransport(client)) == (client.getsockname(), client.getpeername())
+            # The server's address given (its listener's): only the peer's is read.
+            known = ("192.0.2.1", 8000)
+            assert ipv4_addresses(SocketTransport(accepted), known) == (known, accepted.getpeername())
 
 
 @pytest.mark.skipif(not EXPECT_COMPILED, reason="the compiled kernel is not expected here (pure mode or not CPython)")

@@ -1,23 +1,35 @@
 """The WebSocket frame reader's two builds (reader.py as Python, and compiled as
 cyasgi._speedups.wsreader): the selector picks the compiled one where it is built, a build that silently
 fell back to Python fails here, and both builds turn the same frames, in any split into reads, into the
-same messages and the same calls to the engine; the kernels' frame encoders write the same bytes."""
+same messages and the same calls to the engine; the kernels' frame encoders write the same bytes; and
+a whole protocol over each build (the app's receive() and send() are the reader's) gives the app the
+same messages and errors and writes the same bytes for the same conversation."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import importlib
+import importlib.util
+import inspect
 import random
 import struct
+import sys
+import types
 from collections import deque
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from cyasgi._compat import NO_EXTENSIONS
 from cyasgi.protocols.http import kernel as pure_kernel
-from cyasgi.protocols.websockets import frames, twin
+from cyasgi.protocols.websockets import base, frames, twin
 from cyasgi.protocols.websockets.phases import CLOSED, OPEN
+from cyasgi.protocols.websockets.reader import COPY_LIMIT
+from tests.utils import MockTransport, make_config, make_state
+from tests.ws_utils import handshake_request
 
 SPEEDUPS = Path(__file__).resolve().parent.parent.parent / "cyasgi" / "_speedups"
 EXPECT_COMPILED = not NO_EXTENSIONS and (SPEEDUPS / "wsreader.pxd").exists()
@@ -49,6 +61,12 @@ def test_selector_picks_the_compiled_reader_when_built() -> None:
 def test_each_build_is_what_it_says(name: str) -> None:
     module = load(name, TWINS)
     assert module.COMPILED == (name == "c"), f"{module.__file__}: the build fell back to Python"
+    # The app's receive() and send() are the reader's: C coroutines in the compiled build.
+    for method in (module.FrameReader.receive, module.FrameReader.send):
+        assert inspect.iscoroutinefunction(method), method
+        assert inspect.isfunction(method) == (name == "py"), f"{method}: not the {name} build's"
+    assert base.WebSocketProtocolBase.send is twin.FrameReader.send
+    assert base.WebSocketProtocolBase.receive is twin.FrameReader.receive
 
 
 def masked(first: int, payload: bytes, mask: bytes = MASK) -> bytes:
@@ -207,3 +225,133 @@ def test_both_kernels_frame_and_unmask_the_same(size: int) -> None:
         compiled.text_frame(frames.FIN_TEXT, "\ud800")
     with pytest.raises(UnicodeEncodeError):
         pure.text_frame(frames.FIN_TEXT, "\ud800")
+
+
+# The app's side: a whole protocol over each build --------------------------------------------------
+
+ENGINES = {
+    "websockets-sansio": ("cyasgi.protocols.websockets.websockets_sansio_impl", "WebSocketsSansIOProtocol"),
+    "wsproto": ("cyasgi.protocols.websockets.wsproto_impl", "WSProtocol"),
+}
+DEFLATE_OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+#: Loop turns the app is given to get as far as it can between two steps of the client.
+SETTLE_TURNS = 20
+
+
+def load_module(name: str, path: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def protocol_class(name: str, engine: str) -> Any:
+    """The engine's protocol class over one build of the reader: base.py and the engine's module run
+    again with the selector naming that build."""
+    selector = types.ModuleType(twin.__name__)
+    selector.FrameReader = load(name, TWINS).FrameReader  # type: ignore[attr-defined]
+    module_name, class_name = ENGINES[engine]
+    with mock.patch.dict(sys.modules, {twin.__name__: selector}):
+        base_module = load_module(f"_ws_base_{name}", base.__file__)
+        with mock.patch.dict(sys.modules, {base.__name__: base_module}):
+            source = importlib.import_module(module_name).__file__
+            assert source is not None
+            engine_module = load_module(f"_ws_engine_{name}_{class_name}", source)
+    cls = getattr(engine_module, class_name)
+    assert cls.send is selector.FrameReader.send  # type: ignore[attr-defined]
+    return cls
+
+
+async def settle() -> None:
+    for _ in range(SETTLE_TURNS):
+        await asyncio.sleep(0)
+
+
+async def converse(name: str, engine: str, deflate: bool, ending: str) -> list[Any]:
+    """One connection, scripted: what the app receives and the errors it sees, and what is written,
+    step by step. The app waits on an empty queue, sends text and bytes (small and large), sends a
+    message without data, lets the queue fill (reading pauses) and then drains it (reading resumes),
+    sends while the transport has paused writing, and ends with ``ending``: its own close and a send
+    after it, or the peer's close and a send after that."""
+    log: list[Any] = []
+    steps = [asyncio.Event() for _ in range(3)]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        log.append(("app", await receive()))
+        await send({"type": "websocket.accept"})
+        log.append(("app", await receive(), "waited"))
+        await send({"type": "websocket.send", "text": "héllo ✓"})
+        await send({"type": "websocket.send", "bytes": b"\x00\xff"})
+        await send({"type": "websocket.send", "text": "é" * COPY_LIMIT})
+        await send({"type": "websocket.send", "bytes": bytearray(b"b" * (COPY_LIMIT + 1))})
+        await send({"type": "websocket.send", "text": ""})
+        try:
+            await send({"type": "websocket.send"})
+        except RuntimeError as exc:
+            log.append(("error", repr(exc)))
+        await steps[0].wait()
+        for _ in range(MAX_QUEUE * 2):
+            log.append(("app", await receive(), transport.read_paused))
+        await steps[1].wait()
+        await send({"type": "websocket.send", "text": "after the drain"})
+        log.append(("sent after the drain", bytes(transport.buffer)))
+        await steps[2].wait()
+        if ending == "app closes":
+            await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
+        for message in ({"type": "websocket.send", "text": "late"}, {"type": "websocket.send", "bytes": b"late"}):
+            try:
+                await send(message)
+            except Exception as exc:
+                log.append(("error", repr(exc)))
+        log.append(("app", await receive()))
+        log.append(("app", await receive()))
+
+    config = make_config(app, ws=engine, ws_max_queue=MAX_QUEUE)
+    config.load()
+    protocol = protocol_class(name, engine)(
+        config=config, server_state=make_state(), app_state={}, _loop=asyncio.get_running_loop()
+    )
+    transport = MockTransport()
+    protocol.connection_made(transport)
+    transport.set_protocol(protocol)
+    protocol.data_received(handshake_request(extra=DEFLATE_OFFER if deflate else b""))
+    await settle()
+    log.append(("handshake", transport.take(), protocol._plain_send != deflate))
+    log.append(("waiting", protocol._waiter is not None))
+    protocol.data_received(masked(frames.FIN_TEXT, b"first"))
+    await settle()
+    log.append(("wrote", transport.take(), transport.calls[1:]))
+    protocol.data_received(b"".join(masked(frames.FIN_BINARY, bytes((i,))) for i in range(MAX_QUEUE * 2)))
+    log.append(("queue full", transport.read_paused, len(protocol._queue), len(protocol._buffer)))
+    steps[0].set()
+    await settle()
+    log.append(("queue drained", transport.read_paused, len(protocol._queue), len(protocol._buffer)))
+    protocol.pause_writing()
+    steps[1].set()
+    await settle()
+    log.append(("write paused", transport.take(), len(protocol._drain_waiters)))
+    protocol.resume_writing()
+    await settle()
+    log.append(("write resumed", transport.take()))
+    if ending == "peer closes":
+        protocol.data_received(masked(frames.FIN | frames.OP_CLOSE, struct.pack("!H", 1001) + b"away"))
+    steps[2].set()
+    await settle()
+    log.append(("end", transport.take(), transport.closed, protocol._phase))
+    protocol.connection_lost(None)
+    await settle()
+    assert not asyncio.all_tasks() - {asyncio.current_task()}, "the app did not finish"
+    return log
+
+
+@pytest.mark.parametrize("ending", ["app closes", "peer closes"])
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "permessage-deflate"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_both_builds_serve_the_app_the_same(engine: str, deflate: bool, ending: str) -> None:
+    compiled = asyncio.run(converse("c", engine, deflate, ending))
+    pure = asyncio.run(converse("py", engine, deflate, ending))
+    assert compiled == pure
+    assert ("app", {"type": "websocket.receive", "text": "first"}, "waited") in pure
+    assert sum(1 for entry in pure if entry[0] == "error") == 3

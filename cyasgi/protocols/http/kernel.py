@@ -139,7 +139,9 @@ def frame_response(
     return b"".join(parts)
 
 
-def ipv4_addresses(transport: Any) -> tuple[tuple[str, int], tuple[str, int]] | None:
+def ipv4_addresses(
+    transport: Any, local: tuple[str, int] | None = None
+) -> tuple[tuple[str, int], tuple[str, int]] | None:
     return None
 
 

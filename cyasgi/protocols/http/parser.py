@@ -49,7 +49,7 @@ from cyasgi.protocols.http.rules import (
     parse_content_length,
 )
 
-__all__ = ["RequestParser"]
+__all__ = ["RequestParser", "new_request_parser"]
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -460,3 +460,8 @@ class RequestParser:
         self.state = UPGRADED if self.upgrade else HEAD
         self.remaining = 0
         self.protocol._on_message_complete()
+
+
+#: ``RequestParser(protocol, max_head_size, max_headers, max_body_size)``: the name the protocol calls,
+#: which the compiled parser implements without a Python call.
+new_request_parser = RequestParser

@@ -25,8 +25,9 @@ import contextvars
 import inspect
 import logging
 import os
+import socket
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from contextvars import copy_context
 from typing import Any, Callable
 from urllib.parse import unquote
@@ -91,7 +92,7 @@ if not cython.compiled:  # the compiled build takes these from the C kernel and 
         task_kwargs,
         valid_field_value,
     )
-    from cyasgi.protocols.http.parser import RequestParser, RequestSink
+    from cyasgi.protocols.http.parser import RequestParser, RequestSink, new_request_parser
 from cyasgi.protocols.http.rules import FRAMING_FIELDS, as_bytes, check_request_head, header_pair
 from cyasgi.protocols.http.server_apps import HealthCheck, service_unavailable
 from cyasgi.protocols.http.upgrade import (
@@ -151,6 +152,9 @@ TRAILERS_DROPPED = 2
 TRUST_UNKNOWN = -1
 PEER_UNTRUSTED = 0
 PEER_TRUSTED = 1
+
+#: The IPv4 address a listener bound to every address has: its connections' local addresses vary.
+IPV4_WILDCARD = "0.0.0.0"
 
 #: The head clock (--timeout-header-read) when it is not a time: not running (idle after a
 #: response, keep-alive applies), or started by a first byte and set at the next reading of the clock.
@@ -802,6 +806,8 @@ class ConnectionSettings:
             config.load()
         self.config = config
         self.server_state = server_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
         self.app = config.http_app
         self.trusted_hosts = config.proxy_trusted_hosts  # None: proxy headers off
         # Request limits (docs/reliability.md); -1 / 0: off.
@@ -869,17 +875,40 @@ class ProtocolFactory:
         self.loop = loop
         # The server listens with ssl=config.ssl: without it, no connection of its is TLS.
         self.plain = config.ssl is None
+        self.local_address: tuple[str, int] | None = None  # see listening_on()
+        # One dict for every connection's Tasks (start_task fills in the context of each, and the
+        # Task keeps no reference to it; the loop runs one thing at a time).
+        self.task_kwargs = task_kwargs(loop)
+
+    def listening_on(self, listeners: Sequence[Any]) -> None:
+        """The server's listening sockets, once it listens. A server with one listener bound to one
+        IPv4 address (not 0.0.0.0) knows every connection's local address: it is that one, so it is
+        not read from each connection's socket (nginx does the same)."""
+        self.local_address = None
+        if len(listeners) == 1 and listeners[0].family == socket.AF_INET:
+            host, port = listeners[0].getsockname()
+            if host != IPV4_WILDCARD:
+                self.local_address = (host, port)
 
     def __call__(self) -> HttpProtocol:
-        return _new_connection(self.config, self.server_state, self.app_state, self.loop, self.plain)
+        return _new_connection(
+            self.config, self.server_state, self.app_state, self.loop, self.plain, self.local_address, self.task_kwargs
+        )
 
 
 def _new_connection(
-    config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop, plain: bool
+    config: Any,
+    server_state: Any,
+    app_state: dict[str, Any],
+    loop: asyncio.AbstractEventLoop,
+    plain: bool,
+    local_address: tuple[str, int] | None,
+    shared_task_kwargs: dict[str, Any],
 ) -> HttpProtocol:
     protocol = HttpProtocol.__new__(HttpProtocol)
-    protocol._init(config, server_state, app_state, loop)
+    protocol._init(config, server_state, app_state, loop, shared_task_kwargs)
     protocol._plain = plain
+    protocol._local_address = local_address
     return protocol
 
 
@@ -891,7 +920,7 @@ class HttpProtocol(RequestSink):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self._init(config, server_state, app_state, _loop if _loop is not None else asyncio.get_running_loop())
+        self._init(config, server_state, app_state, _loop if _loop is not None else asyncio.get_running_loop(), None)
 
     @classmethod
     def connection_factory(
@@ -902,9 +931,15 @@ class HttpProtocol(RequestSink):
         return ProtocolFactory(config, server_state, app_state, loop) if cls is HttpProtocol else None
 
     def _init(
-        self, config: Any, server_state: Any, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        loop: asyncio.AbstractEventLoop,
+        shared_task_kwargs: dict[str, Any] | None,
     ) -> None:
-        # (__init__, callable from ProtocolFactory as a C function in the compiled build.)
+        # (__init__, callable from ProtocolFactory as a C function in the compiled build; it passes the
+        # server's Task keywords, shared_task_kwargs.)
         settings: ConnectionSettings = connection_settings(config, server_state)
         self._settings = settings
         self.config = config
@@ -921,7 +956,7 @@ class HttpProtocol(RequestSink):
         self._timeout_head = settings.timeout_head
         parser_factory = settings.parser_factory
         if parser_factory is None:
-            self._native_parser: RequestParser | None = RequestParser(
+            self._native_parser: RequestParser | None = new_request_parser(
                 self, self._limit_head, self._limit_headers, self._limit_body
             )
             # RequestParser, or a foreign parser (httptools' interface); None once the connection is done
@@ -945,8 +980,8 @@ class HttpProtocol(RequestSink):
 
         # Shared server state.
         self.server_state = server_state
-        self.connections = server_state.connections
-        self.tasks = server_state.tasks
+        self.connections = settings.connections
+        self.tasks = settings.tasks
         self._pending_heads: list[HttpProtocol] = settings.pending_heads
         self._head_check_due = False  # this connection is in that list
 
@@ -971,6 +1006,7 @@ class HttpProtocol(RequestSink):
         self._proxy_trust = TRUST_UNKNOWN
         self._tls: dict[str, Any] | None = None  # the ASGI tls extension of a TLS connection
         self._plain = False  # made by a server without TLS (ProtocolFactory): no TLS to look for
+        self._local_address: tuple[str, int] | None = None  # the listener's, when it has one (ProtocolFactory)
         self._reading_stopped = False  # after a parse error or an upgrade: the parser is done
         self._eof = False
         self._pending_error: bytes | None = None  # written once earlier responses are out
@@ -1001,7 +1037,7 @@ class HttpProtocol(RequestSink):
         self._held_resume_due = False
         self._write_batch: list[bytes] | None = None  # writes of the running dispatch loop
         self._write_batch_size = 0
-        self._task_kwargs = task_kwargs(self.loop)
+        self._task_kwargs = task_kwargs(loop) if shared_task_kwargs is None else shared_task_kwargs
         # The scope's template: None before the first request, the server's after it, the connection's
         # own from the second request on.
         self._scope_template: dict[str, Any] | None = None
@@ -1018,7 +1054,8 @@ class HttpProtocol(RequestSink):
         self._transport_is_closing = transport.is_closing  # (bound once: asked at every step)
         self._transport_write = transport.write
         self.flow = FlowControl(transport)
-        addresses = ipv4_addresses(transport)  # (the compiled kernel reads an IPv4 socket's itself)
+        # (The compiled kernel reads an IPv4 socket's addresses itself.)
+        addresses = ipv4_addresses(transport, self._local_address)
         if addresses is not None:
             self.server, self.client = addresses
         else:

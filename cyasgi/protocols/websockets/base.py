@@ -1,11 +1,12 @@
 """The ASGI and I/O side of a WebSocket connection, shared by every ``--ws`` implementation.
 
 ``WebSocketProtocolBase`` does everything that is not RFC 6455 framing: the scope, the app task, the
-``receive``/``send`` state machine, the denial-response extension, flow control both ways, keepalive
+``send`` state machine (``_send_other``), the denial-response extension, flow control both ways, keepalive
 pings, the closing handshake and its timeout, graceful shutdown and the log lines. A subclass plugs
 in a frame *engine* (a sans-I/O library) by implementing the ``_engine_*`` methods; it never touches
 the app or the transport state. The common incoming frames are decoded and queued without the engine
-by the ``reader.FrameReader`` base (compiled where it is built: see ``twin``; names from ``frames``);
+by the ``reader.FrameReader`` base (compiled where it is built: see ``twin``; names from ``frames``),
+which also has the app's ``receive()`` and its ``send()`` of text and bytes on an open connection;
 the denial response is framed with the HTTP/1.1 helpers of ``cyasgi.protocols.http.wire``.
 
 Life of a connection (``_phase``):
@@ -56,15 +57,12 @@ from cyasgi.protocols.websockets.frames import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
     CLOSE_SERVICE_RESTART,
-    FIN_BINARY,
-    FIN_TEXT,
     MAX_CLOSE_REASON,
     PRIVATE_CLOSE_CODES,
     SENDABLE_CLOSE_CODES,
-    data_frame_header,
 )
 from cyasgi.protocols.websockets.phases import CLOSED, CLOSING, CONNECTING, HANDSHAKE, OPEN, RESPONSE
-from cyasgi.protocols.websockets.twin import FrameReader, data_frame, text_frame
+from cyasgi.protocols.websockets.twin import FrameReader
 
 __all__ = ["CLOSE_TIMEOUT", "WebSocketProtocolBase"]
 
@@ -82,9 +80,6 @@ PENDING_LIMIT = 65536
 #: Write-buffer size above which the connection stops reading: only automatic replies (pongs, close
 #: echoes) grow the buffer while the app is paused, and a peer that pings without reading is cut off.
 WRITE_HARD_LIMIT = 1 << 20
-#: Payload size from which an outgoing frame is written as header and payload (``writelines``)
-#: instead of one joined copy.
-COPY_LIMIT = 16384
 
 _DISCONNECT = "websocket.disconnect"
 # Printable ASCII left alone in logged query strings; anything else is %-escaped.
@@ -427,42 +422,15 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
             self.logger.error("ASGI callable returned without completing response.")
             self._drop()
 
-    async def receive(self) -> dict[str, Any]:
-        queue = self._queue
-        while not queue:
-            if self._disconnect is not None:
-                return dict(self._disconnect)
-            waiter = self._waiter = self.loop.create_future()
-            await waiter  # (a cancelled waiter is left behind: it is done, and nothing wakes it)
-        message = queue.popleft()
-        if self._paused_for_queue and len(queue) <= self._resume_level:
-            self._unpause_queue()
-        return message
+    # receive() and send(): the reader's (compiled with it), which hands every message but a
+    # websocket.send of an open connection to this method.
 
-    async def send(self, message: dict[str, Any]) -> None:
-        if self._write_paused and not self._lost:
-            await self._drain()
+    def _send_other(self, message: dict[str, Any]) -> None:
+        """The app's ``send()`` of any message but a ``websocket.send`` on an open connection."""
         message_type = message["type"]
         phase = self._phase
         if phase == OPEN:
-            if message_type == "websocket.send":
-                if self._metrics is not None:
-                    self._metrics.websocket_message_out()
-                text = message.get("text")
-                if text is not None:
-                    if self._plain_send:
-                        self._write_text(text)
-                    else:
-                        self.transport.write(self._engine_text(text))
-                    return
-                data = message.get("bytes")
-                if data is None:
-                    raise RuntimeError("A 'websocket.send' message needs 'bytes' or 'text'.")
-                if self._plain_send:
-                    self._write_data(FIN_BINARY, data)
-                else:
-                    self.transport.write(self._engine_binary(data))
-            elif message_type == "websocket.close":
+            if message_type == "websocket.close":
                 code = message.get("code")
                 reason = message.get("reason") or ""
                 self._start_close(CLOSE_NORMAL if code is None else code, reason, by_app=True)
@@ -493,20 +461,6 @@ class WebSocketProtocolBase(FrameReader, asyncio.Protocol):
             raise RuntimeError(f"Unexpected ASGI message '{message_type}', after sending 'websocket.close'.")
         else:
             raise ClientDisconnected
-
-    def _write_data(self, first_byte: int, payload: bytes) -> None:
-        """One unmasked data frame (FIN set) without extensions."""
-        if len(payload) < COPY_LIMIT:
-            self.transport.write(data_frame(first_byte, payload))
-        else:  # no copy of a large payload just to prepend a few bytes
-            self.transport.writelines((data_frame_header(first_byte, len(payload)), payload))
-
-    def _write_text(self, text: str) -> None:
-        """One unmasked text frame (FIN set) without extensions."""
-        if len(text) < COPY_LIMIT:
-            self.transport.write(text_frame(FIN_TEXT, text))
-        else:
-            self._write_data(FIN_TEXT, text.encode("utf-8"))
 
     # Accepting, refusing, answering with HTTP ------------------------------------------------------
 

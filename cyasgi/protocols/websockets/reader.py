@@ -1,10 +1,13 @@
-"""The incoming side of RFC 6455 framing on an open connection: ``FrameReader``, a mixin of
-``base.WebSocketProtocolBase``.
+"""The per-message path of an open connection: ``FrameReader``, a mixin of
+``base.WebSocketProtocolBase``, with the app's ``receive()`` and ``send()`` of the common messages.
 
 It splits the bytes read into frames, decodes the common ones itself (whole or fragmented masked
 text and binary frames, uncompressed, within ``max_size``: unmasked, assembled, checked as UTF-8),
 queues the messages for the app (``_message``) and hands every other frame to the engine, whole and
-in order, or as a run of frames in one call.
+in order, or as a run of frames in one call. The app takes them with ``receive()``; its ``send()`` of
+a text or binary message on an open connection is framed and written here too. Every other message
+(the handshake's, close, the denial response), the waits for the write buffer and the flow control
+are the protocol's (base.py), which these call back.
 
 One source, two builds: CPython runs this file compiled as ``cyasgi._speedups.wsreader`` (a link to
 it) with ``cyasgi/_speedups/wsreader.pxd`` (a C class with typed fields, the frame loop reading the
@@ -23,7 +26,7 @@ except ImportError:  # no Cython where this runs: the pure build
     from cyasgi import _cython_shim as cython
 
 if not cython.compiled:  # the compiled build takes them from the C kernel (wsreader.pxd)
-    from cyasgi.protocols.http.kernel import decode_utf8, unmask
+    from cyasgi.protocols.http.kernel import data_frame, decode_utf8, text_frame, unmask
 
 from cyasgi.protocols.websockets.deflate import RSV1
 from cyasgi.protocols.websockets.frames import (
@@ -32,6 +35,8 @@ from cyasgi.protocols.websockets.frames import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_TOO_BIG,
     FIN,
+    FIN_BINARY,
+    FIN_TEXT,
     LENGTH_16,
     LENGTH_16_HEADER_SIZE,
     LENGTH_64_HEADER_SIZE,
@@ -44,10 +49,11 @@ from cyasgi.protocols.websockets.frames import (
     OP_TEXT,
     OPCODE_BITS,
     RSV_BITS,
+    data_frame_header,
 )
 from cyasgi.protocols.websockets.phases import CLOSING, CONNECTING, HANDSHAKE, OPEN
 
-__all__ = ["COMPILED", "FrameReader"]
+__all__ = ["COMPILED", "COPY_LIMIT", "FrameReader"]
 
 #: True in the compiled build (cyasgi._speedups.wsreader), False where this file runs as Python.
 COMPILED = cython.compiled
@@ -56,7 +62,12 @@ COMPILED = cython.compiled
 #: frame that long goes to the engine, which refuses it, in both builds alike.
 LENGTH_64_CAP = 1 << 62
 
+#: Payload size from which an outgoing frame is written as header and payload (``writelines``)
+#: instead of one joined copy.
+COPY_LIMIT = 16384
+
 _RECEIVE = "websocket.receive"
+_SEND = "websocket.send"
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
@@ -73,18 +84,30 @@ class FrameReader:
     a message the engine assembles. Any callback may end the connection (``_phase`` leaves
     open/closing): the reader then stops at once. Engines deliver the text messages they decode
     themselves through ``_text_received`` too, so every text message is checked the same way.
+
+    ``receive()`` pops the queue (``_unpause_queue`` once it has drained enough), ``send()`` writes
+    a ``websocket.send`` of an open connection (``_drain`` first while the transport is paused,
+    ``_engine_text``/``_engine_binary`` when an extension was negotiated) and hands every other
+    message to ``_send_other``.
     """
 
-    # Set by the protocol: the limits, its phase, and the receive queue's state (compiled: C fields).
+    # Set by the protocol: the limits, its phase, the receive queue's and the writing's state
+    # (compiled: C fields).
     max_size: int
     max_queue: int
+    _resume_level: int
     _phase: int
     _paused_for_queue: bool
     _write_paused: bool
     _paused_for_writes: bool
+    _plain_send: bool
+    _lost: bool
     _metrics: Any
     _queue: Any
     _waiter: Any
+    _disconnect: Any
+    loop: Any
+    transport: Any
 
     def _reset_reader(self) -> None:
         self._buffer = bytearray()  # the start of an incomplete frame
@@ -114,6 +137,71 @@ class FrameReader:
         def _engine_fail(self, code: int, reason: str) -> None: ...
 
         def _engine_drop_message(self) -> None: ...
+
+        def _engine_text(self, text: str) -> bytes: ...
+
+        def _engine_binary(self, data: bytes) -> bytes: ...
+
+        def _unpause_queue(self) -> None: ...
+
+        async def _drain(self) -> None: ...
+
+        def _send_other(self, message: dict[str, Any]) -> None: ...
+
+    # The app's side -------------------------------------------------------------------------------
+
+    async def receive(self) -> dict[str, Any]:
+        """ASGI ``receive``: the next queued message, or the disconnect once nothing more comes."""
+        queue = self._queue
+        while not queue:
+            if self._disconnect is not None:
+                return dict(self._disconnect)
+            waiter = self._waiter = self.loop.create_future()
+            await waiter  # (a cancelled waiter is left behind: it is done, and nothing wakes it)
+        message = queue.popleft()
+        if self._paused_for_queue and len(queue) <= self._resume_level:
+            self._unpause_queue()
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """ASGI ``send``: a text or binary message of an open connection is written here."""
+        if self._write_paused and not self._lost:
+            await self._drain()
+        if message["type"] != _SEND or self._phase != OPEN:
+            self._send_other(message)
+            return
+        if self._metrics is not None:
+            self._metrics.websocket_message_out()
+        text = message.get("text")
+        if text is not None:
+            if self._plain_send:
+                self._write_text(text)
+            else:
+                self.transport.write(self._engine_text(text))
+            return
+        data = message.get("bytes")
+        if data is None:
+            raise RuntimeError("A 'websocket.send' message needs 'bytes' or 'text'.")
+        if self._plain_send:
+            self._write_data(FIN_BINARY, data)
+        else:
+            self.transport.write(self._engine_binary(data))
+
+    def _write_data(self, first_byte: int, payload: bytes) -> None:
+        """One unmasked data frame (FIN set) without extensions."""
+        if len(payload) < COPY_LIMIT:
+            self.transport.write(data_frame(first_byte, payload))
+        else:  # no copy of a large payload just to prepend a few bytes
+            self.transport.writelines((data_frame_header(first_byte, len(payload)), payload))
+
+    def _write_text(self, text: str) -> None:
+        """One unmasked text frame (FIN set) without extensions."""
+        if len(text) < COPY_LIMIT:
+            self.transport.write(text_frame(FIN_TEXT, text))
+        else:
+            self._write_data(FIN_TEXT, text.encode("utf-8"))
+
+    # Frames in --------------------------------------------------------------------------------------
 
     def _message(self, message: dict[str, Any]) -> None:
         """A complete message from the peer (from here, or from the engine): queued for the app."""
