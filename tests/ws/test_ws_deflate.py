@@ -21,7 +21,7 @@ from cyasgi.protocols.websockets.deflate import EMPTY_STORED_BLOCK, MessageDefla
 from cyasgi.protocols.websockets.phases import OPEN
 from tests.utils import WAIT, make_config, run_server
 from tests.ws.test_ws_twins import EXPECT_COMPILED, TWINS, harness, masked
-from tests.ws_utils import RawClient, Recorder, disconnect_recorder_app, echo_app, frame
+from tests.ws_utils import RawClient, Recorder, disconnect_recorder_app, echo_app, frame, only_connection
 
 TICKS = b",".join(b'{"id": %d, "price": %d.25, "side": "buy"}' % (i, 100 + i) for i in range(40))
 JSON = b'{"ticks": [' + TICKS + b"]}"
@@ -80,6 +80,21 @@ async def test_the_default_client_negotiates_and_compresses(ws: str) -> None:
                 await client.send(text)
                 assert await asyncio.wait_for(client.recv(), WAIT) == text
 
+
+
+@pytest.mark.parametrize("offer", [b"permessage-deflate", b"permessage-deflate; client_no_context_takeover"])
+def test_the_websockets_engines_hand_the_common_paths_over(ws: str, offer: bytes) -> None:
+    """The reader inflates and deflate.py compresses with the websockets engines; wsproto keeps it all."""
+    with run_server(make_config(echo_app, ws=ws)) as server, RawClient(server) as client:
+        assert client.handshake(extra=b"Sec-WebSocket-Extensions: " + offer + b"\r\n")[0] == 101
+        protocol = only_connection(server)
+        takes_over = ws != "wsproto"
+        assert (protocol._inflater is not None) is takes_over
+        assert (getattr(protocol, "_deflater", None) is not None) is takes_over
+        client.send(frame(0x1, compressed(JSON), rsv=4))
+        fin, opcode, payload = client.read_frame()
+        assert fin and opcode == 0x1
+        assert zlib.decompressobj(wbits=-12).decompress(payload + EMPTY_STORED_BLOCK) == JSON
 
 def compressed(payload: bytes, window_bits: int = 15) -> bytes:
     """``payload`` as one permessage-deflate message on its own (the trailing empty block dropped)."""
