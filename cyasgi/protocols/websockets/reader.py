@@ -5,8 +5,9 @@ It splits the bytes read into frames, decodes the common ones itself (whole or f
 text and binary frames, uncompressed, within ``max_size``: unmasked, assembled, checked as UTF-8;
 and, when the engine set up ``_inflater``, whole compressed messages: unmasked and inflated by
 ``deflate.MessageInflater``), queues the messages for the app (``_message``) and hands every other
-frame to the engine, whole and in order, or as a run of frames in one call. The app takes them with ``receive()``; its ``send()`` of
-a text or binary message on an open connection is framed and written here too. Every other message
+frame to the engine, whole and in order, or as a run of frames in one call. The app takes them with
+``receive()``; its ``send()`` of a text or binary message on an open connection is framed and written
+here too. Every other message
 (the handshake's, close, the denial response), the waits for the write buffer and the flow control
 are the protocol's (base.py), which these call back.
 
