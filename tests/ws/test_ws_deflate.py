@@ -20,7 +20,7 @@ from cyasgi.protocols.websockets import frames
 from cyasgi.protocols.websockets.deflate import EMPTY_STORED_BLOCK, MessageDeflater, MessageInflater
 from cyasgi.protocols.websockets.phases import OPEN
 from tests.utils import WAIT, make_config, run_server
-from tests.ws.test_ws_twins import EXPECT_COMPILED, TWINS, harness, masked
+from tests.ws.test_ws_twins import EXPECT_COMPILED, TWINS, feed_in_random_reads, harness, masked
 from tests.ws_utils import RawClient, Recorder, disconnect_recorder_app, echo_app, frame, only_connection
 
 TICKS = b",".join(b'{"id": %d, "price": %d.25, "side": "buy"}' % (i, 100 + i) for i in range(40))
@@ -193,19 +193,7 @@ def run_inflating(name: str, stream: bytes, seed: int, takeover: bool, max_size:
     reader = harness(importlib.import_module(TWINS[name]).FrameReader)
     reader.max_size = max_size
     reader._inflater = MessageInflater(15, zlib.decompressobj(wbits=-15) if takeover else None)
-    chooser = random.Random(seed)
-    pos = 0
-    seen: list[Any] = []
-    while pos < len(stream) and reader._phase == OPEN:
-        step = chooser.choice((1, 3, 20, 200, len(stream)))
-        reader._frames_received(stream[pos : pos + step])
-        pos += step
-        while reader._paused_for_queue and reader._phase == OPEN:
-            seen.extend(reader._queue)
-            reader._queue.clear()
-            reader._paused_for_queue = False
-            reader._held_frames_resumed()
-    seen.extend(reader._queue)
+    seen = feed_in_random_reads(reader, stream, seed, (1, 3, 20, 200))
     return [seen, reader.calls, reader._phase]
 
 

@@ -18,7 +18,7 @@ import sys
 import types
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from unittest import mock
 
 import pytest
@@ -118,11 +118,20 @@ def run(name: str, stream: bytes, seed: int) -> list[Any]:
     whenever reading pauses."""
     reader = harness(load(name, TWINS).FrameReader)
     kind = (bytes, bytearray, memoryview)[seed % 3]
+    seen = feed_in_random_reads(reader, stream, seed, (1, 2, 3, 7, 20, 200), kind)
+    return [seen, reader.calls, bytes(reader._buffer), reader._need, reader._engine_rest, reader._phase]
+
+
+def feed_in_random_reads(
+    reader: Any, stream: bytes, seed: int, sizes: tuple[int, ...], kind: Callable[[bytes], Any] = bytes
+) -> list[Any]:
+    """Feed ``stream`` to a harness reader in reads of ``sizes`` (or the whole rest) chosen by ``seed``;
+    the app takes the queue whenever reading pauses. The messages queued, in order."""
     chooser = random.Random(seed)
     pos = 0
     seen: list[Any] = []
     while pos < len(stream) and reader._phase == OPEN:
-        step = chooser.choice((1, 2, 3, 7, 20, 200, len(stream)))
+        step = chooser.choice((*sizes, len(stream)))
         reader._frames_received(kind(stream[pos : pos + step]))
         pos += step
         while reader._paused_for_queue and reader._phase == OPEN:
@@ -131,7 +140,7 @@ def run(name: str, stream: bytes, seed: int) -> list[Any]:
             reader._paused_for_queue = False
             reader._held_frames_resumed()
     seen.extend(reader._queue)
-    return [seen, reader.calls, bytes(reader._buffer), reader._need, reader._engine_rest, reader._phase]
+    return seen
 
 
 TEXT = "déjà vu ✓".encode()
