@@ -1,5 +1,5 @@
-"""The WebSocket frame reader's build: the compiled one when it is built and allowed, else the pure one;
-and the frame encoders of the matching kernel (``data_frame``, ``text_frame``).
+"""The WebSocket frame reader's build: the compiled one when it is built and allowed, else the pure one
+(each frames what it sends with its own kernel's encoders).
 
 Nothing else in cyasgi imports a build of ``reader.FrameReader`` directly (tests and perf aside):
 ``base.WebSocketProtocolBase`` derives from the one named here, and every engine from that.
@@ -11,20 +11,17 @@ from typing import TYPE_CHECKING
 
 from cyasgi._compat import extension_built
 
-__all__ = ["IMPLEMENTATION", "IMPLEMENTATION_MODULE", "TWIN_MODULES", "FrameReader", "data_frame", "text_frame"]
+__all__ = ["IMPLEMENTATION", "IMPLEMENTATION_MODULE", "TWIN_MODULES", "FrameReader"]
 
 if TYPE_CHECKING:  # one API for type checkers: the source both builds come from
-    from cyasgi.protocols.http.kernel import data_frame, text_frame
     from cyasgi.protocols.websockets.reader import FrameReader
 
     IMPLEMENTATION: str
 elif extension_built("cyasgi._speedups.wsreader"):
-    from cyasgi._speedups.kernel import data_frame, text_frame
     from cyasgi._speedups.wsreader import FrameReader
 
     IMPLEMENTATION = "compiled"
 else:  # not built (no compiler at install time, PyPy) or CYASGI_NO_EXTENSIONS=1
-    from cyasgi.protocols.http.kernel import data_frame, text_frame
     from cyasgi.protocols.websockets.reader import FrameReader
 
     IMPLEMENTATION = "pure"
